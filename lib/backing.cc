@@ -1,0 +1,49 @@
+#include "lib/backing.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "pmem/mapping.h"
+
+namespace tern {
+namespace {
+// Address space reserved for a file when it is opened (at least); cheap, it is only PROT_NONE.
+constexpr uint64_t kMinReservation = 4ull << 30;
+}  // namespace
+
+Backing::~Backing() {
+  for (const Reservation& r : reservations_) pmem::ReleaseAddressSpace(r.base, r.length);
+  close(fd_);
+}
+
+Status Backing::EnsureMapped(uint64_t nblocks) {
+  std::lock_guard lock(mu_);
+  const View* current = view_.load(std::memory_order_relaxed);
+  uint64_t have = current == nullptr ? 0 : current->nblocks;
+  if (nblocks <= have) return Status::Ok();
+  uint64_t want_bytes = nblocks * kBlockSize;
+
+  uint8_t* base = current == nullptr ? nullptr : current->base;
+  uint64_t map_from = have * kBlockSize;
+  if (reservations_.empty() || want_bytes > reservations_.back().length) {
+    // A new, larger reservation; the whole file is mapped into it.
+    uint64_t length = std::max(kMinReservation, want_bytes * 2);
+    void* raw = nullptr;
+    int rc = pmem::ReserveAddressSpace(length, &raw);
+    if (rc != 0) return Status::Error(-rc, "reserve address space");
+    reservations_.push_back({static_cast<uint8_t*>(raw), length});
+    base = static_cast<uint8_t*>(raw);
+    map_from = 0;
+  }
+  bool dax = false;
+  int rc = pmem::MapFileRange(base + map_from, want_bytes - map_from, fd_, map_from, writable_,
+                              trace_region_, &dax);
+  if (rc != 0) return Status::Error(-rc, "map backing file");
+  is_dax_ = dax;
+  views_.push_back(std::make_unique<View>(View{base, nblocks}));
+  view_.store(views_.back().get(), std::memory_order_release);
+  return Status::Ok();
+}
+
+}  // namespace tern

@@ -1,0 +1,66 @@
+// The mapped backing file of one open tern file in this process: address-space reservations and the
+// views into them. A block's address never changes while the file is open: growing maps more of the
+// file into the current reservation, or, when that is full, maps the whole file into a larger new
+// reservation while the old one stays mapped (both show the same shared pages), so pointers taken
+// earlier stay valid until Close.
+//
+// Thread-safety: BlockAddress is lock-free; EnsureMapped serialises itself.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "lib/index.h"
+#include "lib/status.h"
+
+namespace tern {
+
+class Backing {
+ public:
+  Backing(int fd, bool writable, uint32_t trace_region)
+      : fd_(fd), writable_(writable), trace_region_(trace_region) {}
+  ~Backing();
+  Backing(const Backing&) = delete;
+  Backing& operator=(const Backing&) = delete;
+
+  // Maps blocks [0, nblocks) if they are not mapped yet. REQUIRES: the file has at least that size.
+  Status EnsureMapped(uint64_t nblocks);
+
+  // Address of a mapped block, or nullptr when the block is past what this process has mapped.
+  uint8_t* BlockAddress(LogicalBlock block) const {
+    const View* v = view_.load(std::memory_order_acquire);
+    if (v == nullptr || block.value() >= v->nblocks) return nullptr;
+    return v->base + block.ToBytes();
+  }
+  uint64_t mapped_blocks() const {
+    const View* v = view_.load(std::memory_order_acquire);
+    return v == nullptr ? 0 : v->nblocks;
+  }
+  int fd() const { return fd_; }
+  bool writable() const { return writable_; }
+  bool is_dax() const { return is_dax_; }
+
+ private:
+  struct View {
+    uint8_t* base;
+    uint64_t nblocks;
+  };
+  struct Reservation {
+    uint8_t* base;
+    uint64_t length;
+  };
+
+  int fd_;
+  bool writable_;
+  uint32_t trace_region_;
+  bool is_dax_ = false;
+  std::mutex mu_;
+  std::vector<Reservation> reservations_;   // guarded by mu_
+  std::vector<std::unique_ptr<View>> views_;  // guarded by mu_; never freed before Close
+  std::atomic<const View*> view_{nullptr};  // release in EnsureMapped; acquire in BlockAddress
+};
+
+}  // namespace tern

@@ -1,0 +1,75 @@
+// tern's public C++ API: a tern file opened by path.
+//
+// A tern file is a regular file whose bytes are tern's on-media format (doc/format/file.md): the
+// logical content the application sees is served from a mapped log of copy-on-write blocks.
+// Every Pwrite/Append/Truncate is atomic against crashes and concurrent readers; Fsync makes
+// everything committed before it durable.
+//
+// Thread-safety: a File may be used by many threads at once; several Files (in one or many
+// processes) may have the same path open. Two opens of one path in a process share one engine
+// object (FileCore) through the Pool.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "lib/status.h"
+
+namespace tern {
+
+class FileCore;
+
+struct FileCounters {
+  uint64_t commits;
+  uint64_t conflicts;
+  uint64_t recopies;
+  uint64_t read_retries;
+};
+
+class File {
+ public:
+  // Opens (or with O_CREAT creates) the tern file at `path`. Honours O_RDONLY/O_WRONLY/O_RDWR,
+  // O_CREAT, O_EXCL, O_TRUNC, O_APPEND (Write then always appends), O_NOFOLLOW; `mode` as open(2).
+  // Errors: the errno open(2) would give (ENOENT, EEXIST, EACCES, EISDIR…); kNotTernFile when the
+  // path is an existing file that is not a tern file (it is left untouched), or an empty file opened
+  // read-only; EUCLEAN when it is a damaged tern file (a log line names file and cause); EINVAL for
+  // bad flags.
+  static Result<std::unique_ptr<File>> Open(const std::string& path, int flags, mode_t mode = 0644);
+
+  File(std::shared_ptr<FileCore> core, int flags);
+  ~File();
+  File(const File&) = delete;
+  File& operator=(const File&) = delete;
+
+  // Reads up to n bytes at offset; returns the number read (0 at or past EOF). Holes read as zeros.
+  // EBADF if not opened for reading.
+  Result<size_t> Pread(void* buf, size_t n, uint64_t offset);
+  // Writes n bytes at offset (at EOF, atomically, when opened with O_APPEND); returns n.
+  // EBADF if not opened for writing; EFBIG past the 1 TiB limit; ENOSPC when the backing
+  // filesystem is full. Volatile until Fsync (atomic either way).
+  Result<size_t> Pwrite(const void* buf, size_t n, uint64_t offset);
+  // Writes n bytes at the end of the file, atomically; returns the offset they were written at.
+  Result<uint64_t> Append(const void* buf, size_t n);
+  // Sets the size. Shrinking frees the blocks past the end; growing leaves a hole that reads as zeros.
+  Status Truncate(uint64_t size);
+  // Makes every commit before it durable (on this node).
+  Status Fsync();
+  // Logical size in bytes.
+  Result<uint64_t> Size();
+  // stat of the backing file with the logical size, and blocks counted from the blocks mapped.
+  Status Stat(struct stat* st);
+
+  FileCounters Counters() const;
+  int flags() const { return flags_; }
+  FileCore& core() const { return *core_; }
+
+ private:
+  std::shared_ptr<FileCore> core_;
+  int flags_;
+};
+
+}  // namespace tern

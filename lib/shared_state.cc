@@ -1,0 +1,112 @@
+#include "lib/shared_state.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "pmem/log.h"
+
+namespace tern {
+
+const char* SharedStateDir() {
+  const char* dir = getenv("TERN_SHM_DIR");
+  return (dir != nullptr && dir[0] != '\0') ? dir : "/dev/shm";
+}
+
+std::string SharedState::NameFor(const struct stat& st, uint64_t nonce) {
+  char name[160];
+  snprintf(name, sizeof(name), "%s/.tern.%llx.%llx.%016llx", SharedStateDir(),
+           static_cast<unsigned long long>(st.st_dev), static_cast<unsigned long long>(st.st_ino),
+           static_cast<unsigned long long>(nonce));
+  return name;
+}
+
+namespace {
+
+Result<void*> MapObject(int fd) {
+  void* base = mmap(nullptr, SharedState::kObjectSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (base == MAP_FAILED) return Status::Error(errno, "mmap of shared state");
+  return base;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<SharedState>> SharedState::CreateUnpublished(const struct stat& like,
+                                                                    uint64_t num_blocks) {
+  mode_t mode = like.st_mode & 0666;
+  int fd = open(SharedStateDir(), O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
+  if (fd < 0) return Status::Error(errno, "create shared state");
+  // Same owner and mode as the data file: whoever may open the file may share its state, nobody else.
+  if (geteuid() == 0 && fchown(fd, like.st_uid, like.st_gid) != 0) {
+    TERN_LOG_DEBUG("shared state: fchown failed: errno %d", errno);
+  }
+  if (fchmod(fd, mode) != 0 || ftruncate(fd, static_cast<off_t>(kObjectSize)) != 0) {
+    int err = errno;
+    close(fd);
+    return Status::Error(err, "size shared state");
+  }
+  auto base = MapObject(fd);
+  if (!base.ok()) {
+    close(fd);
+    return base.status();
+  }
+  auto state = std::make_unique<SharedState>(fd, *base);
+  SharedHeader* h = state->header();
+  h->magic = kSharedMagic;
+  h->version = kSharedVersion;
+  h->num_blocks.store(num_blocks);
+  h->alloc_hint.store(0);
+  return state;
+}
+
+Status SharedState::Publish(const std::string& path) {
+  // O_TMPFILE objects get a name with linkat; a temporary unique name then rename() replaces a
+  // stale object left by a crash atomically.
+  char fdpath[64];
+  snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", fd_);
+  char tmp[200];
+  static std::atomic<uint32_t> counter{0};
+  snprintf(tmp, sizeof(tmp), "%s.tmp.%d.%u", path.c_str(), static_cast<int>(getpid()),
+           counter.fetch_add(1));
+  if (linkat(AT_FDCWD, fdpath, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) != 0) {
+    return Status::Error(errno, "link shared state");
+  }
+  if (rename(tmp, path.c_str()) != 0) {
+    int err = errno;
+    unlink(tmp);
+    return Status::Error(err, "publish shared state");
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<SharedState>> SharedState::Attach(const std::string& path) {
+  int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return Status::Error(errno, "open shared state");
+  struct stat st;
+  if (fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) != kObjectSize) {
+    close(fd);
+    return Status::Error(EUCLEAN, "shared state has the wrong size");
+  }
+  auto base = MapObject(fd);
+  if (!base.ok()) {
+    close(fd);
+    return base.status();
+  }
+  auto state = std::make_unique<SharedState>(fd, *base);
+  if (state->header()->magic != kSharedMagic || state->header()->version != kSharedVersion) {
+    return Status::Error(EUCLEAN, "shared state has a bad magic or version");
+  }
+  return state;
+}
+
+void SharedState::Remove(const std::string& path) { unlink(path.c_str()); }
+
+SharedState::~SharedState() {
+  munmap(base_, kObjectSize);
+  close(fd_);
+}
+
+}  // namespace tern

@@ -1,0 +1,59 @@
+#include "pmem/mapping.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/mman.h>
+#include <sys/mman.h>
+
+#include "pmem/log.h"
+#include "pmem/trace.h"
+
+namespace tern::pmem {
+namespace {
+constexpr uint64_t kAlign = 2ull << 20;
+}
+
+int ReserveAddressSpace(uint64_t length, void** out) {
+  // Over-reserve by one alignment unit, then trim, to get a 2 MiB aligned base.
+  uint64_t padded = length + kAlign;
+  void* raw = mmap(nullptr, padded, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (raw == MAP_FAILED) return -errno;
+  auto start = reinterpret_cast<uintptr_t>(raw);
+  uintptr_t aligned = (start + kAlign - 1) & ~(kAlign - 1);
+  if (aligned > start) munmap(raw, aligned - start);
+  uintptr_t end = start + padded;
+  if (end > aligned + length) munmap(reinterpret_cast<void*>(aligned + length), end - aligned - length);
+  *out = reinterpret_cast<void*>(aligned);
+  return 0;
+}
+
+void ReleaseAddressSpace(void* base, uint64_t length) {
+  trace::UnregisterRange(base, length);
+  munmap(base, length);
+}
+
+int MapFileRange(void* at, uint64_t length, int fd, uint64_t offset, bool writable,
+                 uint32_t trace_region, bool* is_dax) {
+  int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+  void* p = MAP_FAILED;
+  *is_dax = false;
+  if (writable) {
+    p = mmap(at, length, prot, MAP_SHARED_VALIDATE | MAP_SYNC | MAP_FIXED | MAP_POPULATE, fd,
+             static_cast<off_t>(offset));
+    if (p != MAP_FAILED) *is_dax = true;
+  }
+  if (p == MAP_FAILED) {
+    if (writable && errno != EOPNOTSUPP && errno != EINVAL) return -errno;
+    p = mmap(at, length, prot, MAP_SHARED | MAP_FIXED | MAP_POPULATE, fd, static_cast<off_t>(offset));
+    if (p == MAP_FAILED) return -errno;
+  }
+  trace::RegisterRegion(trace_region, p, length, offset);
+  return 0;
+}
+
+int GrowFile(int fd, uint64_t new_length) {
+  if (fallocate(fd, 0, 0, static_cast<off_t>(new_length)) != 0) return -errno;
+  return 0;
+}
+
+}  // namespace tern::pmem

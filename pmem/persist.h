@@ -1,0 +1,77 @@
+// The whole persistence vocabulary of tern. Every flush, fence, non-temporal copy and store to a
+// mapped tern file goes through these functions, so that the trace mode (pmem/trace.h) sees every
+// persistence step and the crash simulator can rebuild any durable image.
+//
+// Durability words used in contracts: "NoDrain" functions leave data flushed or in flight but not
+// fenced — the caller must call Drain() before relying on durability. Store/Cas functions leave data
+// in the CPU cache only: it is durable after Flush() + Drain() of its range.
+// None of these can fail. All are thread-safe (they touch only the bytes they are given).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "build_options.h"
+#include "pmem/trace.h"
+
+namespace tern::pmem {
+
+// Settles libpmem's CPU dispatch once and logs it at debug level. Idempotent, cheap after the first
+// call. Calling it is optional: the other functions work before it (libpmem initialises at load).
+void Init();
+
+// Writes back the cache lines covering [addr, addr+len). Not fenced.
+void Flush(const void* addr, size_t len);
+// Orders all earlier flushes and non-temporal stores before any later store (sfence).
+void Drain();
+// Flush + Drain: [addr, addr+len) is durable on return.
+void Persist(const void* addr, size_t len);
+
+// Copies len bytes to dst (non-temporal stores for large copies) and flushes them. Not fenced.
+void CopyNoDrain(void* dst, const void* src, size_t len);
+// CopyNoDrain + Drain: durable on return.
+void CopyPersist(void* dst, const void* src, size_t len);
+// Zeroes [dst, dst+len) and flushes it. Not fenced.
+void ZeroNoDrain(void* dst, size_t len);
+
+static_assert(std::atomic_ref<uint64_t>::is_always_lock_free);
+static_assert(std::atomic_ref<uint32_t>::is_always_lock_free);
+
+// An 8-byte store to media that other threads and processes may read concurrently (release).
+// Not flushed.
+inline void Store64(uint64_t* addr, uint64_t value) {
+  std::atomic_ref<uint64_t>(*addr).store(value, std::memory_order_release);
+  if constexpr (kBuildOptions.pmem_trace) trace::OnStore(addr, sizeof(value));
+}
+inline void Store32(uint32_t* addr, uint32_t value) {
+  std::atomic_ref<uint32_t>(*addr).store(value, std::memory_order_release);
+  if constexpr (kBuildOptions.pmem_trace) trace::OnStore(addr, sizeof(value));
+}
+
+// Compare-and-swap of an 8- or 4-byte word on media (seq_cst: the commit point of tern's log).
+// On failure `expected` receives the current value. Not flushed.
+inline bool Cas64(uint64_t* addr, uint64_t& expected, uint64_t desired) {
+  bool ok = std::atomic_ref<uint64_t>(*addr).compare_exchange_strong(expected, desired);
+  if constexpr (kBuildOptions.pmem_trace) {
+    if (ok) trace::OnStore(addr, sizeof(desired));
+  }
+  return ok;
+}
+inline bool Cas32(uint32_t* addr, uint32_t& expected, uint32_t desired) {
+  bool ok = std::atomic_ref<uint32_t>(*addr).compare_exchange_strong(expected, desired);
+  if constexpr (kBuildOptions.pmem_trace) {
+    if (ok) trace::OnStore(addr, sizeof(desired));
+  }
+  return ok;
+}
+
+// Loads of media words that concurrent writers may change (acquire; pairs with Store*/Cas*).
+inline uint64_t Load64(const uint64_t* addr) {
+  return std::atomic_ref<const uint64_t>(*addr).load(std::memory_order_acquire);
+}
+inline uint32_t Load32(const uint32_t* addr) {
+  return std::atomic_ref<const uint32_t>(*addr).load(std::memory_order_acquire);
+}
+
+}  // namespace tern::pmem
