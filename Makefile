@@ -1,0 +1,88 @@
+# tern's front end. The two user commands (README.md):
+#
+#   make demo   install missing packages, build, run the crash/recover demo
+#   make test   install missing packages, build, run every test; then the concurrency tests under
+#               ThreadSanitizer and the unit tests under AddressSanitizer+UBSan
+#
+# Everything else here is a helper those two use (build, build-tsan, build-asan, test-*) or a
+# maintainer target (bench, format, clean). CMake does the real work; this file only fixes the
+# build directories and flags so every machine and CI runs the same thing.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := demo
+
+# The machines have 2 cores; more jobs only thrash.
+JOBS ?= 2
+CTEST_JOBS ?= 2
+BUILD_TYPE ?= RelWithDebInfo
+
+# ThreadSanitizer builds use clang: gcc 12 rejects std::atomic_thread_fence under -fsanitize=thread
+# (-Wtsan, an error with -Werror). The ASan tree stays on gcc so a second compiler's warnings and
+# sanitizer runtime are exercised too.
+TSAN_CC ?= clang
+TSAN_CXX ?= clang++
+
+# Sanitizer reports must fail the run, not scroll by.
+export TSAN_OPTIONS ?= halt_on_error=1 second_deadlock_stack=1
+export ASAN_OPTIONS ?= detect_leaks=1 abort_on_error=0 strict_string_checks=1
+export UBSAN_OPTIONS ?= print_stacktrace=1 halt_on_error=1
+
+# configure(dir, extra cmake args): Ninja for a fresh tree; a tree someone already configured keeps
+# its generator (CMake refuses to switch generators in place).
+define configure
+	cmake -S . -B $(1) $$(test -f $(1)/CMakeCache.txt || echo -G Ninja) \
+	  -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(2)
+endef
+
+# Suites and build trees run one after another even under `make -j`: each step already uses all cores.
+.NOTPARALLEL:
+
+.PHONY: demo test deps build build-tsan build-asan test-all test-tsan test-asan bench format clean
+
+demo: deps
+	$(call configure,build,)
+	cmake --build build -j $(JOBS) --target tern_demo
+	./build/tools/tern_demo
+
+test: test-all test-tsan test-asan
+	@echo "make test: all suites passed (build/, build-tsan/ concurrency, build-asan/ unit)"
+
+deps:
+	./scripts/install_deps.sh
+
+build: deps
+	$(call configure,build,)
+	cmake --build build -j $(JOBS)
+
+build-tsan: deps
+	$(call configure,build-tsan,-DTERN_SANITIZE=thread -DTERN_BUILD_BENCH=OFF \
+	  -DCMAKE_C_COMPILER=$(TSAN_CC) -DCMAKE_CXX_COMPILER=$(TSAN_CXX))
+	cmake --build build-tsan -j $(JOBS)
+
+build-asan: deps
+	$(call configure,build-asan,-DTERN_SANITIZE=address -DTERN_BUILD_BENCH=OFF)
+	cmake --build build-asan -j $(JOBS)
+
+# --no-tests=error: a suite that silently runs nothing (a missing label, a test that was not
+# registered) must fail, not pass.
+test-all: build
+	cd build && ctest --output-on-failure --no-tests=error -j $(CTEST_JOBS)
+
+test-tsan: build-tsan
+	cd build-tsan && ctest --output-on-failure --no-tests=error -j $(CTEST_JOBS) -L concurrency
+
+test-asan: build-asan
+	cd build-asan && ctest --output-on-failure --no-tests=error -j $(CTEST_JOBS) -L unit
+
+bench: build
+	@if [ -x bench/run.sh ]; then bench/run.sh; \
+	elif [ -f bench/run.sh ]; then bash bench/run.sh; \
+	else echo "make bench: bench/run.sh does not exist yet"; fi
+
+format:
+	@command -v clang-format >/dev/null || { echo "make format: clang-format is not installed"; exit 1; }
+	git ls-files '*.h' '*.cc' | xargs -r clang-format --dry-run -Werror
+
+clean:
+	rm -rf build build-tsan build-asan
