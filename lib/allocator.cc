@@ -42,7 +42,7 @@ BlockRun BlockAllocator::TryAllocate(uint32_t want) {
       if (free_bits == 0) break;
       auto pos = static_cast<uint32_t>(std::countr_zero(free_bits));
       uint64_t shifted = free_bits >> pos;
-      auto run = static_cast<uint32_t>(shifted == ~uint64_t{0} ? 64 - pos : std::countr_one(shifted));
+      auto run = shifted == ~uint64_t{0} ? 64 - pos : static_cast<uint32_t>(std::countr_one(shifted));
       uint32_t len = std::min(run, want);
       if (words_[w].compare_exchange_weak(bits, bits | MaskOf(pos, len), std::memory_order_acq_rel)) {
         // A whole-word grab moves the hint on, so big writes find fresh contiguous words.

@@ -1,0 +1,57 @@
+#include "lib/file.h"
+
+#include <fcntl.h>
+
+#include "lib/file_core.h"
+#include "lib/pool.h"
+
+namespace tern {
+namespace {
+bool CanRead(int flags) { return (flags & O_ACCMODE) != O_WRONLY; }
+bool CanWrite(int flags) { return (flags & O_ACCMODE) != O_RDONLY; }
+}  // namespace
+
+Result<std::unique_ptr<File>> File::Open(const std::string& path, int flags, mode_t mode) {
+  if ((flags & O_ACCMODE) == O_ACCMODE) return Status::Error(EINVAL, "bad access mode");
+  if ((flags & O_TRUNC) && !CanWrite(flags)) {
+    // Linux truncates even then; tern refuses rather than guess (the engine needs write access).
+    return Status::Error(EACCES, "O_TRUNC on a read-only open");
+  }
+  TERN_ASSIGN_OR_RETURN(std::shared_ptr<FileCore> core, Pool::Default().OpenCore(path, flags, mode));
+  auto file = std::make_unique<File>(std::move(core), flags);
+  if (flags & O_TRUNC) TERN_TRY(file->core().Truncate(0));
+  return file;
+}
+
+File::File(std::shared_ptr<FileCore> core, int flags) : core_(std::move(core)), flags_(flags) {}
+File::~File() = default;
+
+Result<size_t> File::Pread(void* buf, size_t n, uint64_t offset) {
+  if (!CanRead(flags_)) return Status::Error(EBADF, "file not open for reading");
+  return core_->Read(buf, n, offset);
+}
+
+Result<size_t> File::Pwrite(const void* buf, size_t n, uint64_t offset) {
+  if (!CanWrite(flags_)) return Status::Error(EBADF, "file not open for writing");
+  uint64_t at = 0;
+  return core_->Write(buf, n, offset, (flags_ & O_APPEND) != 0, &at);
+}
+
+Result<uint64_t> File::Append(const void* buf, size_t n) {
+  if (!CanWrite(flags_)) return Status::Error(EBADF, "file not open for writing");
+  uint64_t at = 0;
+  TERN_TRY(core_->Write(buf, n, 0, true, &at).status());
+  return at;
+}
+
+Status File::Truncate(uint64_t size) {
+  if (!CanWrite(flags_)) return Status::Error(EINVAL, "file not open for writing");
+  return core_->Truncate(size);
+}
+
+Status File::Fsync() { return core_->Fsync(); }
+Result<uint64_t> File::Size() { return core_->Size(); }
+Status File::Stat(struct stat* st) { return core_->Stat(st); }
+FileCounters File::Counters() const { return core_->Counters(); }
+
+}  // namespace tern

@@ -1,0 +1,343 @@
+// FileCore: log addressing, replay into the DRAM block table, and space management.
+#include "lib/file_core.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "lib/crc32c.h"
+#include "pmem/log.h"
+#include "pmem/mapping.h"
+#include "pmem/persist.h"
+
+namespace tern {
+
+namespace {
+constexpr uint64_t BlocksFor(uint64_t bytes) { return (bytes + kBlockSize - 1) / kBlockSize; }
+}  // namespace
+
+Status FileCore::Damaged(const char* cause) const {
+  TERN_LOG_ERROR("%s: damaged tern file: %s", path_.c_str(), cause);
+  return Status::Error(EUCLEAN, cause);
+}
+
+const uint8_t* FileCore::Resolve(LogicalBlock block, uint32_t count) {
+  uint64_t end = uint64_t{block.value()} + count;
+  if (end > backing_->mapped_blocks()) {
+    if (end > alloc_->num_blocks()) return nullptr;
+    if (!backing_->EnsureMapped(alloc_->num_blocks()).ok()) return nullptr;
+  }
+  return backing_->BlockAddress(block);
+}
+
+uint64_t* FileCore::SlotAddress(LogPos pos) const {
+  if (pos < pmem::kMetaSlots) return &meta()->slots[pos];
+  uint64_t k = (pos - pmem::kMetaSlots) / pmem::kLogSlots;
+  if (k >= chain_len_.load(std::memory_order_acquire)) return nullptr;
+  pmem::LogBlock* b = LogBlockAt(LogicalBlock(chain_.Get(static_cast<uint32_t>(k))));
+  return &b->slots[(pos - pmem::kMetaSlots) % pmem::kLogSlots];
+}
+
+bool FileCore::IsFree(LogPos pos) const {
+  uint64_t* slot = SlotAddress(pos);
+  if (slot != nullptr) return pmem::Load64(slot) == 0;
+  // pos opens a log block this process has not followed yet: free unless the block is linked.
+  uint64_t k = (pos - pmem::kMetaSlots) / pmem::kLogSlots;
+  const uint32_t* link = k == 0 ? &meta()->header.log_head
+                                : &LogBlockAt(LogicalBlock(chain_.Get(static_cast<uint32_t>(k - 1))))->trailer.next;
+  return pmem::Load32(link) == 0;
+}
+
+Result<LogPos> FileCore::Refresh() {
+  LogPos pos = applied_.load();
+  if (IsFree(pos)) return pos;
+  std::lock_guard lock(mu_);
+  TERN_TRY(ReplayLocked());
+  return applied_.load();
+}
+
+Result<bool> FileCore::FollowLinkLocked() {
+  uint32_t k = chain_len_.load(std::memory_order_relaxed);
+  const uint32_t* link = k == 0 ? &meta()->header.log_head
+                                : &LogBlockAt(LogicalBlock(chain_.Get(k - 1)))->trailer.next;
+  uint32_t next = pmem::Load32(link);
+  if (next == 0) return false;
+  if (Resolve(LogicalBlock(next), 1) == nullptr) return Damaged("log block index out of range");
+  const pmem::LogBlockTrailer& t = LogBlockAt(LogicalBlock(next))->trailer;
+  if (t.magic != pmem::kLogMagic) return Damaged("log block has a bad magic");
+  if (t.seq != k + 1) return Damaged("cycle or misplaced block in the log chain");
+  uint32_t fixed[2] = {t.magic, t.seq};
+  if (t.checksum != Crc32c(fixed, sizeof(fixed))) return Damaged("log block checksum mismatch");
+  chain_.Set(k, next);
+  chain_len_.store(k + 1, std::memory_order_release);
+  return true;
+}
+
+Status FileCore::ReplayLocked() {
+  for (;;) {
+    LogPos pos = applied_.load();
+    uint64_t* slot = SlotAddress(pos);
+    if (slot == nullptr) {
+      TERN_ASSIGN_OR_RETURN(bool linked, FollowLinkLocked());
+      if (!linked) return Status::Ok();
+      continue;
+    }
+    uint64_t entry = pmem::Load64(slot);
+    if (entry == 0) return Status::Ok();
+    auto commit = DecodeCommit(entry, alloc_->num_blocks(), *this, /*verify_crc=*/true);
+    if (!commit.ok()) return Damaged(commit.status().context());
+    ApplyLocked(*commit);
+    applied_.store(pos + 1);
+  }
+}
+
+void FileCore::ApplyLocked(const Commit& c) {
+  auto set = [&](uint32_t v, uint32_t l) {
+    uint32_t old = table_.Set(v, l);
+    if (old == 0 && l != 0) mapped_count_.fetch_add(1, std::memory_order_relaxed);
+    if (old != 0 && l == 0) mapped_count_.fetch_sub(1, std::memory_order_relaxed);
+  };
+  if (c.unmap_beyond) {
+    auto keep = static_cast<uint32_t>(BlocksFor(c.size));
+    for (uint32_t v = keep; v < mapped_end_; ++v) set(v, 0);
+    mapped_end_ = std::min(mapped_end_, keep);
+  }
+  c.ForEachRun([&](const MapRun& r) {
+    for (uint32_t i = 0; i < r.count; ++i) {
+      set(r.vblock.value() + i, r.lblock == kNoBlock ? 0 : r.lblock.value() + i);
+    }
+    if (r.lblock != kNoBlock) mapped_end_ = std::max(mapped_end_, r.vblock.value() + r.count);
+  });
+  switch (c.size_rule) {
+    case Commit::SizeRule::kExtendToEnd:
+      size_.store(std::max(size_.load(), (c.inline_run.vblock + BlockCount{c.inline_run.count}).ToBytes()));
+      break;
+    case Commit::SizeRule::kKeep:
+      break;
+    case Commit::SizeRule::kSet:
+      size_.store(c.size);
+      break;
+  }
+}
+
+Result<FileCore::VRange> FileCore::ChangedIn(LogPos from, LogPos to, uint32_t first, uint32_t end) {
+  VRange out{UINT32_MAX, 0};
+  auto note = [&](uint32_t lo, uint32_t hi) {
+    lo = std::max(lo, first);
+    hi = std::min(hi, end);
+    if (lo < hi) {
+      out.lo = std::min(out.lo, lo);
+      out.hi = std::max(out.hi, hi);
+    }
+  };
+  for (LogPos pos = from; pos < to; ++pos) {
+    uint64_t* slot = SlotAddress(pos);
+    if (slot == nullptr) return Damaged("log position vanished during validation");
+    auto c = DecodeCommit(pmem::Load64(slot), alloc_->num_blocks(), *this, /*verify_crc=*/false);
+    if (!c.ok()) return Damaged(c.status().context());
+    if (c->unmap_beyond) note(static_cast<uint32_t>(BlocksFor(c->size)), UINT32_MAX);
+    c->ForEachRun([&](const MapRun& r) { note(r.vblock.value(), r.vblock.value() + r.count); });
+  }
+  if (out.lo >= out.hi) return VRange{};
+  return out;
+}
+
+Status FileCore::EnsureSlot(LogPos pos) {
+  if (SlotAddress(pos) != nullptr) return Status::Ok();
+  std::lock_guard lock(mu_);
+  for (;;) {
+    if (SlotAddress(pos) != nullptr) return Status::Ok();
+    TERN_ASSIGN_OR_RETURN(bool linked, FollowLinkLocked());
+    if (linked) continue;
+    uint32_t k = chain_len_.load(std::memory_order_relaxed);
+    // A fresh log block is zeroed and its trailer persisted before it is linked, so a linked block
+    // never shows stale entries.
+    TERN_ASSIGN_OR_RETURN(BlockRun run, AllocateContiguous(1));
+    auto* block = reinterpret_cast<pmem::LogBlock*>(const_cast<uint8_t*>(Resolve(run.start, 1)));
+    pmem::ZeroNoDrain(block->slots, sizeof(block->slots));
+    pmem::LogBlockTrailer t{pmem::kLogMagic, k + 1, 0, 0};
+    uint32_t fixed[2] = {t.magic, t.seq};
+    t.checksum = Crc32c(fixed, sizeof(fixed));
+    pmem::CopyNoDrain(&block->trailer, &t, sizeof(t));
+    pmem::Drain();
+    uint32_t* link = k == 0 ? &meta()->header.log_head : &LogBlockAt(LogicalBlock(chain_.Get(k - 1)))->trailer.next;
+    uint32_t expected = 0;
+    if (pmem::Cas32(link, expected, run.start.value())) {
+      // Flushed now (rare): a lost link would hide every entry in the new block.
+      pmem::Persist(link, sizeof(*link));
+    } else {
+      alloc_->Free(run);  // another process linked first; ours was never visible
+    }
+  }
+}
+
+Status FileCore::Grow(uint64_t min_blocks) {
+  std::lock_guard lock(grow_mu_);
+  uint64_t have = alloc_->num_blocks();
+  uint64_t step = std::max<uint64_t>(kBlocksPerGrowStep, have / 8);  // amortise big files
+  uint64_t want = have + ((std::max(min_blocks, step) + kBlocksPerGrowStep - 1) / kBlocksPerGrowStep) * kBlocksPerGrowStep;
+  if (want > kMaxBlocks) {
+    want = kMaxBlocks;
+    if (want < have + min_blocks) return Status::Error(EFBIG, "backing file at its size limit");
+  }
+  int rc = pmem::GrowFile(backing_->fd(), want * kBlockSize);
+  if (rc != 0) return Status::Error(-rc, "grow backing file");
+  // Another process may have grown meanwhile; num_blocks only ever moves up.
+  uint64_t cur = have;
+  while (cur < want && !shared_->header()->num_blocks.compare_exchange_weak(cur, want)) {
+  }
+  return backing_->EnsureMapped(alloc_->num_blocks());
+}
+
+Status FileCore::Allocate(uint64_t nblocks, std::vector<BlockRun>* runs) {
+  uint64_t left = nblocks;
+  while (left > 0) {
+    BlockRun r = alloc_->TryAllocate(static_cast<uint32_t>(std::min<uint64_t>(left, UINT32_MAX)));
+    if (r.count == 0) {
+      Status st = Grow(left);
+      if (!st.ok()) {
+        FreeRuns(*runs);
+        runs->clear();
+        return st;
+      }
+      continue;
+    }
+    if (!runs->empty() && runs->back().end() == r.start) {
+      runs->back().count += r.count;
+    } else {
+      runs->push_back(r);
+    }
+    left -= r.count;
+  }
+  const BlockRun& last = runs->back();
+  if (Resolve(last.start, last.count) == nullptr) return Status::Error(EIO, "map allocated blocks");
+  return Status::Ok();
+}
+
+Result<BlockRun> FileCore::AllocateContiguous(uint32_t nblocks) {
+  std::vector<BlockRun> rejected;
+  BlockRun got{};
+  for (;;) {
+    BlockRun r = alloc_->TryAllocate(nblocks);
+    if (r.count == nblocks) {
+      got = r;
+      break;
+    }
+    if (r.count > 0) {
+      rejected.push_back(r);
+      continue;
+    }
+    Status st = Grow(nblocks);  // fresh space is contiguous
+    if (!st.ok()) {
+      FreeRuns(rejected);
+      return st;
+    }
+  }
+  FreeRuns(rejected);
+  if (Resolve(got.start, got.count) == nullptr) return Status::Error(EIO, "map allocated blocks");
+  return got;
+}
+
+void FileCore::FreeRuns(const std::vector<BlockRun>& runs) {
+  for (const BlockRun& r : runs) alloc_->Free(r);
+}
+
+Result<FileCore::RecordPlace> FileCore::ReserveRecord(uint32_t bytes) {
+  bytes = (bytes + 7) & ~7u;
+  if (bytes > kBlockSize) {
+    TERN_ASSIGN_OR_RETURN(BlockRun run, AllocateContiguous(static_cast<uint32_t>(BlocksFor(bytes))));
+    return RecordPlace{run.start, 0, run.count * kBlockSize};
+  }
+  std::lock_guard lock(arena_mu_);
+  if (arena_used_ + bytes > kBlockSize) {
+    TERN_ASSIGN_OR_RETURN(BlockRun run, AllocateContiguous(1));
+    arena_block_ = run.start;
+    arena_used_ = 0;
+  }
+  RecordPlace place{arena_block_, arena_used_, bytes};
+  arena_used_ += bytes;
+  return place;
+}
+
+uint64_t FileCore::WriteRecord(const RecordPlace& place, pmem::ExtKind kind, uint64_t new_size,
+                               const std::vector<pmem::ExtRun>& runs) {
+  pmem::ExtRecordHeader h{pmem::kExtMagic, static_cast<uint8_t>(kind), 0, 0,
+                          static_cast<uint32_t>(runs.size()), 0, new_size};
+  uint32_t crc = Crc32c(&h, sizeof(h));
+  h.crc = Crc32c(runs.data(), runs.size() * sizeof(pmem::ExtRun), crc);
+  auto* dst = const_cast<uint8_t*>(Resolve(place.block, 1)) + place.offset;
+  pmem::CopyNoDrain(dst, &h, sizeof(h));
+  pmem::CopyNoDrain(dst + sizeof(h), runs.data(), runs.size() * sizeof(pmem::ExtRun));
+  return pmem::EncodeExtended({place.block, place.offset});
+}
+
+void FileCore::CollectMapped(uint32_t first, uint32_t end, std::vector<BlockRun>* out) const {
+  for (uint32_t v = first; v < end; ++v) {
+    uint32_t l = table_.Get(v);
+    if (l == 0) continue;
+    if (!out->empty() && out->back().end() == LogicalBlock(l)) {
+      out->back().count++;
+    } else {
+      out->push_back({LogicalBlock(l), 1});
+    }
+  }
+}
+
+Status FileCore::Fsync() {
+  TERN_ASSIGN_OR_RETURN(LogPos tail, Refresh());
+  LogPos pos = durable_.load();
+  // Flush the slots of every commit not yet flushed, one contiguous range per log block.
+  while (pos < tail) {
+    uint64_t* slot = SlotAddress(pos);
+    if (slot == nullptr) return Damaged("log position vanished during fsync");
+    LogPos block_end = pos < pmem::kMetaSlots
+                           ? pmem::kMetaSlots
+                           : pos + pmem::kLogSlots - (pos - pmem::kMetaSlots) % pmem::kLogSlots;
+    LogPos until = std::min(tail, block_end);
+    pmem::Flush(slot, (until - pos) * sizeof(uint64_t));
+    pos = until;
+  }
+  pmem::Drain();
+  LogPos cur = durable_.load();
+  while (cur < tail && !durable_.compare_exchange_weak(cur, tail)) {
+  }
+  return Status::Ok();
+}
+
+Result<uint64_t> FileCore::Size() {
+  TERN_TRY(Refresh().status());
+  return size_.load();
+}
+
+Status FileCore::Stat(struct stat* st) {
+  TERN_TRY(Refresh().status());
+  if (fstat(backing_->fd(), st) != 0) return Status::Error(errno, "fstat");
+  st->st_size = static_cast<off_t>(size_.load());
+  st->st_blocks = static_cast<blkcnt_t>(mapped_count_.load() * (kBlockSize / 512));
+  st->st_blksize = kBlockSize;
+  return Status::Ok();
+}
+
+FileCounters FileCore::Counters() const {
+  const SharedCounters& c = shared_->header()->counters;
+  return {c.commits.load(), c.conflicts.load(), c.recopies.load(), c.read_retries.load()};
+}
+
+Result<uint64_t> FileCore::BlocksReachable() {
+  TERN_TRY(Refresh().status());
+  std::lock_guard lock(mu_);
+  uint64_t n = 1 + chain_len_.load() + mapped_count_.load();
+  // Extended records: count distinct record blocks referenced by the log.
+  std::vector<uint32_t> record_blocks;
+  for (LogPos pos = 0; pos < applied_.load(); ++pos) {
+    auto c = DecodeCommit(pmem::Load64(SlotAddress(pos)), alloc_->num_blocks(), *this, false);
+    if (!c.ok()) return c.status();
+    for (uint32_t i = 0; i < c->record.count; ++i) record_blocks.push_back(c->record.start.value() + i);
+  }
+  std::sort(record_blocks.begin(), record_blocks.end());
+  n += static_cast<uint64_t>(std::unique(record_blocks.begin(), record_blocks.end()) - record_blocks.begin());
+  return n;
+}
+
+}  // namespace tern

@@ -1,0 +1,142 @@
+// FileCore: the engine of one tern file in one process — the mapped backing file, the DRAM block
+// table rebuilt by replaying the commit log, the shared allocator, and the lock-free read and
+// copy-on-write paths (DESIGN §3–§4). Files (lib/file.h) are handles onto a FileCore; the Pool
+// shares one FileCore among the opens of one file in a process.
+//
+// Thread-safety: every public method may be called from many threads at once. Reads and writes do
+// not lock: writers commit with one CAS on the log tail; readers validate against the log after
+// copying. `mu_` serialises only replay (bringing the DRAM table up to the log tail) and chain growth.
+//
+// The invariant that makes lock-free reads safe: a block is freed only by the writer whose commit
+// superseded it. Every path that frees blocks (overwrite, truncate) obeys it; readers catch reuse
+// because the superseding commit overlaps what they copied.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "lib/allocator.h"
+#include "lib/atomic_array.h"
+#include "lib/backing.h"
+#include "lib/commit.h"
+#include "lib/file.h"
+#include "lib/log_block_format.h"
+#include "lib/meta_block_format.h"
+#include "lib/shared_state.h"
+#include "lib/status.h"
+
+namespace tern {
+
+struct WriteTx;  // file_core_write.cc
+
+class FileCore : public BlockResolver {
+ public:
+  // Opens the backing file at `path`: formats it when it is new (empty and writable), replays its
+  // log, and attaches to (or, as the only opener, rebuilds) its shared state. Flags as File::Open;
+  // O_TRUNC and O_APPEND are the caller's business. Errors as File::Open.
+  static Result<std::shared_ptr<FileCore>> Open(const std::string& path, int flags, mode_t mode);
+  ~FileCore() override;
+  FileCore(const FileCore&) = delete;
+  FileCore& operator=(const FileCore&) = delete;
+
+  Result<size_t> Read(void* buf, size_t n, uint64_t offset);
+  // Writes at offset, or at EOF (atomically, inside the commit) when `append`; *written_at receives
+  // the offset used. Volatile until Fsync.
+  Result<size_t> Write(const void* buf, size_t n, uint64_t offset, bool append, uint64_t* written_at);
+  Status Truncate(uint64_t size);
+  Status Fsync();
+  Result<uint64_t> Size();
+  Status Stat(struct stat* st);
+
+  bool writable() const { return backing_->writable(); }
+  const std::string& path() const { return path_; }
+  dev_t dev() const { return dev_; }
+  ino_t ino() const { return ino_; }
+  FileCounters Counters() const;
+  // Blocks in use according to the shared allocator, and blocks reachable from the log (tests: no leak).
+  uint64_t BlocksInUse() const { return alloc_->CountUsed(); }
+  Result<uint64_t> BlocksReachable();
+
+  // BlockResolver: address of `count` mapped blocks starting at `block`, mapping more if needed.
+  const uint8_t* Resolve(LogicalBlock block, uint32_t count) override;
+
+ private:
+  FileCore(std::string path, std::unique_ptr<Backing> backing) : path_(std::move(path)), backing_(std::move(backing)) {}
+
+  // --- open & recovery (file_core_open.cc) ---
+  Status Format(const struct stat& st);
+  Status Recover(bool exclusive, const struct stat& st);
+  Status RebuildSharedState(const struct stat& st);
+  Status ScrubTail();
+
+  // --- log & replay (file_core.cc) ---
+  pmem::MetaBlock* meta() const { return reinterpret_cast<pmem::MetaBlock*>(backing_->BlockAddress(LogicalBlock(0))); }
+  pmem::LogBlock* LogBlockAt(LogicalBlock b) const { return reinterpret_cast<pmem::LogBlock*>(backing_->BlockAddress(b)); }
+  // Slot of log position pos, or nullptr when its log block is not in this process's chain yet.
+  uint64_t* SlotAddress(LogPos pos) const;
+  // Brings the table up to the log tail; returns the tail (first free position).
+  Result<LogPos> Refresh();
+  // True when no commit exists at pos yet (lock-free).
+  bool IsFree(LogPos pos) const;
+  Status ReplayLocked();                       // REQUIRES: mu_ held
+  Result<bool> FollowLinkLocked();             // REQUIRES: mu_ held
+  void ApplyLocked(const Commit& c);           // REQUIRES: mu_ held
+  Status Damaged(const char* cause) const;
+  // Makes sure the log block holding pos exists (links a new one if needed).
+  Status EnsureSlot(LogPos pos);
+  // Union of virtual blocks in [first, end) that commits in [from, to) remapped; {0,0} if none.
+  struct VRange { uint32_t lo = 0, hi = 0; bool empty() const { return lo >= hi; } };
+  Result<VRange> ChangedIn(LogPos from, LogPos to, uint32_t first, uint32_t end);
+
+  // --- space (file_core.cc) ---
+  Status Grow(uint64_t min_blocks);
+  Status Allocate(uint64_t nblocks, std::vector<BlockRun>* runs);
+  Result<BlockRun> AllocateContiguous(uint32_t nblocks);
+  void FreeRuns(const std::vector<BlockRun>& runs);
+  struct RecordPlace { LogicalBlock block; uint32_t offset; uint32_t capacity; };
+  Result<RecordPlace> ReserveRecord(uint32_t bytes);
+  // Writes an extended record and flushes it (unfenced); returns its commit entry.
+  uint64_t WriteRecord(const RecordPlace& place, pmem::ExtKind kind, uint64_t new_size,
+                       const std::vector<pmem::ExtRun>& runs);
+  // Collects the blocks currently mapped in [first, end) (for freeing after a commit).
+  void CollectMapped(uint32_t first, uint32_t end, std::vector<BlockRun>* out) const;
+  // Writes bytes [from, to) of virtual block v's current content into the new block dst (zeros for
+  // a hole), flushed, unfenced.
+  void FillFromCurrent(uint8_t* dst, uint32_t v, uint32_t from, uint32_t to);
+
+  // --- write path (file_core_write.cc) ---
+  Status PrepareWrite(WriteTx& tx, const uint8_t* data, size_t n, uint64_t offset);
+  Status FillPartials(WriteTx& tx, LogPos pos, bool fresh);
+
+  std::string path_;
+  dev_t dev_ = 0;
+  ino_t ino_ = 0;
+  std::unique_ptr<Backing> backing_;
+  std::unique_ptr<SharedState> shared_;
+  std::string shared_name_;
+  std::unique_ptr<BlockAllocator> alloc_;
+
+  std::mutex mu_;                       // replay and chain growth
+  AtomicU32Array table_;                // vblock -> lblock (0 = hole)
+  AtomicU32Array chain_;                // k -> lblock of the k-th log block
+  std::atomic<uint32_t> chain_len_{0};  // release after chain_.Set; acquire in SlotAddress
+  // Replay position and the state there. seq_cst: readers check (applied_, size_) pairs by order.
+  std::atomic<uint64_t> applied_{0};
+  std::atomic<uint64_t> size_{0};
+  std::atomic<uint64_t> mapped_count_{0};
+  uint32_t mapped_end_ = 0;             // guarded by mu_: no block at or past it is mapped
+  std::atomic<uint64_t> durable_{0};    // log positions below it are flushed
+
+  std::mutex grow_mu_;
+  std::mutex arena_mu_;
+  LogicalBlock arena_block_;            // guarded by arena_mu_: block for small extended records
+  uint32_t arena_used_ = kBlockSize;    // guarded by arena_mu_
+};
+
+}  // namespace tern

@@ -1,0 +1,248 @@
+// FileCore: open, format, recovery after a crash, and close.
+//
+// The first opener of a file (the one that gets the open lock exclusively, see open_lock.h) formats
+// a new file, replays the log, scrubs the tail and rebuilds the shared state; later openers wait for
+// it, then attach to the shared state and replay. The last closer removes the shared state.
+#include <fcntl.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "lib/crc32c.h"
+#include "lib/file_core.h"
+#include "lib/open_lock.h"
+#include "pmem/log.h"
+#include "pmem/mapping.h"
+#include "pmem/persist.h"
+
+namespace tern {
+namespace {
+
+constexpr int kMaxOpenAttempts = 100;
+
+uint32_t HeaderChecksum(pmem::MetaHeader h) {
+  h.checksum = 0;
+  h.log_head = 0;  // changes after format; not covered
+  return Crc32c(&h, sizeof(h));
+}
+
+// kNotTernFile when the bytes are not a tern file at all; EUCLEAN when they are a damaged one.
+Status CheckHeader(const pmem::MetaHeader& h, const std::string& path) {
+  if (h.magic != pmem::kMetaMagic) return Status::Error(kNotTernFile, "not a tern file");
+  const char* cause = nullptr;
+  if (h.format_version != pmem::kFormatVersion) {
+    cause = "unknown format version";
+  } else if (h.checksum != HeaderChecksum(h)) {
+    cause = "meta block checksum mismatch";
+  } else if (h.flags != 0) {
+    cause = "meta block has unknown flags";
+  }
+  if (cause == nullptr) return Status::Ok();
+  TERN_LOG_ERROR("%s: damaged tern file: %s (version %u)", path.c_str(), cause, h.format_version);
+  return Status::Error(EUCLEAN, cause);
+}
+
+// Reads and checks the header through the kernel, so a foreign file is never mapped or changed.
+Status ReadHeader(int fd, const struct stat& st, const std::string& path, pmem::MetaHeader* h) {
+  if (st.st_size < kBlockSize || st.st_size % kBlockSize != 0) {
+    return Status::Error(kNotTernFile, "not a tern file");
+  }
+  if (pread(fd, h, sizeof(*h), 0) != static_cast<ssize_t>(sizeof(*h))) {
+    return Status::Error(errno == 0 ? EIO : errno, "read meta block");
+  }
+  return CheckHeader(*h, path);
+}
+
+}  // namespace
+
+Result<std::shared_ptr<FileCore>> FileCore::Open(const std::string& path, int flags, mode_t mode) {
+  int access = flags & O_ACCMODE;
+  if (access == O_ACCMODE) return Status::Error(EINVAL, "bad access mode");
+  int extra = O_CLOEXEC | (flags & (O_CREAT | O_EXCL | O_NOFOLLOW));
+  // Copy-on-write reads old blocks, so the backing file is opened read-write when allowed.
+  bool writable = true;
+  int fd = open(path.c_str(), O_RDWR | extra, mode);
+  if (fd < 0 && (errno == EACCES || errno == EROFS || errno == ETXTBSY) && access == O_RDONLY) {
+    writable = false;
+    fd = open(path.c_str(), O_RDONLY | extra, mode);
+  }
+  if (fd < 0) return Status::Error(errno, "open");
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int err = errno;
+    close(fd);
+    return Status::Error(err, "fstat");
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    return Status::Error(S_ISDIR(st.st_mode) ? EISDIR : kNotTernFile, "not a regular file");
+  }
+  pmem::MetaHeader header{};
+  if (st.st_size != 0) {
+    Status s = ReadHeader(fd, st, path, &header);
+    if (!s.ok()) {
+      close(fd);
+      return s;
+    }
+  } else if (!writable) {
+    close(fd);
+    return Status::Error(kNotTernFile, "empty file opened read-only");
+  }
+
+  auto backing = std::make_unique<Backing>(fd, writable, static_cast<uint32_t>(st.st_ino));
+  std::shared_ptr<FileCore> core(new FileCore(path, std::move(backing)));
+  core->dev_ = st.st_dev;
+  core->ino_ = st.st_ino;
+  if (!core->table_.Init() || !core->chain_.Init()) return Status::Error(ENOMEM, "block table");
+
+  for (int attempt = 0; attempt < kMaxOpenAttempts; ++attempt) {
+    TERN_ASSIGN_OR_RETURN(bool exclusive, TryLockExclusive(fd));
+    if (!exclusive) TERN_TRY(LockShared(fd));
+    if (fstat(fd, &st) != 0) return Status::Error(errno, "fstat");
+    if (st.st_size == 0) {
+      if (!exclusive) {  // a creator is formatting it right now; look again
+        Unlock(fd);
+        continue;
+      }
+      TERN_TRY(core->Format(st));
+      if (fstat(fd, &st) != 0) return Status::Error(errno, "fstat");
+    }
+    TERN_TRY(ReadHeader(fd, st, path, &header));
+    core->shared_name_ = SharedState::NameFor(st, header.nonce);
+    if (exclusive) {
+      TERN_TRY(core->Recover(true, st));
+      TERN_TRY(LockShared(fd));  // downgrade: others may come in now
+      return core;
+    }
+    auto shared = SharedState::Attach(core->shared_name_);
+    if (!shared.ok() && shared.status().err() == ENOENT) {
+      // The last opener closed and removed it between our lock and here: start over.
+      Unlock(fd);
+      continue;
+    }
+    if (!shared.ok()) return shared.status();
+    core->shared_ = std::move(*shared);
+    core->alloc_ = std::make_unique<BlockAllocator>(core->shared_.get());
+    TERN_TRY(core->Recover(false, st));
+    return core;
+  }
+  return Status::Error(EAGAIN, "file kept changing while opening");
+}
+
+Status FileCore::Format(const struct stat& st) {
+  // The meta block goes in with one pwrite before the file grows: a crash leaves either an empty
+  // file or a 4 KiB file with a valid header (grown at the next open), never an unmarked container.
+  pmem::MetaBlock block{};
+  block.header.magic = pmem::kMetaMagic;
+  block.header.format_version = pmem::kFormatVersion;
+  if (getrandom(&block.header.nonce, sizeof(block.header.nonce), 0) != sizeof(block.header.nonce)) {
+    block.header.nonce = static_cast<uint64_t>(st.st_ino) ^ static_cast<uint64_t>(st.st_ctim.tv_nsec);
+  }
+  block.header.checksum = HeaderChecksum(block.header);
+  int fd = backing_->fd();
+  if (pwrite(fd, &block, sizeof(block), 0) != static_cast<ssize_t>(sizeof(block))) {
+    return Status::Error(errno == 0 ? ENOSPC : errno, "format");
+  }
+  int rc = pmem::GrowFile(fd, pmem::kGrowStep);
+  if (rc != 0) return Status::Error(-rc, "format");
+  if (fdatasync(fd) != 0) return Status::Error(errno, "format");
+  return Status::Ok();
+}
+
+Status FileCore::Recover(bool exclusive, const struct stat& st) {
+  auto nblocks = static_cast<uint64_t>(st.st_size) / kBlockSize;
+  if (exclusive) {
+    if (backing_->writable() && nblocks % kBlocksPerGrowStep != 0) {
+      nblocks = (nblocks / kBlocksPerGrowStep + 1) * kBlocksPerGrowStep;  // finish a crashed format
+      int rc = pmem::GrowFile(backing_->fd(), nblocks * kBlockSize);
+      if (rc != 0) return Status::Error(-rc, "grow backing file");
+    }
+    TERN_ASSIGN_OR_RETURN(shared_, SharedState::CreateUnpublished(st, nblocks));
+    alloc_ = std::make_unique<BlockAllocator>(shared_.get());
+  }
+  TERN_TRY(backing_->EnsureMapped(alloc_->num_blocks()));
+  {
+    std::lock_guard lock(mu_);
+    TERN_TRY(ReplayLocked());
+  }
+  if (!exclusive) return Status::Ok();
+  if (backing_->writable()) TERN_TRY(ScrubTail());
+  TERN_TRY(RebuildSharedState(st));
+  return shared_->Publish(shared_name_);
+}
+
+Status FileCore::ScrubTail() {
+  // After a power failure, a slot past the first free one may have reached media while an earlier
+  // one did not. Such an entry was never acknowledged by fsync (fsync flushes every slot up to the
+  // tail), and must not come back to life when new commits fill the gap: zero it, and unlink any
+  // later log block. Only the exclusive opener does this, so no writer can race it.
+  LogPos tail = applied_.load();
+  uint64_t* slots;
+  uint64_t first, count;
+  uint32_t* link;
+  if (tail < pmem::kMetaSlots) {
+    slots = meta()->slots;
+    first = tail;
+    count = pmem::kMetaSlots;
+    link = &meta()->header.log_head;
+  } else {
+    uint64_t k = (tail - pmem::kMetaSlots) / pmem::kLogSlots;
+    if (k >= chain_len_.load()) return Status::Ok();  // tail opens an unlinked block: nothing past it
+    pmem::LogBlock* b = LogBlockAt(LogicalBlock(chain_.Get(static_cast<uint32_t>(k))));
+    slots = b->slots;
+    first = (tail - pmem::kMetaSlots) % pmem::kLogSlots;
+    count = pmem::kLogSlots;
+    link = &b->trailer.next;
+  }
+  uint64_t dropped = 0;
+  for (uint64_t i = first; i < count; ++i) {
+    if (slots[i] != 0) {
+      pmem::Store64(&slots[i], 0);
+      pmem::Flush(&slots[i], sizeof(uint64_t));
+      ++dropped;
+    }
+  }
+  bool unlinked = *link != 0;
+  if (unlinked) {
+    pmem::Store32(link, 0);
+    pmem::Flush(link, sizeof(*link));
+  }
+  pmem::Drain();
+  if (dropped > 0 || unlinked) {
+    TERN_LOG_WARN("%s: recovery dropped %llu unacknowledged commit entries%s after the log tail",
+                  path_.c_str(), static_cast<unsigned long long>(dropped),
+                  unlinked ? " and the log blocks linked" : "");
+  }
+  return Status::Ok();
+}
+
+Status FileCore::RebuildSharedState(const struct stat& st) {
+  (void)st;
+  std::lock_guard lock(mu_);
+  alloc_->MarkUsed({LogicalBlock(0), 1});
+  uint32_t chain_len = chain_len_.load();
+  for (uint32_t k = 0; k < chain_len; ++k) alloc_->MarkUsed({LogicalBlock(chain_.Get(k)), 1});
+  for (LogPos pos = 0; pos < applied_.load(); ++pos) {
+    auto c = DecodeCommit(pmem::Load64(SlotAddress(pos)), alloc_->num_blocks(), *this, false);
+    if (!c.ok()) return c.status();
+    if (c->record.count > 0) alloc_->MarkUsed(c->record);
+  }
+  for (uint32_t v = 0; v < mapped_end_; ++v) {
+    uint32_t l = table_.Get(v);
+    if (l != 0) alloc_->MarkUsed({LogicalBlock(l), 1});
+  }
+  return Status::Ok();
+}
+
+FileCore::~FileCore() {
+  if (shared_ != nullptr) {
+    auto last = TryLockExclusive(backing_->fd());
+    if (last.ok() && *last) SharedState::Remove(shared_name_);  // nobody else has the file open
+  }
+  alloc_.reset();
+  shared_.reset();
+  backing_.reset();  // closes the fd, which drops the open lock
+}
+
+}  // namespace tern

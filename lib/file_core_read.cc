@@ -1,0 +1,80 @@
+// FileCore: the lock-free read path. Copy from the blocks the table maps, then validate against
+// the log: commits that landed after the copy started and remapped copied blocks force a recopy of
+// those blocks only; a size change restarts the read. No locks, no pins: a block can be reused only
+// after a commit that superseded it, and that commit is what validation finds.
+#include <algorithm>
+#include <cstring>
+
+#include "lib/file_core.h"
+
+namespace tern {
+namespace {
+
+// Copies the part of [offset, offset+len) that lies in virtual blocks [vlo, vhi) into out
+// (out corresponds to offset). Consecutive blocks that are consecutive on media go in one memcpy.
+template <typename Lookup, typename Address>
+void CopyRange(uint8_t* out, uint64_t offset, uint64_t len, uint32_t vlo, uint32_t vhi,
+               Lookup&& lookup, Address&& address) {
+  uint64_t begin = std::max(offset, uint64_t{vlo} * kBlockSize);
+  uint64_t end = std::min(offset + len, uint64_t{vhi} * kBlockSize);
+  while (begin < end) {
+    auto v = static_cast<uint32_t>(begin / kBlockSize);
+    uint32_t l = lookup(v);
+    // Extend the piece while the next block continues the same media run (or the same hole).
+    uint64_t piece_end = std::min(end, (uint64_t{v} + 1) * kBlockSize);
+    uint32_t next_l = l;
+    while (piece_end < end) {
+      uint32_t nv = static_cast<uint32_t>(piece_end / kBlockSize);
+      uint32_t nl = lookup(nv);
+      bool continues = (l == 0) ? nl == 0 : nl == next_l + 1;
+      if (!continues) break;
+      next_l = nl;
+      piece_end = std::min(end, (uint64_t{nv} + 1) * kBlockSize);
+    }
+    uint64_t n = piece_end - begin;
+    const uint8_t* src = l == 0 ? nullptr : address(l, next_l - l + 1);
+    if (src == nullptr) {
+      memset(out + (begin - offset), 0, n);
+    } else {
+      memcpy(out + (begin - offset), src + (begin - uint64_t{v} * kBlockSize), n);
+    }
+    begin = piece_end;
+  }
+}
+
+}  // namespace
+
+Result<size_t> FileCore::Read(void* buf, size_t n, uint64_t offset) {
+  auto* out = static_cast<uint8_t*>(buf);
+  auto lookup = [this](uint32_t v) { return table_.Get(v); };
+  auto address = [this](uint32_t l, uint32_t count) { return Resolve(LogicalBlock(l), count); };
+  // Each pass reads the file as of one log position; a pass is abandoned when the size changed.
+  for (;;) {
+    TERN_ASSIGN_OR_RETURN(LogPos pos, Refresh());
+    uint64_t size = size_.load();
+    if (n == 0 || offset >= size) return size_t{0};
+    uint64_t len = std::min<uint64_t>(n, size - offset);
+    auto first = static_cast<uint32_t>(offset / kBlockSize);
+    auto end = static_cast<uint32_t>((offset + len - 1) / kBlockSize + 1);
+    CopyRange(out, offset, len, first, end, lookup, address);
+    // Validation: the copy is the file as of `pos` unless a later commit remapped a copied block.
+    bool size_changed = false;
+    while (!IsFree(pos)) {
+      TERN_ASSIGN_OR_RETURN(LogPos now, Refresh());
+      if (size_.load() != size) {
+        size_changed = true;
+        break;
+      }
+      TERN_ASSIGN_OR_RETURN(VRange changed, ChangedIn(pos, now, first, end));
+      if (!changed.empty()) {
+        shared_->header()->counters.read_retries.fetch_add(1, std::memory_order_relaxed);
+        CopyRange(out, offset, len, changed.lo, changed.hi, lookup, address);
+      }
+      pos = now;
+    }
+    if (!size_changed) return static_cast<size_t>(len);
+    shared_->header()->counters.read_retries.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+}  // namespace tern

@@ -1,0 +1,252 @@
+// FileCore: the copy-on-write write path and truncate. Both follow one OCC shape: prepare new
+// blocks privately, persist them, then CAS one commit entry into the log tail. A failed CAS means
+// another commit took the tail first; the attempt is redone at the new tail, recopying only the
+// partial blocks whose source a newer commit changed. No locks.
+#include <algorithm>
+
+#include "lib/file_core.h"
+#include "pmem/persist.h"
+
+namespace tern {
+namespace {
+
+constexpr uint64_t BlocksFor(uint64_t bytes) { return (bytes + kBlockSize - 1) / kBlockSize; }
+
+std::vector<pmem::ExtRun> ToExtRuns(uint32_t first, const std::vector<BlockRun>& runs) {
+  std::vector<pmem::ExtRun> out;
+  out.reserve(runs.size());
+  uint32_t v = first;
+  for (const BlockRun& r : runs) {
+    out.push_back({v, r.start.value(), r.count, 0});
+    v += r.count;
+  }
+  return out;
+}
+
+}  // namespace
+
+// The private state of one write across its OCC attempts.
+struct WriteTx {
+  bool prepared = false;
+  uint64_t offset = 0;
+  uint32_t first = 0, end = 0;      // virtual blocks [first, end)
+  std::vector<BlockRun> runs;       // new blocks for [first, end), in order
+  uint8_t* head = nullptr;          // new block of `first` when the write starts inside it
+  uint8_t* tail = nullptr;          // new block of `end - 1` when the write ends inside it
+  uint32_t head_from = 0;           // bytes [0, head_from) of the head block come from the old one
+  uint32_t tail_to = kBlockSize;    // bytes [tail_to, 4096) of the tail block come from the old one
+  LogPos filled_at = 0;             // partial blocks hold the old bytes as of this position
+  bool has_record = false;          // an extended record place is reserved
+};
+
+void FileCore::FillFromCurrent(uint8_t* dst, uint32_t v, uint32_t from, uint32_t to) {
+  if (from >= to) return;
+  uint32_t l = table_.Get(v);
+  const uint8_t* src = l == 0 ? nullptr : Resolve(LogicalBlock(l), 1);
+  if (src == nullptr) {
+    pmem::ZeroNoDrain(dst + from, to - from);
+  } else {
+    pmem::CopyNoDrain(dst + from, src + from, to - from);
+  }
+}
+
+Status FileCore::PrepareWrite(WriteTx& tx, const uint8_t* data, size_t n, uint64_t offset) {
+  FreeRuns(tx.runs);
+  tx.runs.clear();
+  tx.prepared = false;
+  tx.offset = offset;
+  tx.first = static_cast<uint32_t>(offset / kBlockSize);
+  tx.end = static_cast<uint32_t>(BlocksFor(offset + n));
+  TERN_TRY(Allocate(tx.end - tx.first, &tx.runs));
+  uint32_t v = tx.first;
+  uint64_t write_end = offset + n;
+  for (const BlockRun& r : tx.runs) {
+    uint64_t lo = std::max(offset, uint64_t{v} * kBlockSize);
+    uint64_t hi = std::min(write_end, uint64_t{v + r.count} * kBlockSize);
+    auto* dst = const_cast<uint8_t*>(Resolve(r.start, r.count));
+    pmem::CopyNoDrain(dst + (lo - uint64_t{v} * kBlockSize), data + (lo - offset), hi - lo);
+    if (v == tx.first) tx.head = dst;
+    if (v + r.count == tx.end) tx.tail = dst + uint64_t{r.count - 1} * kBlockSize;
+    v += r.count;
+  }
+  tx.head_from = static_cast<uint32_t>(offset - uint64_t{tx.first} * kBlockSize);
+  tx.tail_to = static_cast<uint32_t>(write_end - uint64_t{tx.end - 1} * kBlockSize);
+  tx.prepared = true;
+  return Status::Ok();
+}
+
+Status FileCore::FillPartials(WriteTx& tx, LogPos pos, bool fresh) {
+  bool head_partial = tx.head_from > 0;
+  bool tail_partial = tx.tail_to < kBlockSize;
+  if (!head_partial && !tail_partial) return Status::Ok();
+  bool head_stale = fresh, tail_stale = fresh;
+  if (!fresh && tx.filled_at < pos) {
+    TERN_ASSIGN_OR_RETURN(VRange h, ChangedIn(tx.filled_at, pos, tx.first, tx.first + 1));
+    TERN_ASSIGN_OR_RETURN(VRange t, ChangedIn(tx.filled_at, pos, tx.end - 1, tx.end));
+    head_stale = !h.empty();
+    tail_stale = !t.empty();
+    if ((head_stale && head_partial) || (tail_stale && tail_partial)) {
+      shared_->header()->counters.recopies.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  if (head_partial && head_stale) FillFromCurrent(tx.head, tx.first, 0, tx.head_from);
+  if (tail_partial && tail_stale) FillFromCurrent(tx.tail, tx.end - 1, tx.tail_to, kBlockSize);
+  tx.filled_at = pos;
+  return Status::Ok();
+}
+
+Result<size_t> FileCore::Write(const void* buf, size_t n, uint64_t offset, bool append,
+                               uint64_t* written_at) {
+  if (!writable()) return Status::Error(EBADF, "file not open for writing");
+  auto* data = static_cast<const uint8_t*>(buf);
+  WriteTx tx;
+  RecordPlace record{};
+  std::vector<BlockRun> superseded;
+  Status failure = Status::Ok();
+  // OCC loop. An attempt is invalidated when another commit takes the tail slot first; the next
+  // attempt refreshes, recopies partial blocks whose source changed, and tries the new tail.
+  for (;;) {
+    auto refreshed = Refresh();
+    if (!refreshed.ok()) {
+      failure = refreshed.status();
+      break;
+    }
+    LogPos pos = *refreshed;
+    uint64_t size = size_.load();
+    uint64_t off = append ? size : offset;
+    if (n == 0) {
+      *written_at = off;
+      return size_t{0};
+    }
+    if (off + n > kMaxFileSize || off + n < off) {
+      failure = Status::Error(EFBIG, "write past the largest tern file");
+      break;
+    }
+    bool fresh = !tx.prepared || tx.offset != off;
+    if (fresh) {
+      failure = PrepareWrite(tx, data, n, off);
+      if (!failure.ok()) break;
+    }
+    failure = FillPartials(tx, pos, fresh);
+    if (!failure.ok()) break;
+
+    uint64_t write_end = off + n;
+    uint32_t count = tx.end - tx.first;
+    uint64_t entry = 0;
+    if (tx.runs.size() == 1 && pmem::FitsInline(VirtualBlock(tx.first), tx.runs[0].start, count)) {
+      bool aligned_end = write_end % kBlockSize == 0;
+      if (aligned_end || write_end <= size) {
+        entry = pmem::EncodeInline({VirtualBlock(tx.first), tx.runs[0].start, count, aligned_end});
+      }
+    }
+    if (entry == 0) {
+      auto bytes = static_cast<uint32_t>(pmem::ExtRecordBytes(static_cast<uint32_t>(tx.runs.size())));
+      if (!tx.has_record || record.capacity < bytes) {
+        auto place = ReserveRecord(bytes);
+        if (!place.ok()) {
+          failure = place.status();
+          break;
+        }
+        record = *place;
+        tx.has_record = true;
+      }
+      entry = WriteRecord(record, pmem::ExtKind::kWrite, std::max(size, write_end),
+                          ToExtRuns(tx.first, tx.runs));
+    }
+    failure = EnsureSlot(pos);
+    if (!failure.ok()) break;
+    pmem::Drain();  // data and record are durable before the commit can be
+    superseded.clear();
+    CollectMapped(tx.first, tx.end, &superseded);
+    uint64_t expected = 0;
+    if (pmem::Cas64(SlotAddress(pos), expected, entry)) {
+      shared_->header()->counters.commits.fetch_add(1, std::memory_order_relaxed);
+      FreeRuns(superseded);  // we superseded them: the only one allowed to free them
+      *written_at = off;
+      return n;
+    }
+    shared_->header()->counters.conflicts.fetch_add(1, std::memory_order_relaxed);
+  }
+  FreeRuns(tx.runs);  // never committed, so never visible
+  return failure;
+}
+
+Status FileCore::Truncate(uint64_t new_size) {
+  if (!writable()) return Status::Error(EINVAL, "file not open for writing");
+  if (new_size > kMaxFileSize) return Status::Error(EFBIG, "size past the largest tern file");
+  RecordPlace record{};
+  bool has_record = false;
+  BlockRun partial{};  // CoW copy of the new last block when the new size cuts inside it
+  LogPos filled_at = 0;
+  std::vector<BlockRun> superseded;
+  Status failure = Status::Ok();
+  // OCC loop, as in Write: redone at the new tail when another commit got there first.
+  for (;;) {
+    auto refreshed = Refresh();
+    if (!refreshed.ok()) {
+      failure = refreshed.status();
+      break;
+    }
+    LogPos pos = *refreshed;
+    uint64_t size = size_.load();
+    if (new_size == size) break;
+    auto keep = static_cast<uint32_t>(BlocksFor(new_size));
+    auto cut = static_cast<uint32_t>(new_size / kBlockSize);
+    uint32_t inner = static_cast<uint32_t>(new_size % kBlockSize);
+    std::vector<pmem::ExtRun> runs;
+    if (new_size < size && inner != 0 && table_.Get(cut) != 0) {
+      bool stale = partial.count == 0;
+      if (stale) {
+        auto got = AllocateContiguous(1);
+        if (!got.ok()) {
+          failure = got.status();
+          break;
+        }
+        partial = *got;
+      } else if (filled_at < pos) {
+        auto changed = ChangedIn(filled_at, pos, cut, cut + 1);
+        if (!changed.ok()) {
+          failure = changed.status();
+          break;
+        }
+        stale = !changed->empty();
+      }
+      if (stale) {
+        // Bytes past the new end must read as zeros if the file grows again.
+        auto* dst = const_cast<uint8_t*>(Resolve(partial.start, 1));
+        FillFromCurrent(dst, cut, 0, inner);
+        pmem::ZeroNoDrain(dst + inner, kBlockSize - inner);
+        filled_at = pos;
+      }
+      runs.push_back({cut, partial.start.value(), 1, 0});
+    }
+    if (!has_record) {
+      auto place = ReserveRecord(static_cast<uint32_t>(pmem::ExtRecordBytes(1)));
+      if (!place.ok()) {
+        failure = place.status();
+        break;
+      }
+      record = *place;
+      has_record = true;
+    }
+    uint64_t entry = WriteRecord(record, pmem::ExtKind::kTruncate, new_size, runs);
+    failure = EnsureSlot(pos);
+    if (!failure.ok()) break;
+    pmem::Drain();
+    superseded.clear();
+    if (!runs.empty()) CollectMapped(cut, cut + 1, &superseded);
+    CollectMapped(keep, static_cast<uint32_t>(BlocksFor(size)), &superseded);
+    uint64_t expected = 0;
+    if (pmem::Cas64(SlotAddress(pos), expected, entry)) {
+      shared_->header()->counters.commits.fetch_add(1, std::memory_order_relaxed);
+      FreeRuns(superseded);
+      if (runs.empty() && partial.count > 0) alloc_->Free(partial);
+      return Status::Ok();
+    }
+    shared_->header()->counters.conflicts.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (partial.count > 0) alloc_->Free(partial);
+  return failure;
+}
+
+}  // namespace tern
