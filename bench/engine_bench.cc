@@ -1,0 +1,565 @@
+// engine_bench: tern's engine API against the kernel and against the raw persistence limit, side by
+// side in one binary, single thread (DESIGN §10, issue 2 "Performance").
+//
+// Backends (same directory, same run, registered next to each other so they share the noise):
+//   kernel  - a plain file: pwrite(2)+fsync(2), write(2) with O_APPEND + fsync, pread(2).
+//   tern    - tern::File: Pwrite+Fsync, Append+Fsync, Pread.
+//   raw     - a MAP_SHARED mapping of a file (pmem/mapping.h, pre-faulted): pmem::CopyPersist of the
+//             payload (non-temporal copy + fence); reads are a plain memcpy out of the mapping.
+//   rawcow  - (sub-block case only) the raw cost of a copy-on-write of the whole 4 KiB block that
+//             the sub-block write lands in: old head + new bytes + old tail, non-temporal, one fence.
+//
+// Cases (each write is followed by fsync; ns per operation = per write+fsync or per read):
+//   overwrite_fsync/<b>/<size>  random, 4 KiB-aligned overwrite inside a prefilled file
+//   append_fsync/<b>/<size>     append to a file that starts empty (growth is part of the cost)
+//   subblock_fsync/<b>/<size>   <size> < 4 KiB, 128 B-aligned, inside one 4 KiB block, prefilled file
+//   read/<b>/<size>             random read, aligned to min(size, 4 KiB), prefilled file
+//
+// Options (before the Google Benchmark ones): --dir=DIR (else $TERN_BENCH_DIR, else
+// /dev/shm/tern-bench), --file_mib=N (prefilled file size, default 64).
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "pmem/mapping.h"
+#include "pmem/persist.h"
+
+#ifndef TERN_BENCH_WITH_ENGINE
+#define TERN_BENCH_WITH_ENGINE 1
+#endif
+#if TERN_BENCH_WITH_ENGINE
+#include "lib/file.h"
+#endif
+
+namespace {
+
+constexpr uint64_t kBlock = 4096;
+constexpr uint64_t kMiB = 1ull << 20;
+constexpr size_t kMaxIo = 128 * 1024;
+constexpr size_t kOffsets = 1u << 16;  // precomputed random offsets, cycled
+
+std::string g_dir;
+uint64_t g_file_bytes = 64 * kMiB;
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+struct AlignedBuf {
+  explicit AlignedBuf(size_t n) : size(n) {
+    p = static_cast<uint8_t*>(std::aligned_alloc(kBlock, n));
+    for (size_t i = 0; i < n; ++i) p[i] = static_cast<uint8_t>(i * 7 + 3);
+  }
+  ~AlignedBuf() { std::free(p); }
+  AlignedBuf(const AlignedBuf&) = delete;
+  AlignedBuf& operator=(const AlignedBuf&) = delete;
+  uint8_t* p;
+  size_t size;
+};
+
+// The prefill pattern: byte at file offset o.
+inline uint8_t PatternByte(uint64_t o) { return static_cast<uint8_t>((o >> 12) * 131 + (o & 4095)); }
+
+void FillPattern(uint8_t* dst, uint64_t file_offset, size_t n) {
+  for (size_t i = 0; i < n; ++i) dst[i] = PatternByte(file_offset + i);
+}
+
+bool CheckPattern(const uint8_t* got, uint64_t file_offset, size_t n) {
+  for (size_t i = 0; i < n; ++i)
+    if (got[i] != PatternByte(file_offset + i)) return false;
+  return true;
+}
+
+std::string PathFor(const std::string& tag) {
+  return g_dir + "/" + tag + "." + std::to_string(getpid());
+}
+
+// Random offsets for one (case, size): `align`-aligned, [offset, offset+size) inside the file; for
+// sub-block writes, inside one 4 KiB block.
+std::vector<uint64_t> MakeOffsets(size_t size, bool sub_block, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<uint64_t> v(kOffsets);
+  const uint64_t blocks = g_file_bytes / kBlock;
+  for (auto& o : v) {
+    if (sub_block) {
+      uint64_t slots = (kBlock - size) / 128 + 1;
+      o = (rng() % blocks) * kBlock + (rng() % slots) * 128;
+    } else {
+      uint64_t align = std::min<uint64_t>(size, kBlock);
+      uint64_t slots = (g_file_bytes - size) / align + 1;
+      o = (rng() % slots) * align;
+    }
+  }
+  return v;
+}
+
+// Sum of huge-page (PMD) mapped shmem/file memory of this process, in MiB: shows whether the
+// backend's mappings got 2 MiB pages (huge=always tmpfs) or not.
+double PmdMappedMiB() {
+  std::ifstream in("/proc/self/smaps_rollup");
+  std::string line;
+  double kb = 0;
+  while (std::getline(in, line)) {
+    if (line.rfind("ShmemPmdMapped:", 0) == 0 || line.rfind("FilePmdMapped:", 0) == 0) {
+      std::istringstream ss(line.substr(line.find(':') + 1));
+      double v = 0;
+      ss >> v;
+      kb += v;
+    }
+  }
+  return kb / 1024.0;
+}
+
+void Fail(benchmark::State& state, const std::string& what, int err) {
+  std::string msg = what + ": " + std::strerror(err);
+  state.SkipWithError(msg.c_str());
+}
+
+uint64_t WriteIterations(size_t size) {
+  // At most ~256 MiB written per run (tmpfs space, CoW garbage), between 1000 and 20000 ops.
+  return std::clamp<uint64_t>((256 * kMiB) / size, 1000, 20000);
+}
+uint64_t ReadIterations(size_t size) { return size <= 16384 ? 50000 : 20000; }
+
+enum class Case { kOverwrite, kAppend, kSubBlock, kRead };
+enum class Backend { kKernel, kTern, kRaw, kRawCow };
+
+const char* CaseName(Case c) {
+  switch (c) {
+    case Case::kOverwrite: return "overwrite_fsync";
+    case Case::kAppend: return "append_fsync";
+    case Case::kSubBlock: return "subblock_fsync";
+    case Case::kRead: return "read";
+  }
+  return "?";
+}
+const char* BackendName(Backend b) {
+  switch (b) {
+    case Backend::kKernel: return "kernel";
+    case Backend::kTern: return "tern";
+    case Backend::kRaw: return "raw";
+    case Backend::kRawCow: return "rawcow";
+  }
+  return "?";
+}
+
+// ---------------------------------------------------------------------------------------------
+// kernel: a plain file in the same directory
+
+struct KernelFile {
+  int fd = -1;
+  std::string path;
+  ~KernelFile() {
+    if (fd >= 0) close(fd);
+    if (!path.empty()) unlink(path.c_str());
+  }
+};
+
+int KernelOpen(KernelFile& f, const std::string& tag, int extra_flags) {
+  f.path = PathFor(tag);
+  f.fd = open(f.path.c_str(), O_RDWR | O_CREAT | O_TRUNC | extra_flags, 0644);
+  return f.fd < 0 ? errno : 0;
+}
+
+int KernelPrefill(KernelFile& f) {
+  AlignedBuf chunk(kMiB);
+  for (uint64_t off = 0; off < g_file_bytes; off += kMiB) {
+    FillPattern(chunk.p, off, kMiB);
+    if (pwrite(f.fd, chunk.p, kMiB, static_cast<off_t>(off)) != static_cast<ssize_t>(kMiB)) return errno ? errno : EIO;
+  }
+  if (fsync(f.fd) != 0) return errno;
+  uint8_t check[kBlock];
+  uint64_t probe = (g_file_bytes / 2) & ~(kBlock - 1);
+  if (pread(f.fd, check, kBlock, static_cast<off_t>(probe)) != static_cast<ssize_t>(kBlock) ||
+      !CheckPattern(check, probe, kBlock))
+    return EIO;
+  return 0;
+}
+
+void RunKernel(benchmark::State& state, Case c, size_t size) {
+  KernelFile f;
+  AlignedBuf src(kMaxIo), dst(kMaxIo);
+  int err = KernelOpen(f, std::string("kernel-") + CaseName(c), c == Case::kAppend ? O_APPEND : 0);
+  if (err) return Fail(state, "open " + f.path, err);
+  if (c != Case::kAppend && (err = KernelPrefill(f)) != 0) return Fail(state, "prefill", err);
+  std::vector<uint64_t> offs;
+  if (c != Case::kAppend) offs = MakeOffsets(size, c == Case::kSubBlock, 42);
+  state.counters["pmd_MiB"] = PmdMappedMiB();
+  size_t i = 0;
+  switch (c) {
+    case Case::kOverwrite:
+    case Case::kSubBlock:
+      for (auto _ : state) {
+        ssize_t r = pwrite(f.fd, src.p, size, static_cast<off_t>(offs[i++ & (kOffsets - 1)]));
+        int s = fsync(f.fd);
+        benchmark::DoNotOptimize(r);
+        benchmark::DoNotOptimize(s);
+      }
+      break;
+    case Case::kAppend:
+      for (auto _ : state) {
+        ssize_t r = write(f.fd, src.p, size);
+        int s = fsync(f.fd);
+        benchmark::DoNotOptimize(r);
+        benchmark::DoNotOptimize(s);
+      }
+      break;
+    case Case::kRead:
+      for (auto _ : state) {
+        ssize_t r = pread(f.fd, dst.p, size, static_cast<off_t>(offs[i++ & (kOffsets - 1)]));
+        benchmark::DoNotOptimize(r);
+        benchmark::DoNotOptimize(dst.p);
+        benchmark::ClobberMemory();
+      }
+      break;
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(size));
+}
+
+// ---------------------------------------------------------------------------------------------
+// raw: non-temporal copy + persist into a pre-faulted shared mapping of a file
+
+struct RawRegion {
+  int fd = -1;
+  void* base = nullptr;
+  uint64_t len = 0;
+  std::string path;
+  ~RawRegion() {
+    if (base) tern::pmem::ReleaseAddressSpace(base, len);
+    if (fd >= 0) close(fd);
+    if (!path.empty()) unlink(path.c_str());
+  }
+  uint8_t* at(uint64_t off) const { return static_cast<uint8_t*>(base) + off; }
+};
+
+// Creates, maps and pre-faults (by writing the prefill pattern) `bytes` of a file.
+int RawCreate(RawRegion& r, const std::string& tag, uint64_t bytes) {
+  r.path = PathFor(tag);
+  r.fd = open(r.path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644);
+  if (r.fd < 0) return errno;
+  r.len = (bytes + tern::pmem::kGrowStep - 1) & ~(tern::pmem::kGrowStep - 1);
+  int rc = tern::pmem::ReserveAddressSpace(r.len, &r.base);
+  if (rc) {
+    r.base = nullptr;
+    return -rc;
+  }
+  if ((rc = tern::pmem::GrowFile(r.fd, r.len)) != 0) return -rc;
+  bool dax = false;
+  if ((rc = tern::pmem::MapFileRange(r.base, r.len, r.fd, 0, true, 0, &dax)) != 0) return -rc;
+  for (uint64_t off = 0; off < r.len; off += kMiB) FillPattern(r.at(off), off, kMiB);
+  tern::pmem::Persist(r.base, r.len);
+  if (!CheckPattern(r.at(r.len / 2), r.len / 2, kBlock)) return EIO;
+  return 0;
+}
+
+void RunRaw(benchmark::State& state, Case c, size_t size) {
+  RawRegion r;
+  AlignedBuf src(kMaxIo), dst(kMaxIo);
+  uint64_t bytes = c == Case::kAppend ? static_cast<uint64_t>(state.max_iterations) * size : g_file_bytes;
+  int err = RawCreate(r, std::string("raw-") + CaseName(c), bytes);
+  if (err) return Fail(state, "map " + r.path, err);
+  std::vector<uint64_t> offs;
+  if (c != Case::kAppend) offs = MakeOffsets(size, c == Case::kSubBlock, 42);
+  state.counters["pmd_MiB"] = PmdMappedMiB();
+  size_t i = 0;
+  switch (c) {
+    case Case::kOverwrite:
+    case Case::kSubBlock:
+      for (auto _ : state) {
+        tern::pmem::CopyPersist(r.at(offs[i++ & (kOffsets - 1)]), src.p, size);
+        benchmark::ClobberMemory();
+      }
+      break;
+    case Case::kAppend: {
+      uint64_t pos = 0;
+      for (auto _ : state) {
+        tern::pmem::CopyPersist(r.at(pos), src.p, size);
+        pos += size;
+        benchmark::ClobberMemory();
+      }
+      break;
+    }
+    case Case::kRead:
+      for (auto _ : state) {
+        std::memcpy(dst.p, r.at(offs[i++ & (kOffsets - 1)]), size);
+        benchmark::DoNotOptimize(dst.p);
+        benchmark::ClobberMemory();
+      }
+      break;
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(size));
+}
+
+// The raw limit of a copy-on-write sub-block write: the whole 4 KiB block is rebuilt elsewhere
+// (old head, new bytes, old tail), non-temporally, then one fence.
+void RunRawCow(benchmark::State& state, size_t size) {
+  RawRegion r;
+  AlignedBuf src(kMaxIo);
+  int err = RawCreate(r, "rawcow", 2 * g_file_bytes);
+  if (err) return Fail(state, "map " + r.path, err);
+  std::vector<uint64_t> offs = MakeOffsets(size, true, 42);
+  std::vector<uint64_t> dests = MakeOffsets(kBlock, false, 7);
+  state.counters["pmd_MiB"] = PmdMappedMiB();
+  size_t i = 0;
+  for (auto _ : state) {
+    uint64_t off = offs[i & (kOffsets - 1)];
+    uint64_t in_block = off & (kBlock - 1);
+    const uint8_t* old_block = r.at(off - in_block);
+    uint8_t* new_block = r.at(g_file_bytes + dests[i & (kOffsets - 1)]);
+    ++i;
+    tern::pmem::CopyNoDrain(new_block, old_block, in_block);
+    tern::pmem::CopyNoDrain(new_block + in_block, src.p, size);
+    tern::pmem::CopyNoDrain(new_block + in_block + size, old_block + in_block + size,
+                            kBlock - in_block - size);
+    tern::pmem::Drain();
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(size));
+}
+
+// ---------------------------------------------------------------------------------------------
+// tern: the engine API
+
+#if TERN_BENCH_WITH_ENGINE
+struct TernFile {
+  std::unique_ptr<tern::File> f;
+  std::string path;
+  ~TernFile() {
+    f.reset();
+    if (!path.empty()) unlink(path.c_str());
+  }
+};
+
+std::string StatusText(const tern::Status& s) {
+  return std::string(s.context()) + " (" + std::strerror(s.err()) + ")";
+}
+
+void RunTern(benchmark::State& state, Case c, size_t size) {
+  TernFile t;
+  AlignedBuf src(kMaxIo), dst(kMaxIo);
+  t.path = PathFor(std::string("tern-") + CaseName(c));
+  unlink(t.path.c_str());
+  {
+    auto opened = tern::File::Open(t.path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (!opened.ok()) {
+      state.SkipWithError(("tern open " + t.path + ": " + StatusText(opened.status())).c_str());
+      return;
+    }
+    t.f = std::move(opened).value();
+  }
+  if (c != Case::kAppend) {
+    AlignedBuf chunk(kMiB);
+    for (uint64_t off = 0; off < g_file_bytes; off += kMiB) {
+      FillPattern(chunk.p, off, kMiB);
+      auto w = t.f->Pwrite(chunk.p, kMiB, off);
+      if (!w.ok() || *w != kMiB) {
+        state.SkipWithError(("tern prefill: " + StatusText(w.status())).c_str());
+        return;
+      }
+    }
+    tern::Status s = t.f->Fsync();
+    if (!s.ok()) {
+      state.SkipWithError(("tern fsync: " + StatusText(s)).c_str());
+      return;
+    }
+    uint64_t probe = (g_file_bytes / 2) & ~(kBlock - 1);
+    auto rd = t.f->Pread(dst.p, kBlock, probe);
+    if (!rd.ok() || *rd != kBlock || !CheckPattern(dst.p, probe, kBlock)) {
+      state.SkipWithError("tern prefill read-back mismatch");
+      return;
+    }
+  }
+  std::vector<uint64_t> offs;
+  if (c != Case::kAppend) offs = MakeOffsets(size, c == Case::kSubBlock, 42);
+  state.counters["pmd_MiB"] = PmdMappedMiB();
+  tern::FileCounters before = t.f->Counters();
+  size_t i = 0;
+  bool failed = false;
+  switch (c) {
+    case Case::kOverwrite:
+    case Case::kSubBlock:
+      for (auto _ : state) {
+        auto r = t.f->Pwrite(src.p, size, offs[i++ & (kOffsets - 1)]);
+        tern::Status s = t.f->Fsync();
+        if (!r.ok() || !s.ok()) [[unlikely]] {
+          failed = true;
+          state.SkipWithError(("tern pwrite/fsync: " + StatusText(r.ok() ? s : r.status())).c_str());
+          break;
+        }
+        benchmark::DoNotOptimize(r);
+      }
+      break;
+    case Case::kAppend:
+      for (auto _ : state) {
+        auto r = t.f->Append(src.p, size);
+        tern::Status s = t.f->Fsync();
+        if (!r.ok() || !s.ok()) [[unlikely]] {
+          failed = true;
+          state.SkipWithError(("tern append/fsync: " + StatusText(r.ok() ? s : r.status())).c_str());
+          break;
+        }
+        benchmark::DoNotOptimize(r);
+      }
+      break;
+    case Case::kRead:
+      for (auto _ : state) {
+        auto r = t.f->Pread(dst.p, size, offs[i++ & (kOffsets - 1)]);
+        if (!r.ok()) [[unlikely]] {
+          failed = true;
+          state.SkipWithError(("tern pread: " + StatusText(r.status())).c_str());
+          break;
+        }
+        benchmark::DoNotOptimize(r);
+        benchmark::DoNotOptimize(dst.p);
+        benchmark::ClobberMemory();
+      }
+      break;
+  }
+  if (failed) return;
+  tern::FileCounters after = t.f->Counters();
+  auto per_op = [](uint64_t a, uint64_t b) {
+    return benchmark::Counter(static_cast<double>(b - a), benchmark::Counter::kAvgIterations);
+  };
+  if (c == Case::kRead) {
+    state.counters["read_retries"] = per_op(before.read_retries, after.read_retries);
+  } else {
+    state.counters["commits"] = per_op(before.commits, after.commits);
+    state.counters["recopies"] = per_op(before.recopies, after.recopies);
+  }
+  if (c == Case::kAppend) {
+    auto sz = t.f->Size();
+    if (!sz.ok() || *sz != static_cast<uint64_t>(state.iterations()) * size)
+      state.SkipWithError("tern append: final size mismatch");
+  }
+  struct stat st{};
+  if (::stat(t.path.c_str(), &st) == 0)
+    state.counters["backing_MiB"] = static_cast<double>(st.st_size) / static_cast<double>(kMiB);
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(size));
+}
+#endif
+
+// ---------------------------------------------------------------------------------------------
+// Registration
+
+void Register(Case c, Backend b, size_t size) {
+  std::string name = std::string(CaseName(c)) + "/" + BackendName(b) + "/" + std::to_string(size);
+  std::function<void(benchmark::State&)> fn;
+  switch (b) {
+    case Backend::kKernel: fn = [c, size](benchmark::State& s) { RunKernel(s, c, size); }; break;
+    case Backend::kRaw: fn = [c, size](benchmark::State& s) { RunRaw(s, c, size); }; break;
+    case Backend::kRawCow: fn = [size](benchmark::State& s) { RunRawCow(s, size); }; break;
+    case Backend::kTern:
+#if TERN_BENCH_WITH_ENGINE
+      fn = [c, size](benchmark::State& s) { RunTern(s, c, size); };
+      break;
+#else
+      return;
+#endif
+  }
+  uint64_t iters = c == Case::kRead ? ReadIterations(size) : WriteIterations(size);
+  benchmark::RegisterBenchmark(name.c_str(), fn)
+      ->Iterations(static_cast<benchmark::IterationCount>(iters))
+      ->UseRealTime()
+      ->Unit(benchmark::kNanosecond);
+}
+
+void RegisterAll() {
+  const size_t kReadSizes[] = {512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072};
+  const size_t kWriteSizes[] = {4096, 8192, 16384, 32768, 65536, 131072};
+  const size_t kSubSizes[] = {128, 512, 1024, 2048, 3968};
+  for (size_t s : kWriteSizes)
+    for (Backend b : {Backend::kKernel, Backend::kTern, Backend::kRaw}) Register(Case::kOverwrite, b, s);
+  for (size_t s : kWriteSizes)
+    for (Backend b : {Backend::kKernel, Backend::kTern, Backend::kRaw}) Register(Case::kAppend, b, s);
+  for (size_t s : kSubSizes)
+    for (Backend b : {Backend::kKernel, Backend::kTern, Backend::kRaw, Backend::kRawCow})
+      Register(Case::kSubBlock, b, s);
+  for (size_t s : kReadSizes)
+    for (Backend b : {Backend::kKernel, Backend::kTern, Backend::kRaw}) Register(Case::kRead, b, s);
+}
+
+std::string FsDescription(const std::string& dir) {
+  // The mount that holds `dir`: the longest mount point that is a prefix of it.
+  std::ifstream in("/proc/self/mounts");
+  std::string dev, mnt, type, opts, best;
+  size_t best_len = 0;
+  while (in >> dev >> mnt >> type >> opts) {
+    std::string rest;
+    std::getline(in, rest);
+    bool prefix = dir.rfind(mnt, 0) == 0 && (dir.size() == mnt.size() || mnt == "/" || dir[mnt.size()] == '/');
+    if (prefix && mnt.size() >= best_len) {
+      best_len = mnt.size();
+      best = mnt + " " + type + " " + opts;
+    }
+  }
+  return best;
+}
+
+int MkdirP(const std::string& dir) {
+  std::string cur;
+  std::stringstream ss(dir);
+  std::string part;
+  if (!dir.empty() && dir[0] == '/') cur = "";
+  while (std::getline(ss, part, '/')) {
+    if (part.empty()) continue;
+    cur += "/" + part;
+    if (mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) return errno;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const char* env = std::getenv("TERN_BENCH_DIR");
+  g_dir = env && *env ? env : "/dev/shm/tern-bench";
+  // Take our options out of argv before Google Benchmark sees it.
+  std::vector<char*> rest;
+  rest.push_back(argv[0]);
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.rfind("--dir=", 0) == 0) {
+      g_dir = a.substr(6);
+    } else if (a == "--dir" && i + 1 < argc) {
+      g_dir = argv[++i];
+    } else if (a.rfind("--file_mib=", 0) == 0) {
+      g_file_bytes = std::stoull(a.substr(11)) * kMiB;
+    } else {
+      rest.push_back(argv[i]);
+    }
+  }
+  while (g_dir.size() > 1 && g_dir.back() == '/') g_dir.pop_back();
+  if (int err = MkdirP(g_dir)) {
+    std::fprintf(stderr, "engine_bench: cannot create %s: %s\n", g_dir.c_str(), std::strerror(err));
+    return 1;
+  }
+  tern::pmem::Init();
+  int n = static_cast<int>(rest.size());
+  rest.push_back(nullptr);
+  benchmark::Initialize(&n, rest.data());
+  if (benchmark::ReportUnrecognizedArguments(n, rest.data())) return 1;
+  benchmark::AddCustomContext("tern_bench_dir", g_dir);
+  benchmark::AddCustomContext("tern_bench_fs", FsDescription(g_dir));
+  benchmark::AddCustomContext("tern_bench_file_mib", std::to_string(g_file_bytes / kMiB));
+  benchmark::AddCustomContext("tern_bench_engine", TERN_BENCH_WITH_ENGINE ? "yes" : "no (baselines only)");
+  RegisterAll();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
