@@ -377,7 +377,7 @@ int RunRound(int round, int rounds, const std::string& path, std::mt19937_64& rn
   uint64_t acked_records = acks->records.load(std::memory_order_acquire);
   uint64_t acked_headers = acks->headers.load(std::memory_order_acquire);
   if (WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL) {
-    printf("  killed mid-write: the child had completed %" PRIu64 " record writes and %" PRIu64
+    printf("  killed: the child had completed %" PRIu64 " record writes and %" PRIu64
            " header rewrites\n",
            acked_records, acked_headers);
   } else if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0) {
