@@ -50,6 +50,12 @@ class FileCore : public BlockResolver {
   // the offset used. Volatile until Fsync.
   Result<size_t> Write(const void* buf, size_t n, uint64_t offset, bool append, uint64_t* written_at);
   Status Truncate(uint64_t size);
+  // fallocate(2) modes 0, KEEP_SIZE, PUNCH_HOLE|KEEP_SIZE, ZERO_RANGE[|KEEP_SIZE]; others EOPNOTSUPP.
+  // Allocation reserves nothing ahead (blocks come at write time); it only grows the size.
+  Status Fallocate(int mode, uint64_t offset, uint64_t len);
+  // lseek SEEK_DATA / SEEK_HOLE at block granularity (a hole is an unmapped block). ENXIO at or
+  // past EOF, or for SEEK_DATA with no data after offset.
+  Result<uint64_t> Seek(int whence, uint64_t offset);
   Status Fsync();
   Result<uint64_t> Size();
   Status Stat(struct stat* st);
@@ -110,7 +116,11 @@ class FileCore : public BlockResolver {
   // a hole), flushed, unfenced.
   void FillFromCurrent(uint8_t* dst, uint32_t v, uint32_t from, uint32_t to);
 
-  // --- write path (file_core_write.cc) ---
+  // --- write path (file_core_write.cc, file_core_space.cc) ---
+  // Sets the size (grow_only: only if that grows it, as of the commit point).
+  Status Resize(uint64_t new_size, bool grow_only);
+  Status UnmapBlocks(uint32_t first, uint32_t end);
+  Status ZeroRange(uint64_t offset, uint64_t len);
   Status PrepareWrite(WriteTx& tx, const uint8_t* data, size_t n, uint64_t offset);
   Status FillPartials(WriteTx& tx, LogPos pos, bool fresh);
 

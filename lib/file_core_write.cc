@@ -175,6 +175,10 @@ Result<size_t> FileCore::Write(const void* buf, size_t n, uint64_t offset, bool 
 
 Status FileCore::Truncate(uint64_t new_size) {
   if (!writable()) return Status::Error(EINVAL, "file not open for writing");
+  return Resize(new_size, /*grow_only=*/false);
+}
+
+Status FileCore::Resize(uint64_t new_size, bool grow_only) {
   if (new_size > kMaxFileSize) return Status::Error(EFBIG, "size past the largest tern file");
   RecordPlace record{};
   bool has_record = false;
@@ -191,7 +195,7 @@ Status FileCore::Truncate(uint64_t new_size) {
     }
     LogPos pos = *refreshed;
     uint64_t size = size_.load();
-    if (new_size == size) break;
+    if (new_size == size || (grow_only && size > new_size)) break;
     auto keep = static_cast<uint32_t>(BlocksFor(new_size));
     auto cut = static_cast<uint32_t>(new_size / kBlockSize);
     uint32_t inner = static_cast<uint32_t>(new_size % kBlockSize);
