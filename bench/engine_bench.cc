@@ -16,7 +16,8 @@
 //   read/<b>/<size>             random read, aligned to min(size, 4 KiB), prefilled file
 //
 // Options (before the Google Benchmark ones): --dir=DIR (else $TERN_BENCH_DIR, else
-// /dev/shm/tern-bench), --file_mib=N (prefilled file size, default 64).
+// /dev/shm/tern-bench), --file_mib=N (prefilled file size, default 64), --iter_scale=X (multiplies
+// the fixed iteration counts; e.g. 10 to make the timed loop dominate a perf profile).
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -33,6 +34,7 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -57,6 +59,7 @@ constexpr size_t kOffsets = 1u << 16;  // precomputed random offsets, cycled
 
 std::string g_dir;
 uint64_t g_file_bytes = 64 * kMiB;
+double g_iter_scale = 1.0;  // --iter_scale: multiplies the fixed iteration counts (profiling)
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -76,8 +79,18 @@ struct AlignedBuf {
 // The prefill pattern: byte at file offset o.
 inline uint8_t PatternByte(uint64_t o) { return static_cast<uint8_t>((o >> 12) * 131 + (o & 4095)); }
 
+// Fast for block-aligned ranges (a block is a rotation of 0..255), so that prefill setup stays out
+// of profiles.
 void FillPattern(uint8_t* dst, uint64_t file_offset, size_t n) {
-  for (size_t i = 0; i < n; ++i) dst[i] = PatternByte(file_offset + i);
+  static const auto* table = [] {
+    static uint8_t t[kBlock + 256];
+    for (size_t i = 0; i < sizeof(t); ++i) t[i] = static_cast<uint8_t>(i);
+    return t;
+  }();
+  size_t i = 0;
+  for (; i < n && ((file_offset + i) & (kBlock - 1)) != 0; ++i) dst[i] = PatternByte(file_offset + i);
+  for (; i + kBlock <= n; i += kBlock) std::memcpy(dst + i, table + PatternByte(file_offset + i), kBlock);
+  for (; i < n; ++i) dst[i] = PatternByte(file_offset + i);
 }
 
 bool CheckPattern(const uint8_t* got, uint64_t file_offset, size_t n) {
@@ -126,6 +139,35 @@ double PmdMappedMiB() {
   return kb / 1024.0;
 }
 
+// Profiling only the timed loops: with TERN_BENCH_PERF_CTL=<ctl fifo> (and optionally
+// TERN_BENCH_PERF_ACK=<ack fifo>) set, the loops are bracketed by "enable"/"disable" written to
+// perf's control fifo. Run perf with `-D -1 --control fifo:CTL[,ACK]` (see README).
+class PerfWindow {
+ public:
+  PerfWindow() { Send("enable\n"); }
+  ~PerfWindow() { Send("disable\n"); }
+  PerfWindow(const PerfWindow&) = delete;
+  PerfWindow& operator=(const PerfWindow&) = delete;
+
+ private:
+  static void Send(const char* cmd) {
+    static const int ctl = Open("TERN_BENCH_PERF_CTL", O_WRONLY);
+    static const int ack = Open("TERN_BENCH_PERF_ACK", O_RDONLY);
+    if (ctl < 0) return;
+    ssize_t w = write(ctl, cmd, std::strlen(cmd));
+    (void)w;
+    if (ack >= 0) {
+      char buf[8];
+      ssize_t r = read(ack, buf, sizeof(buf));
+      (void)r;
+    }
+  }
+  static int Open(const char* env, int flags) {
+    const char* p = std::getenv(env);
+    return p && *p ? open(p, flags | O_CLOEXEC) : -1;
+  }
+};
+
 void Fail(benchmark::State& state, const std::string& what, int err) {
   std::string msg = what + ": " + std::strerror(err);
   state.SkipWithError(msg.c_str());
@@ -138,7 +180,7 @@ uint64_t WriteIterations(size_t size) {
 uint64_t ReadIterations(size_t size) { return size <= 16384 ? 50000 : 20000; }
 
 enum class Case { kOverwrite, kAppend, kSubBlock, kRead };
-enum class Backend { kKernel, kTern, kRaw, kRawCow };
+enum class Backend { kKernel, kTern, kRaw, kRawLog, kRawCow };
 
 const char* CaseName(Case c) {
   switch (c) {
@@ -154,6 +196,7 @@ const char* BackendName(Backend b) {
     case Backend::kKernel: return "kernel";
     case Backend::kTern: return "tern";
     case Backend::kRaw: return "raw";
+    case Backend::kRawLog: return "rawlog";
     case Backend::kRawCow: return "rawcow";
   }
   return "?";
@@ -200,8 +243,8 @@ void RunKernel(benchmark::State& state, Case c, size_t size) {
   if (c != Case::kAppend && (err = KernelPrefill(f)) != 0) return Fail(state, "prefill", err);
   std::vector<uint64_t> offs;
   if (c != Case::kAppend) offs = MakeOffsets(size, c == Case::kSubBlock, 42);
-  state.counters["pmd_MiB"] = PmdMappedMiB();
   size_t i = 0;
+  PerfWindow perf_window;
   switch (c) {
     case Case::kOverwrite:
     case Case::kSubBlock:
@@ -229,6 +272,7 @@ void RunKernel(benchmark::State& state, Case c, size_t size) {
       }
       break;
   }
+  state.counters["pmd_MiB"] = PmdMappedMiB();  // after the loop: growth included
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(size));
 }
 
@@ -276,8 +320,8 @@ void RunRaw(benchmark::State& state, Case c, size_t size) {
   if (err) return Fail(state, "map " + r.path, err);
   std::vector<uint64_t> offs;
   if (c != Case::kAppend) offs = MakeOffsets(size, c == Case::kSubBlock, 42);
-  state.counters["pmd_MiB"] = PmdMappedMiB();
   size_t i = 0;
+  PerfWindow perf_window;
   switch (c) {
     case Case::kOverwrite:
     case Case::kSubBlock:
@@ -303,6 +347,43 @@ void RunRaw(benchmark::State& state, Case c, size_t size) {
       }
       break;
   }
+  state.counters["pmd_MiB"] = PmdMappedMiB();  // after the loop: growth included
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(size));
+}
+
+// The raw limit plus the minimum any crash-consistent log-structured design adds: after the data
+// copy and its fence, an 8-byte commit word is CAS'd into the next slot of a log and persisted
+// (flush + fence). The data lands in place (overwrite) or sequentially (append); no allocation, no
+// index. tern/rawlog is the engine's own overhead over that floor.
+void RunRawLog(benchmark::State& state, Case c, size_t size) {
+  RawRegion r;
+  AlignedBuf src(kMaxIo);
+  const uint64_t data_bytes =
+      c == Case::kAppend ? static_cast<uint64_t>(state.max_iterations) * size : g_file_bytes;
+  const uint64_t log_bytes = static_cast<uint64_t>(state.max_iterations) * sizeof(uint64_t);
+  int err = RawCreate(r, std::string("rawlog-") + CaseName(c), data_bytes + log_bytes);
+  if (err) return Fail(state, "map " + r.path, err);
+  std::memset(r.at(data_bytes), 0, log_bytes);
+  tern::pmem::Persist(r.at(data_bytes), log_bytes);
+  auto* log = reinterpret_cast<uint64_t*>(r.at(data_bytes));
+  std::vector<uint64_t> offs;
+  if (c != Case::kAppend) offs = MakeOffsets(size, c == Case::kSubBlock, 42);
+  size_t i = 0;
+  uint64_t pos = 0;
+  PerfWindow perf_window;
+  for (auto _ : state) {
+    uint64_t off = c == Case::kAppend ? pos : offs[i & (kOffsets - 1)];
+    tern::pmem::CopyNoDrain(r.at(off), src.p, size);
+    tern::pmem::Drain();
+    uint64_t expected = 0;
+    bool ok = tern::pmem::Cas64(&log[i], expected, (off << 8) | 1);
+    tern::pmem::Flush(&log[i], sizeof(uint64_t));
+    tern::pmem::Drain();
+    benchmark::DoNotOptimize(ok);
+    ++i;
+    pos += size;
+  }
+  state.counters["pmd_MiB"] = PmdMappedMiB();  // after the loop: growth included
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(size));
 }
 
@@ -315,8 +396,8 @@ void RunRawCow(benchmark::State& state, size_t size) {
   if (err) return Fail(state, "map " + r.path, err);
   std::vector<uint64_t> offs = MakeOffsets(size, true, 42);
   std::vector<uint64_t> dests = MakeOffsets(kBlock, false, 7);
-  state.counters["pmd_MiB"] = PmdMappedMiB();
   size_t i = 0;
+  PerfWindow perf_window;
   for (auto _ : state) {
     uint64_t off = offs[i & (kOffsets - 1)];
     uint64_t in_block = off & (kBlock - 1);
@@ -330,6 +411,7 @@ void RunRawCow(benchmark::State& state, size_t size) {
     tern::pmem::Drain();
     benchmark::ClobberMemory();
   }
+  state.counters["pmd_MiB"] = PmdMappedMiB();  // after the loop: growth included
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(size));
 }
 
@@ -387,10 +469,10 @@ void RunTern(benchmark::State& state, Case c, size_t size) {
   }
   std::vector<uint64_t> offs;
   if (c != Case::kAppend) offs = MakeOffsets(size, c == Case::kSubBlock, 42);
-  state.counters["pmd_MiB"] = PmdMappedMiB();
   tern::FileCounters before = t.f->Counters();
   size_t i = 0;
   bool failed = false;
+  std::optional<PerfWindow> perf_window(std::in_place);
   switch (c) {
     case Case::kOverwrite:
     case Case::kSubBlock:
@@ -431,6 +513,7 @@ void RunTern(benchmark::State& state, Case c, size_t size) {
       }
       break;
   }
+  perf_window.reset();
   if (failed) return;
   tern::FileCounters after = t.f->Counters();
   auto per_op = [](uint64_t a, uint64_t b) {
@@ -450,6 +533,7 @@ void RunTern(benchmark::State& state, Case c, size_t size) {
   struct stat st{};
   if (::stat(t.path.c_str(), &st) == 0)
     state.counters["backing_MiB"] = static_cast<double>(st.st_size) / static_cast<double>(kMiB);
+  state.counters["pmd_MiB"] = PmdMappedMiB();  // after the loop: growth included
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(size));
 }
 #endif
@@ -463,6 +547,7 @@ void Register(Case c, Backend b, size_t size) {
   switch (b) {
     case Backend::kKernel: fn = [c, size](benchmark::State& s) { RunKernel(s, c, size); }; break;
     case Backend::kRaw: fn = [c, size](benchmark::State& s) { RunRaw(s, c, size); }; break;
+    case Backend::kRawLog: fn = [c, size](benchmark::State& s) { RunRawLog(s, c, size); }; break;
     case Backend::kRawCow: fn = [size](benchmark::State& s) { RunRawCow(s, size); }; break;
     case Backend::kTern:
 #if TERN_BENCH_WITH_ENGINE
@@ -473,6 +558,7 @@ void Register(Case c, Backend b, size_t size) {
 #endif
   }
   uint64_t iters = c == Case::kRead ? ReadIterations(size) : WriteIterations(size);
+  iters = std::max<uint64_t>(1, static_cast<uint64_t>(static_cast<double>(iters) * g_iter_scale));
   benchmark::RegisterBenchmark(name.c_str(), fn)
       ->Iterations(static_cast<benchmark::IterationCount>(iters))
       ->UseRealTime()
@@ -484,11 +570,13 @@ void RegisterAll() {
   const size_t kWriteSizes[] = {4096, 8192, 16384, 32768, 65536, 131072};
   const size_t kSubSizes[] = {128, 512, 1024, 2048, 3968};
   for (size_t s : kWriteSizes)
-    for (Backend b : {Backend::kKernel, Backend::kTern, Backend::kRaw}) Register(Case::kOverwrite, b, s);
+    for (Backend b : {Backend::kKernel, Backend::kTern, Backend::kRaw, Backend::kRawLog})
+      Register(Case::kOverwrite, b, s);
   for (size_t s : kWriteSizes)
-    for (Backend b : {Backend::kKernel, Backend::kTern, Backend::kRaw}) Register(Case::kAppend, b, s);
+    for (Backend b : {Backend::kKernel, Backend::kTern, Backend::kRaw, Backend::kRawLog})
+      Register(Case::kAppend, b, s);
   for (size_t s : kSubSizes)
-    for (Backend b : {Backend::kKernel, Backend::kTern, Backend::kRaw, Backend::kRawCow})
+    for (Backend b : {Backend::kKernel, Backend::kTern, Backend::kRaw, Backend::kRawLog, Backend::kRawCow})
       Register(Case::kSubBlock, b, s);
   for (size_t s : kReadSizes)
     for (Backend b : {Backend::kKernel, Backend::kTern, Backend::kRaw}) Register(Case::kRead, b, s);
@@ -540,6 +628,8 @@ int main(int argc, char** argv) {
       g_dir = argv[++i];
     } else if (a.rfind("--file_mib=", 0) == 0) {
       g_file_bytes = std::stoull(a.substr(11)) * kMiB;
+    } else if (a.rfind("--iter_scale=", 0) == 0) {
+      g_iter_scale = std::stod(a.substr(13));
     } else {
       rest.push_back(argv[i]);
     }

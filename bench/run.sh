@@ -2,60 +2,93 @@
 # Builds engine_bench (Release) and runs it on /dev/shm and on a huge=always tmpfs that it mounts
 # itself (root only), then writes bench/results/engine.md with medians and ratios.
 #
-# usage: bench/run.sh [--quick] [--no-huge] [--reps N] [-- extra engine_bench/benchmark args]
+# usage: bench/run.sh [--quick] [--no-huge] [--head] [--reps N] [-- extra engine_bench/benchmark args]
 #   --quick    only the four core cases (4 KiB overwrite/append/read, 128 B sub-block)
 #   --no-huge  skip the huge=always tmpfs run
 #   --reps N   repetitions per benchmark (default 5)
+#   --warm G   before measuring, write and delete G GiB on /dev/shm (default 4; 0 = skip). On this VM
+#              guest memory the host has not backed yet costs ~2 ms per 2 MiB on first use, which
+#              otherwise lands in whichever benchmark grows a file first (see README).
+#   --head     build the committed tree (git archive HEAD, with the working tree's bench/ on top) in
+#              /tmp instead of the working tree: exact commit, immune to half-written files elsewhere
 # env: TERN_BENCH_BUILD (build dir, default <repo>/build-bench), TERN_BENCH_OUT (results file,
 #      default bench/results/engine.md), TERN_BENCH_ENGINE=OFF (baselines only),
-#      TERN_BENCH_KEEP=1 (keep the JSON outputs in /tmp/tern-bench-out.*).
+#      TERN_BENCH_KEEP=1 (keep the JSON outputs in /tmp/tern-bench-out.*),
+#      TERN_BENCH_RT=0 (do not run the benchmark under SCHED_FIFO; by default, as root, it runs with
+#      `chrt -f 1` so that concurrent builds on this 2-vCPU VM cannot preempt the timed loops).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${TERN_BENCH_BUILD:-$ROOT/build-bench}
 RESULT=${TERN_BENCH_OUT:-$ROOT/bench/results/engine.md}
 REPS=5
+WARM_GIB=4
 QUICK=0
 HUGE=1
+HEAD_ONLY=0
 EXTRA=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --no-huge) HUGE=0 ;;
+    --head) HEAD_ONLY=1 ;;
     --reps) REPS=$2; shift ;;
+    --warm) WARM_GIB=$2; shift ;;
     --) shift; EXTRA=("$@"); break ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
 
-cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTERN_PMEM_TRACE=OFF \
-  -DTERN_SANITIZE= -DTERN_BENCH_ENGINE="${TERN_BENCH_ENGINE:-ON}" >/dev/null
-cmake --build "$BUILD" --target engine_bench -j2
-BIN=$BUILD/bench/engine_bench
-
 OUT=$(mktemp -d /tmp/tern-bench-out.XXXXXX)
 HUGE_DIR=""
+TMP_SRC=""
 cleanup() {
   if [[ -n "$HUGE_DIR" ]]; then
     umount "$HUGE_DIR" 2>/dev/null || umount -l "$HUGE_DIR" 2>/dev/null || true
     rmdir "$HUGE_DIR" 2>/dev/null || true
   fi
-  rm -rf /dev/shm/tern-bench-run.$$
-  [[ -n "${TERN_BENCH_KEEP:-}" ]] || rm -rf "$OUT"
+  rm -rf /dev/shm/tern-bench-run.$$ /dev/shm/tern-bench-warm.$$
+  if [[ -n "$TMP_SRC" ]]; then rm -rf "$TMP_SRC"; fi
+  if [[ -z "${TERN_BENCH_KEEP:-}" ]]; then rm -rf "$OUT"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+SRC=$ROOT
+if [[ $HEAD_ONLY == 1 ]]; then
+  TMP_SRC=$(mktemp -d /tmp/tern-bench-head.XXXXXX)
+  SRC=$TMP_SRC/src
+  mkdir "$SRC"
+  git -C "$ROOT" archive HEAD | tar -x -C "$SRC"
+  rm -rf "$SRC/bench" && cp -r "$ROOT/bench" "$SRC/bench"
+  BUILD=$TMP_SRC/build
+fi
+cmake -S "$SRC" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTERN_PMEM_TRACE=OFF \
+  -DTERN_SANITIZE= -DTERN_BENCH_ENGINE="${TERN_BENCH_ENGINE:-ON}" >/dev/null
+cmake --build "$BUILD" --target engine_bench -j2
+BIN=$BUILD/bench/engine_bench
 
 FILTER=()
 if [[ $QUICK == 1 ]]; then
   FILTER=(--benchmark_filter='^((overwrite_fsync|append_fsync|read)/[a-z]+/4096|subblock_fsync/[a-z]+/128)/')
 fi
 
+PREFIX=()
+if [[ $(id -u) == 0 && "${TERN_BENCH_RT:-1}" != 0 ]] && command -v chrt >/dev/null; then
+  PREFIX=(chrt -f 1)
+fi
+
+if [[ $WARM_GIB != 0 ]]; then
+  echo "=== warming $WARM_GIB GiB of guest memory" >&2
+  dd if=/dev/zero of=/dev/shm/tern-bench-warm.$$ bs=1M count=$((WARM_GIB * 1024)) status=none || true
+  rm -f /dev/shm/tern-bench-warm.$$
+fi
+
 run_on() {  # label dir
   local label=$1 dir=$2
   echo "=== $label: $dir ($(awk '{print $1, $2, $3}' /proc/loadavg) load)" >&2
-  "$BIN" --dir="$dir" --benchmark_repetitions="$REPS" --benchmark_report_aggregates_only=true \
+  "${PREFIX[@]}" "$BIN" --dir="$dir" --benchmark_repetitions="$REPS" --benchmark_report_aggregates_only=true \
     --benchmark_out="$OUT/$label.json" --benchmark_out_format=json \
     --benchmark_context=load_avg="$(awk '{print $1, $2, $3}' /proc/loadavg)" \
     "${FILTER[@]}" "${EXTRA[@]}"
@@ -79,12 +112,17 @@ fi
 FACTS=$OUT/facts.md
 {
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-  echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- lib pmem bench 2>/dev/null || echo ' + uncommitted changes in lib/pmem/bench')"
+  if [[ $HEAD_ONLY == 1 ]]; then
+    echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD) (built from git archive HEAD)"
+  else
+    echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- lib pmem bench 2>/dev/null || echo ' + uncommitted changes in lib/pmem/bench')"
+  fi
   echo "- kernel: $(uname -r); CPU: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) vCPUs; memory: $(free -g | awk '/^Mem:/{print $2}') GiB"
   echo "- THP shmem_enabled: $(cat /sys/kernel/mm/transparent_hugepage/shmem_enabled)"
   echo "- libpmem $(dpkg-query -W -f='${Version}' libpmem1 2>/dev/null || echo '?'), Google Benchmark $(dpkg-query -W -f='${Version}' libbenchmark-dev 2>/dev/null || echo '?') (Debian package, built as debug: affects only the harness)"
-  echo "- build: Release ($BUILD), $REPS repetitions per benchmark, fixed iteration counts, single thread, wall-clock time"
-  echo "- invocation: bench/run.sh $([[ $QUICK == 1 ]] && echo --quick) $([[ $HUGE == 0 ]] && echo --no-huge) --reps $REPS"
+  echo "- build: Release, $REPS repetitions per benchmark, fixed iteration counts, single thread, wall-clock time"
+  echo "- scheduling: ${PREFIX[*]:-normal (not SCHED_FIFO)}; guest memory warmed: $WARM_GIB GiB; load average at the end: $(awk '{print $1, $2, $3}' /proc/loadavg)"
+  echo "- invocation: bench/run.sh $([[ $QUICK == 1 ]] && echo '--quick ')$([[ $HUGE == 0 ]] && echo '--no-huge ')$([[ $HEAD_ONLY == 1 ]] && echo '--head ')--reps $REPS --warm $WARM_GIB"
 } >"$FACTS"
 
 mkdir -p "$(dirname "$RESULT")"

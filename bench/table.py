@@ -64,13 +64,14 @@ def fmt_ratio(a, b):
 
 def core_table(label, med, cv, extra, errors):
     out = []
-    out.append(f"| case | kernel ns | tern ns | raw ns | kernel/tern | tern/raw | targets |")
-    out.append("|---|---|---|---|---|---|---|")
+    out.append(f"| case | kernel ns | tern ns | raw ns | raw+commit ns | kernel/tern | tern/raw | tern/(raw+commit) | targets |")
+    out.append("|---|---|---|---|---|---|---|---|---|")
     for case, size in CORE:
         k = med.get((case, "kernel", size))
         t = med.get((case, "tern", size))
         r = med.get((case, "raw", size))
         rc = med.get((case, "rawcow", size))
+        rl = med.get((case, "rawlog", size))
         verdict = []
         if t is None:
             err = errors.get((case, "tern", size))
@@ -87,31 +88,32 @@ def core_table(label, med, cv, extra, errors):
             raw_cell += f" (CoW of the block: {fmt_ns(rc)})"
             ratio_raw += f" ({fmt_ratio(t, rc)} vs CoW)"
         name = f"{CASE_TITLE[case]} {size} B"
-        out.append(f"| {name} | {fmt_ns(k)} | {fmt_ns(t)} | {raw_cell} | {fmt_ratio(k, t)} | {ratio_raw} | "
+        out.append(f"| {name} | {fmt_ns(k)} | {fmt_ns(t)} | {raw_cell} | {fmt_ns(rl)} | {fmt_ratio(k, t)} | {ratio_raw} | "
+                   f"{fmt_ratio(t, rl)} | "
                    + "; ".join(verdict) + " |")
     return out
 
 
 def matrix_table(med, cv, extra):
     out = []
-    out.append("| case | size | kernel ns | tern ns | raw ns | kernel/tern | tern/raw | tern cv | tern counters |")
-    out.append("|---|---|---|---|---|---|---|---|---|")
+    out.append("| case | size | kernel ns | tern ns | raw ns | raw+commit ns | kernel/tern | tern/raw | tern/(raw+commit) | tern cv | tern counters |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
     cases = ["overwrite_fsync", "append_fsync", "subblock_fsync", "read"]
     sizes = sorted({key[2] for key in med})
     for case in cases:
         for size in sizes:
-            ks = [(case, b, size) for b in ("kernel", "tern", "raw", "rawcow")]
+            ks = [(case, b, size) for b in ("kernel", "tern", "raw", "rawcow", "rawlog")]
             if not any(k in med for k in ks):
                 continue
-            k, t, r, rc = (med.get(x) for x in ks)
+            k, t, r, rc, rl = (med.get(x) for x in ks)
             raw_cell = fmt_ns(r) + (f" / cow {fmt_ns(rc)}" if rc is not None else "")
             c = cv.get(ks[1])
             cv_cell = f"{100 * c:.1f}%" if c is not None else "—"
             ex = extra.get(ks[1], {})
             counters = ", ".join(f"{n}={ex[n]:.3g}" for n in ("commits", "recopies", "read_retries", "backing_MiB")
                                  if n in ex)
-            out.append(f"| {CASE_TITLE[case]} | {size} | {fmt_ns(k)} | {fmt_ns(t)} | {raw_cell} | "
-                       f"{fmt_ratio(k, t)} | {fmt_ratio(t, r)} | {cv_cell} | {counters or '—'} |")
+            out.append(f"| {CASE_TITLE[case]} | {size} | {fmt_ns(k)} | {fmt_ns(t)} | {raw_cell} | {fmt_ns(rl)} | "
+                       f"{fmt_ratio(k, t)} | {fmt_ratio(t, r)} | {fmt_ratio(t, rl)} | {cv_cell} | {counters or '—'} |")
     return out
 
 
