@@ -75,14 +75,16 @@ test-tsan: build-tsan
 test-asan: build-asan
 	cd build-asan && ctest --output-on-failure --no-tests=error -j $(CTEST_JOBS) -L unit
 
-bench: build
-	@if [ -x bench/run.sh ]; then bench/run.sh; \
-	elif [ -f bench/run.sh ]; then bash bench/run.sh; \
-	else echo "make bench: bench/run.sh does not exist yet"; fi
+# bench/run.sh builds its own Release tree (build-bench/) and writes bench/results/; pass options
+# with BENCH_ARGS, e.g. `make bench BENCH_ARGS=--quick`.
+BENCH_ARGS ?=
+bench: deps
+	@if [ -f bench/run.sh ]; then bash bench/run.sh $(BENCH_ARGS); \
+	else echo "make bench: bench/run.sh does not exist yet"; exit 1; fi
 
 format:
 	@command -v clang-format >/dev/null || { echo "make format: clang-format is not installed"; exit 1; }
 	git ls-files '*.h' '*.cc' | xargs -r clang-format --dry-run -Werror
 
 clean:
-	rm -rf build build-tsan build-asan
+	rm -rf build build-tsan build-asan build-bench
