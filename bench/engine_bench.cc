@@ -12,6 +12,8 @@
 // Cases (each write is followed by fsync; ns per operation = per write+fsync or per read):
 //   overwrite_fsync/<b>/<size>  random, 4 KiB-aligned overwrite inside a prefilled file
 //   append_fsync/<b>/<size>     append to a file that starts empty (growth is part of the cost)
+//   append_reuse_fsync/<b>/<size>  append to a file that was written and truncated to 0 first: the
+//                               space is already the file's (no growth, no fresh pages)
 //   subblock_fsync/<b>/<size>   <size> < 4 KiB, 128 B-aligned, inside one 4 KiB block, prefilled file
 //   read/<b>/<size>             random read, aligned to min(size, 4 KiB), prefilled file
 //
@@ -179,13 +181,26 @@ uint64_t WriteIterations(size_t size) {
 }
 uint64_t ReadIterations(size_t size) { return size <= 16384 ? 50000 : 20000; }
 
-enum class Case { kOverwrite, kAppend, kSubBlock, kRead };
+enum class Case { kOverwrite, kAppend, kAppendReuse, kSubBlock, kRead };
+
+bool IsAppend(Case c) { return c == Case::kAppend || c == Case::kAppendReuse; }
+
+// Bytes written before the timed loop: the random-offset cases work on a prefilled file; append
+// starts empty; append_reuse writes as much as the loop will append, then truncates to 0, so the
+// loop appends into space the file already owns (no backing growth, no fresh pages).
+uint64_t PrefillBytes(Case c, const benchmark::State& state, size_t size) {
+  if (c == Case::kAppend) return 0;
+  if (c == Case::kAppendReuse)
+    return (static_cast<uint64_t>(state.max_iterations) * size + kMiB - 1) & ~(kMiB - 1);
+  return g_file_bytes;
+}
 enum class Backend { kKernel, kTern, kRaw, kRawLog, kRawCow };
 
 const char* CaseName(Case c) {
   switch (c) {
     case Case::kOverwrite: return "overwrite_fsync";
     case Case::kAppend: return "append_fsync";
+    case Case::kAppendReuse: return "append_reuse_fsync";
     case Case::kSubBlock: return "subblock_fsync";
     case Case::kRead: return "read";
   }
@@ -220,15 +235,15 @@ int KernelOpen(KernelFile& f, const std::string& tag, int extra_flags) {
   return f.fd < 0 ? errno : 0;
 }
 
-int KernelPrefill(KernelFile& f) {
+int KernelPrefill(KernelFile& f, uint64_t bytes) {
   AlignedBuf chunk(kMiB);
-  for (uint64_t off = 0; off < g_file_bytes; off += kMiB) {
+  for (uint64_t off = 0; off < bytes; off += kMiB) {
     FillPattern(chunk.p, off, kMiB);
     if (pwrite(f.fd, chunk.p, kMiB, static_cast<off_t>(off)) != static_cast<ssize_t>(kMiB)) return errno ? errno : EIO;
   }
   if (fsync(f.fd) != 0) return errno;
   uint8_t check[kBlock];
-  uint64_t probe = (g_file_bytes / 2) & ~(kBlock - 1);
+  uint64_t probe = (bytes / 2) & ~(kBlock - 1);
   if (pread(f.fd, check, kBlock, static_cast<off_t>(probe)) != static_cast<ssize_t>(kBlock) ||
       !CheckPattern(check, probe, kBlock))
     return EIO;
@@ -238,11 +253,14 @@ int KernelPrefill(KernelFile& f) {
 void RunKernel(benchmark::State& state, Case c, size_t size) {
   KernelFile f;
   AlignedBuf src(kMaxIo), dst(kMaxIo);
-  int err = KernelOpen(f, std::string("kernel-") + CaseName(c), c == Case::kAppend ? O_APPEND : 0);
+  int err = KernelOpen(f, std::string("kernel-") + CaseName(c), IsAppend(c) ? O_APPEND : 0);
   if (err) return Fail(state, "open " + f.path, err);
-  if (c != Case::kAppend && (err = KernelPrefill(f)) != 0) return Fail(state, "prefill", err);
+  uint64_t prefill = PrefillBytes(c, state, size);
+  if (prefill != 0 && (err = KernelPrefill(f, prefill)) != 0) return Fail(state, "prefill", err);
+  if (c == Case::kAppendReuse && (ftruncate(f.fd, 0) != 0 || fsync(f.fd) != 0))
+    return Fail(state, "truncate", errno);
   std::vector<uint64_t> offs;
-  if (c != Case::kAppend) offs = MakeOffsets(size, c == Case::kSubBlock, 42);
+  if (!IsAppend(c)) offs = MakeOffsets(size, c == Case::kSubBlock, 42);
   size_t i = 0;
   PerfWindow perf_window;
   switch (c) {
@@ -256,6 +274,7 @@ void RunKernel(benchmark::State& state, Case c, size_t size) {
       }
       break;
     case Case::kAppend:
+    case Case::kAppendReuse:
       for (auto _ : state) {
         ssize_t r = write(f.fd, src.p, size);
         int s = fsync(f.fd);
@@ -315,11 +334,11 @@ int RawCreate(RawRegion& r, const std::string& tag, uint64_t bytes) {
 void RunRaw(benchmark::State& state, Case c, size_t size) {
   RawRegion r;
   AlignedBuf src(kMaxIo), dst(kMaxIo);
-  uint64_t bytes = c == Case::kAppend ? static_cast<uint64_t>(state.max_iterations) * size : g_file_bytes;
+  uint64_t bytes = IsAppend(c) ? static_cast<uint64_t>(state.max_iterations) * size : g_file_bytes;
   int err = RawCreate(r, std::string("raw-") + CaseName(c), bytes);
   if (err) return Fail(state, "map " + r.path, err);
   std::vector<uint64_t> offs;
-  if (c != Case::kAppend) offs = MakeOffsets(size, c == Case::kSubBlock, 42);
+  if (!IsAppend(c)) offs = MakeOffsets(size, c == Case::kSubBlock, 42);
   size_t i = 0;
   PerfWindow perf_window;
   switch (c) {
@@ -330,7 +349,8 @@ void RunRaw(benchmark::State& state, Case c, size_t size) {
         benchmark::ClobberMemory();
       }
       break;
-    case Case::kAppend: {
+    case Case::kAppend:
+    case Case::kAppendReuse: {
       uint64_t pos = 0;
       for (auto _ : state) {
         tern::pmem::CopyPersist(r.at(pos), src.p, size);
@@ -359,7 +379,7 @@ void RunRawLog(benchmark::State& state, Case c, size_t size) {
   RawRegion r;
   AlignedBuf src(kMaxIo);
   const uint64_t data_bytes =
-      c == Case::kAppend ? static_cast<uint64_t>(state.max_iterations) * size : g_file_bytes;
+      IsAppend(c) ? static_cast<uint64_t>(state.max_iterations) * size : g_file_bytes;
   const uint64_t log_bytes = static_cast<uint64_t>(state.max_iterations) * sizeof(uint64_t);
   int err = RawCreate(r, std::string("rawlog-") + CaseName(c), data_bytes + log_bytes);
   if (err) return Fail(state, "map " + r.path, err);
@@ -367,12 +387,12 @@ void RunRawLog(benchmark::State& state, Case c, size_t size) {
   tern::pmem::Persist(r.at(data_bytes), log_bytes);
   auto* log = reinterpret_cast<uint64_t*>(r.at(data_bytes));
   std::vector<uint64_t> offs;
-  if (c != Case::kAppend) offs = MakeOffsets(size, c == Case::kSubBlock, 42);
+  if (!IsAppend(c)) offs = MakeOffsets(size, c == Case::kSubBlock, 42);
   size_t i = 0;
   uint64_t pos = 0;
   PerfWindow perf_window;
   for (auto _ : state) {
-    uint64_t off = c == Case::kAppend ? pos : offs[i & (kOffsets - 1)];
+    uint64_t off = IsAppend(c) ? pos : offs[i & (kOffsets - 1)];
     tern::pmem::CopyNoDrain(r.at(off), src.p, size);
     tern::pmem::Drain();
     uint64_t expected = 0;
@@ -445,9 +465,10 @@ void RunTern(benchmark::State& state, Case c, size_t size) {
     }
     t.f = std::move(opened).value();
   }
-  if (c != Case::kAppend) {
+  const uint64_t prefill = PrefillBytes(c, state, size);
+  if (prefill != 0) {
     AlignedBuf chunk(kMiB);
-    for (uint64_t off = 0; off < g_file_bytes; off += kMiB) {
+    for (uint64_t off = 0; off < prefill; off += kMiB) {
       FillPattern(chunk.p, off, kMiB);
       auto w = t.f->Pwrite(chunk.p, kMiB, off);
       if (!w.ok() || *w != kMiB) {
@@ -460,15 +481,23 @@ void RunTern(benchmark::State& state, Case c, size_t size) {
       state.SkipWithError(("tern fsync: " + StatusText(s)).c_str());
       return;
     }
-    uint64_t probe = (g_file_bytes / 2) & ~(kBlock - 1);
+    uint64_t probe = (prefill / 2) & ~(kBlock - 1);
     auto rd = t.f->Pread(dst.p, kBlock, probe);
     if (!rd.ok() || *rd != kBlock || !CheckPattern(dst.p, probe, kBlock)) {
       state.SkipWithError("tern prefill read-back mismatch");
       return;
     }
   }
+  if (c == Case::kAppendReuse) {
+    tern::Status s = t.f->Truncate(0);
+    if (s.ok()) s = t.f->Fsync();
+    if (!s.ok()) {
+      state.SkipWithError(("tern truncate: " + StatusText(s)).c_str());
+      return;
+    }
+  }
   std::vector<uint64_t> offs;
-  if (c != Case::kAppend) offs = MakeOffsets(size, c == Case::kSubBlock, 42);
+  if (!IsAppend(c)) offs = MakeOffsets(size, c == Case::kSubBlock, 42);
   tern::FileCounters before = t.f->Counters();
   size_t i = 0;
   bool failed = false;
@@ -488,6 +517,7 @@ void RunTern(benchmark::State& state, Case c, size_t size) {
       }
       break;
     case Case::kAppend:
+    case Case::kAppendReuse:
       for (auto _ : state) {
         auto r = t.f->Append(src.p, size);
         tern::Status s = t.f->Fsync();
@@ -525,7 +555,7 @@ void RunTern(benchmark::State& state, Case c, size_t size) {
     state.counters["commits"] = per_op(before.commits, after.commits);
     state.counters["recopies"] = per_op(before.recopies, after.recopies);
   }
-  if (c == Case::kAppend) {
+  if (IsAppend(c)) {
     auto sz = t.f->Size();
     if (!sz.ok() || *sz != static_cast<uint64_t>(state.iterations()) * size)
       state.SkipWithError("tern append: final size mismatch");
@@ -575,6 +605,9 @@ void RegisterAll() {
   for (size_t s : kWriteSizes)
     for (Backend b : {Backend::kKernel, Backend::kTern, Backend::kRaw, Backend::kRawLog})
       Register(Case::kAppend, b, s);
+  for (size_t s : kWriteSizes)
+    for (Backend b : {Backend::kKernel, Backend::kTern, Backend::kRaw, Backend::kRawLog})
+      Register(Case::kAppendReuse, b, s);
   for (size_t s : kSubSizes)
     for (Backend b : {Backend::kKernel, Backend::kTern, Backend::kRaw, Backend::kRawLog, Backend::kRawCow})
       Register(Case::kSubBlock, b, s);

@@ -3,7 +3,7 @@
 # itself (root only), then writes bench/results/engine.md with medians and ratios.
 #
 # usage: bench/run.sh [--quick] [--no-huge] [--head] [--reps N] [-- extra engine_bench/benchmark args]
-#   --quick    only the four core cases (4 KiB overwrite/append/read, 128 B sub-block)
+#   --quick    only the core cases (4 KiB overwrite/append/append_reuse/read, 128 B sub-block)
 #   --no-huge  skip the huge=always tmpfs run
 #   --reps N   repetitions per benchmark (default 5)
 #   --warm G   before measuring, write and delete G GiB on /dev/shm (default 4; 0 = skip). On this VM
@@ -71,7 +71,7 @@ BIN=$BUILD/bench/engine_bench
 
 FILTER=()
 if [[ $QUICK == 1 ]]; then
-  FILTER=(--benchmark_filter='^((overwrite_fsync|append_fsync|read)/[a-z]+/4096|subblock_fsync/[a-z]+/128)/')
+  FILTER=(--benchmark_filter='^((overwrite_fsync|append_fsync|append_reuse_fsync|read)/[a-z]+/4096|subblock_fsync/[a-z]+/128)/')
 fi
 
 PREFIX=()

@@ -9,14 +9,16 @@ of real time (ns/op) is used. Standard library only.
 import json
 import sys
 
-CORE = [("overwrite_fsync", 4096), ("append_fsync", 4096), ("subblock_fsync", 128), ("read", 4096)]
+CORE = [("overwrite_fsync", 4096), ("append_fsync", 4096), ("append_reuse_fsync", 4096), ("subblock_fsync", 128),
+        ("read", 4096)]
 CASE_TITLE = {
     "overwrite_fsync": "overwrite + fsync",
     "append_fsync": "append + fsync",
+    "append_reuse_fsync": "append into reused space + fsync",
     "subblock_fsync": "sub-block overwrite + fsync",
     "read": "read",
 }
-TARGET_SPEEDUP = {"overwrite_fsync": 4.0, "append_fsync": 4.0, "read": 4.0}
+TARGET_SPEEDUP = {"overwrite_fsync": 4.0, "append_fsync": 4.0, "append_reuse_fsync": 4.0, "read": 4.0}
 TARGET_RAW = 1.5
 
 
@@ -98,7 +100,7 @@ def matrix_table(med, cv, extra):
     out = []
     out.append("| case | size | kernel ns | tern ns | raw ns | raw+commit ns | kernel/tern | tern/raw | tern/(raw+commit) | tern cv | tern counters |")
     out.append("|---|---|---|---|---|---|---|---|---|---|---|")
-    cases = ["overwrite_fsync", "append_fsync", "subblock_fsync", "read"]
+    cases = ["overwrite_fsync", "append_fsync", "append_reuse_fsync", "subblock_fsync", "read"]
     sizes = sorted({key[2] for key in med})
     for case in cases:
         for size in sizes:
