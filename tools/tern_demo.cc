@@ -195,7 +195,8 @@ tern::Result<size_t> ReadFully(tern::File& f, uint8_t* buf, size_t n, uint64_t o
     HeaderBlock h = MakeHeader(static_cast<uint32_t>(seq + 1));
     auto w = f->Pwrite(&h, sizeof(h), kHeaderOffset);
     if (!w.ok() || *w != sizeof(h)) {
-      fprintf(stderr, "  child: pwrite header: %s\n", w.ok() ? "short write" : Describe(w.status()).c_str());
+      fprintf(stderr, "  child: pwrite header: %s\n",
+              w.ok() ? "short write" : Describe(w.status()).c_str());
       _exit(2);
     }
     acks->headers.store(seq + 1, std::memory_order_release);
@@ -258,8 +259,8 @@ tern::Result<Verified> VerifyFile(tern::File& f, const Acks& acks, Checker& chec
     buf.assign(want.size(), 0);
     TERN_ASSIGN_OR_RETURN(size_t got, ReadFully(f, buf.data(), buf.size(), off));
     if (got != want.size()) {
-      check.Fail("record " + std::to_string(seq) + " is cut short: " + std::to_string(got) + " of " +
-                 std::to_string(want.size()) + " bytes (a torn write)");
+      check.Fail("record " + std::to_string(seq) + " is cut short: " + std::to_string(got) +
+                 " of " + std::to_string(want.size()) + " bytes (a torn write)");
       break;
     }
     RecordHeader h;
@@ -302,8 +303,8 @@ tern::Result<Verified> VerifyFile(tern::File& f, const Acks& acks, Checker& chec
   v.header_count = hb.count;
   uint64_t hacked = acks.headers.load(std::memory_order_acquire);
   if (hb.count < hacked || hb.count > hacked + 1) {
-    check.Fail("header says " + std::to_string(hb.count) + " but the child had completed the write of " +
-               std::to_string(hacked));
+    check.Fail("header says " + std::to_string(hb.count) +
+               " but the child had completed the write of " + std::to_string(hacked));
   }
   if (hb.count + 1 < v.records || hb.count > v.records) {
     check.Fail("header count " + std::to_string(hb.count) + " is out of order with " +
@@ -326,7 +327,8 @@ int RunRound(int round, int rounds, const std::string& path, std::mt19937_64& rn
   {
     auto created = tern::File::Open(path, O_RDWR | O_CREAT | O_EXCL, 0644);
     if (!created.ok()) {
-      fprintf(stderr, "tern_demo: create %s: %s\n", path.c_str(), Describe(created.status()).c_str());
+      fprintf(stderr, "tern_demo: create %s: %s\n", path.c_str(),
+              Describe(created.status()).c_str());
       return 2;
     }
     HeaderBlock h = MakeHeader(0);
@@ -340,7 +342,8 @@ int RunRound(int round, int rounds, const std::string& path, std::mt19937_64& rn
     }
   }  // closed before fork: the child and then the recovering parent each open it fresh
 
-  void* shared = mmap(nullptr, sizeof(Acks), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  void* shared =
+      mmap(nullptr, sizeof(Acks), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (shared == MAP_FAILED) {
     perror("tern_demo: mmap");
     return 2;
@@ -406,14 +409,15 @@ int RunRound(int round, int rounds, const std::string& path, std::mt19937_64& rn
   auto verified = VerifyFile(*f, *acks, check);
   munmap(shared, sizeof(Acks));
   if (!verified.ok()) {
-    fprintf(stderr, "tern_demo: reading %s: %s\n", path.c_str(), Describe(verified.status()).c_str());
+    fprintf(stderr, "tern_demo: reading %s: %s\n", path.c_str(),
+            Describe(verified.status()).c_str());
     return 2;
   }
   if (check.failed()) return 1;
   Verified v = verified.value();
   bool in_flight = v.records > acked_records;
-  printf("  verified %" PRIu64 " records (%.2f MiB) byte for byte, header says %u: no torn writes,\n"
-         "  no completed write lost%s\n",
+  printf("  verified %" PRIu64 " records (%.2f MiB) byte for byte, header says %u:\n"
+         "  no torn writes, no completed write lost%s\n",
          v.records, Mib(v.bytes), v.header_count,
          in_flight ? "; the record in flight at the kill made it whole" : "");
 
@@ -486,7 +490,8 @@ int main(int argc, char** argv) {
   }
   unlink(path.c_str());
   if (rc != 0) {
-    fprintf(stderr, "\ntern demo FAILED (%s)\n", rc == 1 ? "a crash guarantee was violated" : "error");
+    fprintf(stderr, "\ntern demo FAILED (%s)\n",
+            rc == 1 ? "a crash guarantee was violated" : "error");
     return rc;
   }
   printf("\ntern demo passed: %d crashes survived, %" PRIu64 " records (%.1f MiB) verified, "
