@@ -1,5 +1,6 @@
 #include "lib/allocator.h"
 
+#include <algorithm>
 #include <bit>
 
 namespace tern {
@@ -10,7 +11,7 @@ uint64_t MaskOf(uint32_t pos, uint32_t len) {
   return bits << pos;
 }
 
-// Visits the words covering [start, start+count), with the bit mask of that word's part.
+// Visits the words covering the run, with the bit mask of that word's part.
 template <typename Fn>
 void ForEachWord(BlockRun run, Fn&& fn) {
   uint32_t b = run.start.value();
@@ -26,44 +27,93 @@ void ForEachWord(BlockRun run, Fn&& fn) {
 
 }  // namespace
 
-BlockRun BlockAllocator::TryAllocate(uint32_t want) {
+BlockRun BlockAllocator::TryAllocate(uint32_t want, uint32_t me) {
   uint64_t nblocks = header_->num_blocks.load();
   uint64_t nwords = (nblocks + 63) / 64;
   if (nwords == 0 || want == 0) return {};
   uint64_t start = header_->alloc_hint.load(std::memory_order_relaxed) % nwords;
   for (uint64_t i = 0; i < nwords; ++i) {
     uint64_t w = (start + i) % nwords;
-    // Bits past the end of the file count as used.
-    uint64_t beyond = (w == nwords - 1 && nblocks % 64 != 0) ? ~MaskOf(0, nblocks % 64) : 0;
-    uint64_t bits = words_[w].load(std::memory_order_relaxed);
-    // CAS loop on one word: fails only when another allocator changed this word; then re-read it.
+    // Bits past the end of the file count as used; so do blocks we found claimed by somebody else.
+    uint64_t skip = (w == nwords - 1 && nblocks % 64 != 0) ? ~MaskOf(0, nblocks % 64) : 0;
     for (;;) {
-      uint64_t free_bits = ~(bits | beyond);
+      uint64_t free_bits = ~(words_[w].load(std::memory_order_acquire) | skip);
       if (free_bits == 0) break;
       auto pos = static_cast<uint32_t>(std::countr_zero(free_bits));
       uint64_t shifted = free_bits >> pos;
       auto run = shifted == ~uint64_t{0} ? 64 - pos : static_cast<uint32_t>(std::countr_one(shifted));
       uint32_t len = std::min(run, want);
-      if (words_[w].compare_exchange_weak(bits, bits | MaskOf(pos, len), std::memory_order_acq_rel)) {
-        // A whole-word grab moves the hint on, so big writes find fresh contiguous words.
-        header_->alloc_hint.store(pos + len == 64 ? w + 1 : w, std::memory_order_relaxed);
-        return {LogicalBlock(static_cast<uint32_t>(w * 64 + pos)), len};
+      auto first = static_cast<uint32_t>(w * 64 + pos);
+      // Claim owners first: a claimed block is ours even before its bit is set.
+      uint32_t claimed = 0;
+      while (claimed < len) {
+        BlockOwner expected = kFreeBlock;
+        if (!owners_[first + claimed].compare_exchange_strong(expected, tern::OwnerOf(me))) break;
+        ++claimed;
       }
+      if (claimed == 0) {
+        skip |= MaskOf(pos, 1);  // being claimed by another allocator, or a dead one's leftover
+        continue;
+      }
+      SetBits({LogicalBlock(first), claimed});
+      header_->alloc_hint.store(pos + claimed == 64 ? w + 1 : w, std::memory_order_relaxed);
+      return {LogicalBlock(first), claimed};
     }
   }
   return {};
 }
 
-void BlockAllocator::Free(BlockRun run) {
-  ForEachWord(run, [&](uint64_t w, uint64_t mask) {
-    words_[w].fetch_and(~mask, std::memory_order_acq_rel);
-  });
+void BlockAllocator::SetBits(BlockRun run) {
+  ForEachWord(run, [&](uint64_t w, uint64_t mask) { words_[w].fetch_or(mask, std::memory_order_acq_rel); });
+}
+
+void BlockAllocator::ClearBits(BlockRun run) {
+  ForEachWord(run, [&](uint64_t w, uint64_t mask) { words_[w].fetch_and(~mask, std::memory_order_acq_rel); });
+}
+
+void BlockAllocator::Release(BlockRun run, uint32_t me) {
+  for (uint32_t i = 0; i < run.count; ++i) owners_[run.start.value() + i].store(FreeingBy(me));
+  ClearBits(run);
+  for (uint32_t i = 0; i < run.count; ++i) owners_[run.start.value() + i].store(kFreeBlock);
+}
+
+void BlockAllocator::Adopt(BlockRun run) {
+  for (uint32_t i = 0; i < run.count; ++i) owners_[run.start.value() + i].store(kLogOwner);
+}
+
+bool BlockAllocator::FreeIfOwner(LogicalBlock b, BlockOwner expected, uint32_t me) {
+  if (!owners_[b.value()].compare_exchange_strong(expected, FreeingBy(me))) return false;
+  ClearBits({b, 1});
+  owners_[b.value()].store(kFreeBlock);
+  return true;
+}
+
+void BlockAllocator::FreeSuperseded(BlockRun run, uint32_t me) {
+  for (uint32_t i = 0; i < run.count; ++i) FreeIfOwner(run.start + BlockCount{i}, kLogOwner, me);
+}
+
+bool BlockAllocator::FinishDead(LogicalBlock b, BlockOwner seen, uint32_t me) {
+  if (IsFreeingOwner(seen)) {
+    // The dead one was freeing it: finish the free.
+    if (!owners_[b.value()].compare_exchange_strong(seen, FreeingBy(me))) return false;
+    ClearBits({b, 1});
+    owners_[b.value()].store(kFreeBlock);
+    return true;
+  }
+  if (IsSlotOwner(seen) && !IsUsed(b)) {
+    // Claimed but its bit never set: the claim is void.
+    return owners_[b.value()].compare_exchange_strong(seen, kFreeBlock);
+  }
+  return false;
+}
+
+bool BlockAllocator::AdoptIfOwner(LogicalBlock b, BlockOwner expected) {
+  return owners_[b.value()].compare_exchange_strong(expected, kLogOwner);
 }
 
 void BlockAllocator::MarkUsed(BlockRun run) {
-  ForEachWord(run, [&](uint64_t w, uint64_t mask) {
-    words_[w].fetch_or(mask, std::memory_order_acq_rel);
-  });
+  Adopt(run);
+  SetBits(run);
 }
 
 uint64_t BlockAllocator::CountUsed() const {

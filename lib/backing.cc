@@ -17,6 +17,11 @@ Backing::~Backing() {
   close(fd_);
 }
 
+void Backing::ReplaceFd(int fd) {
+  int old = fd_.exchange(fd);
+  close(old);
+}
+
 Status Backing::EnsureMapped(uint64_t nblocks) {
   std::lock_guard lock(mu_);
   const View* current = view_.load(std::memory_order_relaxed);

@@ -40,6 +40,8 @@ class Backing {
     return v == nullptr ? 0 : v->nblocks;
   }
   int fd() const { return fd_; }
+  // Swaps in another descriptor of the same file (after fork) and closes the old one.
+  void ReplaceFd(int fd);
   bool writable() const { return writable_; }
   bool is_dax() const { return is_dax_; }
 
@@ -53,7 +55,7 @@ class Backing {
     uint64_t length;
   };
 
-  int fd_;
+  std::atomic<int> fd_;
   bool writable_;
   uint32_t trace_region_;
   bool is_dax_ = false;

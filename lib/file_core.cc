@@ -166,8 +166,9 @@ Status FileCore::EnsureSlot(LogPos pos) {
     if (pmem::Cas32(link, expected, run.start.value())) {
       // Flushed now (rare): a lost link would hide every entry in the new block.
       pmem::Persist(link, sizeof(*link));
+      alloc_->Adopt(run);
     } else {
-      alloc_->Free(run);  // another process linked first; ours was never visible
+      alloc_->Release(run, slot_);  // another process linked first; ours was never visible
     }
   }
 }
@@ -191,13 +192,17 @@ Status FileCore::Grow(uint64_t min_blocks) {
 }
 
 Status FileCore::Allocate(uint64_t nblocks, std::vector<BlockRun>* runs) {
+  if (slot_ == kNoSlot) return Status::Error(EIO, "no process slot: this process cannot allocate");
   uint64_t left = nblocks;
   while (left > 0) {
-    BlockRun r = alloc_->TryAllocate(static_cast<uint32_t>(std::min<uint64_t>(left, UINT32_MAX)));
+    BlockRun r = alloc_->TryAllocate(static_cast<uint32_t>(std::min<uint64_t>(left, UINT32_MAX)), slot_);
     if (r.count == 0) {
+      // Out of space: take back what dead processes left behind before growing the file.
+      auto reclaimed = ReclaimDeadSlots();
+      if (reclaimed.ok() && *reclaimed > 0) continue;
       Status st = Grow(left);
       if (!st.ok()) {
-        FreeRuns(*runs);
+        ReleaseRuns(*runs);
         runs->clear();
         return st;
       }
@@ -216,10 +221,11 @@ Status FileCore::Allocate(uint64_t nblocks, std::vector<BlockRun>* runs) {
 }
 
 Result<BlockRun> FileCore::AllocateContiguous(uint32_t nblocks) {
+  if (slot_ == kNoSlot) return Status::Error(EIO, "no process slot: this process cannot allocate");
   std::vector<BlockRun> rejected;
   BlockRun got{};
   for (;;) {
-    BlockRun r = alloc_->TryAllocate(nblocks);
+    BlockRun r = alloc_->TryAllocate(nblocks, slot_);
     if (r.count == nblocks) {
       got = r;
       break;
@@ -230,24 +236,32 @@ Result<BlockRun> FileCore::AllocateContiguous(uint32_t nblocks) {
     }
     Status st = Grow(nblocks);  // fresh space is contiguous
     if (!st.ok()) {
-      FreeRuns(rejected);
+      ReleaseRuns(rejected);
       return st;
     }
   }
-  FreeRuns(rejected);
+  ReleaseRuns(rejected);
   if (Resolve(got.start, got.count) == nullptr) return Status::Error(EIO, "map allocated blocks");
   return got;
 }
 
-void FileCore::FreeRuns(const std::vector<BlockRun>& runs) {
-  for (const BlockRun& r : runs) alloc_->Free(r);
+void FileCore::ReleaseRuns(const std::vector<BlockRun>& runs) {
+  for (const BlockRun& r : runs) alloc_->Release(r, slot_);
+}
+
+void FileCore::AdoptRuns(const std::vector<BlockRun>& runs) {
+  for (const BlockRun& r : runs) alloc_->Adopt(r);
+}
+
+void FileCore::FreeSupersededRuns(const std::vector<BlockRun>& runs) {
+  for (const BlockRun& r : runs) alloc_->FreeSuperseded(r, slot_);
 }
 
 Result<FileCore::RecordPlace> FileCore::ReserveRecord(uint32_t bytes) {
   bytes = (bytes + 7) & ~7u;
   if (bytes > kBlockSize) {
     TERN_ASSIGN_OR_RETURN(BlockRun run, AllocateContiguous(static_cast<uint32_t>(BlocksFor(bytes))));
-    return RecordPlace{run.start, 0, run.count * kBlockSize};
+    return RecordPlace{run.start, 0, run.count * kBlockSize, run.count};
   }
   std::lock_guard lock(arena_mu_);
   if (arena_used_ + bytes > kBlockSize) {
@@ -255,9 +269,20 @@ Result<FileCore::RecordPlace> FileCore::ReserveRecord(uint32_t bytes) {
     arena_block_ = run.start;
     arena_used_ = 0;
   }
-  RecordPlace place{arena_block_, arena_used_, bytes};
+  RecordPlace place{arena_block_, arena_used_, bytes, 0};
   arena_used_ += bytes;
   return place;
+}
+
+void FileCore::SettleRecord(const RecordPlace& place, bool committed) {
+  // Arena blocks stay ours until close (other records may still go into them).
+  if (place.dedicated == 0) return;
+  BlockRun run{place.block, place.dedicated};
+  if (committed) {
+    alloc_->Adopt(run);
+  } else {
+    alloc_->Release(run, slot_);
+  }
 }
 
 uint64_t FileCore::WriteRecord(const RecordPlace& place, pmem::ExtKind kind, uint64_t new_size,

@@ -35,6 +35,11 @@ namespace tern {
 
 struct WriteTx;  // file_core_write.cc
 
+struct ProcessInfo {
+  uint32_t slot;
+  uint32_t pid;
+};
+
 class FileCore : public BlockResolver {
  public:
   // Opens the backing file at `path`: formats it when it is new (empty and writable), replays its
@@ -65,8 +70,18 @@ class FileCore : public BlockResolver {
   dev_t dev() const { return dev_; }
   ino_t ino() const { return ino_; }
   FileCounters Counters() const;
+  // Frees what dead processes allocated but never committed; returns how many dead slots it found.
+  Result<uint64_t> ReclaimDeadSlots();
+  std::vector<ProcessInfo> AttachedProcesses() const;
+
+  // fork support (called by the Pool's pthread_atfork handlers).
+  void LockForFork();
+  void UnlockAfterFork();
+  void AfterForkInChild();
   // Blocks in use according to the shared allocator, and blocks reachable from the log (tests: no leak).
   uint64_t BlocksInUse() const { return alloc_->CountUsed(); }
+  // Blocks in use that the log does not reference, with their owners (debugging, tests).
+  Result<std::vector<std::pair<uint32_t, uint16_t>>> UnreferencedInUse();
   Result<uint64_t> BlocksReachable();
 
   // BlockResolver: address of `count` mapped blocks starting at `block`, mapping more if needed.
@@ -78,8 +93,17 @@ class FileCore : public BlockResolver {
   // --- open & recovery (file_core_open.cc) ---
   Status Format(const struct stat& st);
   Status Recover(bool exclusive, const struct stat& st);
-  Status RebuildSharedState(const struct stat& st);
+  Status RebuildSharedState();
   Status ScrubTail();
+
+  // --- process slots (file_core_slots.cc) ---
+  static constexpr uint32_t kNoSlot = UINT32_MAX;
+  Status AcquireSlot();
+  void ReleaseSlot();
+  // Frees what dead processes (slots in dead_slots, whose locks we hold) and dead superseders left.
+  Status Sweep(const std::vector<uint32_t>& dead_slots);
+  // Bitmap of the blocks the log references now. REQUIRES: mu_ held.
+  Status CollectReferenced(std::vector<uint64_t>* bits);
 
   // --- log & replay (file_core.cc) ---
   pmem::MetaBlock* meta() const { return reinterpret_cast<pmem::MetaBlock*>(backing_->BlockAddress(LogicalBlock(0))); }
@@ -104,8 +128,15 @@ class FileCore : public BlockResolver {
   Status Grow(uint64_t min_blocks);
   Status Allocate(uint64_t nblocks, std::vector<BlockRun>* runs);
   Result<BlockRun> AllocateContiguous(uint32_t nblocks);
-  void FreeRuns(const std::vector<BlockRun>& runs);
-  struct RecordPlace { LogicalBlock block; uint32_t offset; uint32_t capacity; };
+  // Ownership transitions of allocated blocks (allocator.h): our uncommitted blocks go back to the
+  // pool; committed ones are handed to the log; superseded ones are freed if still log-owned.
+  void ReleaseRuns(const std::vector<BlockRun>& runs);
+  void AdoptRuns(const std::vector<BlockRun>& runs);
+  void FreeSupersededRuns(const std::vector<BlockRun>& runs);
+  // Where an extended record goes: inside the shared arena block, or in `dedicated` blocks of its
+  // own (records larger than a block), which the writer adopts on commit or releases.
+  struct RecordPlace { LogicalBlock block; uint32_t offset; uint32_t capacity; uint32_t dedicated; };
+  void SettleRecord(const RecordPlace& place, bool committed);
   Result<RecordPlace> ReserveRecord(uint32_t bytes);
   // Writes an extended record and flushes it (unfenced); returns its commit entry.
   uint64_t WriteRecord(const RecordPlace& place, pmem::ExtKind kind, uint64_t new_size,
@@ -143,6 +174,7 @@ class FileCore : public BlockResolver {
   uint32_t mapped_end_ = 0;             // guarded by mu_: no block at or past it is mapped
   std::atomic<uint64_t> durable_{0};    // log positions below it are flushed
 
+  uint32_t slot_ = kNoSlot;
   std::mutex grow_mu_;
   std::mutex arena_mu_;
   LogicalBlock arena_block_;            // guarded by arena_mu_: block for small extended records

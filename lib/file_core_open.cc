@@ -113,6 +113,7 @@ Result<std::shared_ptr<FileCore>> FileCore::Open(const std::string& path, int fl
     if (exclusive) {
       TERN_TRY(core->Recover(true, st));
       TERN_TRY(LockShared(fd));  // downgrade: others may come in now
+      TERN_TRY(core->AcquireSlot());
       return core;
     }
     auto shared = SharedState::Attach(core->shared_name_);
@@ -125,6 +126,7 @@ Result<std::shared_ptr<FileCore>> FileCore::Open(const std::string& path, int fl
     core->shared_ = std::move(*shared);
     core->alloc_ = std::make_unique<BlockAllocator>(core->shared_.get());
     TERN_TRY(core->Recover(false, st));
+    TERN_TRY(core->AcquireSlot());
     return core;
   }
   return Status::Error(EAGAIN, "file kept changing while opening");
@@ -168,7 +170,7 @@ Status FileCore::Recover(bool exclusive, const struct stat& st) {
   }
   if (!exclusive) return Status::Ok();
   if (backing_->writable()) TERN_TRY(ScrubTail());
-  TERN_TRY(RebuildSharedState(st));
+  TERN_TRY(RebuildSharedState());
   return shared_->Publish(shared_name_);
 }
 
@@ -217,26 +219,25 @@ Status FileCore::ScrubTail() {
   return Status::Ok();
 }
 
-Status FileCore::RebuildSharedState(const struct stat& st) {
-  (void)st;
+Status FileCore::RebuildSharedState() {
+  // Blocks allocated but never committed before the crash are simply not marked: they are free again.
+  std::vector<uint64_t> used;
   std::lock_guard lock(mu_);
-  alloc_->MarkUsed({LogicalBlock(0), 1});
-  uint32_t chain_len = chain_len_.load();
-  for (uint32_t k = 0; k < chain_len; ++k) alloc_->MarkUsed({LogicalBlock(chain_.Get(k)), 1});
-  for (LogPos pos = 0; pos < applied_.load(); ++pos) {
-    auto c = DecodeCommit(pmem::Load64(SlotAddress(pos)), alloc_->num_blocks(), *this, false);
-    if (!c.ok()) return c.status();
-    if (c->record.count > 0) alloc_->MarkUsed(c->record);
-  }
-  for (uint32_t v = 0; v < mapped_end_; ++v) {
-    uint32_t l = table_.Get(v);
-    if (l != 0) alloc_->MarkUsed({LogicalBlock(l), 1});
+  TERN_TRY(CollectReferenced(&used));
+  for (uint64_t b = 0; b < alloc_->num_blocks(); ++b) {
+    if ((used[b / 64] >> (b % 64)) & 1) alloc_->MarkUsed({LogicalBlock(static_cast<uint32_t>(b)), 1});
   }
   return Status::Ok();
 }
 
 FileCore::~FileCore() {
   if (shared_ != nullptr) {
+    {
+      std::lock_guard lock(arena_mu_);
+      // The arena block goes to the log: if no record in it committed, a later sweep frees it.
+      if (arena_used_ < kBlockSize) alloc_->Adopt({arena_block_, 1});
+    }
+    ReleaseSlot();
     auto last = TryLockExclusive(backing_->fd());
     if (last.ok() && *last) SharedState::Remove(shared_name_);  // nobody else has the file open
   }

@@ -32,7 +32,8 @@ Status FileCore::UnmapBlocks(uint32_t first, uint32_t end) {
     uint64_t expected = 0;
     if (pmem::Cas64(SlotAddress(pos), expected, entry)) {
       shared_->header()->counters.commits.fetch_add(1, std::memory_order_relaxed);
-      FreeRuns(superseded);
+      SettleRecord(record, true);
+      FreeSupersededRuns(superseded);
       return Status::Ok();
     }
     shared_->header()->counters.conflicts.fetch_add(1, std::memory_order_relaxed);

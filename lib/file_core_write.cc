@@ -52,7 +52,7 @@ void FileCore::FillFromCurrent(uint8_t* dst, uint32_t v, uint32_t from, uint32_t
 }
 
 Status FileCore::PrepareWrite(WriteTx& tx, const uint8_t* data, size_t n, uint64_t offset) {
-  FreeRuns(tx.runs);
+  ReleaseRuns(tx.runs);
   tx.runs.clear();
   tx.prepared = false;
   tx.offset = offset;
@@ -148,6 +148,7 @@ Result<size_t> FileCore::Write(const void* buf, size_t n, uint64_t offset, bool 
           failure = place.status();
           break;
         }
+        if (tx.has_record) SettleRecord(record, false);
         record = *place;
         tx.has_record = true;
       }
@@ -163,13 +164,16 @@ Result<size_t> FileCore::Write(const void* buf, size_t n, uint64_t offset, bool 
     uint64_t expected = 0;
     if (pmem::Cas64(SlotAddress(pos), expected, entry)) {
       shared_->header()->counters.commits.fetch_add(1, std::memory_order_relaxed);
-      FreeRuns(superseded);  // we superseded them: the only one allowed to free them
+      AdoptRuns(tx.runs);
+      if (tx.has_record) SettleRecord(record, pmem::TagOf(entry) == pmem::EntryTag::kExtended);
+      FreeSupersededRuns(superseded);
       *written_at = off;
       return n;
     }
     shared_->header()->counters.conflicts.fetch_add(1, std::memory_order_relaxed);
   }
-  FreeRuns(tx.runs);  // never committed, so never visible
+  ReleaseRuns(tx.runs);  // never committed, so never visible
+  if (tx.has_record) SettleRecord(record, false);
   return failure;
 }
 
@@ -245,13 +249,21 @@ Status FileCore::Resize(uint64_t new_size, bool grow_only) {
     uint64_t expected = 0;
     if (pmem::Cas64(SlotAddress(pos), expected, entry)) {
       shared_->header()->counters.commits.fetch_add(1, std::memory_order_relaxed);
-      FreeRuns(superseded);
-      if (runs.empty() && partial.count > 0) alloc_->Free(partial);
+      SettleRecord(record, true);
+      if (partial.count > 0) {
+        if (runs.empty()) {
+          alloc_->Release(partial, slot_);
+        } else {
+          alloc_->Adopt(partial);
+        }
+      }
+      FreeSupersededRuns(superseded);
       return Status::Ok();
     }
     shared_->header()->counters.conflicts.fetch_add(1, std::memory_order_relaxed);
   }
-  if (partial.count > 0) alloc_->Free(partial);
+  if (partial.count > 0) alloc_->Release(partial, slot_);
+  if (has_record) SettleRecord(record, false);
   return failure;
 }
 

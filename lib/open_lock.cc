@@ -7,29 +7,32 @@
 namespace tern {
 namespace {
 
-// One byte at the top of the offset range: no application byte-range lock reaches it.
-constexpr off_t kLockOffset = LLONG_MAX - 1;
+// The top of the offset range: no application byte-range lock reaches it.
+constexpr off_t kOpenLockOffset = LLONG_MAX - 1;
+constexpr off_t kSlotLockBase = kOpenLockOffset - (1 << 20);
 
-struct flock LockOf(short type) {
+struct flock LockOf(short type, off_t offset) {
   struct flock fl {};
   fl.l_type = type;
   fl.l_whence = SEEK_SET;
-  fl.l_start = kLockOffset;
+  fl.l_start = offset;
   fl.l_len = 1;
   return fl;
 }
 
-}  // namespace
-
-Result<bool> TryLockExclusive(int fd) {
-  struct flock fl = LockOf(F_WRLCK);
+Result<bool> TryLock(int fd, short type, off_t offset) {
+  struct flock fl = LockOf(type, offset);
   if (fcntl(fd, F_OFD_SETLK, &fl) == 0) return true;
   if (errno == EAGAIN || errno == EACCES) return false;
-  return Status::Error(errno, "open lock");
+  return Status::Error(errno, "lock backing file");
 }
 
+}  // namespace
+
+Result<bool> TryLockExclusive(int fd) { return TryLock(fd, F_WRLCK, kOpenLockOffset); }
+
 Status LockShared(int fd) {
-  struct flock fl = LockOf(F_RDLCK);
+  struct flock fl = LockOf(F_RDLCK, kOpenLockOffset);
   while (fcntl(fd, F_OFD_SETLKW, &fl) != 0) {
     if (errno != EINTR) return Status::Error(errno, "open lock");
   }
@@ -37,7 +40,14 @@ Status LockShared(int fd) {
 }
 
 void Unlock(int fd) {
-  struct flock fl = LockOf(F_UNLCK);
+  struct flock fl = LockOf(F_UNLCK, kOpenLockOffset);
+  fcntl(fd, F_OFD_SETLK, &fl);
+}
+
+Result<bool> TryLockSlot(int fd, uint32_t slot) { return TryLock(fd, F_WRLCK, kSlotLockBase + slot); }
+
+void UnlockSlot(int fd, uint32_t slot) {
+  struct flock fl = LockOf(F_UNLCK, kSlotLockBase + slot);
   fcntl(fd, F_OFD_SETLK, &fl);
 }
 

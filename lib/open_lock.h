@@ -1,20 +1,30 @@
-// The open lock: an OFD lock on one byte far past any data of the backing file. Every open holds it
-// shared for as long as the file is open (the kernel drops it when the process dies, so it is a
-// liveness signal that really works). Holding it exclusively proves nobody else has the file open:
-// only then does tern format a new file, scrub the log tail after a crash, rebuild the shared state,
-// or remove the shared state at close.
+// Byte-range OFD locks on the backing file that tern uses as liveness signals; the kernel drops
+// them when the holder's open file description goes away (process death included), so they never
+// go stale. None of the bytes is anywhere near data an application could lock.
+//
+// The open lock: every open holds it shared for as long as the file is open. Holding it
+// exclusively proves nobody else has the file open: only then does tern format a new file, scrub
+// the log tail after a crash, rebuild the shared state, or remove the shared state at close.
+//
+// Slot locks: one byte per process slot (shared_state.h), held exclusively by the slot's process.
 #pragma once
+
+#include <cstdint>
 
 #include "lib/status.h"
 
 namespace tern {
 
-// Tries to take the lock exclusively without waiting. Returns true if taken.
+// Tries to take the open lock exclusively without waiting. Returns true if taken.
 Result<bool> TryLockExclusive(int fd);
-// Takes the lock shared, waiting while somebody holds it exclusively (a first opener recovering).
-// Also converts an exclusive lock of this open file description to shared, atomically.
+// Takes the open lock shared, waiting while somebody holds it exclusively (a first opener
+// recovering). Also converts an exclusive lock of this open file description to shared, atomically.
 Status LockShared(int fd);
-// Releases the lock of this open file description.
+// Releases the open lock of this open file description.
 void Unlock(int fd);
+
+// Tries to take slot `slot`'s lock without waiting. Returns true if taken.
+Result<bool> TryLockSlot(int fd, uint32_t slot);
+void UnlockSlot(int fd, uint32_t slot);
 
 }  // namespace tern

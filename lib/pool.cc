@@ -1,14 +1,46 @@
 #include "lib/pool.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 namespace tern {
 
 Pool& Pool::Default() {
-  static Pool* pool = new Pool();  // never destroyed: files may be closed during exit
+  static Pool* pool = [] {
+    auto* p = new Pool();  // never destroyed: files may be closed during exit
+    pthread_atfork(&Pool::PrepareFork, &Pool::ParentAfterFork, &Pool::ChildAfterFork);
+    return p;
+  }();
   return *pool;
+}
+
+void Pool::PrepareFork() {
+  // Quiesce: no engine mutex may be held by a thread that will not exist in the child.
+  Pool& pool = Default();
+  pool.mu_.lock();
+  for (auto& [key, weak] : pool.cores_) {
+    if (auto core = weak.lock()) pool.forking_.push_back(std::move(core));
+  }
+  for (auto& core : pool.forking_) core->LockForFork();
+}
+
+void Pool::ParentAfterFork() {
+  Pool& pool = Default();
+  for (auto& core : pool.forking_) core->UnlockAfterFork();
+  pool.forking_.clear();
+  pool.mu_.unlock();
+}
+
+void Pool::ChildAfterFork() {
+  Pool& pool = Default();
+  for (auto& core : pool.forking_) {
+    core->UnlockAfterFork();
+    core->AfterForkInChild();
+  }
+  pool.forking_.clear();
+  pool.mu_.unlock();
 }
 
 Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int flags, mode_t mode) {

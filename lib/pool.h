@@ -11,6 +11,7 @@
 #include <mutex>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "lib/file_core.h"
 #include "lib/status.h"
@@ -19,6 +20,8 @@ namespace tern {
 
 class Pool {
  public:
+  // The process's pool. The first call installs pthread_atfork handlers that give a forked child
+  // its own open file descriptions, slots and record arenas for every open file (DESIGN §5).
   static Pool& Default();
 
   // Opens the FileCore for path, reusing this process's open one for the same file when it can
@@ -26,7 +29,12 @@ class Pool {
   Result<std::shared_ptr<FileCore>> OpenCore(const std::string& path, int flags, mode_t mode);
 
  private:
+  static void PrepareFork();
+  static void ParentAfterFork();
+  static void ChildAfterFork();
+
   std::mutex mu_;
+  std::vector<std::shared_ptr<FileCore>> forking_;  // held between prepare and parent/child
   std::map<std::pair<dev_t, ino_t>, std::weak_ptr<FileCore>> cores_;  // guarded by mu_
 };
 

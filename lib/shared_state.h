@@ -20,7 +20,7 @@
 namespace tern {
 
 inline constexpr uint64_t kSharedMagic = 0x5348535445524E31ull;
-inline constexpr uint32_t kSharedVersion = 1;
+inline constexpr uint32_t kSharedVersion = 2;
 
 struct SharedCounters {
   std::atomic<uint64_t> commits;
@@ -35,15 +35,54 @@ struct SharedHeader {
   uint32_t reserved0;
   std::atomic<uint64_t> num_blocks;  // blocks in the backing file; grows only
   std::atomic<uint64_t> alloc_hint;  // bitmap word where the next allocation scan starts
+  std::atomic<uint64_t> slot_hint;   // where the next slot search starts
+  std::atomic<uint64_t> reclaimed_blocks;  // blocks returned from dead processes
+  std::atomic<uint64_t> reclaimed_slots;
   SharedCounters counters;
 };
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(sizeof(SharedHeader) <= kBlockSize);
 
+// One per process that has the file open (per FileCore). The process holds an OFD lock on the
+// slot's lock byte (open_lock.h) while it is alive, so a slot whose state is kUsed but whose lock
+// is free belongs to a dead process.
+struct ProcessSlot {
+  enum : uint32_t { kFree = 0, kUsed = 1 };
+  std::atomic<uint32_t> state;
+  std::atomic<uint32_t> pid;       // for `tern stat`
+  uint8_t reserved[56];
+};
+static_assert(sizeof(ProcessSlot) == 64);
+
+inline constexpr uint32_t kMaxSlots = 4096;  // processes with one file open at once
+// Owner map: who is responsible for an allocated block. Every state a process can leave behind
+// names it, so a dead process's half-done step is always found and finished by a sweep.
+//   kFreeBlock          free (its bitmap bit is clear)
+//   OwnerOf(slot)       the process in `slot` claimed it: allocated, not committed (yet)
+//   FreeingBy(slot)     the process in `slot` is freeing it
+//   kLogOwner           the log references it (or did): whoever supersedes it frees it
+// Allocation claims the owner (CAS kFreeBlock -> OwnerOf(me)) before setting the bit; freeing
+// claims it (CAS -> FreeingBy(me)) before clearing the bit and storing kFreeBlock. So exactly one
+// party frees a block, even when a writer and a sweep race for it.
+using BlockOwner = uint16_t;
+inline constexpr BlockOwner kFreeBlock = 0;
+inline constexpr BlockOwner kLogOwner = UINT16_MAX;
+inline constexpr BlockOwner OwnerOf(uint32_t slot) { return static_cast<BlockOwner>(slot + 1); }
+inline constexpr BlockOwner FreeingBy(uint32_t slot) { return static_cast<BlockOwner>(kMaxSlots + 1 + slot); }
+inline constexpr bool IsSlotOwner(BlockOwner o) { return o >= 1 && o <= kMaxSlots; }
+inline constexpr bool IsFreeingOwner(BlockOwner o) { return o > kMaxSlots && o <= 2 * kMaxSlots; }
+inline constexpr uint32_t SlotOfOwner(BlockOwner o) { return IsSlotOwner(o) ? o - 1u : o - kMaxSlots - 1u; }
+static_assert(2 * kMaxSlots < kLogOwner);
+
 class SharedState {
  public:
   static constexpr uint64_t kBitmapWords = kMaxBlocks / 64;
-  static constexpr uint64_t kObjectSize = kBlockSize + kBitmapWords * sizeof(uint64_t);
+  // Layout: header block | slots | bitmap | owner map. The object is sparse: only what a file uses
+  // is ever touched.
+  static constexpr uint64_t kSlotsOffset = kBlockSize;
+  static constexpr uint64_t kBitmapOffset = kSlotsOffset + uint64_t{kMaxSlots} * sizeof(ProcessSlot);
+  static constexpr uint64_t kOwnersOffset = kBitmapOffset + kBitmapWords * sizeof(uint64_t);
+  static constexpr uint64_t kObjectSize = kOwnersOffset + uint64_t{kMaxBlocks} * sizeof(BlockOwner);
 
   // The object's path for a data file (dev, ino, format nonce).
   static std::string NameFor(const struct stat& st, uint64_t nonce);
@@ -65,7 +104,13 @@ class SharedState {
 
   SharedHeader* header() const { return static_cast<SharedHeader*>(base_); }
   std::atomic<uint64_t>* bitmap() const {
-    return reinterpret_cast<std::atomic<uint64_t>*>(static_cast<char*>(base_) + kBlockSize);
+    return reinterpret_cast<std::atomic<uint64_t>*>(static_cast<char*>(base_) + kBitmapOffset);
+  }
+  ProcessSlot* slots() const {
+    return reinterpret_cast<ProcessSlot*>(static_cast<char*>(base_) + kSlotsOffset);
+  }
+  std::atomic<BlockOwner>* owners() const {
+    return reinterpret_cast<std::atomic<BlockOwner>*>(static_cast<char*>(base_) + kOwnersOffset);
   }
 
  private:

@@ -1,0 +1,208 @@
+// FileCore: process slots, reclaiming what dead processes allocated, and fork.
+//
+// Every process with the file open owns one slot in the shared state, guarded by an OFD lock on
+// the slot's byte of the backing file. Blocks carry an owner (allocator.h / shared_state.h). When a
+// process dies its lock vanishes; whoever next takes its slot, or runs out of space, sweeps: frees
+// what the dead process allocated and never committed, and what it superseded but did not free.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <utility>
+
+#include "lib/file_core.h"
+#include "lib/open_lock.h"
+#include "pmem/log.h"
+#include "pmem/persist.h"
+
+namespace tern {
+
+Status FileCore::CollectReferenced(std::vector<uint64_t>* bits) {
+  // REQUIRES: mu_ held.
+  uint64_t nblocks = alloc_->num_blocks();
+  bits->assign(nblocks / 64 + 1, 0);
+  auto mark = [&](uint32_t b, uint32_t n) {
+    for (uint32_t i = 0; i < n; ++i) {
+      uint64_t x = uint64_t{b} + i;
+      if (x < nblocks) (*bits)[x / 64] |= uint64_t{1} << (x % 64);
+    }
+  };
+  mark(0, 1);
+  uint32_t chain_len = chain_len_.load();
+  for (uint32_t k = 0; k < chain_len; ++k) mark(chain_.Get(k), 1);
+  for (LogPos pos = 0; pos < applied_.load(); ++pos) {
+    auto c = DecodeCommit(pmem::Load64(SlotAddress(pos)), nblocks, *this, false);
+    if (!c.ok()) return c.status();
+    if (c->record.count > 0) mark(c->record.start.value(), c->record.count);
+  }
+  for (uint32_t v = 0; v < mapped_end_; ++v) {
+    uint32_t l = table_.Get(v);
+    if (l != 0) mark(l, 1);
+  }
+  return Status::Ok();
+}
+
+Status FileCore::Sweep(const std::vector<uint32_t>& dead_slots) {
+  // Frees every allocated block nobody else will ever free, and finishes what dead processes left
+  // half done (owner states: shared_state.h). Candidates for freeing are taken *before* the
+  // refresh: a block that turns log-owned later was committed before that, so the refresh sees it
+  // referenced. Every change is a CAS on the owner, so a live writer racing us for a block it
+  // superseded frees it at most once between us.
+  std::vector<uint8_t> dead(kMaxSlots, 0);
+  for (uint32_t slot : dead_slots) dead[slot] = 1;
+  auto is_dead = [&](BlockOwner o) {
+    return (IsSlotOwner(o) || IsFreeingOwner(o)) && dead[SlotOfOwner(o)] != 0;
+  };
+  uint64_t nblocks = alloc_->num_blocks();
+  uint64_t finished = 0;
+  std::vector<std::pair<uint32_t, BlockOwner>> candidates;
+  for (uint64_t b = 1; b < nblocks; ++b) {
+    LogicalBlock block(static_cast<uint32_t>(b));
+    BlockOwner owner = alloc_->OwnerOf(block);
+    if (IsFreeingOwner(owner) || (IsSlotOwner(owner) && !alloc_->IsUsed(block))) {
+      if (is_dead(owner) && alloc_->FinishDead(block, owner, slot_)) ++finished;
+    } else if (alloc_->IsUsed(block) && (owner == kLogOwner || is_dead(owner))) {
+      candidates.emplace_back(block.value(), owner);
+    }
+  }
+  TERN_TRY(Refresh().status());
+  std::vector<uint64_t> referenced;
+  {
+    std::lock_guard lock(mu_);
+    TERN_TRY(CollectReferenced(&referenced));
+  }
+  uint64_t freed = 0;
+  for (auto [b, owner] : candidates) {
+    if ((referenced[b / 64] >> (b % 64)) & 1) {
+      if (owner != kLogOwner) alloc_->AdoptIfOwner(LogicalBlock(b), owner);  // committed, then its owner died
+      continue;
+    }
+    if (alloc_->FreeIfOwner(LogicalBlock(b), owner, slot_)) ++freed;
+  }
+  shared_->header()->reclaimed_blocks.fetch_add(freed + finished);
+  TERN_LOG_INFO("%s: sweep after %zu dead process(es) freed %llu blocks, finished %llu", path_.c_str(),
+                dead_slots.size(), static_cast<unsigned long long>(freed),
+                static_cast<unsigned long long>(finished));
+  return Status::Ok();
+}
+
+Status FileCore::AcquireSlot() {
+  uint64_t start = shared_->header()->slot_hint.load() % kMaxSlots;
+  for (uint32_t i = 0; i < kMaxSlots; ++i) {
+    auto slot = static_cast<uint32_t>((start + i) % kMaxSlots);
+    TERN_ASSIGN_OR_RETURN(bool taken, TryLockSlot(backing_->fd(), slot));
+    if (!taken) continue;  // a live process holds it
+    ProcessSlot& s = shared_->slots()[slot];
+    if (s.state.load() == ProcessSlot::kUsed) {  // its process died: take back what it left
+      Status st = Sweep({slot});
+      if (!st.ok()) {
+        UnlockSlot(backing_->fd(), slot);
+        return st;
+      }
+      shared_->header()->reclaimed_slots.fetch_add(1);
+    }
+    s.pid.store(static_cast<uint32_t>(getpid()));
+    s.state.store(ProcessSlot::kUsed);
+    shared_->header()->slot_hint.store(slot + 1);
+    slot_ = slot;
+    return Status::Ok();
+  }
+  return Status::Error(EMFILE, "too many processes have this file open");
+}
+
+void FileCore::ReleaseSlot() {
+  if (slot_ == kNoSlot) return;
+  shared_->slots()[slot_].state.store(ProcessSlot::kFree);
+  UnlockSlot(backing_->fd(), slot_);
+  slot_ = kNoSlot;
+}
+
+Result<uint64_t> FileCore::ReclaimDeadSlots() {
+  // A dead slot is one marked used whose lock we can take. We keep the locks of the dead slots
+  // we found until the sweep is done, so nobody reuses them meanwhile.
+  std::vector<uint32_t> dead;
+  for (uint32_t slot = 0; slot < kMaxSlots; ++slot) {
+    if (slot == slot_ || shared_->slots()[slot].state.load() != ProcessSlot::kUsed) continue;
+    auto taken = TryLockSlot(backing_->fd(), slot);
+    if (!taken.ok() || !*taken) continue;  // alive (or cannot tell: leave it)
+    if (shared_->slots()[slot].state.load() == ProcessSlot::kUsed) {
+      dead.push_back(slot);
+    } else {
+      UnlockSlot(backing_->fd(), slot);
+    }
+  }
+  Status st = dead.empty() ? Status::Ok() : Sweep(dead);
+  for (uint32_t slot : dead) {
+    if (st.ok()) {
+      shared_->slots()[slot].state.store(ProcessSlot::kFree);
+      shared_->header()->reclaimed_slots.fetch_add(1);
+    }
+    UnlockSlot(backing_->fd(), slot);
+  }
+  TERN_TRY(st);
+  return static_cast<uint64_t>(dead.size());
+}
+
+std::vector<ProcessInfo> FileCore::AttachedProcesses() const {
+  std::vector<ProcessInfo> out;
+  for (uint32_t slot = 0; slot < kMaxSlots; ++slot) {
+    const ProcessSlot& s = shared_->slots()[slot];
+    if (s.state.load() == ProcessSlot::kUsed) out.push_back({slot, s.pid.load()});
+  }
+  return out;
+}
+
+void FileCore::LockForFork() {
+  mu_.lock();
+  grow_mu_.lock();
+  arena_mu_.lock();
+}
+
+void FileCore::UnlockAfterFork() {
+  arena_mu_.unlock();
+  grow_mu_.unlock();
+  mu_.unlock();
+}
+
+void FileCore::AfterForkInChild() {
+  // The child shares the parent's open file description, and with it the parent's open lock and
+  // slot lock. It needs its own: a fresh open of the same inode, its own slot, and its own record
+  // arena (the parent keeps filling the one it has).
+  arena_used_ = kBlockSize;
+  slot_ = kNoSlot;
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/self/fd/%d", backing_->fd());
+  int fd = open(path, (backing_->writable() ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+  if (fd < 0 || !LockShared(fd).ok()) {
+    TERN_LOG_ERROR("%s: after fork, cannot reopen the backing file (errno %d); this process's "
+                   "allocations are not reclaimable if it dies", path_.c_str(), errno);
+    if (fd >= 0) close(fd);
+    return;
+  }
+  backing_->ReplaceFd(fd);
+  Status st = AcquireSlot();
+  if (!st.ok()) {
+    TERN_LOG_ERROR("%s: after fork, no process slot: %s", path_.c_str(), st.context());
+  }
+}
+
+}  // namespace tern
+
+namespace tern {
+Result<std::vector<std::pair<uint32_t, uint16_t>>> FileCore::UnreferencedInUse() {
+  TERN_TRY(Refresh().status());
+  std::vector<uint64_t> referenced;
+  {
+    std::lock_guard lock(mu_);
+    TERN_TRY(CollectReferenced(&referenced));
+  }
+  std::vector<std::pair<uint32_t, uint16_t>> out;
+  for (uint64_t b = 0; b < alloc_->num_blocks(); ++b) {
+    LogicalBlock block(static_cast<uint32_t>(b));
+    if (alloc_->IsUsed(block) && !((referenced[b / 64] >> (b % 64)) & 1)) {
+      out.emplace_back(block.value(), alloc_->OwnerOf(block));
+    }
+  }
+  return out;
+}
+}  // namespace tern
