@@ -325,8 +325,15 @@ int RawCreate(RawRegion& r, const std::string& tag, uint64_t bytes) {
   if ((rc = tern::pmem::GrowFile(r.fd, r.len)) != 0) return -rc;
   bool dax = false;
   if ((rc = tern::pmem::MapFileRange(r.base, r.len, r.fd, 0, true, 0, &dax)) != 0) return -rc;
-  for (uint64_t off = 0; off < r.len; off += kMiB) FillPattern(r.at(off), off, kMiB);
-  tern::pmem::Persist(r.base, r.len);
+  // Prefill with non-temporal copies, the way tern writes data, so that raw reads find the same
+  // cache state as tern's (written data is not left in the CPU cache). The mapping is faulted in by
+  // MAP_POPULATE plus these stores.
+  AlignedBuf chunk(kMiB);
+  for (uint64_t off = 0; off < r.len; off += kMiB) {
+    FillPattern(chunk.p, off, kMiB);
+    tern::pmem::CopyNoDrain(r.at(off), chunk.p, kMiB);
+  }
+  tern::pmem::Drain();
   if (!CheckPattern(r.at(r.len / 2), r.len / 2, kBlock)) return EIO;
   return 0;
 }
