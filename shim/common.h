@@ -1,0 +1,59 @@
+// Shared vocabulary of the shim: how entry points are exported, the engine re-entry guard, and the
+// one helper that turns an error into errno + -1 (STYLE §4, shim boundary).
+#pragma once
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <new>
+
+#include "lib/status.h"
+
+// Every interposed libc function is defined under a C++ name of its own (`TernOpen`) and exported
+// under the libc name through an asm label. The libc headers' own declarations (with their own
+// exception specifications and fortify wrappers) are never redeclared, and nothing else in the
+// library is exported (-fvisibility=hidden, and tern_lib's symbols hidden with --exclude-libs).
+#define TERN_EXPORT_AS(sym) __asm__(sym) __attribute__((visibility("default"), used))
+
+// Wraps the body of an entry point: nothing escapes into C callers. std::bad_alloc becomes ENOMEM,
+// anything else EIO with one log line.
+#define TERN_ENTRY_TRY try {
+#define TERN_ENTRY_CATCH(fail_value)                       \
+  }                                                        \
+  catch (const std::bad_alloc&) {                          \
+    errno = ENOMEM;                                        \
+    return fail_value;                                     \
+  }                                                        \
+  catch (...) {                                            \
+    ::tern::shim::LogUnexpectedException(__func__);        \
+    errno = EIO;                                           \
+    return fail_value;                                     \
+  }
+
+namespace tern::shim {
+
+// Depth of engine calls on this thread. While it is non-zero every interposed entry point passes
+// straight to the real libc: the engine (and libpmem under it) open, map and lock backing files
+// through the same symbols the shim exports.
+extern thread_local int t_engine_depth __attribute__((tls_model("initial-exec")));
+
+inline bool InEngine() { return t_engine_depth != 0; }
+
+class EngineScope {
+ public:
+  EngineScope() { ++t_engine_depth; }
+  ~EngineScope() { --t_engine_depth; }
+  EngineScope(const EngineScope&) = delete;
+  EngineScope& operator=(const EngineScope&) = delete;
+};
+
+// The shim-boundary conversion: errno = err, return -1.
+inline int Fail(int err) {
+  errno = err;
+  return -1;
+}
+inline int FailWith(Status s) { return Fail(s.ok() ? EIO : s.err()); }
+
+void LogUnexpectedException(const char* where);
+
+}  // namespace tern::shim

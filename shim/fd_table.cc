@@ -1,0 +1,236 @@
+#include "shim/fd_table.h"
+
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+
+#include "pmem/log.h"
+#include "shim/real_libc.h"
+
+namespace tern::shim {
+namespace {
+
+constexpr size_t kChunk = 256;
+constexpr size_t kMaxChunks = 4096;
+
+std::atomic<Desc*>* g_entries = nullptr;   // kMaxFds entries
+std::atomic<uint64_t>* g_internal = nullptr;  // kMaxFds bits
+std::atomic<int> g_max_tern_fd{-1};
+std::atomic<int> g_max_internal_fd{-1};
+int g_internal_base = 768;
+
+std::mutex g_desc_mu;  // guards the free list and chunk growth
+Desc* g_chunks[kMaxChunks];
+std::atomic<size_t> g_desc_count{0};
+Desc* g_free = nullptr;
+
+void RaiseMax(std::atomic<int>& max, int fd) {
+  int cur = max.load(std::memory_order_relaxed);
+  while (fd > cur && !max.compare_exchange_weak(cur, fd)) {
+  }
+}
+
+Desc* AllocDescStorage() {
+  std::lock_guard lock(g_desc_mu);
+  if (g_free != nullptr) {
+    Desc* d = g_free;
+    g_free = d->next_free;
+    d->next_free = nullptr;
+    return d;
+  }
+  size_t n = g_desc_count.load();
+  if (n % kChunk == 0) {
+    if (n / kChunk >= kMaxChunks) return nullptr;
+    g_chunks[n / kChunk] = new Desc[kChunk];
+  }
+  g_desc_count.store(n + 1);
+  return &g_chunks[n / kChunk][n % kChunk];
+}
+
+void DestroyDesc(Desc* d) {
+  if (File* f = d->file.exchange(nullptr)) {
+    EngineScope engine;
+    delete f;
+  }
+  int lock_fd = d->lock_fd.exchange(-1);
+  if (lock_fd >= 0) {
+    UnmarkInternalFd(lock_fd);
+    Real().close(lock_fd);
+  }
+  if (d->slot_index != 0) {
+    UnrefSlot(d->slot_index);
+  } else {
+    delete d->slot;
+  }
+  d->slot = nullptr;
+  d->slot_index = 0;
+  d->dirty.store(false);
+  d->had_posix_locks.store(false);
+  std::string().swap(d->path);
+  std::lock_guard lock(g_desc_mu);
+  d->next_free = g_free;
+  g_free = d;
+}
+
+}  // namespace
+
+void InitFdTable() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    size_t entry_bytes = sizeof(std::atomic<Desc*>) * kMaxFds;
+    size_t bit_bytes = kMaxFds / 8;
+    void* p = mmap(nullptr, entry_bytes + bit_bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+      TERN_LOG_ERROR("shim: cannot map the fd table (errno %d); tern files are served by the kernel", errno);
+      return;
+    }
+    g_internal = reinterpret_cast<std::atomic<uint64_t>*>(static_cast<char*>(p) + entry_bytes);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+      auto soft = static_cast<int>(std::min<rlim_t>(rl.rlim_cur, kMaxFds));
+      g_internal_base = std::min(768, soft * 3 / 4);
+    }
+    // release; pairs with the acquire loads in DescRef: the table is ready before it is published.
+    std::atomic_thread_fence(std::memory_order_release);
+    g_entries = static_cast<std::atomic<Desc*>*>(p);
+  });
+}
+
+bool FdTableReady() { return g_entries != nullptr; }
+
+DescRef::DescRef(int fd) {
+  if (g_entries == nullptr || static_cast<unsigned>(fd) >= static_cast<unsigned>(kMaxFds) || InEngine()) return;
+  for (;;) {
+    Desc* d = g_entries[fd].load(std::memory_order_acquire);
+    if (d == nullptr) return;
+    int32_t r = d->refs.load(std::memory_order_relaxed);
+    bool taken = false;
+    while (r > 0) {
+      if (d->refs.compare_exchange_weak(r, r + 1, std::memory_order_acq_rel)) {
+        taken = true;
+        break;
+      }
+    }
+    if (!taken) continue;  // freed under us; the entry has changed by now
+    if (g_entries[fd].load(std::memory_order_acquire) == d) {
+      d_ = d;
+      return;
+    }
+    UnrefDesc(d);  // the fd was closed or redirected meanwhile: look again
+  }
+}
+
+DescRef::~DescRef() {
+  if (d_ != nullptr) UnrefDesc(d_);
+}
+
+bool IsTernFd(int fd) {
+  return g_entries != nullptr && static_cast<unsigned>(fd) < static_cast<unsigned>(kMaxFds) &&
+         g_entries[fd].load(std::memory_order_acquire) != nullptr;
+}
+
+Desc* NewDesc(File* file, uint32_t slot_index, uint32_t flags, std::string path) {
+  Desc* d = AllocDescStorage();
+  if (d == nullptr) return nullptr;
+  if (slot_index == 0) {
+    d->slot = new OfdSlot();
+    d->slot->flags.store(flags);
+  } else {
+    d->slot = SlotAt(slot_index);
+  }
+  d->slot_index = slot_index;
+  d->path = std::move(path);
+  d->file.store(file);
+  d->refs.store(1, std::memory_order_release);
+  return d;
+}
+
+void RefDesc(Desc* d) { d->refs.fetch_add(1); }
+
+void UnrefDesc(Desc* d) {
+  if (d->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) DestroyDesc(d);
+}
+
+void InstallFd(int fd, Desc* d) {
+  RefDesc(d);
+  RaiseMax(g_max_tern_fd, fd);
+  Desc* old = g_entries[fd].exchange(d);
+  if (old != nullptr) UnrefDesc(old);
+}
+
+Desc* TakeFd(int fd) {
+  if (g_entries == nullptr || static_cast<unsigned>(fd) >= static_cast<unsigned>(kMaxFds)) return nullptr;
+  if (g_entries[fd].load(std::memory_order_relaxed) == nullptr) return nullptr;
+  return g_entries[fd].exchange(nullptr);
+}
+
+int MaxTernFd() { return g_max_tern_fd.load(); }
+
+Desc* DescAtUnlocked(int fd) {
+  if (g_entries == nullptr || static_cast<unsigned>(fd) >= static_cast<unsigned>(kMaxFds)) return nullptr;
+  return g_entries[fd].load();
+}
+
+Desc* DescStorageAt(size_t i) { return &g_chunks[i / kChunk][i % kChunk]; }
+size_t DescStorageCount() { return g_desc_count.load(); }
+
+Result<File*> EnsureFile(Desc* d, int fd) {
+  File* f = d->file.load(std::memory_order_acquire);
+  if (f != nullptr) return f;
+  std::lock_guard lock(d->mu);
+  f = d->file.load(std::memory_order_acquire);
+  if (f != nullptr) return f;
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+  auto opened = [&] {
+    EngineScope engine;
+    return File::Open(path, d->access());
+  }();
+  if (!opened.ok()) {
+    TERN_LOG_WARN("shim: %s (fd %d): cannot open the inherited tern file: errno %d (%s)",
+                  d->path.c_str(), fd, opened.status().err(), opened.status().context());
+    return opened.status();
+  }
+  f = opened->release();
+  d->file.store(f, std::memory_order_release);
+  return f;
+}
+
+void MarkInternalFd(int fd) {
+  if (g_internal == nullptr || fd < 0 || fd >= kMaxFds) return;
+  g_internal[fd / 64].fetch_or(uint64_t{1} << (fd % 64));
+  RaiseMax(g_max_internal_fd, fd);
+}
+
+void UnmarkInternalFd(int fd) {
+  if (g_internal == nullptr || fd < 0 || fd >= kMaxFds) return;
+  g_internal[fd / 64].fetch_and(~(uint64_t{1} << (fd % 64)));
+}
+
+bool IsInternalFd(int fd) {
+  if (g_internal == nullptr || fd < 0 || fd >= kMaxFds) return false;
+  return (g_internal[fd / 64].load(std::memory_order_relaxed) >> (fd % 64)) & 1;
+}
+
+int MaxInternalFd() { return g_max_internal_fd.load(); }
+
+int MoveToInternalRange(int fd, bool cloexec) {
+  if (fd < 0 || fd >= g_internal_base) return fd;
+  int moved = Real().fcntl(fd, cloexec ? F_DUPFD_CLOEXEC : F_DUPFD, g_internal_base);
+  if (moved < 0) return fd;
+  Real().close(fd);
+  return moved;
+}
+
+void FdTablePrepareFork() { g_desc_mu.lock(); }
+void FdTableParentAfterFork() { g_desc_mu.unlock(); }
+
+void FdTableChildAfterFork() {
+  g_desc_mu.unlock();
+  ForEachDesc([](Desc* d) { RefSlot(d->slot_index); });
+}
+
+}  // namespace tern::shim

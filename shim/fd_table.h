@@ -1,0 +1,138 @@
+// The shim's fd table: fd number → open file description (Desc) for every fd that names a tern
+// file, plus the set of fds the shim and the engine use privately.
+//
+// The fd number an application holds for a tern file is an O_PATH descriptor of the file: the kernel
+// refuses read/write/mmap through it (EBADF), so any path the shim does not see (glibc-internal
+// stdio, raw syscalls) fails loudly instead of touching the backing bytes (DESIGN §6).
+//
+// A Desc is the open file description: the engine File, the shared offset/flags slot
+// (ofd_region.h) and the lazily opened fd used for fcntl/flock locks. dup'ed fds point to one Desc.
+// Descs live in type-stable storage (never returned to the heap), so a lookup racing with close
+// can safely try to take a reference and then check that the fd still points to it.
+//
+// Thread-safety: lookups are lock-free (one atomic load for a non-tern fd); the table is an array
+// indexed by fd. Installing and clearing entries is atomic per entry.
+#pragma once
+
+#include <fcntl.h>
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+#include "lib/file.h"
+#include "lib/status.h"
+#include "shim/common.h"
+#include "shim/ofd_region.h"
+
+namespace tern::shim {
+
+inline constexpr int kMaxFds = 1 << 20;
+
+struct Desc {
+  std::atomic<int32_t> refs{0};    // fds in this process + operations in flight; 0 = free
+  std::atomic<File*> file{nullptr};  // owned; null until first use for adopted descriptions
+  OfdSlot* slot = nullptr;
+  uint32_t slot_index = 0;         // 0: `slot` is private to this process (heap)
+  std::atomic<int> lock_fd{-1};    // a real fd of the file for fcntl/flock locks, opened on demand
+  std::atomic<bool> dirty{false};  // written since the last mtime update
+  std::atomic<bool> had_posix_locks{false};
+  std::mutex mu;                   // serialises the lazy open and the lock fd's creation
+  std::string path;                // absolute path at open (logs)
+  Desc* next_free = nullptr;
+
+  int access() const { return static_cast<int>(slot->flags.load() & O_ACCMODE); }
+  uint32_t flags() const { return slot->flags.load(); }
+};
+
+// Creates the table (idempotent). FdTableReady is false when that failed.
+void InitFdTable();
+bool FdTableReady();
+
+// A counted reference to the Desc of a tern fd. Empty for every other fd (and always while the
+// engine is running on this thread).
+class DescRef {
+ public:
+  DescRef() = default;
+  explicit DescRef(int fd);
+  ~DescRef();
+  DescRef(DescRef&& o) noexcept : d_(o.d_) { o.d_ = nullptr; }
+  DescRef& operator=(DescRef&&) = delete;
+  DescRef(const DescRef&) = delete;
+  explicit operator bool() const { return d_ != nullptr; }
+  Desc* operator->() const { return d_; }
+  Desc* get() const { return d_; }
+
+ private:
+  Desc* d_ = nullptr;
+};
+
+// True when fd currently names a tern file (no reference taken).
+bool IsTernFd(int fd);
+
+// A new Desc with refs = 1 (the caller's), owning `file` (may be null: opened on first use),
+// using shared slot `slot_index` (0: a private slot is made with `flags`).
+Desc* NewDesc(File* file, uint32_t slot_index, uint32_t flags, std::string path);
+void RefDesc(Desc* d);
+void UnrefDesc(Desc* d);
+
+// Points fd at d, taking a new reference on d; whatever fd pointed to before is released.
+void InstallFd(int fd, Desc* d);
+// Clears fd's entry; returns the Desc it held (the caller now owns that reference) or null.
+Desc* TakeFd(int fd);
+// Highest fd that ever held a tern file (bounds scans).
+int MaxTernFd();
+
+// Visits every fd that names a tern file with its Desc (no references taken; single-threaded
+// contexts only: fork child, exec).
+template <typename F>
+void ForEachTernFd(F&& f);
+
+// Every live Desc (single-threaded contexts only).
+template <typename F>
+void ForEachDesc(F&& f);
+
+// The engine File of d, opening it through fd when it is not open yet (adopted descriptions).
+Result<File*> EnsureFile(Desc* d, int fd);
+
+// Private fds (the offset region, lock fds, the engine's backing and shared-state fds). They are
+// moved to a high range on creation so the application's numbering stays what the kernel would give,
+// and close/close_range/dup2 from the application leave them alone.
+void MarkInternalFd(int fd);
+void UnmarkInternalFd(int fd);
+bool IsInternalFd(int fd);
+int MaxInternalFd();
+// Moves fd to the internal range (first free number at or above the base); returns the new fd
+// (or fd itself when it cannot be moved). Closes the old number.
+int MoveToInternalRange(int fd, bool cloexec);
+
+// fork: the prepare/parent/child steps of the table (the desc allocator's lock; the child takes a
+// slot reference for every live description).
+void FdTablePrepareFork();
+void FdTableParentAfterFork();
+void FdTableChildAfterFork();
+
+// --- implementation details of the templates ---
+Desc* DescAtUnlocked(int fd);
+Desc* DescStorageAt(size_t i);
+size_t DescStorageCount();
+
+template <typename F>
+void ForEachTernFd(F&& f) {
+  int max = MaxTernFd();
+  for (int fd = 0; fd <= max; ++fd) {
+    if (Desc* d = DescAtUnlocked(fd)) f(fd, d);
+  }
+}
+
+template <typename F>
+void ForEachDesc(F&& f) {
+  size_t n = DescStorageCount();
+  for (size_t i = 0; i < n; ++i) {
+    Desc* d = DescStorageAt(i);
+    if (d->refs.load() > 0) f(d);
+  }
+}
+
+}  // namespace tern::shim

@@ -1,0 +1,200 @@
+// Start-up: the library constructor, fork handlers, and adoption of tern fds inherited across exec.
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "lib/pool.h"
+#include "pmem/log.h"
+#include "shim/fd_table.h"
+#include "shim/ofd_region.h"
+#include "shim/ops.h"
+#include "shim/paths.h"
+#include "shim/real_libc.h"
+#include "shim/shim.h"
+
+namespace tern::shim {
+
+thread_local int t_engine_depth = 0;
+
+namespace {
+
+std::atomic<bool> g_ready{false};
+
+// Fork: the shim's own handlers bracket the engine Pool's (pthread_atfork runs child handlers in
+// registration order), so the engine's child-side reopen runs as engine code, its fds go to the
+// internal range, and nothing it does re-enters the shim.
+void EarlyPrepare() { FdTablePrepareFork(); }
+void EarlyParent() { FdTableParentAfterFork(); }
+void EarlyChild() {
+  ++t_engine_depth;
+  RefreshCachedPid();
+  FdTableChildAfterFork();
+}
+void LateChild() { --t_engine_depth; }
+
+struct Inherited {
+  int fd;
+  uint32_t slot;
+  uint32_t flags;
+  uint64_t offset;
+};
+
+// Parses TERN_SHIM_FDS; returns its mode ('e', 's') when it was written for this process, else 0.
+char ParseInherited(std::vector<Inherited>* out) {
+  const char* env = getenv("TERN_SHIM_FDS");
+  if (env == nullptr) return 0;
+  char mode = env[0];
+  char* end = nullptr;
+  long pid = strtol(env + 1, &end, 10);
+  bool ours = (mode == 'e' && pid == getpid()) || (mode == 's' && pid == getppid());
+  if (!ours || end == nullptr || *end != ';') return 0;
+  const char* p = end + 1;
+  while (*p != '\0') {
+    Inherited in{};
+    unsigned long long offset = 0;
+    int used = 0;
+    if (sscanf(p, "%d:%u:%u:%llu%n", &in.fd, &in.slot, &in.flags, &offset, &used) != 4) break;
+    in.offset = offset;
+    if (in.slot >= SlotCount()) in.slot = 0;
+    out->push_back(in);
+    p += used;
+    if (*p == ',') ++p;
+  }
+  return mode;
+}
+
+bool SlotMatches(uint32_t slot, const struct stat& st) {
+  if (slot == 0) return false;
+  OfdSlot* s = SlotAt(slot);
+  return s->refs.load() > 0 && s->dev.load() == st.st_dev && s->ino.load() == st.st_ino;
+}
+
+}  // namespace
+
+bool ShimReady() { return g_ready.load(std::memory_order_acquire); }
+
+void InstallForkHandlers() {
+  pthread_atfork(EarlyPrepare, EarlyParent, EarlyChild);
+  {
+    EngineScope engine;
+    Pool::Default();  // registers the engine's handlers between the two of the shim
+  }
+  pthread_atfork(nullptr, nullptr, LateChild);
+}
+
+void AdoptInheritedFds() {
+  std::vector<Inherited> listed;
+  char mode = ParseInherited(&listed);
+  unsetenv("TERN_SHIM_FDS");
+  std::map<uint32_t, Desc*> by_slot;  // one description per shared slot, as before the exec
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return;
+  int dir_fd = dirfd(dir);
+  while (struct dirent* e = readdir(dir)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    int fd = atoi(e->d_name);
+    if (fd == dir_fd || IsInternalFd(fd) || fd >= kMaxFds) continue;
+    int fl = Real().fcntl(fd, F_GETFL);
+    if (fl < 0 || (fl & O_PATH) == 0) continue;
+    struct stat st;
+    if (Real().fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    char link[64], target[PATH_MAX];
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, target, sizeof(target) - 1);
+    if (n <= 0) continue;
+    std::string path(target, static_cast<size_t>(n));
+    constexpr const char kDeleted[] = " (deleted)";
+    if (path.size() > sizeof(kDeleted) && path.compare(path.size() - sizeof(kDeleted) + 1, std::string::npos, kDeleted) == 0) {
+      path.resize(path.size() - sizeof(kDeleted) + 1);
+    }
+    if (path.empty() || path[0] != '/' || !UnderRoot(NormalizePath(path))) continue;
+
+    const Inherited* mine = nullptr;
+    const Inherited* same_file = nullptr;
+    for (const Inherited& in : listed) {
+      if (in.fd == fd) mine = &in;
+      if (same_file == nullptr && SlotMatches(in.slot, st)) same_file = &in;
+    }
+    uint32_t slot = 0;
+    uint32_t flags = 0;
+    uint64_t offset = 0;
+    if (mine != nullptr && (mine->slot == 0 || SlotMatches(mine->slot, st))) {
+      slot = mine->slot;
+      flags = mine->flags;
+      offset = mine->offset;
+    } else if (same_file != nullptr) {  // moved by the spawner's file actions (dup2)
+      slot = same_file->slot;
+      flags = same_file->flags;
+    } else {
+      flags = static_cast<uint32_t>(access(path.c_str(), W_OK) == 0 ? O_RDWR : O_RDONLY) | kKernelLargefile;
+      TERN_LOG_INFO("shim: fd %d (%s) inherited without its state: opened %s at offset 0", fd, path.c_str(),
+                    (flags & O_ACCMODE) == O_RDWR ? "read-write" : "read-only");
+    }
+    if (slot != 0) {
+      auto it = by_slot.find(slot);
+      if (it != by_slot.end()) {
+        InstallFd(fd, it->second);
+        continue;
+      }
+      if (mode != 'e') RefSlot(slot);  // an exec'ed process already holds its reference
+    } else {
+      slot = AllocSlot(flags, st.st_dev, st.st_ino);
+      if (slot != 0) SlotAt(slot)->offset.store(offset);
+    }
+    Desc* d = NewDesc(nullptr, slot, flags, path);
+    if (d == nullptr) {
+      UnrefSlot(slot);
+      continue;
+    }
+    if (slot == 0) d->slot->offset.store(offset);
+    if (slot != 0) by_slot[slot] = d;
+    InstallFd(fd, d);
+    UnrefDesc(d);
+  }
+  closedir(dir);
+  if (mode == 'e') {
+    // References handed over for descriptions whose fds did not survive the exec (close-on-exec).
+    std::set<uint32_t> dropped;
+    for (const Inherited& in : listed) {
+      if (in.slot != 0 && by_slot.count(in.slot) == 0 && dropped.insert(in.slot).second) UnrefSlot(in.slot);
+    }
+  }
+  for (int i = 0; i <= 2; ++i) {
+    if (IsTernFd(i)) SyncStdStream(i);
+  }
+}
+
+void InitShim() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    Real();
+    InitPaths();
+    InitFdTable();
+    if (!FdTableReady()) return;
+    InitOfdRegion();
+    CaptureStdStreams();
+    InstallForkHandlers();
+    g_ready.store(true, std::memory_order_release);
+    AdoptInheritedFds();
+  });
+}
+
+void LogUnexpectedException(const char* where) {
+  TERN_LOG_ERROR("shim: unexpected exception in %s; the call fails with EIO", where);
+}
+
+}  // namespace tern::shim
+
+__attribute__((constructor)) static void TernShimConstructor() { tern::shim::InitShim(); }

@@ -1,0 +1,131 @@
+// Opening paths: which opens become tern files, and how.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <mutex>
+#include <set>
+#include <string>
+
+#include "lib/file.h"
+#include "lib/file_core.h"
+#include "pmem/log.h"
+#include "shim/fd_table.h"
+#include "shim/ops.h"
+#include "shim/paths.h"
+#include "shim/real_libc.h"
+#include "shim/shim.h"
+
+namespace tern::shim {
+namespace {
+
+// The status flags F_GETFL reports (O_CREAT, O_EXCL, O_TRUNC, O_NOCTTY and O_CLOEXEC are not kept).
+constexpr uint32_t kKeptFlags = O_ACCMODE | O_APPEND | O_NONBLOCK | O_DSYNC | O_SYNC | O_DIRECT |
+                                O_NOATIME | O_ASYNC;
+
+void LogNotTern(const std::string& abs, const char* why) {
+  static std::mutex mu;
+  static auto* seen = new std::set<std::string>();
+  std::lock_guard lock(mu);
+  if (seen->size() < 64 && seen->insert(abs).second) {
+    TERN_LOG_WARN("shim: %s is not a tern file (%s); served by the kernel untouched", abs.c_str(), why);
+  }
+}
+
+int KernelOpen(int dirfd, const char* path, int flags, mode_t mode) {
+  int fd = Real().openat(dirfd, path, flags, mode);
+  if (fd >= 0) NoteKernelFd(fd);
+  return fd;
+}
+
+}  // namespace
+
+int TrackEngineFd(int fd, int flags) {
+  if (fd < 0) return fd;
+  fd = MoveToInternalRange(fd, (flags & O_CLOEXEC) != 0);
+  MarkInternalFd(fd);
+  return fd;
+}
+
+int ShimOpen(int dirfd, const char* path, int flags, mode_t mode) {
+  const RealLibc& real = Real();
+  if (InEngine()) return TrackEngineFd(real.openat(dirfd, path, flags, mode), flags);
+  std::string abs;
+  if (!ShimReady() || path == nullptr || (flags & (O_PATH | O_DIRECTORY)) != 0 ||
+      !TernCandidate(dirfd, path, &abs)) {
+    return KernelOpen(dirfd, path, flags, mode);
+  }
+  // Only regular files (existing, or about to be created) are tern files.
+  struct stat st;
+  int rc = (flags & O_NOFOLLOW) ? real.lstat(abs.c_str(), &st) : real.stat(abs.c_str(), &st);
+  bool exists = rc == 0;
+  if (exists && !S_ISREG(st.st_mode)) return KernelOpen(dirfd, path, flags, mode);
+  if (!exists && (errno != ENOENT || (flags & O_CREAT) == 0)) return KernelOpen(dirfd, path, flags, mode);
+  if (exists && (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL)) return Fail(EEXIST);
+  if (exists && st.st_size % 4096 != 0) {
+    LogNotTern(abs, "its size is not a whole number of blocks");
+    return KernelOpen(dirfd, path, flags, mode);
+  }
+
+  int access = flags & O_ACCMODE;
+  int engine_flags = flags & (O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC | O_NOFOLLOW);
+  // Linux truncates on O_RDONLY|O_TRUNC too (when the caller may write); the engine wants a
+  // writable open for it.
+  bool truncate_read_only = (flags & O_TRUNC) && access == O_RDONLY;
+  if (truncate_read_only) engine_flags &= ~O_TRUNC;
+  auto opened = [&] {
+    EngineScope engine;
+    return File::Open(abs, engine_flags, mode);
+  }();
+  if (!opened.ok()) {
+    if (opened.status().err() == kNotTernFile) {
+      LogNotTern(abs, opened.status().context());
+      return KernelOpen(dirfd, path, flags, mode);
+    }
+    return FailWith(opened.status());
+  }
+  std::unique_ptr<File> file = std::move(*opened);
+  if (truncate_read_only) {
+    EngineScope engine;
+    auto writer = File::Open(abs, O_WRONLY | O_TRUNC);
+    if (!writer.ok()) return FailWith(writer.status());
+  }
+
+  // The application's fd: an O_PATH descriptor of the same inode.
+  int fd = real.openat(AT_FDCWD, abs.c_str(), O_PATH | (flags & (O_CLOEXEC | O_NOFOLLOW)));
+  if (fd < 0) return -1;
+  struct stat pst;
+  if (real.fstat(fd, &pst) != 0 || pst.st_ino != file->core().ino() || pst.st_dev != file->core().dev()) {
+    real.close(fd);
+    TERN_LOG_WARN("shim: %s changed while it was being opened", abs.c_str());
+    return Fail(EAGAIN);
+  }
+  if (fd >= kMaxFds) {
+    real.close(fd);
+    return Fail(EMFILE);
+  }
+  uint32_t flags_kept = (static_cast<uint32_t>(flags) & kKeptFlags) | kKernelLargefile;
+  uint32_t slot = AllocSlot(flags_kept, pst.st_dev, pst.st_ino);
+  {
+    EngineScope engine;  // File's destructor on the error path
+    Desc* d = NewDesc(file.get(), slot, flags_kept, abs);
+    if (d == nullptr) {
+      UnrefSlot(slot);
+      real.close(fd);
+      return Fail(ENFILE);
+    }
+    file.release();
+    InstallFd(fd, d);
+    UnrefDesc(d);
+  }
+  if (fd <= 2) SyncStdStream(fd);
+  return fd;
+}
+
+void NoteKernelFd(int fd) {
+  if (fd < 0) return;
+  if (Desc* stale = TakeFd(fd)) UnrefDesc(stale);
+  if (fd <= 2) SyncStdStream(fd);
+}
+
+}  // namespace tern::shim

@@ -1,0 +1,339 @@
+#include "shim/ops.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include "pmem/log.h"
+#include "shim/paths.h"
+#include "shim/real_libc.h"
+
+namespace tern::shim {
+namespace {
+
+bool CanRead(Desc* d) { return d->access() != O_WRONLY; }
+bool CanWrite(Desc* d) { return d->access() != O_RDONLY; }
+
+// Engine calls run inside an EngineScope so whatever libc they reach goes to the kernel.
+template <typename Fn>
+auto Engine(Fn&& fn) {
+  EngineScope engine;
+  return fn();
+}
+
+ssize_t SyncIfAsked(Desc* d, File* f, ssize_t n, int rwf) {
+  if ((d->flags() & O_DSYNC) == 0 && (rwf & (RWF_DSYNC | RWF_SYNC)) == 0) return n;
+  Status s = Engine([&] { return f->Fsync(); });
+  return s.ok() ? n : FailWith(s);
+}
+
+// Writes at the shared offset (or at EOF for O_APPEND / RWF_APPEND) and advances it.
+// REQUIRES: the slot lock held.
+ssize_t WriteLocked(Desc* d, File* f, const void* buf, size_t n, bool append, uint64_t off) {
+  if (append) {
+    auto at = Engine([&] { return f->Append(buf, n); });
+    if (!at.ok()) return FailWith(at.status());
+    d->slot->offset.store(*at + n);
+  } else {
+    auto r = Engine([&] { return f->Pwrite(buf, n, off); });
+    if (!r.ok()) return FailWith(r.status());
+    d->slot->offset.store(off + *r);
+  }
+  d->dirty.store(true, std::memory_order_relaxed);
+  return static_cast<ssize_t>(n);
+}
+
+size_t IovTotal(const struct iovec* iov, int iovcnt, bool* ok) {
+  size_t total = 0;
+  *ok = iovcnt >= 0 && iovcnt <= IOV_MAX;
+  for (int i = 0; *ok && i < iovcnt; ++i) {
+    if (iov[i].iov_len > static_cast<size_t>(std::numeric_limits<ssize_t>::max()) - total) *ok = false;
+    total += iov[i].iov_len;
+  }
+  return total;
+}
+
+ssize_t WriteZeros(Desc* d, File* f, uint64_t from, uint64_t to) {
+  constexpr size_t kChunk = 1 << 20;
+  std::unique_ptr<char[]> zeros(new char[kChunk]());
+  for (uint64_t at = from; at < to;) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, to - at));
+    auto r = Engine([&] { return f->Pwrite(zeros.get(), n, at); });
+    if (!r.ok()) return FailWith(r.status());
+    at += n;
+  }
+  d->dirty.store(true, std::memory_order_relaxed);
+  return 0;
+}
+
+}  // namespace
+
+ssize_t DescRead(Desc* d, int fd, void* buf, size_t n) {
+  if (!CanRead(d)) return Fail(EBADF);
+  auto f = EnsureFile(d, fd);
+  if (!f.ok()) return FailWith(f.status());
+  n = std::min(n, kMaxRw);
+  SlotGuard guard(d->slot);
+  uint64_t off = d->slot->offset.load();
+  auto r = Engine([&] { return (*f)->Pread(buf, n, off); });
+  if (!r.ok()) return FailWith(r.status());
+  d->slot->offset.store(off + *r);
+  return static_cast<ssize_t>(*r);
+}
+
+ssize_t DescPread(Desc* d, int fd, void* buf, size_t n, off_t off) {
+  if (!CanRead(d)) return Fail(EBADF);
+  if (off < 0) return Fail(EINVAL);
+  auto f = EnsureFile(d, fd);
+  if (!f.ok()) return FailWith(f.status());
+  n = std::min(n, kMaxRw);
+  auto r = Engine([&] { return (*f)->Pread(buf, n, static_cast<uint64_t>(off)); });
+  if (!r.ok()) return FailWith(r.status());
+  return static_cast<ssize_t>(*r);
+}
+
+ssize_t DescWrite(Desc* d, int fd, const void* buf, size_t n) {
+  if (!CanWrite(d)) return Fail(EBADF);
+  auto f = EnsureFile(d, fd);
+  if (!f.ok()) return FailWith(f.status());
+  n = std::min(n, kMaxRw);
+  if (n == 0) return 0;
+  ssize_t r;
+  {
+    SlotGuard guard(d->slot);
+    bool append = (d->flags() & O_APPEND) != 0;
+    r = WriteLocked(d, *f, buf, n, append, d->slot->offset.load());
+  }
+  return r < 0 ? r : SyncIfAsked(d, *f, r, 0);
+}
+
+ssize_t DescPwrite(Desc* d, int fd, const void* buf, size_t n, off_t off) {
+  if (!CanWrite(d)) return Fail(EBADF);
+  if (off < 0) return Fail(EINVAL);
+  auto f = EnsureFile(d, fd);
+  if (!f.ok()) return FailWith(f.status());
+  n = std::min(n, kMaxRw);
+  if (n == 0) return 0;
+  // Linux appends a pwrite on an O_APPEND descriptor at EOF, whatever the offset (pwrite(2) BUGS).
+  if (d->flags() & O_APPEND) {
+    auto at = Engine([&] { return (*f)->Append(buf, n); });
+    if (!at.ok()) return FailWith(at.status());
+  } else {
+    auto r = Engine([&] { return (*f)->Pwrite(buf, n, static_cast<uint64_t>(off)); });
+    if (!r.ok()) return FailWith(r.status());
+  }
+  d->dirty.store(true, std::memory_order_relaxed);
+  return SyncIfAsked(d, *f, static_cast<ssize_t>(n), 0);
+}
+
+ssize_t DescReadv(Desc* d, int fd, const struct iovec* iov, int iovcnt, off_t off) {
+  bool ok;
+  size_t total = std::min(IovTotal(iov, iovcnt, &ok), kMaxRw);
+  if (!ok) return Fail(EINVAL);
+  if (iovcnt == 1) {
+    return off < 0 ? DescRead(d, fd, iov[0].iov_base, iov[0].iov_len)
+                   : DescPread(d, fd, iov[0].iov_base, iov[0].iov_len, off);
+  }
+  std::unique_ptr<char[]> buf(new char[total == 0 ? 1 : total]);
+  ssize_t n = off < 0 ? DescRead(d, fd, buf.get(), total) : DescPread(d, fd, buf.get(), total, off);
+  if (n <= 0) return n;
+  size_t done = 0;
+  for (int i = 0; i < iovcnt && done < static_cast<size_t>(n); ++i) {
+    size_t c = std::min(iov[i].iov_len, static_cast<size_t>(n) - done);
+    memcpy(iov[i].iov_base, buf.get() + done, c);
+    done += c;
+  }
+  return n;
+}
+
+ssize_t DescWritev(Desc* d, int fd, const struct iovec* iov, int iovcnt, off_t off, int rwf) {
+  bool ok;
+  size_t total = std::min(IovTotal(iov, iovcnt, &ok), kMaxRw);
+  if (!ok) return Fail(EINVAL);
+  if (!CanWrite(d)) return Fail(EBADF);
+  auto f = EnsureFile(d, fd);
+  if (!f.ok()) return FailWith(f.status());
+  if (total == 0) return 0;
+  const void* data = iov[0].iov_base;
+  std::unique_ptr<char[]> gathered;
+  if (iovcnt > 1 && iov[0].iov_len < total) {
+    gathered.reset(new char[total]);
+    size_t done = 0;
+    for (int i = 0; i < iovcnt && done < total; ++i) {
+      size_t c = std::min(iov[i].iov_len, total - done);
+      memcpy(gathered.get() + done, iov[i].iov_base, c);
+      done += c;
+    }
+    data = gathered.get();
+  }
+  bool append = (d->flags() & O_APPEND) != 0 || (rwf & RWF_APPEND) != 0;
+  ssize_t r;
+  if (off < 0) {
+    SlotGuard guard(d->slot);
+    r = WriteLocked(d, *f, data, total, append, d->slot->offset.load());
+  } else if (append) {
+    auto at = Engine([&] { return (*f)->Append(data, total); });
+    r = at.ok() ? static_cast<ssize_t>(total) : FailWith(at.status());
+    if (at.ok()) d->dirty.store(true, std::memory_order_relaxed);
+  } else {
+    auto w = Engine([&] { return (*f)->Pwrite(data, total, static_cast<uint64_t>(off)); });
+    r = w.ok() ? static_cast<ssize_t>(*w) : FailWith(w.status());
+    if (w.ok()) d->dirty.store(true, std::memory_order_relaxed);
+  }
+  return r < 0 ? r : SyncIfAsked(d, *f, r, rwf);
+}
+
+off_t DescSize(Desc* d, int fd) {
+  auto f = EnsureFile(d, fd);
+  if (!f.ok()) return FailWith(f.status());
+  auto size = Engine([&] { return (*f)->Size(); });
+  if (!size.ok()) return FailWith(size.status());
+  return static_cast<off_t>(*size);
+}
+
+off_t DescLseek(Desc* d, int fd, off_t off, int whence) {
+  OfdSlot* slot = d->slot;
+  if (whence == SEEK_SET) {
+    if (off < 0) return Fail(EINVAL);
+    slot->offset.store(static_cast<uint64_t>(off));
+    return off;
+  }
+  if (whence == SEEK_CUR && off == 0) return static_cast<off_t>(slot->offset.load());
+  off_t base = 0;
+  if (whence == SEEK_END || whence == SEEK_DATA || whence == SEEK_HOLE) {
+    base = DescSize(d, fd);
+    if (base < 0) return -1;
+  } else if (whence != SEEK_CUR) {
+    return Fail(EINVAL);
+  }
+  SlotGuard guard(slot);
+  if (whence == SEEK_DATA || whence == SEEK_HOLE) {
+    // Every byte before EOF counts as data and EOF as the only hole: what the kernel does for a
+    // filesystem that does not track holes. (tern's holes read as zeros either way.)
+    if (off < 0 || off >= base) return Fail(ENXIO);
+    off_t at = whence == SEEK_DATA ? off : base;
+    slot->offset.store(static_cast<uint64_t>(at));
+    return at;
+  }
+  if (whence == SEEK_CUR) base = static_cast<off_t>(slot->offset.load());
+  off_t result;
+  if (__builtin_add_overflow(base, off, &result)) return Fail(EOVERFLOW);
+  if (result < 0) return Fail(EINVAL);
+  slot->offset.store(static_cast<uint64_t>(result));
+  return result;
+}
+
+void TouchIfDirty(Desc* d, int fd) {
+  if (!d->dirty.exchange(false, std::memory_order_relaxed)) return;
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+  int saved = errno;
+  Real().utimensat(AT_FDCWD, path, nullptr, 0);
+  errno = saved;
+}
+
+int DescFstat(Desc* d, int fd, struct stat* st) {
+  if (st == nullptr) return Fail(EFAULT);
+  auto f = EnsureFile(d, fd);
+  if (!f.ok()) return FailWith(f.status());
+  TouchIfDirty(d, fd);
+  Status s = Engine([&] { return (*f)->Stat(st); });
+  return s.ok() ? 0 : FailWith(s);
+}
+
+int DescTruncate(Desc* d, int fd, off_t len) {
+  if (len < 0) return Fail(EINVAL);
+  if (!CanWrite(d)) return Fail(EINVAL);
+  auto f = EnsureFile(d, fd);
+  if (!f.ok()) return FailWith(f.status());
+  Status s = Engine([&] { return (*f)->Truncate(static_cast<uint64_t>(len)); });
+  if (!s.ok()) return FailWith(s);
+  d->dirty.store(true, std::memory_order_relaxed);
+  return 0;
+}
+
+int DescFsync(Desc* d, int fd) {
+  auto f = EnsureFile(d, fd);
+  if (!f.ok()) return FailWith(f.status());
+  TouchIfDirty(d, fd);
+  Status s = Engine([&] { return (*f)->Fsync(); });
+  return s.ok() ? 0 : FailWith(s);
+}
+
+int DescFallocate(Desc* d, int fd, int mode, off_t off, off_t len) {
+  if (off < 0 || len <= 0) return Fail(EINVAL);
+  if (!CanWrite(d)) return Fail(EBADF);
+  uint64_t end;
+  if (__builtin_add_overflow(static_cast<uint64_t>(off), static_cast<uint64_t>(len), &end)) return Fail(EFBIG);
+  auto f = EnsureFile(d, fd);
+  if (!f.ok()) return FailWith(f.status());
+  off_t size_now = DescSize(d, fd);
+  if (size_now < 0) return -1;
+  auto size = static_cast<uint64_t>(size_now);
+  bool keep_size = (mode & FALLOC_FL_KEEP_SIZE) != 0;
+  int op = mode & ~FALLOC_FL_KEEP_SIZE;
+  if (op == FALLOC_FL_PUNCH_HOLE && !keep_size) return Fail(EOPNOTSUPP);  // as the kernel
+  if (op == FALLOC_FL_PUNCH_HOLE || op == FALLOC_FL_ZERO_RANGE) {
+    // The bytes read as zeros afterwards; the blocks are rewritten, not freed (the engine has no
+    // punch-hole yet).
+    if (WriteZeros(d, *f, static_cast<uint64_t>(off), std::min(end, size)) < 0) return -1;
+  } else if (op != 0) {
+    return Fail(EOPNOTSUPP);
+  }
+  // Copy-on-write cannot reserve space for later overwrites, so mode 0 means the size only (as on
+  // other copy-on-write filesystems); KEEP_SIZE alone changes nothing.
+  if (!keep_size && end > size) return DescTruncate(d, fd, static_cast<off_t>(end));
+  return 0;
+}
+
+ssize_t RoutedRead(int fd, void* buf, size_t n) {
+  DescRef d(fd);
+  return d ? DescRead(d.get(), fd, buf, n) : Real().read(fd, buf, n);
+}
+
+ssize_t RoutedWrite(int fd, const void* buf, size_t n) {
+  DescRef d(fd);
+  return d ? DescWrite(d.get(), fd, buf, n) : Real().write(fd, buf, n);
+}
+
+ssize_t RoutedPread(int fd, void* buf, size_t n, off_t off) {
+  DescRef d(fd);
+  return d ? DescPread(d.get(), fd, buf, n, off) : Real().pread(fd, buf, n, off);
+}
+
+ssize_t RoutedPwrite(int fd, const void* buf, size_t n, off_t off) {
+  DescRef d(fd);
+  return d ? DescPwrite(d.get(), fd, buf, n, off) : Real().pwrite(fd, buf, n, off);
+}
+
+off_t RoutedLseek(int fd, off_t off, int whence) {
+  DescRef d(fd);
+  return d ? DescLseek(d.get(), fd, off, whence) : Real().lseek(fd, off, whence);
+}
+
+void PatchPathStat(int dirfd, const char* path, bool follow, struct stat* st) {
+  // A tern file is a non-empty regular file made of whole 4 KiB blocks; anything else is not one.
+  if (!S_ISREG(st->st_mode) || st->st_size == 0 || st->st_size % 4096 != 0) return;
+  std::string abs;
+  if (!TernCandidate(dirfd, path, &abs)) return;
+  int saved = errno;
+  EngineScope engine;
+  auto f = File::Open(abs, O_RDONLY | (follow ? 0 : O_NOFOLLOW));
+  struct stat logical;
+  if (f.ok() && (*f)->Stat(&logical).ok() && logical.st_ino == st->st_ino) {
+    st->st_size = logical.st_size;
+    st->st_blocks = logical.st_blocks;
+    st->st_blksize = logical.st_blksize;
+  }
+  errno = saved;
+}
+
+}  // namespace tern::shim

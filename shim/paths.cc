@@ -1,0 +1,127 @@
+#include "shim/paths.h"
+
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <mutex>
+
+namespace tern::shim {
+namespace {
+
+PathOptions* g_paths = nullptr;  // never destroyed: used until the very end of exit
+
+bool HasPrefixDir(const std::string& abs, const std::string& root) {
+  if (root.empty()) return false;
+  if (root == "/") return abs.size() > 1;
+  return abs.size() > root.size() && abs.compare(0, root.size(), root) == 0 &&
+         abs[root.size()] == '/';
+}
+
+std::string CurrentDir() {
+  char buf[PATH_MAX];
+  if (getcwd(buf, sizeof(buf)) == nullptr) return {};
+  return buf;
+}
+
+}  // namespace
+
+std::string NormalizePath(const std::string& abs) {
+  std::vector<std::string_view> parts;
+  std::string_view s(abs);
+  size_t i = 0;
+  while (i < s.size()) {
+    while (i < s.size() && s[i] == '/') ++i;
+    size_t j = i;
+    while (j < s.size() && s[j] != '/') ++j;
+    std::string_view part = s.substr(i, j - i);
+    if (part.empty() || part == ".") {
+    } else if (part == "..") {
+      if (!parts.empty()) parts.pop_back();
+    } else {
+      parts.push_back(part);
+    }
+    i = j;
+  }
+  std::string out;
+  out.reserve(abs.size());
+  for (std::string_view p : parts) {
+    out += '/';
+    out += p;
+  }
+  if (out.empty()) out = "/";
+  return out;
+}
+
+void InitPaths() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    auto* p = new PathOptions();
+    const char* root = getenv("TERN_ROOT");
+    std::string r = (root != nullptr && root[0] != '\0') ? root : "/dev/shm/tern";
+    if (r[0] != '/') r = CurrentDir() + "/" + r;
+    p->root = NormalizePath(r);
+    char real[PATH_MAX];
+    if (realpath(p->root.c_str(), real) != nullptr && p->root != real) p->root_real = real;
+    if (const char* ex = getenv("TERN_EXCLUDE"); ex != nullptr) {
+      std::string all(ex);
+      size_t start = 0;
+      while (start <= all.size()) {
+        size_t end = all.find(':', start);
+        if (end == std::string::npos) end = all.size();
+        if (end > start) p->exclude.push_back(all.substr(start, end - start));
+        start = end + 1;
+      }
+    }
+    g_paths = p;
+  });
+}
+
+const PathOptions& Paths() {
+  if (g_paths == nullptr) InitPaths();
+  return *g_paths;
+}
+
+bool AbsolutePath(int dirfd, const char* path, std::string* out) {
+  if (path[0] == '/') {
+    *out = NormalizePath(path);
+    return true;
+  }
+  std::string base;
+  if (dirfd == AT_FDCWD) {
+    base = CurrentDir();
+  } else {
+    char link[64];
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", dirfd);
+    char buf[PATH_MAX];
+    ssize_t n = readlink(link, buf, sizeof(buf) - 1);
+    if (n > 0) base.assign(buf, static_cast<size_t>(n));
+  }
+  if (base.empty() || base[0] != '/') return false;
+  *out = NormalizePath(base + "/" + path);
+  return true;
+}
+
+bool UnderRoot(const std::string& abs) {
+  const PathOptions& p = Paths();
+  if (!HasPrefixDir(abs, p.root) && !HasPrefixDir(abs, p.root_real)) return false;
+  // The engine's shared-state objects (".tern.*") are never tern files, even when the root is the
+  // shared-state directory itself.
+  size_t slash = abs.rfind('/');
+  if (abs.compare(slash + 1, 6, ".tern.") == 0) return false;
+  for (const std::string& pattern : p.exclude) {
+    if (fnmatch(pattern.c_str(), abs.c_str(), 0) == 0) return false;
+  }
+  return true;
+}
+
+bool TernCandidate(int dirfd, const char* path, std::string* abs) {
+  if (path == nullptr || path[0] == '\0') return false;
+  if (!AbsolutePath(dirfd, path, abs)) return false;
+  return UnderRoot(*abs);
+}
+
+}  // namespace tern::shim

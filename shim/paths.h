@@ -1,0 +1,35 @@
+// Which paths are tern files: regular files under TERN_ROOT (default /dev/shm/tern), after the path
+// is made absolute (relative to the cwd, or to a dirfd for *at calls) and lexically normalised, and
+// not matched by a TERN_EXCLUDE glob. Whether the object is a regular file is decided at open.
+//
+// Thread-safety: Options are read once (InitPaths, from the library constructor) and immutable after.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace tern::shim {
+
+struct PathOptions {
+  std::string root;                  // absolute, normalised, no trailing '/'
+  std::string root_real;             // realpath(root) when it differs (symlinked mounts), else empty
+  std::vector<std::string> exclude;  // fnmatch patterns on the absolute path
+};
+
+// Reads TERN_ROOT and TERN_EXCLUDE. Idempotent.
+void InitPaths();
+const PathOptions& Paths();
+
+// Lexically normalised absolute form of `path` ("." and ".." resolved, repeated '/' folded).
+// Relative paths are taken against dirfd (AT_FDCWD: the cwd). False when dirfd or the cwd cannot be
+// read (the kernel then reports the error itself).
+bool AbsolutePath(int dirfd, const char* path, std::string* out);
+// True when `abs` (absolute, normalised) lies strictly under the root and is not excluded.
+bool UnderRoot(const std::string& abs);
+// AbsolutePath + UnderRoot.
+bool TernCandidate(int dirfd, const char* path, std::string* abs);
+
+// Lexical normalisation of an absolute path (exposed for tests).
+std::string NormalizePath(const std::string& abs);
+
+}  // namespace tern::shim

@@ -1,0 +1,100 @@
+#include "shim/real_libc.h"
+
+#include <dlfcn.h>
+
+#include <atomic>
+#include <mutex>
+
+namespace tern::shim {
+namespace {
+
+RealLibc g_real;
+std::atomic<bool> g_ready{false};
+
+template <typename F>
+void Resolve(F*& slot, const char* name) {
+  slot = reinterpret_cast<F*>(dlsym(RTLD_NEXT, name));
+}
+
+void Load() {
+  RealLibc& r = g_real;
+  Resolve(r.open, "open64");
+  Resolve(r.openat, "openat64");
+  Resolve(r.close, "close");
+  Resolve(r.close_range, "close_range");
+  Resolve(r.read, "read");
+  Resolve(r.write, "write");
+  Resolve(r.pread, "pread64");
+  Resolve(r.pwrite, "pwrite64");
+  Resolve(r.readv, "readv");
+  Resolve(r.writev, "writev");
+  Resolve(r.preadv, "preadv64");
+  Resolve(r.pwritev, "pwritev64");
+  Resolve(r.preadv2, "preadv64v2");
+  Resolve(r.pwritev2, "pwritev64v2");
+  Resolve(r.lseek, "lseek64");
+  Resolve(r.fstat, "fstat64");
+  Resolve(r.stat, "stat64");
+  Resolve(r.lstat, "lstat64");
+  Resolve(r.fstatat, "fstatat64");
+  Resolve(r.statx, "statx");
+  Resolve(r.fxstat, "__fxstat64");
+  Resolve(r.xstat, "__xstat64");
+  Resolve(r.lxstat, "__lxstat64");
+  Resolve(r.fxstatat, "__fxstatat64");
+  Resolve(r.fsync, "fsync");
+  Resolve(r.fdatasync, "fdatasync");
+  Resolve(r.sync_file_range, "sync_file_range");
+  Resolve(r.ftruncate, "ftruncate64");
+  Resolve(r.truncate, "truncate64");
+  Resolve(r.fallocate, "fallocate64");
+  Resolve(r.posix_fallocate, "posix_fallocate");
+  Resolve(r.posix_fallocate64, "posix_fallocate64");
+  Resolve(r.posix_fadvise, "posix_fadvise64");
+  Resolve(r.readahead, "readahead");
+  Resolve(r.dup, "dup");
+  Resolve(r.dup2, "dup2");
+  Resolve(r.dup3, "dup3");
+  Resolve(r.fcntl, "fcntl64");
+  Resolve(r.ioctl, "ioctl");
+  Resolve(r.flock, "flock");
+  Resolve(r.lockf, "lockf64");
+  Resolve(r.mmap, "mmap64");
+  Resolve(r.copy_file_range, "copy_file_range");
+  Resolve(r.sendfile, "sendfile64");
+  Resolve(r.fchmod, "fchmod");
+  Resolve(r.fchown, "fchown");
+  Resolve(r.futimens, "futimens");
+  Resolve(r.utimensat, "utimensat");
+  Resolve(r.futimes, "futimes");
+  Resolve(r.fgetxattr, "fgetxattr");
+  Resolve(r.fsetxattr, "fsetxattr");
+  Resolve(r.flistxattr, "flistxattr");
+  Resolve(r.fremovexattr, "fremovexattr");
+  Resolve(r.fopen, "fopen64");
+  Resolve(r.fdopen, "fdopen");
+  Resolve(r.freopen, "freopen64");
+  Resolve(r.execve, "execve");
+  Resolve(r.execvpe, "execvpe");
+  Resolve(r.fexecve, "fexecve");
+  Resolve(r.posix_spawn, "posix_spawn");
+  Resolve(r.posix_spawnp, "posix_spawnp");
+  Resolve(r.fork, "fork");
+}
+
+}  // namespace
+
+const RealLibc& Real() {
+  // acquire; pairs with the release below. dlsym may run before main (another library's
+  // constructor calling open), so this is the only initialisation the table needs.
+  if (!g_ready.load(std::memory_order_acquire)) {
+    static std::once_flag once;
+    std::call_once(once, [] {
+      Load();
+      g_ready.store(true, std::memory_order_release);
+    });
+  }
+  return g_real;
+}
+
+}  // namespace tern::shim

@@ -1,0 +1,89 @@
+// The real libc functions behind every symbol the shim interposes, one line per symbol (the MadFS
+// `posix.h` habit), resolved once with dlsym(RTLD_NEXT, ...). On x86-64 glibc the plain and `64`
+// names are aliases of one function (notes/env.md §3.2), so one pointer serves both.
+#pragma once
+
+#include <spawn.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <time.h>
+
+struct statx;
+struct timeval;
+
+namespace tern::shim {
+
+struct RealLibc {
+  int (*open)(const char*, int, ...);
+  int (*openat)(int, const char*, int, ...);
+  int (*close)(int);
+  int (*close_range)(unsigned, unsigned, int);
+  ssize_t (*read)(int, void*, size_t);
+  ssize_t (*write)(int, const void*, size_t);
+  ssize_t (*pread)(int, void*, size_t, off_t);
+  ssize_t (*pwrite)(int, const void*, size_t, off_t);
+  ssize_t (*readv)(int, const struct iovec*, int);
+  ssize_t (*writev)(int, const struct iovec*, int);
+  ssize_t (*preadv)(int, const struct iovec*, int, off_t);
+  ssize_t (*pwritev)(int, const struct iovec*, int, off_t);
+  ssize_t (*preadv2)(int, const struct iovec*, int, off_t, int);
+  ssize_t (*pwritev2)(int, const struct iovec*, int, off_t, int);
+  off_t (*lseek)(int, off_t, int);
+  int (*fstat)(int, struct stat*);
+  int (*stat)(const char*, struct stat*);
+  int (*lstat)(const char*, struct stat*);
+  int (*fstatat)(int, const char*, struct stat*, int);
+  int (*statx)(int, const char*, int, unsigned, struct statx*);
+  int (*fxstat)(int, int, struct stat*);                     // __fxstat64 (pre-2.33 binaries)
+  int (*xstat)(int, const char*, struct stat*);              // __xstat64
+  int (*lxstat)(int, const char*, struct stat*);             // __lxstat64
+  int (*fxstatat)(int, int, const char*, struct stat*, int); // __fxstatat64
+  int (*fsync)(int);
+  int (*fdatasync)(int);
+  int (*sync_file_range)(int, off_t, off_t, unsigned);
+  int (*ftruncate)(int, off_t);
+  int (*truncate)(const char*, off_t);
+  int (*fallocate)(int, int, off_t, off_t);
+  int (*posix_fallocate)(int, off_t, off_t);
+  int (*posix_fallocate64)(int, off_t, off_t);
+  int (*posix_fadvise)(int, off_t, off_t, int);
+  ssize_t (*readahead)(int, off_t, size_t);
+  int (*dup)(int);
+  int (*dup2)(int, int);
+  int (*dup3)(int, int, int);
+  int (*fcntl)(int, int, ...);
+  int (*ioctl)(int, unsigned long, ...);
+  int (*flock)(int, int);
+  int (*lockf)(int, int, off_t);
+  void* (*mmap)(void*, size_t, int, int, int, off_t);
+  ssize_t (*copy_file_range)(int, off_t*, int, off_t*, size_t, unsigned);
+  ssize_t (*sendfile)(int, int, off_t*, size_t);
+  int (*fchmod)(int, mode_t);
+  int (*fchown)(int, uid_t, gid_t);
+  int (*futimens)(int, const struct timespec*);
+  int (*utimensat)(int, const char*, const struct timespec*, int);
+  int (*futimes)(int, const struct timeval*);
+  ssize_t (*fgetxattr)(int, const char*, void*, size_t);
+  int (*fsetxattr)(int, const char*, const void*, size_t, int);
+  ssize_t (*flistxattr)(int, char*, size_t);
+  int (*fremovexattr)(int, const char*);
+  FILE* (*fopen)(const char*, const char*);
+  FILE* (*fdopen)(int, const char*);
+  FILE* (*freopen)(const char*, const char*, FILE*);
+  int (*execve)(const char*, char* const[], char* const[]);
+  int (*execvpe)(const char*, char* const[], char* const[]);
+  int (*fexecve)(int, char* const[], char* const[]);
+  int (*posix_spawn)(pid_t*, const char*, const posix_spawn_file_actions_t*,
+                     const posix_spawnattr_t*, char* const[], char* const[]);
+  int (*posix_spawnp)(pid_t*, const char*, const posix_spawn_file_actions_t*,
+                      const posix_spawnattr_t*, char* const[], char* const[]);
+  pid_t (*fork)();
+};
+
+// The table, resolved on first use (idempotent, thread-safe). A symbol dlsym cannot find stays
+// null and its entry point fails with ENOSYS.
+const RealLibc& Real();
+
+}  // namespace tern::shim
