@@ -1,0 +1,18 @@
+// The `tern` command's subcommands (DESIGN §8). Each takes the arguments after its name and returns
+// the process exit status: 0 success, 1 failure, 2 usage error (`run` returns only on failure).
+#pragma once
+
+namespace tern::tools {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitUsage = 2;
+
+int CmdRun(int argc, char** argv);
+int CmdImport(int argc, char** argv);
+int CmdExport(int argc, char** argv);
+
+// True when argv[i] is -h or --help.
+bool IsHelp(const char* arg);
+
+}  // namespace tern::tools

@@ -1,0 +1,75 @@
+// tern: the command-line front end (DESIGN §8). `tern run -- PROG ARGS` runs a program on tern;
+// `tern import` / `tern export` convert between plain and tern files.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "tools/cmd_common.h"
+
+namespace tern::tools {
+
+bool IsHelp(const char* arg) { return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0; }
+
+namespace {
+
+constexpr const char kUsage[] =
+    "usage: tern COMMAND [ARGS]\n"
+    "\n"
+    "commands:\n"
+    "  run [--root DIR] [--] PROG [ARGS...]   run PROG with its files under DIR served by tern\n"
+    "  import FILE                            convert a plain file into a tern file, in place\n"
+    "  export FILE OUT                        copy a tern file's content into the plain file OUT\n"
+    "\n"
+    "`tern COMMAND --help` describes each command. Exit status: 0 success, 1 failure, 2 usage error.\n"
+    "Environment: TERN_ROOT (default /dev/shm/tern), TERN_EXCLUDE (glob list, ':'-separated),\n"
+    "TERN_LOG=debug|info|warn|error|off, TERN_LOG_FILE.\n";
+
+// import/export use the engine directly; with libtern.so preloaded into this process the shim would
+// serve the engine's own backing-file opens. Re-run without it.
+void DropPreloadedShim(char** argv) {
+  const char* preload = getenv("LD_PRELOAD");
+  if (preload == nullptr || strstr(preload, "libtern") == nullptr) return;
+  std::string kept;
+  std::string all(preload);
+  size_t start = 0;
+  while (start <= all.size()) {
+    size_t end = all.find_first_of(": ", start);
+    if (end == std::string::npos) end = all.size();
+    std::string item = all.substr(start, end - start);
+    if (!item.empty() && item.find("libtern") == std::string::npos) kept += (kept.empty() ? "" : ":") + item;
+    start = end + 1;
+  }
+  if (kept.empty()) {
+    unsetenv("LD_PRELOAD");
+  } else {
+    setenv("LD_PRELOAD", kept.c_str(), 1);
+  }
+  execv("/proc/self/exe", argv);
+  perror("tern: re-exec without the shim");
+}
+
+}  // namespace
+}  // namespace tern::tools
+
+int main(int argc, char** argv) {
+  using namespace tern::tools;
+  if (argc < 2) {
+    fputs(kUsage, stderr);
+    return kExitUsage;
+  }
+  const char* cmd = argv[1];
+  if (IsHelp(cmd)) {
+    fputs(kUsage, stdout);
+    return kExitOk;
+  }
+  if (strcmp(cmd, "run") == 0) return CmdRun(argc - 2, argv + 2);
+  if (strcmp(cmd, "import") == 0 || strcmp(cmd, "export") == 0) {
+    DropPreloadedShim(argv);
+    return cmd[0] == 'i' ? CmdImport(argc - 2, argv + 2) : CmdExport(argc - 2, argv + 2);
+  }
+  fprintf(stderr, "tern: unknown command '%s'\n\n%s", cmd, kUsage);
+  return kExitUsage;
+}
