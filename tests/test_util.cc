@@ -1,0 +1,219 @@
+#include "tests/test_util.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include <gtest/gtest.h>
+
+namespace tern::test {
+
+std::string Describe(Status s) {
+  if (s.ok()) return "OK";
+  std::string out = "errno " + std::to_string(s.err()) + " (" + strerrorname_np(s.err()) + ")";
+  if (s.context() != nullptr && s.context()[0] != '\0') out += std::string(": ") + s.context();
+  return out;
+}
+
+namespace {
+
+int RemoveEntry(const char* path, const struct stat*, int, struct FTW*) {
+  remove(path);
+  return 0;
+}
+
+}  // namespace
+
+TempDir::TempDir() {
+  const char* base = getenv("TERN_TEST_DIR");
+  std::string tmpl = std::string(base != nullptr && base[0] != '\0' ? base : "/dev/shm") +
+                     "/tern-test-XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  if (mkdtemp(buf.data()) == nullptr) {
+    ADD_FAILURE() << "mkdtemp " << tmpl << ": " << strerror(errno);
+    return;
+  }
+  path_ = buf.data();
+  shm_dir_ = path_ + "/.shm";
+  if (mkdir(shm_dir_.c_str(), 0700) != 0) ADD_FAILURE() << "mkdir " << shm_dir_;
+  const char* old = getenv("TERN_SHM_DIR");
+  had_shm_env_ = old != nullptr;
+  if (old != nullptr) old_shm_env_ = old;
+  setenv("TERN_SHM_DIR", shm_dir_.c_str(), 1);
+}
+
+TempDir::~TempDir() {
+  if (had_shm_env_) {
+    setenv("TERN_SHM_DIR", old_shm_env_.c_str(), 1);
+  } else {
+    unsetenv("TERN_SHM_DIR");
+  }
+  if (!path_.empty()) nftw(path_.c_str(), RemoveEntry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+std::vector<std::string> TempDir::ShmEntries() const {
+  std::vector<std::string> names;
+  DIR* d = opendir(shm_dir_.c_str());
+  if (d == nullptr) return names;
+  while (struct dirent* e = readdir(d)) {
+    std::string name = e->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  closedir(d);
+  return names;
+}
+
+namespace {
+
+// splitmix64 of (seed, word index): cheap and well mixed; 8 pattern bytes per call.
+uint64_t PatternWord(uint64_t seed, uint64_t word) {
+  uint64_t z = seed * 0x9E3779B97F4A7C15ull + word * 0xD1B54A32D192ED03ull + 0x632BE59BD9B4E019ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+}  // namespace
+
+uint8_t PatternByte(uint64_t seed, uint64_t offset) {
+  return static_cast<uint8_t>(PatternWord(seed, offset / 8) >> (8 * (offset % 8)));
+}
+
+void FillPattern(uint64_t seed, uint64_t offset, uint8_t* out, size_t len) {
+  size_t i = 0;
+  while (i < len && (offset + i) % 8 != 0) {
+    out[i] = PatternByte(seed, offset + i);
+    ++i;
+  }
+  for (; i + 8 <= len; i += 8) {
+    uint64_t w = PatternWord(seed, (offset + i) / 8);
+    memcpy(out + i, &w, 8);  // little-endian: byte k of the word is offset + i + k
+  }
+  for (; i < len; ++i) out[i] = PatternByte(seed, offset + i);
+}
+
+std::vector<uint8_t> Pattern(uint64_t seed, uint64_t offset, size_t len) {
+  std::vector<uint8_t> v(len);
+  FillPattern(seed, offset, v.data(), len);
+  return v;
+}
+
+std::vector<uint8_t> ReadRawFile(const std::string& path) {
+  std::vector<uint8_t> out;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    ADD_FAILURE() << "open " << path << ": " << strerror(errno);
+    return out;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    ADD_FAILURE() << "fstat " << path;
+    close(fd);
+    return out;
+  }
+  out.resize(static_cast<size_t>(st.st_size));
+  size_t done = 0;
+  while (done < out.size()) {
+    ssize_t n = pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(done));
+    if (n <= 0) {
+      ADD_FAILURE() << "pread " << path;
+      out.resize(done);
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  close(fd);
+  return out;
+}
+
+bool WriteRawBytes(const std::string& path, uint64_t offset, const void* data, size_t len) {
+  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  ssize_t n = pwrite(fd, data, len, static_cast<off_t>(offset));
+  close(fd);
+  return n == static_cast<ssize_t>(len);
+}
+
+bool WritePlainFile(const std::string& path, const std::vector<uint8_t>& content) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return false;
+  ssize_t n = write(fd, content.data(), content.size());
+  close(fd);
+  return n == static_cast<ssize_t>(content.size());
+}
+
+Result<std::vector<uint8_t>> ReadAll(tern::File& f, size_t chunk) {
+  auto size = f.Size();
+  if (!size.ok()) return size.status();
+  std::vector<uint8_t> out(static_cast<size_t>(*size));
+  size_t done = 0;
+  while (done < out.size()) {
+    size_t want = std::min(chunk, out.size() - done);
+    auto n = f.Pread(out.data() + done, want, done);
+    if (!n.ok()) return n.status();
+    if (*n == 0) break;
+    done += *n;
+  }
+  out.resize(done);
+  return out;
+}
+
+int64_t FirstDifference(const uint8_t* a, const uint8_t* b, size_t len) {
+  if (memcmp(a, b, len) == 0) return -1;
+  for (size_t i = 0; i < len; ++i) {
+    if (a[i] != b[i]) return static_cast<int64_t>(i);
+  }
+  return -1;
+}
+
+int64_t FirstDifference(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
+  size_t n = std::min(a.size(), b.size());
+  int64_t d = FirstDifference(a.data(), b.data(), n);
+  if (d >= 0) return d;
+  return a.size() == b.size() ? -1 : static_cast<int64_t>(n);
+}
+
+std::string ChildOutcome::Describe() const {
+  if (exited) return "exited with code " + std::to_string(code);
+  std::string name = sigabbrev_np(signal) != nullptr ? sigabbrev_np(signal) : "?";
+  return "killed by signal " + std::to_string(signal) + " (SIG" + name + ")";
+}
+
+ChildOutcome RunIsolated(const std::function<int()>& fn, unsigned watchdog_seconds) {
+  ChildOutcome out;
+  pid_t pid = fork();
+  if (pid < 0) {
+    ADD_FAILURE() << "fork: " << strerror(errno);
+    return out;
+  }
+  if (pid == 0) {
+    alarm(watchdog_seconds);
+    int code = fn();
+    _exit(code < 0 || code > 254 ? 255 : code);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) {
+      ADD_FAILURE() << "waitpid: " << strerror(errno);
+      return out;
+    }
+  }
+  if (WIFEXITED(status)) {
+    out.exited = true;
+    out.code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    out.signal = WTERMSIG(status);
+  }
+  return out;
+}
+
+}  // namespace tern::test

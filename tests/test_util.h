@@ -1,0 +1,109 @@
+// Helpers shared by tern's test suites: a private temp directory on /dev/shm, deterministic byte
+// patterns, raw access to backing files, whole-file reads through the engine, and running a piece
+// of code in a forked child so that a crash or a hang there becomes a test failure instead of
+// killing the test binary.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lib/file.h"
+#include "lib/status.h"
+
+// Status / Result assertions that print the errno and the context.
+// Each may be followed by `<< more context`.
+#define TERN_EXPECT_OK(expr)                                               \
+  if (::tern::Status _st = ::tern::test::ToStatus(expr); false) {          \
+  } else                                                                   \
+    EXPECT_TRUE(_st.ok()) << #expr << " failed: " << ::tern::test::Describe(_st)
+#define TERN_ASSERT_OK(expr)                                               \
+  if (::tern::Status _st = ::tern::test::ToStatus(expr); false) {          \
+  } else                                                                   \
+    ASSERT_TRUE(_st.ok()) << #expr << " failed: " << ::tern::test::Describe(_st)
+#define TERN_ASSERT_OK_AND_ASSIGN_IMPL(tmp, lhs, expr)                                 \
+  auto tmp = (expr);                                                                   \
+  ASSERT_TRUE(tmp.ok()) << #expr << " failed: " << ::tern::test::Describe(tmp.status()); \
+  lhs = std::move(tmp).value()
+#define TERN_ASSERT_OK_AND_ASSIGN(lhs, expr) \
+  TERN_ASSERT_OK_AND_ASSIGN_IMPL(TERN_CONCAT(_tern_test_res_, __LINE__), lhs, expr)
+// Expects that a Status or Result failed with errno `e`.
+#define TERN_EXPECT_ERRNO(expr, e)                                         \
+  if (::tern::Status _st = ::tern::test::ToStatus(expr); false) {          \
+  } else                                                                   \
+    EXPECT_EQ(_st.err(), (e)) << #expr << ": got " << ::tern::test::Describe(_st)
+
+namespace tern::test {
+
+inline Status ToStatus(Status s) { return s; }
+template <typename T>
+Status ToStatus(const Result<T>& r) {
+  return r.status();
+}
+// "errno N (name): context".
+std::string Describe(Status s);
+
+// A fresh directory /dev/shm/tern-test-XXXXXX (under $TERN_TEST_DIR if set), removed with
+// everything in it on destruction. It also points TERN_SHM_DIR at a private subdirectory so the
+// shared-state objects of the files a test opens are its own (and checkable: see ShmEntries).
+// REQUIRES: constructed and destroyed while no other thread reads the environment.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::string& path() const { return path_; }
+  std::string File(const std::string& name) const { return path_ + "/" + name; }
+  const std::string& shm_dir() const { return shm_dir_; }
+  // Names in the private shared-state directory (empty when every tern file is closed).
+  std::vector<std::string> ShmEntries() const;
+
+ private:
+  std::string path_;
+  std::string shm_dir_;
+  std::string old_shm_env_;
+  bool had_shm_env_ = false;
+};
+
+// Deterministic bytes: the byte at absolute file offset `offset` of pattern `seed`. Two different
+// seeds differ at almost every offset, so a misplaced or stale byte shows.
+uint8_t PatternByte(uint64_t seed, uint64_t offset);
+// Fills `out` with PatternByte(seed, offset + i).
+void FillPattern(uint64_t seed, uint64_t offset, uint8_t* out, size_t len);
+std::vector<uint8_t> Pattern(uint64_t seed, uint64_t offset, size_t len);
+
+// Whole backing file through plain syscalls (empty on error, with a gtest failure).
+std::vector<uint8_t> ReadRawFile(const std::string& path);
+// Overwrites bytes of a backing file through plain syscalls. Returns false on error.
+bool WriteRawBytes(const std::string& path, uint64_t offset, const void* data, size_t len);
+// Creates a plain file with the given content.
+bool WritePlainFile(const std::string& path, const std::vector<uint8_t>& content);
+
+// The logical content of a tern file, read through the engine in chunks of `chunk` bytes.
+Result<std::vector<uint8_t>> ReadAll(tern::File& f, size_t chunk = 1 << 20);
+
+// Index of the first byte where a and b differ (or the shorter length); -1 when equal.
+int64_t FirstDifference(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b);
+int64_t FirstDifference(const uint8_t* a, const uint8_t* b, size_t len);
+
+// What happened to a child process run by RunIsolated.
+struct ChildOutcome {
+  bool exited = false;      // exited normally; `code` is valid
+  int code = -1;            // the value fn returned (0..255), or 255 if it could not be reported
+  int signal = 0;           // the signal that killed it, when !exited
+  std::string Describe() const;
+};
+
+// Runs fn in a forked child and waits for it. The child returns fn()'s value as exit code (0..254).
+// A watchdog alarm of `watchdog_seconds` turns a hang (an endless loop on a damaged log) into a
+// SIGALRM death rather than a stuck test; it is not a timing assertion.
+// REQUIRES: no other threads running (fork of a single-threaded process).
+ChildOutcome RunIsolated(const std::function<int()>& fn, unsigned watchdog_seconds = 120);
+
+}  // namespace tern::test
