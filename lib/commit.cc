@@ -15,6 +15,9 @@ Result<Commit> DecodeCommit(uint64_t entry, uint64_t num_blocks, BlockResolver& 
     case pmem::EntryTag::kInlineKeepSize: {
       auto e = pmem::DecodeInline(entry);
       if (!e) return Status::Error(EUCLEAN, "malformed inline commit entry");
+      if (uint64_t{e->vblock.value()} + e->count > kMaxBlocks) {
+        return Status::Error(EUCLEAN, "commit entry maps past the largest file");
+      }
       if (uint64_t{e->lblock.value()} + e->count > num_blocks) {
         return Status::Error(EUCLEAN, "commit entry maps a block index out of range");
       }

@@ -85,7 +85,9 @@ Result<std::shared_ptr<FileCore>> FileCore::Open(const std::string& path, int fl
       close(fd);
       return s;
     }
-  } else if (!writable) {
+  } else if (!writable || access == O_RDONLY) {
+    // Formatting is a change; a read-only open never makes one. The empty file reads as empty
+    // through the kernel just as well.
     close(fd);
     return Status::Error(kNotTernFile, "empty file opened read-only");
   }
@@ -101,6 +103,7 @@ Result<std::shared_ptr<FileCore>> FileCore::Open(const std::string& path, int fl
     if (!exclusive) TERN_TRY(LockShared(fd));
     if (fstat(fd, &st) != 0) return Status::Error(errno, "fstat");
     if (st.st_size == 0) {
+      if (access == O_RDONLY) return Status::Error(kNotTernFile, "empty file opened read-only");
       if (!exclusive) {  // a creator is formatting it right now; look again
         Unlock(fd);
         continue;
@@ -155,11 +158,6 @@ Status FileCore::Format(const struct stat& st) {
 Status FileCore::Recover(bool exclusive, const struct stat& st) {
   auto nblocks = static_cast<uint64_t>(st.st_size) / kBlockSize;
   if (exclusive) {
-    if (backing_->writable() && nblocks % kBlocksPerGrowStep != 0) {
-      nblocks = (nblocks / kBlocksPerGrowStep + 1) * kBlocksPerGrowStep;  // finish a crashed format
-      int rc = pmem::GrowFile(backing_->fd(), nblocks * kBlockSize);
-      if (rc != 0) return Status::Error(-rc, "grow backing file");
-    }
     TERN_ASSIGN_OR_RETURN(shared_, SharedState::CreateUnpublished(st, nblocks));
     alloc_ = std::make_unique<BlockAllocator>(shared_.get());
   }
@@ -169,7 +167,17 @@ Status FileCore::Recover(bool exclusive, const struct stat& st) {
     TERN_TRY(ReplayLocked());
   }
   if (!exclusive) return Status::Ok();
-  if (backing_->writable()) TERN_TRY(ScrubTail());
+  // Only a file that replayed cleanly is changed: a refused open leaves the bytes as they were.
+  if (backing_->writable()) {
+    TERN_TRY(ScrubTail());
+    if (nblocks % kBlocksPerGrowStep != 0) {  // finish a format that crashed before growing
+      uint64_t grown = (nblocks / kBlocksPerGrowStep + 1) * kBlocksPerGrowStep;
+      int rc = pmem::GrowFile(backing_->fd(), grown * kBlockSize);
+      if (rc != 0) return Status::Error(-rc, "grow backing file");
+      shared_->header()->num_blocks.store(grown);
+      TERN_TRY(backing_->EnsureMapped(grown));
+    }
+  }
   TERN_TRY(RebuildSharedState());
   return shared_->Publish(shared_name_);
 }
