@@ -87,37 +87,8 @@ Status FileCore::ReplayLocked() {
     if (entry == 0) return Status::Ok();
     auto commit = DecodeCommit(entry, alloc_->num_blocks(), *this, /*verify_crc=*/true);
     if (!commit.ok()) return Damaged(commit.status().context());
-    ApplyLocked(*commit);
+    table_.Apply(*commit);
     applied_.store(pos + 1);
-  }
-}
-
-void FileCore::ApplyLocked(const Commit& c) {
-  auto set = [&](uint32_t v, uint32_t l) {
-    uint32_t old = table_.Set(v, l);
-    if (old == 0 && l != 0) mapped_count_.fetch_add(1, std::memory_order_relaxed);
-    if (old != 0 && l == 0) mapped_count_.fetch_sub(1, std::memory_order_relaxed);
-  };
-  if (c.unmap_beyond) {
-    auto keep = static_cast<uint32_t>(BlocksFor(c.size));
-    for (uint32_t v = keep; v < mapped_end_; ++v) set(v, 0);
-    mapped_end_ = std::min(mapped_end_, keep);
-  }
-  c.ForEachRun([&](const MapRun& r) {
-    for (uint32_t i = 0; i < r.count; ++i) {
-      set(r.vblock.value() + i, r.lblock == kNoBlock ? 0 : r.lblock.value() + i);
-    }
-    if (r.lblock != kNoBlock) mapped_end_ = std::max(mapped_end_, r.vblock.value() + r.count);
-  });
-  switch (c.size_rule) {
-    case Commit::SizeRule::kExtendToEnd:
-      size_.store(std::max(size_.load(), (c.inline_run.vblock + BlockCount{c.inline_run.count}).ToBytes()));
-      break;
-    case Commit::SizeRule::kKeep:
-      break;
-    case Commit::SizeRule::kSet:
-      size_.store(c.size);
-      break;
   }
 }
 
@@ -332,14 +303,14 @@ Status FileCore::Fsync() {
 
 Result<uint64_t> FileCore::Size() {
   TERN_TRY(Refresh().status());
-  return size_.load();
+  return table_.size();
 }
 
 Status FileCore::Stat(struct stat* st) {
   TERN_TRY(Refresh().status());
   if (fstat(backing_->fd(), st) != 0) return Status::Error(errno, "fstat");
-  st->st_size = static_cast<off_t>(size_.load());
-  st->st_blocks = static_cast<blkcnt_t>(mapped_count_.load() * (kBlockSize / 512));
+  st->st_size = static_cast<off_t>(table_.size());
+  st->st_blocks = static_cast<blkcnt_t>(table_.mapped_count() * (kBlockSize / 512));
   st->st_blksize = kBlockSize;
   return Status::Ok();
 }
@@ -352,7 +323,7 @@ FileCounters FileCore::Counters() const {
 Result<uint64_t> FileCore::BlocksReachable() {
   TERN_TRY(Refresh().status());
   std::lock_guard lock(mu_);
-  uint64_t n = 1 + chain_len_.load() + mapped_count_.load();
+  uint64_t n = 1 + chain_len_.load() + table_.mapped_count();
   // Extended records: count distinct record blocks referenced by the log.
   std::vector<uint32_t> record_blocks;
   for (LogPos pos = 0; pos < applied_.load(); ++pos) {

@@ -24,6 +24,7 @@
 #include "lib/allocator.h"
 #include "lib/atomic_array.h"
 #include "lib/backing.h"
+#include "lib/block_table.h"
 #include "lib/commit.h"
 #include "lib/file.h"
 #include "lib/log_block_format.h"
@@ -116,7 +117,6 @@ class FileCore : public BlockResolver {
   bool IsFree(LogPos pos) const;
   Status ReplayLocked();                       // REQUIRES: mu_ held
   Result<bool> FollowLinkLocked();             // REQUIRES: mu_ held
-  void ApplyLocked(const Commit& c);           // REQUIRES: mu_ held
   Status Damaged(const char* cause) const;
   // Makes sure the log block holding pos exists (links a new one if needed).
   Status EnsureSlot(LogPos pos);
@@ -164,14 +164,11 @@ class FileCore : public BlockResolver {
   std::unique_ptr<BlockAllocator> alloc_;
 
   std::mutex mu_;                       // replay and chain growth
-  AtomicU32Array table_;                // vblock -> lblock (0 = hole)
+  BlockTable table_;                    // the file as of applied_
   AtomicU32Array chain_;                // k -> lblock of the k-th log block
   std::atomic<uint32_t> chain_len_{0};  // release after chain_.Set; acquire in SlotAddress
-  // Replay position and the state there. seq_cst: readers check (applied_, size_) pairs by order.
+  // Replay position. seq_cst: readers order it against table_.size() (file_core_read.cc).
   std::atomic<uint64_t> applied_{0};
-  std::atomic<uint64_t> size_{0};
-  std::atomic<uint64_t> mapped_count_{0};
-  uint32_t mapped_end_ = 0;             // guarded by mu_: no block at or past it is mapped
   std::atomic<uint64_t> durable_{0};    // log positions below it are flushed
 
   uint32_t slot_ = kNoSlot;

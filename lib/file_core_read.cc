@@ -51,7 +51,7 @@ Result<size_t> FileCore::Read(void* buf, size_t n, uint64_t offset) {
   // Each pass reads the file as of one log position; a pass is abandoned when the size changed.
   for (;;) {
     TERN_ASSIGN_OR_RETURN(LogPos pos, Refresh());
-    uint64_t size = size_.load();
+    uint64_t size = table_.size();
     if (n == 0 || offset >= size) return size_t{0};
     uint64_t len = std::min<uint64_t>(n, size - offset);
     auto first = static_cast<uint32_t>(offset / kBlockSize);
@@ -61,7 +61,7 @@ Result<size_t> FileCore::Read(void* buf, size_t n, uint64_t offset) {
     bool size_changed = false;
     while (!IsFree(pos)) {
       TERN_ASSIGN_OR_RETURN(LogPos now, Refresh());
-      if (size_.load() != size) {
+      if (table_.size() != size) {
         size_changed = true;
         break;
       }

@@ -35,7 +35,7 @@ Status FileCore::CollectReferenced(std::vector<uint64_t>* bits) {
     if (!c.ok()) return c.status();
     if (c->record.count > 0) mark(c->record.start.value(), c->record.count);
   }
-  for (uint32_t v = 0; v < mapped_end_; ++v) {
+  for (uint32_t v = 0; v < table_.mapped_end(); ++v) {
     uint32_t l = table_.Get(v);
     if (l != 0) mark(l, 1);
   }

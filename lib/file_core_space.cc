@@ -17,7 +17,7 @@ Status FileCore::UnmapBlocks(uint32_t first, uint32_t end) {
   // OCC loop as in Write: redone at the new tail when another commit got there first.
   for (;;) {
     TERN_ASSIGN_OR_RETURN(LogPos pos, Refresh());
-    uint64_t size = size_.load();
+    uint64_t size = table_.size();
     uint32_t stop = std::min(end, static_cast<uint32_t>((size + kBlockSize - 1) / kBlockSize));
     if (first >= stop) return Status::Ok();
     if (!has_record) {
@@ -100,7 +100,7 @@ Status FileCore::Fallocate(int mode, uint64_t offset, uint64_t len) {
 
 Result<uint64_t> FileCore::Seek(int whence, uint64_t offset) {
   TERN_TRY(Refresh().status());
-  uint64_t size = size_.load();
+  uint64_t size = table_.size();
   if (offset >= size) return Status::Error(ENXIO, "offset at or past the end of the file");
   auto end = static_cast<uint32_t>((size + kBlockSize - 1) / kBlockSize);
   for (auto v = static_cast<uint32_t>(offset / kBlockSize); v < end; ++v) {

@@ -113,7 +113,7 @@ Result<size_t> FileCore::Write(const void* buf, size_t n, uint64_t offset, bool 
       break;
     }
     LogPos pos = *refreshed;
-    uint64_t size = size_.load();
+    uint64_t size = table_.size();
     uint64_t off = append ? size : offset;
     if (n == 0) {
       *written_at = off;
@@ -198,7 +198,7 @@ Status FileCore::Resize(uint64_t new_size, bool grow_only) {
       break;
     }
     LogPos pos = *refreshed;
-    uint64_t size = size_.load();
+    uint64_t size = table_.size();
     if (new_size == size || (grow_only && size > new_size)) break;
     auto keep = static_cast<uint32_t>(BlocksFor(new_size));
     auto cut = static_cast<uint32_t>(new_size / kBlockSize);
