@@ -17,6 +17,7 @@
 
 #include "lib/pool.h"
 #include "pmem/log.h"
+#include "shim/env.h"
 #include "shim/fd_table.h"
 #include "shim/ofd_region.h"
 #include "shim/ops.h"
@@ -53,7 +54,7 @@ struct Inherited {
 
 // Parses TERN_SHIM_FDS; returns its mode ('e', 's') when it was written for this process, else 0.
 char ParseInherited(std::vector<Inherited>* out) {
-  const char* env = getenv("TERN_SHIM_FDS");
+  const char* env = EnvGet("TERN_SHIM_FDS");
   if (env == nullptr) return 0;
   char mode = env[0];
   char* end = nullptr;
@@ -97,7 +98,7 @@ void InstallForkHandlers() {
 void AdoptInheritedFds() {
   std::vector<Inherited> listed;
   char mode = ParseInherited(&listed);
-  unsetenv("TERN_SHIM_FDS");
+  EnvUnset("TERN_SHIM_FDS");
   std::map<uint32_t, Desc*> by_slot;  // one description per shared slot, as before the exec
   DIR* dir = opendir("/proc/self/fd");
   if (dir == nullptr) return;

@@ -15,6 +15,7 @@
 #include <mutex>
 
 #include "pmem/log.h"
+#include "shim/env.h"
 #include "shim/fd_table.h"
 #include "shim/real_libc.h"
 
@@ -59,7 +60,7 @@ bool MapFd(int fd) {
 }
 
 bool Inherit() {
-  const char* env = getenv("TERN_SHIM_OFD");
+  const char* env = EnvGet("TERN_SHIM_OFD");
   if (env == nullptr) return false;
   int fd = -1;
   unsigned long long ino = 0;
@@ -98,7 +99,7 @@ bool Create() {
 
 void UpdateEnv() {
   snprintf(g_env, sizeof(g_env), "%d:%llu", g_fd, static_cast<unsigned long long>(g_ino));
-  setenv("TERN_SHIM_OFD", g_env, 1);
+  EnvSet("TERN_SHIM_OFD", g_env);
 }
 
 long Futex(std::atomic<uint32_t>* word, int op, uint32_t val, const struct timespec* timeout) {

@@ -9,6 +9,8 @@
 
 #include <mutex>
 
+#include "shim/env.h"
+
 namespace tern::shim {
 namespace {
 
@@ -60,13 +62,13 @@ void InitPaths() {
   static std::once_flag once;
   std::call_once(once, [] {
     auto* p = new PathOptions();
-    const char* root = getenv("TERN_ROOT");
+    const char* root = EnvGet("TERN_ROOT");
     std::string r = (root != nullptr && root[0] != '\0') ? root : "/dev/shm/tern";
     if (r[0] != '/') r = CurrentDir() + "/" + r;
     p->root = NormalizePath(r);
     char real[PATH_MAX];
     if (realpath(p->root.c_str(), real) != nullptr && p->root != real) p->root_real = real;
-    if (const char* ex = getenv("TERN_EXCLUDE"); ex != nullptr) {
+    if (const char* ex = EnvGet("TERN_EXCLUDE"); ex != nullptr) {
       std::string all(ex);
       size_t start = 0;
       while (start <= all.size()) {

@@ -23,10 +23,16 @@
 namespace tern::shim {
 namespace {
 
+// glibc sizes a file stream's buffer by st_blksize (4 KiB on tmpfs and for tern files); a cookie
+// stream would get BUFSIZ (8 KiB). The same size keeps read-ahead, and so the fd offset a program
+// sees after fread, what it is on the kernel.
+constexpr size_t kStreamBuffer = 4096;
+
 struct Cookie {
   int fd;
   int std_index;  // 0–2 for the standard streams' cookies, else -1
   FILE* fp;
+  char buffer[kStreamBuffer];
 };
 
 FILE* g_orig_std[3];
@@ -77,7 +83,7 @@ int CookieClose(void* c) {
 }
 
 FILE* MakeCookieFile(int fd, const char* mode, int std_index) {
-  auto* cookie = new Cookie{fd, std_index, nullptr};
+  auto* cookie = new Cookie{fd, std_index, nullptr, {}};
   cookie_io_functions_t io = {CookieRead, CookieWrite, CookieSeek, CookieClose};
   FILE* fp = fopencookie(cookie, mode, io);
   if (fp == nullptr) {
@@ -86,6 +92,7 @@ FILE* MakeCookieFile(int fd, const char* mode, int std_index) {
   }
   fp->_fileno = fd;
   cookie->fp = fp;
+  setvbuf(fp, cookie->buffer, std_index == 2 ? _IONBF : _IOFBF, kStreamBuffer);
   std::lock_guard lock(CookieMu());
   Cookies().insert(fp);
   return fp;
@@ -174,7 +181,6 @@ void SyncStdStream(int i) {
         TERN_LOG_WARN("shim: no stream for fd %d (errno %d); stdio on it fails with EBADF", i, errno);
         return;
       }
-      if (i == 2) setvbuf(fp, nullptr, _IONBF, 0);
       g_std_cookie[i] = fp;
     }
     *var = g_std_cookie[i];

@@ -1,0 +1,530 @@
+// shim_probe: runs sequences of libc file calls in the current directory and prints what they
+// returned, in a form that does not depend on where it ran (no paths, pids or addresses). The shim
+// tests run it once on the kernel (a plain directory) and once under `tern run` (a tern root) and
+// compare the outputs line by line: same results, same errnos.
+//
+//   shim_probe errno            errno parity for bad input
+//   shim_probe random SEED N    N random operations (open/read/write/pread/pwrite/lseek/truncate/
+//                               dup/O_APPEND/fork/stdio) on a few files; prints a digest per read
+//   shim_probe fork             offsets shared by parent and child after fork
+//   shim_probe exec             offsets shared with an exec'ed program (fd inherited)
+//   shim_probe append2 N        two processes appending N records each with O_APPEND
+//   shim_probe stdio            fopen/fprintf/fseek/fread/fdopen/freopen(stdout)
+//   shim_probe locks            fcntl record locks, OFD locks, flock, lockf
+//   shim_probe mmap             read-only and private mappings; shared writable (errno only)
+//   shim_probe fstream          C++ ofstream/ifstream
+//   shim_probe dupflags         dup/dup2/fcntl flags and shared offsets
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+std::string ErrName(int e) {
+  const char* n = strerrorname_np(e);
+  return n != nullptr ? n : std::to_string(e);
+}
+
+// "ok N" or "-1 ENAME".
+std::string Res(long r) { return r < 0 ? "-1 " + ErrName(errno) : "ok " + std::to_string(r); }
+
+void Say(const std::string& what, long r) { printf("%s: %s\n", what.c_str(), Res(r).c_str()); }
+
+uint64_t Fnv(const void* p, size_t n) {
+  uint64_t h = 1469598103934665603ULL;
+  for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<const uint8_t*>(p)[i]) * 1099511628211ULL;
+  return h;
+}
+
+std::string ReadWhole(const char* path) {
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) return "<" + ErrName(errno) + ">";
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
+  close(fd);
+  return out;
+}
+
+int Errno() {
+  umask(022);
+  mkdir("dir", 0755);
+  int w = open("wo", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  Say("create wo", w >= 0 ? 0 : -1);
+  Say("write wo", write(w, "abc", 3));
+  char buf[16];
+  Say("read on O_WRONLY", read(w, buf, sizeof(buf)));
+  Say("pread on O_WRONLY", pread(w, buf, sizeof(buf), 0));
+  Say("lseek negative", lseek(w, -1, SEEK_SET));
+  Say("lseek cur negative", lseek(w, -100, SEEK_CUR));
+  Say("lseek bad whence", lseek(w, 0, 99));
+  Say("lseek data past eof", lseek(w, 10, SEEK_DATA));
+  Say("lseek hole", lseek(w, 1, SEEK_HOLE));
+  Say("lseek data", lseek(w, 1, SEEK_DATA));
+  Say("pwrite negative", pwrite(w, "x", 1, -5));
+  Say("ftruncate negative", ftruncate(w, -1));
+  Say("F_GETFL wo", fcntl(w, F_GETFL));
+  close(w);
+  int r = open("wo", O_RDONLY);
+  Say("write on O_RDONLY", write(r, "x", 1));
+  Say("ftruncate on O_RDONLY", ftruncate(r, 0));
+  Say("pread negative", pread(r, buf, 1, -1));
+  Say("read", read(r, buf, sizeof(buf)));
+  Say("read at eof", read(r, buf, sizeof(buf)));
+  Say("F_GETFL ro", fcntl(r, F_GETFL));
+  struct iovec iov = {buf, 4};
+  Say("preadv2 unknown flag", preadv2(r, &iov, 1, 0, 0x4000));
+  close(r);
+  Say("close twice", close(r));
+  Say("open dir for writing", open("dir", O_WRONLY));
+  Say("open dir O_RDWR|O_CREAT", open("dir", O_RDWR | O_CREAT, 0644));
+  Say("open missing", open("missing", O_RDONLY));
+  Say("open missing dir component", open("nodir/f", O_RDWR | O_CREAT, 0644));
+  Say("open O_EXCL existing", open("wo", O_WRONLY | O_CREAT | O_EXCL, 0644));
+  Say("open file as dir component", open("wo/x", O_RDONLY));
+  Say("open O_DIRECTORY on file", open("wo", O_RDONLY | O_DIRECTORY));
+  symlink("wo", "link");
+  Say("open O_NOFOLLOW symlink", open("link", O_RDONLY | O_NOFOLLOW));
+  int l = open("link", O_RDONLY);
+  Say("read through symlink", l < 0 ? -1 : read(l, buf, sizeof(buf)));
+  close(l);
+  Say("truncate missing", truncate("missing", 0));
+  Say("truncate negative", truncate("wo", -1));
+  struct stat st;
+  Say("stat size", stat("wo", &st) == 0 ? st.st_size : -1);
+  Say("lstat link is link", lstat("link", &st) == 0 ? S_ISLNK(st.st_mode) : -1);
+  Say("stat missing", stat("missing", &st));
+  Say("unlink", unlink("wo"));
+  Say("open after unlink", open("wo", O_RDONLY));
+  int big = open("big", O_RDWR | O_CREAT | O_TRUNC, 0644);
+  Say("sparse pwrite", pwrite(big, "end", 3, 100000));
+  Say("size after sparse", fstat(big, &st) == 0 ? st.st_size : -1);
+  Say("read hole", pread(big, buf, 8, 50000) == 8 && Fnv(buf, 8) == Fnv("\0\0\0\0\0\0\0\0", 8));
+  Say("ftruncate grow", ftruncate(big, 200000));
+  Say("seek end", lseek(big, 0, SEEK_END));
+  Say("write past end", write(big, "z", 1));
+  Say("size now", fstat(big, &st) == 0 ? st.st_size : -1);
+  close(big);
+  if (geteuid() == 0) {
+    int secret = open("secret", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    Say("write secret", write(secret, "s", 1));
+    close(secret);
+    pid_t pid = fork();
+    if (pid == 0) {
+      if (setgid(65534) != 0 || setuid(65534) != 0) _exit(3);
+      int fd = open("secret", O_RDONLY);
+      _exit(fd < 0 && errno == EACCES ? 0 : 1);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    printf("open 0600 file as nobody: %s\n", WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "EACCES" : "not EACCES");
+  } else {
+    printf("open 0600 file as nobody: EACCES\n");  // not root: nothing to switch to
+  }
+  return 0;
+}
+
+// Random operations on three files through several fds; prints a digest for each read.
+int Random(uint32_t seed, int n) {
+  std::mt19937 rng(seed);
+  const char* names[] = {"r0", "r1", "r2"};
+  std::vector<int> fds;
+  auto pick = [&](uint32_t k) { return static_cast<uint32_t>(rng() % k); };
+  std::vector<char> buf(70000);
+  for (int i = 0; i < n; ++i) {
+    uint32_t op = pick(16);
+    if (fds.empty() || op == 0) {
+      int flags = (pick(4) == 0 ? O_APPEND : 0) | O_CREAT | (pick(8) == 0 ? O_TRUNC : 0);
+      flags |= pick(5) == 0 ? O_RDONLY : O_RDWR;
+      int fd = open(names[pick(3)], flags, 0644);
+      printf("%d open: %s\n", i, Res(fd < 0 ? -1 : 0).c_str());
+      if (fd >= 0) fds.push_back(fd);
+      continue;
+    }
+    int fd = fds[pick(static_cast<uint32_t>(fds.size()))];
+    size_t len = pick(3) == 0 ? pick(70000) : pick(300);
+    off_t off = static_cast<off_t>(pick(4) == 0 ? pick(300000) : pick(9000));
+    switch (op) {
+      case 1: case 2: {
+        for (size_t k = 0; k < len; ++k) buf[k] = static_cast<char>(rng());
+        printf("%d write: %s\n", i, Res(write(fd, buf.data(), len)).c_str());
+        break;
+      }
+      case 3: {
+        for (size_t k = 0; k < len; ++k) buf[k] = static_cast<char>(rng());
+        printf("%d pwrite: %s\n", i, Res(pwrite(fd, buf.data(), len, off)).c_str());
+        break;
+      }
+      case 4: case 5: {
+        ssize_t r = read(fd, buf.data(), len);
+        printf("%d read: %s %016llx\n", i, Res(r).c_str(),
+               static_cast<unsigned long long>(r > 0 ? Fnv(buf.data(), static_cast<size_t>(r)) : 0));
+        break;
+      }
+      case 6: {
+        ssize_t r = pread(fd, buf.data(), len, off);
+        printf("%d pread: %s %016llx\n", i, Res(r).c_str(),
+               static_cast<unsigned long long>(r > 0 ? Fnv(buf.data(), static_cast<size_t>(r)) : 0));
+        break;
+      }
+      case 7: printf("%d lseek: %s\n", i, Res(lseek(fd, off - 100, static_cast<int>(pick(3)))).c_str()); break;
+      case 8: printf("%d ftruncate: %s\n", i, Res(ftruncate(fd, off)).c_str()); break;
+      case 9: {
+        int d = dup(fd);
+        printf("%d dup: %s\n", i, Res(d < 0 ? -1 : 0).c_str());
+        if (d >= 0) fds.push_back(d);
+        break;
+      }
+      case 10: {
+        if (fds.size() > 1) {
+          size_t k = pick(static_cast<uint32_t>(fds.size()));
+          printf("%d close: %s\n", i, Res(close(fds[k])).c_str());
+          fds.erase(fds.begin() + static_cast<long>(k));
+        }
+        break;
+      }
+      case 11: {
+        struct stat st = {};
+        long r = fstat(fd, &st);
+        printf("%d fstat: %s %lld\n", i, Res(r).c_str(), static_cast<long long>(st.st_size));
+        break;
+      }
+      case 12: {
+        // A child writes through the inherited fd; the parent sees the data and the moved offset.
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) _exit(write(fd, "child-wrote", 11) == 11 ? 0 : 1);
+        int status = 0;
+        waitpid(pid, &status, 0);
+        printf("%d fork+child write: %d offset %s\n", i, WEXITSTATUS(status), Res(lseek(fd, 0, SEEK_CUR)).c_str());
+        break;
+      }
+      case 13: {
+        int fl = fcntl(fd, F_GETFL);
+        printf("%d setfl append: %s\n", i, Res(fcntl(fd, F_SETFL, fl ^ O_APPEND)).c_str());
+        break;
+      }
+      case 14: {
+        struct iovec iov[3] = {{buf.data(), 7}, {buf.data() + 100, len % 200}, {buf.data() + 400, 13}};
+        if (pick(2) == 0) {
+          printf("%d writev: %s\n", i, Res(writev(fd, iov, 3)).c_str());
+        } else {
+          ssize_t r = readv(fd, iov, 3);
+          printf("%d readv: %s\n", i, Res(r).c_str());
+        }
+        break;
+      }
+      default: {
+        int d = dup(fd);
+        FILE* f = d < 0 ? nullptr : fdopen(d, "r");
+        if (f == nullptr) {
+          printf("%d fdopen: failed\n", i);
+          if (d >= 0) close(d);
+          break;
+        }
+        size_t r = fread(buf.data(), 1, 100, f);
+        printf("%d fread: %zu %016llx\n", i, r, static_cast<unsigned long long>(Fnv(buf.data(), r)));
+        fclose(f);
+        break;
+      }
+    }
+  }
+  for (int fd : fds) close(fd);
+  for (const char* name : names) {
+    std::string all = ReadWhole(name);
+    printf("final %s: %zu %016llx\n", name, all.size(), static_cast<unsigned long long>(Fnv(all.data(), all.size())));
+  }
+  return 0;
+}
+
+int Fork() {
+  int fd = open("forked", O_RDWR | O_CREAT | O_TRUNC, 0644);
+  Say("write parent", write(fd, "parent-1\n", 9));
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) _exit(write(fd, "child\n", 6) == 6 ? 0 : 1);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  Say("child status", WEXITSTATUS(status));
+  Say("offset after child", lseek(fd, 0, SEEK_CUR));
+  Say("write parent", write(fd, "parent-2\n", 9));
+  close(fd);
+  printf("content: %s", ReadWhole("forked").c_str());
+  return 0;
+}
+
+int Exec(const char* self) {
+  int fd = open("execed", O_RDWR | O_CREAT | O_TRUNC, 0644);
+  Say("write parent", write(fd, "parent-1\n", 9));
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    std::string arg = std::to_string(fd);
+    execl(self, self, "exec-child", arg.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  Say("child status", WEXITSTATUS(status));
+  Say("offset after child", lseek(fd, 0, SEEK_CUR));
+  Say("write parent", write(fd, "parent-2\n", 9));
+  close(fd);
+  printf("content: %s", ReadWhole("execed").c_str());
+  return 0;
+}
+
+int ExecChild(int fd) {
+  if (write(fd, "exec-child\n", 11) != 11) return 1;
+  return lseek(fd, 0, SEEK_CUR) == 20 ? 0 : 2;
+}
+
+int Append2(int n) {
+  int fd = open("appended", O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+  close(fd);
+  fflush(stdout);
+  pid_t kids[2];
+  for (int k = 0; k < 2; ++k) {
+    kids[k] = fork();
+    if (kids[k] == 0) {
+      int a = open("appended", O_WRONLY | O_APPEND);
+      char rec[64];
+      for (int i = 0; i < n; ++i) {
+        snprintf(rec, sizeof(rec), "proc%d-rec%06d-%s\n", k, i, "xxxxxxxxxxxxxxxxxxxxxxxxxx");
+        if (write(a, rec, strlen(rec)) != static_cast<ssize_t>(strlen(rec))) _exit(1);
+      }
+      _exit(0);
+    }
+  }
+  for (pid_t pid : kids) waitpid(pid, nullptr, 0);
+  std::string all = ReadWhole("appended");
+  int seen[2] = {0, 0};
+  size_t pos = 0, bad = 0;
+  while (pos < all.size()) {
+    size_t nl = all.find('\n', pos);
+    std::string line = all.substr(pos, nl - pos);
+    int k, i;
+    if (sscanf(line.c_str(), "proc%d-rec%d-", &k, &i) == 2 && (k == 0 || k == 1) && i == seen[k] && line.size() == 42) {
+      ++seen[k];
+    } else {
+      ++bad;
+    }
+    pos = nl == std::string::npos ? all.size() : nl + 1;
+  }
+  printf("records %d %d bad %zu size %zu\n", seen[0], seen[1], bad, all.size());
+  return 0;
+}
+
+int Stdio() {
+  FILE* f = fopen("stdio.txt", "w+");
+  if (f == nullptr) return 1;
+  fprintf(f, "hello %d\n", 42);
+  fputs("second line\n", f);
+  Say("ftell", ftell(f));
+  Say("fseek", fseek(f, 6, SEEK_SET));
+  char buf[64] = {};
+  Say("fread", static_cast<long>(fread(buf, 1, 5, f)));
+  printf("got: %s\n", buf);
+  Say("fileno valid", fileno(f) >= 0);
+  fclose(f);
+  FILE* a = fopen("stdio.txt", "a");
+  fprintf(a, "appended\n");
+  fclose(a);
+  FILE* r = fopen("stdio.txt", "r");
+  while (fgets(buf, sizeof(buf), r) != nullptr) printf("line: %s", buf);
+  fclose(r);
+  Say("fopen missing", fopen("missing", "r") == nullptr ? -1 : 0);
+  Say("fopen x existing", fopen("stdio.txt", "wx") == nullptr ? -1 : 0);
+  int fd = open("fdopen.txt", O_RDWR | O_CREAT | O_TRUNC, 0644);
+  FILE* d = fdopen(fd, "r+");
+  fprintf(d, "via fdopen\n");
+  fclose(d);
+  printf("fdopen content: %s", ReadWhole("fdopen.txt").c_str());
+  fflush(stdout);
+  int saved = dup(1);
+  if (freopen("freopen.txt", "w", stdout) == nullptr) return 2;
+  printf("to the reopened stdout\n");
+  fflush(stdout);
+  dup2(saved, 1);
+  close(saved);
+  return 0;
+}
+
+int Locks() {
+  int fd = open("locked", O_RDWR | O_CREAT | O_TRUNC, 0644);
+  Say("write", write(fd, "0123456789", 10));
+  struct flock fl = {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = 0;
+  fl.l_len = 0;
+  Say("F_SETLK whole file", fcntl(fd, F_SETLK, &fl));
+  struct flock part = {};
+  part.l_type = F_RDLCK;
+  part.l_whence = SEEK_SET;
+  part.l_start = 100;
+  part.l_len = 10;
+  Say("F_SETLK part", fcntl(fd, F_SETLK, &part));
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int c = open("locked", O_RDWR);
+    struct flock q = {};
+    q.l_type = F_WRLCK;
+    q.l_whence = SEEK_SET;
+    q.l_start = 5;
+    q.l_len = 1;
+    int r1 = fcntl(c, F_SETLK, &q);
+    int e1 = errno;
+    struct flock g = {};
+    g.l_type = F_WRLCK;
+    g.l_whence = SEEK_SET;
+    g.l_start = 0;
+    g.l_len = 0;
+    fcntl(c, F_GETLK, &g);
+    printf("child F_SETLK conflicting: %s\n", r1 < 0 ? ErrName(e1).c_str() : "ok");
+    printf("child F_GETLK type %s start %lld len %lld\n", g.l_type == F_WRLCK ? "W" : g.l_type == F_RDLCK ? "R" : "U",
+           static_cast<long long>(g.l_start), static_cast<long long>(g.l_len));
+    printf("child flock LOCK_EX|LOCK_NB: %s\n", Res(flock(c, LOCK_EX | LOCK_NB)).c_str());
+    fflush(stdout);
+    _exit(0);
+  }
+  waitpid(pid, nullptr, 0);
+  fl.l_type = F_UNLCK;
+  Say("unlock", fcntl(fd, F_SETLK, &fl));
+  struct flock ofd = {};
+  ofd.l_type = F_WRLCK;
+  ofd.l_whence = SEEK_SET;
+  Say("F_OFD_SETLK", fcntl(fd, F_OFD_SETLK, &ofd));
+  Say("lockf F_TLOCK", lockf(fd, F_TLOCK, 0));
+  Say("flock", flock(fd, LOCK_EX));
+  close(fd);
+  return 0;
+}
+
+int Mmap() {
+  int fd = open("mapped", O_RDWR | O_CREAT | O_TRUNC, 0644);
+  std::string data;
+  for (int i = 0; i < 3000; ++i) data += "line " + std::to_string(i) + "\n";
+  Say("write", write(fd, data.data(), data.size()));
+  void* p = mmap(nullptr, data.size(), PROT_READ, MAP_SHARED, fd, 0);
+  Say("mmap shared read-only", p == MAP_FAILED ? -1 : 0);
+  if (p != MAP_FAILED) {
+    Say("content matches", memcmp(p, data.data(), data.size()) == 0);
+    munmap(p, data.size());
+  }
+  void* q = mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 4096);
+  Say("mmap private", q == MAP_FAILED ? -1 : 0);
+  if (q != MAP_FAILED) {
+    Say("private content matches", memcmp(q, data.data() + 4096, 8192) == 0);
+    static_cast<char*>(q)[0] = '#';
+    munmap(q, 8192);
+    char c;
+    Say("file unchanged by private store", pread(fd, &c, 1, 4096) == 1 && c == data[4096]);
+  }
+  Say("mmap unaligned offset", mmap(nullptr, 100, PROT_READ, MAP_PRIVATE, fd, 100) == MAP_FAILED ? -1 : 0);
+  int wo = open("mapped", O_WRONLY);
+  Say("mmap write-only fd", mmap(nullptr, 100, PROT_READ, MAP_PRIVATE, wo, 0) == MAP_FAILED ? -1 : 0);
+  close(wo);
+  close(fd);
+  return 0;
+}
+
+int SharedWritableMmap() {
+  int fd = open("mapped-rw", O_RDWR | O_CREAT | O_TRUNC, 0644);
+  if (write(fd, "abcd", 4) != 4) return 1;
+  void* p = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  Say("mmap shared writable", p == MAP_FAILED ? -1 : 0);
+  close(fd);
+  return 0;
+}
+
+int Fstream() {
+  {
+    std::ofstream out("fstream.txt");
+    for (int i = 0; i < 1000; ++i) out << "value " << i << '\n';
+  }
+  {
+    std::ofstream out("fstream.txt", std::ios::app);
+    out << "tail\n";
+  }
+  std::ifstream in("fstream.txt");
+  std::string line;
+  int lines = 0;
+  std::string last;
+  while (std::getline(in, line)) {
+    ++lines;
+    last = line;
+  }
+  printf("lines %d last %s\n", lines, last.c_str());
+  std::fstream rw("fstream.txt", std::ios::in | std::ios::out);
+  rw.seekp(6);
+  rw << "X";
+  rw.seekg(0);
+  std::getline(rw, line);
+  printf("first %s\n", line.c_str());
+  return 0;
+}
+
+int DupFlags() {
+  int fd = open("duped", O_RDWR | O_CREAT | O_TRUNC | O_APPEND, 0644);
+  Say("F_GETFL", fcntl(fd, F_GETFL));
+  int d = dup(fd);
+  Say("write fd", write(fd, "aaaa", 4));
+  Say("offset via dup", lseek(d, 0, SEEK_CUR));
+  Say("F_SETFL clear append via dup", fcntl(d, F_SETFL, O_RDWR));
+  Say("F_GETFL fd", fcntl(fd, F_GETFL));
+  Say("lseek 1", lseek(fd, 1, SEEK_SET));
+  Say("write dup", write(d, "B", 1));
+  int e = dup2(fd, 40);
+  Say("dup2", e);
+  Say("close fd", close(fd));
+  Say("offset via dup2 copy", lseek(e, 0, SEEK_CUR));
+  Say("write via dup2 copy", write(e, "C", 1));
+  Say("F_GETFD", fcntl(e, F_GETFD));
+  Say("F_SETFD", fcntl(e, F_SETFD, FD_CLOEXEC));
+  Say("F_GETFD after", fcntl(e, F_GETFD));
+  int f3 = fcntl(e, F_DUPFD_CLOEXEC, 50);
+  Say("F_DUPFD_CLOEXEC", f3);
+  Say("dup3 same", dup3(e, e, 0));
+  close(d);
+  close(e);
+  close(f3);
+  printf("content: %s\n", ReadWhole("duped").c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  setvbuf(stdout, nullptr, _IOLBF, 0);
+  std::string cmd = argc > 1 ? argv[1] : "";
+  if (cmd == "errno") return Errno();
+  if (cmd == "random" && argc == 4) return Random(static_cast<uint32_t>(atoi(argv[2])), atoi(argv[3]));
+  if (cmd == "fork") return Fork();
+  if (cmd == "exec") return Exec(argv[0]);
+  if (cmd == "exec-child" && argc == 3) return ExecChild(atoi(argv[2]));
+  if (cmd == "append2" && argc == 3) return Append2(atoi(argv[2]));
+  if (cmd == "stdio") return Stdio();
+  if (cmd == "locks") return Locks();
+  if (cmd == "mmap") return Mmap();
+  if (cmd == "mmap-shared-writable") return SharedWritableMmap();
+  if (cmd == "fstream") return Fstream();
+  if (cmd == "dupflags") return DupFlags();
+  fprintf(stderr, "usage: shim_probe errno|random SEED N|fork|exec|append2 N|stdio|locks|mmap|fstream|dupflags\n");
+  return 2;
+}

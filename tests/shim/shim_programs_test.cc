@@ -1,0 +1,265 @@
+// Unmodified programs under `tern run`, each compared with the same run on the kernel: same exit
+// status, same output, and the files left in the tern root are valid tern files with the bytes the
+// kernel run left in its plain directory (DESIGN §9, issue 3).
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "lib/file.h"
+#include "tests/shim/shim_test_util.h"
+
+namespace tern::shim_test {
+namespace {
+
+class ShimPrograms : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    WritePlain(s_.input_dir() + "/in.txt", TextLines(20000, 1));
+    WritePlain(s_.input_dir() + "/in.bin", Bytes(300000, 2));
+    WritePlain(s_.input_dir() + "/small.txt", "alpha\nbeta\ngamma\n");
+  }
+
+  // Runs `script` with bash in both directories; expects the same status and stdout (and stderr
+  // when `same_stderr`), then the same trees. Returns the tern run.
+  RunResult ExpectSame(const std::string& script, bool same_stderr = false,
+                       const std::set<std::string>& plain_files = {}) {
+    RunResult plain = s_.Bash(script, false);
+    RunResult tern = s_.Bash(script, true);
+    EXPECT_EQ(plain.status, tern.status) << "kernel stderr:\n" << plain.err << "\ntern stderr:\n" << tern.err;
+    EXPECT_EQ(plain.out, tern.out) << "tern stderr:\n" << tern.err;
+    if (same_stderr) {
+      EXPECT_EQ(plain.err, tern.err);
+    }
+    ExpectSameTrees(s_, plain_files);
+    return tern;
+  }
+
+  RunResult Probe(const std::string& args, bool tern) {
+    return s_.Bash(std::string(SHIM_PROBE_BIN) + " " + args, tern);
+  }
+
+  Scratch s_;
+};
+
+TEST_F(ShimPrograms, Cat) {
+  RunResult r = ExpectSame(
+      "cat $INPUT/in.txt > out.txt && cat out.txt out.txt > twice.txt && cat < twice.txt | wc -c && "
+      "cat $INPUT/small.txt >> out.txt && tail -n 2 out.txt && cat missing.txt; echo status $?");
+  EXPECT_NE(r.out.find("status 1"), std::string::npos);
+}
+
+TEST_F(ShimPrograms, Cp) {
+  ExpectSame(
+      "cp $INPUT/in.bin a.bin && cp a.bin b.bin && cp $INPUT/in.txt t.txt && cp -p t.txt p.txt && "
+      "mkdir d && cp a.bin t.txt d/ && cp -r d e && cmp a.bin e/a.bin && cmp b.bin $INPUT/in.bin && echo same && "
+      "cp a.bin /dev/null && cp b.bin $INPUT/../copied-out.bin && cmp $INPUT/in.bin $INPUT/../copied-out.bin && echo out");
+}
+
+TEST_F(ShimPrograms, Dd) {
+  ExpectSame(
+      "dd if=$INPUT/in.bin of=d.bin bs=4096 conv=fsync status=none && "
+      "dd if=d.bin of=d2.bin bs=1000 skip=3 count=5 status=none && "
+      "dd if=$INPUT/in.txt of=d.bin bs=512 seek=7 count=3 conv=notrunc status=none && "
+      "dd if=/dev/zero of=z.bin bs=4096 count=10 status=none && dd if=d.bin bs=7 count=3 status=none | od -c | head -n 2");
+}
+
+TEST_F(ShimPrograms, HeadTailWcSort) {
+  ExpectSame(
+      "cp $INPUT/in.txt f && head -n 5 f && tail -c 100 f && tail -n 3 f && wc f && wc -c < f && "
+      "sort -r f -o s && sort -n -k2 s | head -n 3 && sort -o f f && head -n 2 f && "
+      "stat -c '%s %F %n' f s && uniq -c f | tail -n 1");
+}
+
+TEST_F(ShimPrograms, TruncateMvRm) {
+  ExpectSame(
+      "cp $INPUT/in.txt f && truncate -s 5000 f && wc -c f && truncate -s 10 f && cat f; echo && "
+      "truncate -s +3000 f && wc -c f && truncate -s 9000 new && stat -c %s new && "
+      "echo x > a && mv a b && ls && mkdir d && echo y > d/z && mv d e && cat e/z && mv b e/ && ls e && "
+      "rm e/b && rm -r e && ls && touch t && ls -s t | cut -c1-0 && echo done");
+}
+
+TEST_F(ShimPrograms, Tar) {
+  ExpectSame(
+      "mkdir src && cp $INPUT/in.txt $INPUT/in.bin $INPUT/small.txt src/ && echo nested > src/n && "
+      "touch -d @1000000000 src/* src && tar cf t.tar --sort=name --mtime=@1000000000 src && tar tf t.tar | sort && mkdir x && tar xf t.tar -C x && cmp x/src/in.bin $INPUT/in.bin && "
+      "tar czf t.tgz --sort=name --mtime=@1000000000 src && mkdir y && tar xzf t.tgz -C y && diff -r y/src src && echo extracted");
+}
+
+TEST_F(ShimPrograms, BashRedirections) {
+  ExpectSame(
+      "echo a > f; echo b >> f; printf 'c %d\\n' 3 >> f; ls missing 2> err; echo $?; cat f; "
+      "{ echo x; echo y; } > g; while read l; do echo \"got $l\"; done < f; "
+      "exec 3> h; echo three >&3; echo four >&3; exec 3>&-; cat h; "
+      "echo z 2>&1 >> f; cat f; read first < g; echo \"first=$first\"; "
+      "echo one > o; echo two 1<> o; cat o; set -o noclobber; echo no 2>/dev/null > o; echo \"noclobber $?\"; "
+      "echo err-line >&2 2>>e2; ( echo sub ) >> g; cat g");
+}
+
+TEST_F(ShimPrograms, HereStringsAndPipelines) {
+  ExpectSame(
+      "cat <<< 'here string' > hs; tr a-z A-Z <<< abc > up; cat > hd <<EOF\nline1\nline2\nEOF\n"
+      "seq 1 1000 | sort -r | head -n 3 > p; cat p | tee t1 t2 > /dev/null; seq 5 | tee -a t1 | wc -l; "
+      "cat hs up hd p t1 t2; sort < p | uniq > u; cat u | wc -l");
+}
+
+TEST_F(ShimPrograms, ExternalCommandsShareTheRedirectedFd) {
+  // Every /bin/echo is a new process that inherits the shell's tern fd; the offset is shared.
+  ExpectSame(
+      "{ echo 1; /bin/echo 2; echo 3; /bin/echo 4; printf '5\\n'; } > f; cat f; "
+      "( exec > g; echo a; /bin/echo b; sh -c 'echo c; /bin/echo d'; echo e ); cat g; "
+      "/bin/echo x >> f; sh -c 'cat f > h; /bin/echo appended >> h'; cat h; "
+      "python3 -c 'import sys; sys.stdout.write(\"py\\n\")' >> h 2>/dev/null || echo py >> h; tail -n 1 h");
+}
+
+TEST_F(ShimPrograms, Sqlite3) {
+  if (!HaveProgram("sqlite3")) GTEST_SKIP() << "sqlite3 is not installed";
+  std::string sql = "create table t(id integer primary key, name text, v real);\n";
+  for (int txn = 0; txn < 10; ++txn) {
+    sql += "begin;\n";
+    for (int i = 0; i < 1000; ++i) {
+      int id = txn * 1000 + i;
+      sql += "insert into t(name, v) values('name-" + std::to_string(id) + "', " + std::to_string(id * 0.5) + ");\n";
+    }
+    sql += "commit;\n";
+  }
+  sql += "create index tv on t(v);\nupdate t set name = upper(name) where id % 7 = 0;\n"
+         "delete from t where id % 13 = 0;\n";
+  WritePlain(s_.input_dir() + "/load.sql", sql);
+  RunResult r = ExpectSame(
+      "sqlite3 db < $INPUT/load.sql && "
+      "sqlite3 db 'pragma integrity_check; select count(*), sum(v), max(name) from t;' && "
+      "sqlite3 db 'vacuum; pragma integrity_check; select count(*) from t where name like \"NAME%\";' && ls");
+  EXPECT_NE(r.out.find("ok\n9231|"), std::string::npos) << r.out;
+}
+
+TEST_F(ShimPrograms, Python) {
+  if (!HaveProgram("python3")) GTEST_SKIP() << "python3 is not installed";
+  WritePlain(s_.input_dir() + "/io.py", R"PY(
+import os, mmap
+with open('text.txt', 'w') as f:
+    for i in range(2000):
+        print('row', i, file=f)
+with open('text.txt', 'a') as f:
+    f.write('tail\n')
+with open('text.txt') as f:
+    lines = f.readlines()
+print(len(lines), lines[0].strip(), lines[-1].strip())
+with open('bin.dat', 'wb') as f:
+    f.write(bytes(range(256)) * 100)
+    f.seek(1000)
+    f.write(b'MARK')
+    f.truncate(20000)
+with open('bin.dat', 'r+b') as f:
+    f.seek(-10, os.SEEK_END)
+    print(f.tell(), f.read(4).hex())
+    f.seek(0)
+    print(f.read(8).hex(), f.read(1000)[-4:].hex())
+fd = os.open('bin.dat', os.O_RDWR)
+os.pwrite(fd, b'PWRITE', 5000)
+print(os.pread(fd, 10, 4998).hex(), os.fstat(fd).st_size, os.path.getsize('bin.dat'))
+os.ftruncate(fd, 6000)
+os.close(fd)
+with open('bin.dat', 'rb') as f:
+    m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    print(len(m), m[5000:5006])
+    m.close()
+os.replace('text.txt', 'renamed.txt')
+print(sorted(os.listdir('.')))
+)PY");
+  ExpectSame("python3 $INPUT/io.py");
+}
+
+TEST_F(ShimPrograms, ProbeErrnoParity) {
+  RunResult plain = Probe("errno", false);
+  RunResult tern = Probe("errno", true);
+  EXPECT_EQ(plain.status, 0) << plain.err;
+  EXPECT_EQ(plain.out, tern.out) << tern.err;
+  EXPECT_EQ(plain.status, tern.status);
+}
+
+TEST_F(ShimPrograms, ProbeRandomOperations) {
+  for (int seed = 1; seed <= 4; ++seed) {
+    std::string args = "random " + std::to_string(seed) + " 400";
+    RunResult plain = Probe(args, false);
+    RunResult tern = Probe(args, true);
+    EXPECT_EQ(plain.out, tern.out) << "seed " << seed << "\n" << tern.err;
+    ExpectSameTrees(s_);
+  }
+}
+
+TEST_F(ShimPrograms, ProbeForkExecDupStdioLocksMmapFstream) {
+  for (const char* what : {"fork", "exec", "dupflags", "stdio", "locks", "mmap", "fstream"}) {
+    RunResult plain = Probe(what, false);
+    RunResult tern = Probe(what, true);
+    EXPECT_EQ(plain.status, 0) << what << ": " << plain.err;
+    EXPECT_EQ(plain.status, tern.status) << what << ": " << tern.err;
+    EXPECT_EQ(plain.out, tern.out) << what << ": " << tern.err;
+  }
+  ExpectSameTrees(s_);
+}
+
+TEST_F(ShimPrograms, ConcurrentAppendersNeverOverwrite) {
+  RunResult tern = Probe("append2 3000", true);
+  EXPECT_EQ(tern.out, "records 3000 3000 bad 0 size 258000\n") << tern.err;
+  uint64_t size = 0;
+  auto f = File::Open(s_.tern_dir() + "/appended", O_RDONLY);
+  ASSERT_TRUE(f.ok());
+  auto got = (*f)->Size();
+  ASSERT_TRUE(got.ok());
+  size = *got;
+  EXPECT_EQ(size, 258000u);
+}
+
+TEST_F(ShimPrograms, SharedWritableMmapIsRefused) {
+  EXPECT_EQ(Probe("mmap-shared-writable", false).out, "mmap shared writable: ok 0\n");
+  RunResult tern = Probe("mmap-shared-writable", true);
+  EXPECT_EQ(tern.out, "mmap shared writable: -1 ENODEV\n");
+  EXPECT_NE(tern.err.find("shared writable mmap"), std::string::npos) << tern.err;
+}
+
+TEST_F(ShimPrograms, ForeignFilesUnderTheRootStayPlain) {
+  std::string content = TextLines(100, 7);  // not a whole number of blocks: clearly not tern
+  WritePlain(s_.plain_dir() + "/foreign.txt", content);
+  WritePlain(s_.tern_dir() + "/foreign.txt", content);
+  RunResult r = ExpectSame("cat foreign.txt | wc -l; echo more >> foreign.txt; tail -n 1 foreign.txt; wc -c foreign.txt",
+                           false, {"foreign.txt"});
+  EXPECT_NE(r.err.find("not a tern file"), std::string::npos) << r.err;
+}
+
+TEST_F(ShimPrograms, ExcludedPathsStayPlain) {
+  RunResult r = s_.Bash("mkdir -p k && echo kernel > k/f && echo tern > t", true, {"TERN_EXCLUDE=*/k/*"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(ReadPlain(s_.tern_dir() + "/k/f"), "kernel\n");
+  auto t = File::Open(s_.tern_dir() + "/t", O_RDONLY);
+  EXPECT_TRUE(t.ok());
+}
+
+TEST_F(ShimPrograms, ImportAndExport) {
+  std::string content = TextLines(3000, 9);
+  WritePlain(s_.tern_dir() + "/plain.txt", content);
+  RunResult imp = s_.Run({TERN_BIN, "import", s_.tern_dir() + "/plain.txt"}, false);
+  EXPECT_EQ(imp.status, 0) << imp.err;
+  auto f = File::Open(s_.tern_dir() + "/plain.txt", O_RDONLY);
+  ASSERT_TRUE(f.ok());
+  RunResult cat = s_.Bash("cat plain.txt", true);
+  EXPECT_EQ(cat.out, content);
+  RunResult again = s_.Run({TERN_BIN, "import", s_.tern_dir() + "/plain.txt"}, false);
+  EXPECT_EQ(again.status, 0);
+  EXPECT_NE(again.out.find("already a tern file"), std::string::npos);
+  RunResult exp = s_.Run({TERN_BIN, "export", s_.tern_dir() + "/plain.txt", s_.base() + "/exported"}, false);
+  EXPECT_EQ(exp.status, 0) << exp.err;
+  EXPECT_EQ(ReadPlain(s_.base() + "/exported"), content);
+  RunResult bad = s_.Run({TERN_BIN, "export", s_.input_dir() + "/small.txt", s_.base() + "/x"}, false);
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_EQ(s_.Run({TERN_BIN, "export"}, false).status, 2);
+  EXPECT_EQ(s_.Run({TERN_BIN, "frobnicate"}, false).status, 2);
+  EXPECT_EQ(s_.Run({TERN_BIN, "run", "--root", s_.tern_dir(), "--", "/nonexistent/prog"}, false).status, 127);
+}
+
+}  // namespace
+}  // namespace tern::shim_test
