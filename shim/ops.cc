@@ -263,7 +263,6 @@ int DescTruncate(Desc* d, int fd, off_t len) {
 int DescFsync(Desc* d, int fd) {
   auto f = EnsureFile(d, fd);
   if (!f.ok()) return FailWith(f.status());
-  TouchIfDirty(d, fd);
   Status s = Engine([&] { return (*f)->Fsync(); });
   return s.ok() ? 0 : FailWith(s);
 }

@@ -200,6 +200,18 @@ void ExpectSameTrees(const Scratch& s, const std::set<std::string>& plain_files)
   }
 }
 
+void ExpectAllTernFiles(const std::string& dir) {
+  std::vector<std::pair<std::string, struct stat>> entries;
+  Walk(dir, "", &entries);
+  EXPECT_FALSE(entries.empty()) << dir;
+  for (auto& [rel, st] : entries) {
+    if (!S_ISREG(st.st_mode)) continue;
+    uint64_t size = 0;
+    auto got = ReadTern(dir + "/" + rel, &size);
+    EXPECT_TRUE(got.ok()) << rel << ": not a valid tern file: errno " << got.status().err();
+  }
+}
+
 bool HaveProgram(const std::string& prog) {
   std::string cmd = "command -v " + prog + " > /dev/null 2>&1";
   return system(cmd.c_str()) == 0;

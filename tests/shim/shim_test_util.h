@@ -54,6 +54,9 @@ std::string Bytes(size_t n, unsigned seed);
 // gtest failure per difference.
 void ExpectSameTrees(const Scratch& s, const std::set<std::string>& plain_files = {});
 
+// Every regular file under dir opens as a tern file through the engine.
+void ExpectAllTernFiles(const std::string& dir);
+
 // True when `prog` is on PATH.
 bool HaveProgram(const std::string& prog);
 
