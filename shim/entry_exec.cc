@@ -3,18 +3,23 @@
 // on; the new image's shim adopts them at start-up (adopt.cc). `e` (exec: the same process) hands the
 // slot references over; `s` (posix_spawn: a child) makes the child take its own.
 // vfork becomes fork, so the fork handlers run and slot references stay counted.
+#include <fcntl.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "shim/common.h"
 #include "shim/fd_table.h"
 #include "shim/ofd_region.h"
+#include "shim/ops.h"
+#include "shim/paths.h"
 #include "shim/real_libc.h"
 #include "shim/shim.h"
 
@@ -37,6 +42,9 @@ int TernPosixSpawnp(pid_t* pid, const char* file, const posix_spawn_file_actions
                     const posix_spawnattr_t* attr, char* const argv[], char* const envp[]) noexcept
     TERN_EXPORT_AS("posix_spawnp");
 pid_t TernVfork() noexcept TERN_EXPORT_AS("vfork");
+int TernSpawnAddopen(posix_spawn_file_actions_t* fa, int fd, const char* path, int oflag, mode_t mode) noexcept
+    TERN_EXPORT_AS("posix_spawn_file_actions_addopen");
+int TernSpawnDestroy(posix_spawn_file_actions_t* fa) noexcept TERN_EXPORT_AS("posix_spawn_file_actions_destroy");
 }
 
 namespace {
@@ -102,7 +110,69 @@ int Execvpe(const char* file, char* const argv[], char* const envp[]) {
   return Real().execvpe(file, argv, env.get());
 }
 
+// A spawn file action that opens a tern path would open the backing file raw in the child (glibc's
+// spawn helper calls the kernel directly). The shim opens it here instead and turns the action into
+// a dup2 of that fd; the fd is closed when the actions object is destroyed.
+std::mutex& SpawnMu() {
+  static auto* mu = new std::mutex();
+  return *mu;
+}
+std::map<posix_spawn_file_actions_t*, std::vector<int>>& SpawnFds() {
+  static auto* fds = new std::map<posix_spawn_file_actions_t*, std::vector<int>>();
+  return *fds;
+}
+
+int SpawnAddopen(posix_spawn_file_actions_t* fa, int fd, const char* path, int oflag, mode_t mode) {
+  std::string abs;
+  if (!ShimReady() || InEngine() || !TernCandidate(AT_FDCWD, path, &abs)) {
+    return Real().spawn_addopen(fa, fd, path, oflag, mode);
+  }
+  int saved = errno;
+  int opened = ShimOpen(AT_FDCWD, path, oflag | O_CLOEXEC, mode);
+  if (opened < 0 || !IsTernFd(opened)) {
+    if (opened >= 0) RoutedClose(opened);
+    errno = saved;
+    return Real().spawn_addopen(fa, fd, path, oflag, mode);  // the child's open behaves the same
+  }
+  int r = posix_spawn_file_actions_adddup2(fa, opened, fd);
+  if (r != 0) {
+    RoutedClose(opened);
+    errno = saved;
+    return r;
+  }
+  std::lock_guard lock(SpawnMu());
+  SpawnFds()[fa].push_back(opened);
+  errno = saved;
+  return 0;
+}
+
+int SpawnDestroy(posix_spawn_file_actions_t* fa) {
+  std::vector<int> fds;
+  {
+    std::lock_guard lock(SpawnMu());
+    auto it = SpawnFds().find(fa);
+    if (it != SpawnFds().end()) {
+      fds = std::move(it->second);
+      SpawnFds().erase(it);
+    }
+  }
+  for (int fd : fds) RoutedClose(fd);
+  return Real().spawn_destroy(fa);
+}
+
 }  // namespace
+
+int TernSpawnAddopen(posix_spawn_file_actions_t* fa, int fd, const char* path, int oflag, mode_t mode) noexcept {
+  TERN_ENTRY_TRY
+  return SpawnAddopen(fa, fd, path, oflag, mode);
+  TERN_ENTRY_CATCH(ENOMEM)
+}
+
+int TernSpawnDestroy(posix_spawn_file_actions_t* fa) noexcept {
+  TERN_ENTRY_TRY
+  return SpawnDestroy(fa);
+  TERN_ENTRY_CATCH(EINVAL)
+}
 
 int TernExecve(const char* path, char* const argv[], char* const envp[]) noexcept {
   TERN_ENTRY_TRY

@@ -36,12 +36,19 @@ std::atomic<bool> g_ready{false};
 // Fork: the shim's own handlers bracket the engine Pool's (pthread_atfork runs child handlers in
 // registration order), so the engine's child-side reopen runs as engine code, its fds go to the
 // internal range, and nothing it does re-enters the shim.
-void EarlyPrepare() { FdTablePrepareFork(); }
-void EarlyParent() { FdTableParentAfterFork(); }
+void EarlyPrepare() {
+  StdioPrepareFork();
+  FdTablePrepareFork();
+}
+void EarlyParent() {
+  FdTableParentAfterFork();
+  StdioAfterFork();
+}
 void EarlyChild() {
   ++t_engine_depth;
   RefreshCachedPid();
   FdTableChildAfterFork();
+  StdioAfterFork();
 }
 void LateChild() { --t_engine_depth; }
 

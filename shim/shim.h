@@ -27,6 +27,9 @@ void NoteKernelFd(int fd);
 void SyncStdStream(int fd);
 // Records the original stdin/stdout/stderr FILE objects (constructor).
 void CaptureStdStreams();
+// fork: hold the stream registry's lock across fork (parent and child release it).
+void StdioPrepareFork();
+void StdioAfterFork();
 
 // fds the engine opens are moved to the internal range and remembered (see fd_table.h).
 int TrackEngineFd(int fd, int flags);

@@ -162,6 +162,9 @@ FILE* OpenStream(const char* path, const char* mode) {
 
 }  // namespace
 
+void StdioPrepareFork() { CookieMu().lock(); }
+void StdioAfterFork() { CookieMu().unlock(); }
+
 void CaptureStdStreams() {
   g_orig_std[0] = stdin;
   g_orig_std[1] = stdout;

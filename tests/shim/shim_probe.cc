@@ -14,7 +14,10 @@
 //   shim_probe mmap             read-only and private mappings; shared writable (errno only)
 //   shim_probe fstream          C++ ofstream/ifstream
 //   shim_probe dupflags         dup/dup2/fcntl flags and shared offsets
+//   shim_probe spawn            posix_spawn with addopen/adddup2 file actions
+//   shim_probe threads          threads appending, reading, dup'ing and reopening at once
 #include <fcntl.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,12 +28,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <fstream>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
+
+extern "C" char** environ;
 
 namespace {
 
@@ -508,6 +515,94 @@ int DupFlags() {
   return 0;
 }
 
+// Threads sharing one O_APPEND description: writers append fixed-size records, readers check that
+// every record they see is whole, a third kind dups, seeks and closes the fd meanwhile, and another
+// opens and closes other files (fd numbers are reused under the lookups).
+int Threads() {
+  constexpr int kWriters = 4, kRecords = 2000, kSize = 32;
+  int fd = open("threaded", O_RDWR | O_CREAT | O_TRUNC | O_APPEND, 0644);
+  std::atomic<int> writers_left{kWriters};
+  std::atomic<long> torn{0}, dup_errors{0}, churn_errors{0};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWriters; ++w) {
+    threads.emplace_back([&, w] {
+      char rec[kSize + 1];
+      for (int i = 0; i < kRecords; ++i) {
+        snprintf(rec, sizeof(rec), "w%d-%06d-%-21s\n", w, i, "payload");
+        if (write(fd, rec, kSize) != kSize) torn.fetch_add(1000000);
+      }
+      writers_left.fetch_sub(1);
+    });
+  }
+  for (int r = 0; r < 2; ++r) {
+    threads.emplace_back([&, r] {
+      std::mt19937 rng(static_cast<unsigned>(r));
+      char rec[kSize];
+      while (writers_left.load() > 0) {
+        struct stat st;
+        if (fstat(fd, &st) != 0 || st.st_size < kSize) continue;
+        off_t at = static_cast<off_t>(rng() % static_cast<unsigned>(st.st_size / kSize)) * kSize;
+        if (pread(fd, rec, kSize, at) != kSize || rec[0] != 'w' || rec[kSize - 1] != '\n') torn.fetch_add(1);
+      }
+    });
+  }
+  threads.emplace_back([&] {
+    while (writers_left.load() > 0) {
+      int d = dup(fd);
+      if (d < 0 || lseek(d, 0, SEEK_CUR) < 0 || close(d) != 0) dup_errors.fetch_add(1);
+    }
+  });
+  threads.emplace_back([&] {
+    char name[32];
+    for (int i = 0; writers_left.load() > 0; ++i) {
+      snprintf(name, sizeof(name), "churn%d", i % 4);
+      int c = open(name, O_RDWR | O_CREAT, 0644);
+      if (c < 0 || pwrite(c, name, strlen(name), 0) < 0 || close(c) != 0) churn_errors.fetch_add(1);
+    }
+  });
+  for (auto& t : threads) t.join();
+  close(fd);
+  std::string all = ReadWhole("threaded");
+  std::vector<int> next(kWriters, 0);
+  long bad = 0;
+  for (size_t pos = 0; pos + kSize <= all.size(); pos += kSize) {
+    int w = -1, i = -1;
+    if (sscanf(all.c_str() + pos, "w%d-%d-", &w, &i) != 2 || w < 0 || w >= kWriters || next[static_cast<size_t>(w)] != i) {
+      ++bad;
+      continue;
+    }
+    ++next[static_cast<size_t>(w)];
+  }
+  printf("size %zu bad %ld torn %ld dup-errors %ld churn-errors %ld\n", all.size(), bad, torn.load(),
+         dup_errors.load(), churn_errors.load());
+  return 0;
+}
+
+// posix_spawn with file actions that open a file and dup an existing fd onto stdout.
+int Spawn() {
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, "spawned", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  char* args1[] = {const_cast<char*>("sh"), const_cast<char*>("-c"), const_cast<char*>("echo a; /bin/echo b"), nullptr};
+  pid_t pid;
+  Say("posix_spawnp addopen", posix_spawnp(&pid, "sh", &fa, nullptr, args1, environ));
+  waitpid(pid, nullptr, 0);
+  posix_spawn_file_actions_destroy(&fa);
+  printf("spawned: %s", ReadWhole("spawned").c_str());
+  int fd = open("spawned", O_WRONLY | O_APPEND);
+  Say("write parent", write(fd, "parent\n", 7));
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, fd, 1);
+  char* args2[] = {const_cast<char*>("/bin/echo"), const_cast<char*>("child"), nullptr};
+  Say("posix_spawn adddup2", posix_spawn(&pid, "/bin/echo", &fa, nullptr, args2, environ));
+  waitpid(pid, nullptr, 0);
+  posix_spawn_file_actions_destroy(&fa);
+  Say("write parent again", write(fd, "parent2\n", 8));
+  close(fd);
+  printf("spawned: %s", ReadWhole("spawned").c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -525,6 +620,8 @@ int main(int argc, char** argv) {
   if (cmd == "mmap-shared-writable") return SharedWritableMmap();
   if (cmd == "fstream") return Fstream();
   if (cmd == "dupflags") return DupFlags();
+  if (cmd == "threads") return Threads();
+  if (cmd == "spawn") return Spawn();
   fprintf(stderr, "usage: shim_probe errno|random SEED N|fork|exec|append2 N|stdio|locks|mmap|fstream|dupflags\n");
   return 2;
 }

@@ -210,7 +210,7 @@ TEST_F(ShimPrograms, ProbeRandomOperations) {
 }
 
 TEST_F(ShimPrograms, ProbeForkExecDupStdioLocksMmapFstream) {
-  for (const char* what : {"fork", "exec", "dupflags", "stdio", "locks", "mmap", "fstream"}) {
+  for (const char* what : {"fork", "exec", "spawn", "dupflags", "stdio", "locks", "mmap", "fstream"}) {
     RunResult plain = Probe(what, false);
     RunResult tern = Probe(what, true);
     EXPECT_EQ(plain.status, 0) << what << ": " << plain.err;
@@ -230,6 +230,13 @@ TEST_F(ShimPrograms, ConcurrentAppendersNeverOverwrite) {
   ASSERT_TRUE(got.ok());
   size = *got;
   EXPECT_EQ(size, 258000u);
+}
+
+TEST_F(ShimPrograms, ThreadsShareOneDescription) {
+  RunResult plain = Probe("threads", false);
+  RunResult tern = Probe("threads", true);
+  EXPECT_EQ(plain.out, "size 256000 bad 0 torn 0 dup-errors 0 churn-errors 0\n") << plain.err;
+  EXPECT_EQ(tern.out, plain.out) << tern.err;
 }
 
 TEST_F(ShimPrograms, SharedWritableMmapIsRefused) {
