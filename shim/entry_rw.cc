@@ -40,6 +40,7 @@ off_t TernLseek64(int fd, off_t off, int whence) noexcept TERN_EXPORT_AS("lseek6
 ssize_t TernCopyFileRange(int in, off_t* off_in, int out, off_t* off_out, size_t len, unsigned flags) noexcept TERN_EXPORT_AS("copy_file_range");
 ssize_t TernSendfile(int out, int in, off_t* offset, size_t count) noexcept TERN_EXPORT_AS("sendfile");
 ssize_t TernSendfile64(int out, int in, off_t* offset, size_t count) noexcept TERN_EXPORT_AS("sendfile64");
+ssize_t TernSplice(int in, off_t* off_in, int out, off_t* off_out, size_t len, unsigned flags) noexcept TERN_EXPORT_AS("splice");
 }
 
 namespace {
@@ -258,4 +259,14 @@ ssize_t TernSendfile(int out, int in, off_t* offset, size_t count) noexcept {
 
 ssize_t TernSendfile64(int out, int in, off_t* offset, size_t count) noexcept {
   return TernSendfile(out, in, offset, count);
+}
+
+// splice moves data between a pipe and a file; with a tern file on one side it is a copy through a
+// buffer (the kernel requires one side to be a pipe; tern does not check that).
+ssize_t TernSplice(int in, off_t* off_in, int out, off_t* off_out, size_t len, unsigned flags) noexcept {
+  TERN_ENTRY_TRY
+  if (!IsTernFd(in) && !IsTernFd(out)) return Real().splice(in, off_in, out, off_out, len, flags);
+  if ((off_in != nullptr && *off_in < 0) || (off_out != nullptr && *off_out < 0)) return Fail(EINVAL);
+  return CopyThrough(in, off_in, out, off_out, len);
+  TERN_ENTRY_CATCH(-1)
 }

@@ -62,6 +62,7 @@ void Load() {
   Resolve(r.mmap, "mmap64");
   Resolve(r.copy_file_range, "copy_file_range");
   Resolve(r.sendfile, "sendfile64");
+  Resolve(r.splice, "splice");
   Resolve(r.fchmod, "fchmod");
   Resolve(r.fchown, "fchown");
   Resolve(r.futimens, "futimens");

@@ -60,6 +60,7 @@ struct RealLibc {
   void* (*mmap)(void*, size_t, int, int, int, off_t);
   ssize_t (*copy_file_range)(int, off_t*, int, off_t*, size_t, unsigned);
   ssize_t (*sendfile)(int, int, off_t*, size_t);
+  ssize_t (*splice)(int, off_t*, int, off_t*, size_t, unsigned);
   int (*fchmod)(int, mode_t);
   int (*fchown)(int, uid_t, gid_t);
   int (*futimens)(int, const struct timespec*);

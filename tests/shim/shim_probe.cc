@@ -15,6 +15,7 @@
 //   shim_probe fstream          C++ ofstream/ifstream
 //   shim_probe dupflags         dup/dup2/fcntl flags and shared offsets
 //   shim_probe spawn            posix_spawn with addopen/adddup2 file actions
+//   shim_probe splice           splice, sendfile, copy_file_range with offsets
 //   shim_probe threads          threads appending, reading, dup'ing and reopening at once
 #include <fcntl.h>
 #include <spawn.h>
@@ -23,6 +24,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -603,6 +605,45 @@ int Spawn() {
   return 0;
 }
 
+// Zero-copy calls with a file on one side: splice, sendfile, copy_file_range with explicit offsets.
+int Splice() {
+  int src = open("zsrc", O_RDWR | O_CREAT | O_TRUNC, 0644);
+  std::string data;
+  for (int i = 0; i < 5000; ++i) data += std::to_string(i) + ",";
+  Say("write", write(src, data.data(), data.size()));
+  int p[2];
+  if (pipe(p) != 0) return 1;
+  loff_t off = 100;
+  Say("splice file->pipe", splice(src, &off, p[1], nullptr, 4000, 0));
+  Say("off advanced to", off);
+  Say("offset untouched", lseek(src, 0, SEEK_CUR));
+  int dst = open("zdst", O_RDWR | O_CREAT | O_TRUNC, 0644);
+  Say("splice pipe->file", splice(p[0], nullptr, dst, nullptr, 4000, 0));
+  Say("dst offset", lseek(dst, 0, SEEK_CUR));
+  off_t soff = 50;
+  Say("sendfile file->pipe", sendfile(p[1], src, &soff, 1000));
+  Say("sendfile off", soff);
+  char buf[2000];
+  Say("read pipe", read(p[0], buf, sizeof(buf)));
+  Say("matches", memcmp(buf, data.data() + 50, 1000) == 0);
+  loff_t in_off = 10, out_off = 20000;
+  Say("copy_file_range with offsets", copy_file_range(src, &in_off, dst, &out_off, 3000, 0));
+  Say("in_off", in_off);
+  Say("out_off", out_off);
+  Say("rewind", lseek(src, 7, SEEK_SET));
+  Say("copy_file_range at offsets", copy_file_range(src, nullptr, dst, nullptr, 1 << 20, 0));
+  Say("copy_file_range at eof", copy_file_range(src, nullptr, dst, nullptr, 1 << 20, 0));
+  struct stat st;
+  Say("dst size", fstat(dst, &st) == 0 ? st.st_size : -1);
+  close(src);
+  close(dst);
+  close(p[0]);
+  close(p[1]);
+  std::string out = ReadWhole("zdst");
+  printf("zdst digest %016llx\n", static_cast<unsigned long long>(Fnv(out.data(), out.size())));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -622,6 +663,7 @@ int main(int argc, char** argv) {
   if (cmd == "dupflags") return DupFlags();
   if (cmd == "threads") return Threads();
   if (cmd == "spawn") return Spawn();
+  if (cmd == "splice") return Splice();
   fprintf(stderr, "usage: shim_probe errno|random SEED N|fork|exec|append2 N|stdio|locks|mmap|fstream|dupflags\n");
   return 2;
 }
