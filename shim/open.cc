@@ -51,7 +51,8 @@ int ShimOpen(int dirfd, const char* path, int flags, mode_t mode) {
   const RealLibc& real = Real();
   if (InEngine()) return TrackEngineFd(real.openat(dirfd, path, flags, mode), flags);
   std::string abs;
-  if (!ShimReady() || path == nullptr || (flags & (O_PATH | O_DIRECTORY)) != 0 ||
+  // O_PATH and directories are the kernel's; so is access mode 3 (no reads or writes, ioctl only).
+  if (!ShimReady() || path == nullptr || (flags & (O_PATH | O_DIRECTORY)) != 0 || (flags & O_ACCMODE) == O_ACCMODE ||
       !TernCandidate(dirfd, path, &abs)) {
     return KernelOpen(dirfd, path, flags, mode);
   }

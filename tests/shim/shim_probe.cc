@@ -107,6 +107,13 @@ int Errno() {
   Say("open O_EXCL existing", open("wo", O_WRONLY | O_CREAT | O_EXCL, 0644));
   Say("open file as dir component", open("wo/x", O_RDONLY));
   Say("open O_DIRECTORY on file", open("wo", O_RDONLY | O_DIRECTORY));
+  int three = open("wo", O_ACCMODE);
+  Say("open access mode 3", three < 0 ? -1 : 0);
+  Say("read on access mode 3", read(three, buf, 1));
+  close(three);
+  Say("open O_CREAT|O_DIRECTORY", open("newdir", O_RDWR | O_CREAT | O_DIRECTORY, 0644));
+  Say("open O_TMPFILE read-only", open(".", O_TMPFILE | O_RDONLY, 0644));
+  Say("open empty path", open("", O_RDONLY));
   symlink("wo", "link");
   Say("open O_NOFOLLOW symlink", open("link", O_RDONLY | O_NOFOLLOW));
   int l = open("link", O_RDONLY);
