@@ -83,6 +83,13 @@ TEST_F(ShimPrograms, TruncateMvRm) {
       "rm e/b && rm -r e && ls && touch t && ls -s t | cut -c1-0 && echo done");
 }
 
+TEST_F(ShimPrograms, InPlaceEditorsKeepTernFiles) {
+  // sed -i writes a temporary file (mkstemp) in the same directory and renames it over the original.
+  ExpectSame(
+      "seq 1 2000 > f && sed -i 's/^1/one/' f && sed -n '1p;1000p;$p' f && "
+      "perl -pi -e 's/^2/two/' f 2>/dev/null || sed -i 's/^2/two/' f; grep -c two f; wc -c f");
+}
+
 TEST_F(ShimPrograms, Tar) {
   ExpectSame(
       "mkdir src && cp $INPUT/in.txt $INPUT/in.bin $INPUT/small.txt src/ && echo nested > src/n && "
