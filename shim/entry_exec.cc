@@ -3,6 +3,7 @@
 // on; the new image's shim adopts them at start-up (adopt.cc). `e` (exec: the same process) hands the
 // slot references over; `s` (posix_spawn: a child) makes the child take its own.
 // vfork becomes fork, so the fork handlers run and slot references stay counted.
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -52,8 +53,19 @@ namespace {
 constexpr const char kFdsVar[] = "TERN_SHIM_FDS=";
 constexpr const char kOfdVar[] = "TERN_SHIM_OFD=";
 
+// The path of this library, for children whose environment lost LD_PRELOAD.
+const char* SelfPath() {
+  static const char* path = [] {
+    Dl_info info;
+    return dladdr(reinterpret_cast<void*>(&SelfPath), &info) != 0 && info.dli_fname != nullptr ? info.dli_fname : "";
+  }();
+  return path;
+}
+
 // The environment for the next program image: envp without stale tern variables, plus the current
-// fd list and offset region.
+// fd list and offset region. A program that inherits tern fds can only use them with the shim
+// loaded, so when envp dropped LD_PRELOAD or TERN_ROOT (env -i, an empty subprocess env) they are
+// put back.
 class ChildEnv {
  public:
   ChildEnv(char* const* envp, char mode) {
@@ -62,6 +74,7 @@ class ChildEnv {
     fds_ += std::to_string(getpid());
     fds_ += ';';
     bool first = true;
+    bool inherited = false;
     int max = MaxTernFd();
     for (int fd = 0; fd <= max; ++fd) {
       DescRef d(fd);
@@ -71,12 +84,31 @@ class ChildEnv {
                static_cast<unsigned long long>(d->slot->offset.load()));
       fds_ += item;
       first = false;
+      if ((Real().fcntl(fd, F_GETFD) & FD_CLOEXEC) == 0) inherited = true;
     }
     ofd_ = kOfdVar;
     ofd_ += OfdRegionEnv();
+    bool has_preload = false, has_root = false;
     for (char* const* e = envp; e != nullptr && *e != nullptr; ++e) {
       if (strncmp(*e, kFdsVar, sizeof(kFdsVar) - 1) == 0 || strncmp(*e, kOfdVar, sizeof(kOfdVar) - 1) == 0) continue;
+      if (strncmp(*e, "LD_PRELOAD=", 11) == 0 && strstr(*e, "libtern") != nullptr) has_preload = true;
+      if (strncmp(*e, "TERN_ROOT=", 10) == 0) has_root = true;
       vars_.push_back(*e);
+    }
+    if (inherited && !has_preload && SelfPath()[0] != '\0') {
+      preload_ = std::string("LD_PRELOAD=") + SelfPath();
+      for (auto it = vars_.begin(); it != vars_.end(); ++it) {
+        if (strncmp(*it, "LD_PRELOAD=", 11) == 0) {  // keep what was there, after the shim
+          preload_ += std::string(":") + (*it + 11);
+          vars_.erase(it);
+          break;
+        }
+      }
+      vars_.push_back(preload_.data());
+    }
+    if (inherited && !has_root) {
+      root_ = "TERN_ROOT=" + Paths().root;
+      vars_.push_back(root_.data());
     }
     if (!first) vars_.push_back(fds_.data());
     if (ofd_.size() > sizeof(kOfdVar) - 1) vars_.push_back(ofd_.data());
@@ -87,6 +119,8 @@ class ChildEnv {
  private:
   std::string fds_;
   std::string ofd_;
+  std::string preload_;
+  std::string root_;
   std::vector<char*> vars_;
 };
 

@@ -144,10 +144,9 @@ int Dup3(int oldfd, int newfd, int flags, bool is_dup3) {
   if (oldfd == newfd) return is_dup3 ? Fail(EINVAL) : real.dup2(oldfd, newfd);
   if (!FreeInternalNumber(newfd)) return Fail(EBUSY);
   DescRef d(oldfd);
-  Desc* previous = DescAtUnlocked(newfd);
-  if (previous != nullptr) {
-    if (previous->dirty.load()) TouchIfDirty(previous, newfd);
-    DropPosixLocks(previous);
+  if (DescRef previous(newfd); previous) {  // the kernel's dup2 closes newfd first
+    TouchIfDirty(previous.get(), newfd);
+    DropPosixLocks(previous.get());
   }
   int r = is_dup3 ? real.dup3(oldfd, newfd, flags) : real.dup2(oldfd, newfd);
   if (r < 0) return r;

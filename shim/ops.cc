@@ -203,6 +203,7 @@ off_t DescLseek(Desc* d, int fd, off_t off, int whence) {
   OfdSlot* slot = d->slot;
   if (whence == SEEK_SET) {
     if (off < 0) return Fail(EINVAL);
+    SlotGuard guard(slot);  // not in the middle of a read or write on the same description
     slot->offset.store(static_cast<uint64_t>(off));
     return off;
   }

@@ -119,7 +119,7 @@ TEST_F(ShimPrograms, ExternalCommandsShareTheRedirectedFd) {
   ExpectSame(
       "{ echo 1; /bin/echo 2; echo 3; /bin/echo 4; printf '5\\n'; } > f; cat f; "
       "( exec > g; echo a; /bin/echo b; sh -c 'echo c; /bin/echo d'; echo e ); cat g; "
-      "/bin/echo x >> f; sh -c 'cat f > h; /bin/echo appended >> h'; cat h; "
+      "/bin/echo x >> f; env -i /bin/echo clean-env >> f; sh -c 'cat f > h; /bin/echo appended >> h'; cat h; "
       "python3 -c 'import sys; sys.stdout.write(\"py\\n\")' >> h 2>/dev/null || echo py >> h; tail -n 1 h");
 }
 
