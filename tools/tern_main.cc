@@ -22,13 +22,15 @@ constexpr const char kUsage[] =
     "  run [--root DIR] [--] PROG [ARGS...]   run PROG with its files under DIR served by tern\n"
     "  import FILE                            convert a plain file into a tern file, in place\n"
     "  export FILE OUT                        copy a tern file's content into the plain file OUT\n"
+    "  info FILE...                           describe tern files (layout, log, blocks, damage)\n"
+    "  fsck [--repair] FILE|DIR...            check tern files; repair what can be repaired\n"
     "\n"
     "`tern COMMAND --help` describes each command. Exit status: 0 success, 1 failure, 2 usage error.\n"
     "Environment: TERN_ROOT (default /dev/shm/tern), TERN_EXCLUDE (glob list, ':'-separated),\n"
     "TERN_LOG=debug|info|warn|error|off, TERN_LOG_FILE.\n";
 
-// import/export use the engine directly; with libtern.so preloaded into this process the shim would
-// serve the engine's own backing-file opens. Re-run without it.
+// Every command but run reads backing files directly; with libtern.so preloaded into this process
+// the shim would serve those opens as tern files. Re-run without it.
 void DropPreloadedShim(char** argv) {
   const char* preload = getenv("LD_PRELOAD");
   if (preload == nullptr || strstr(preload, "libtern") == nullptr) return;
@@ -66,10 +68,11 @@ int main(int argc, char** argv) {
     return kExitOk;
   }
   if (strcmp(cmd, "run") == 0) return CmdRun(argc - 2, argv + 2);
-  if (strcmp(cmd, "import") == 0 || strcmp(cmd, "export") == 0) {
-    DropPreloadedShim(argv);
-    return cmd[0] == 'i' ? CmdImport(argc - 2, argv + 2) : CmdExport(argc - 2, argv + 2);
-  }
+  DropPreloadedShim(argv);
+  if (strcmp(cmd, "import") == 0) return CmdImport(argc - 2, argv + 2);
+  if (strcmp(cmd, "export") == 0) return CmdExport(argc - 2, argv + 2);
+  if (strcmp(cmd, "info") == 0) return RunInfo(argc - 1, argv + 1);
+  if (strcmp(cmd, "fsck") == 0) return RunFsck(argc - 1, argv + 1);
   fprintf(stderr, "tern: unknown command '%s'\n\n%s", cmd, kUsage);
   return kExitUsage;
 }
