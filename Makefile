@@ -28,6 +28,8 @@ export TSAN_OPTIONS ?= halt_on_error=1 second_deadlock_stack=1
 export ASAN_OPTIONS ?= detect_leaks=1 abort_on_error=0 strict_string_checks=1
 export UBSAN_OPTIONS ?= print_stacktrace=1 halt_on_error=1
 
+comma := ,
+
 # configure(dir, extra cmake args): Ninja for a fresh tree; a tree someone already configured keeps
 # its generator (CMake refuses to switch generators in place).
 define configure
@@ -55,9 +57,13 @@ build: deps
 	$(call configure,build,)
 	cmake --build build -j $(JOBS)
 
+# clang links the sanitizer runtime into executables only; a shared library (libtern.so) leaves the
+# __tsan_* symbols for the executable to provide, which `-Wl,--no-undefined` rejects. `-z undefs`,
+# placed last on every link line (CMAKE_CXX_STANDARD_LIBRARIES), allows that in this tree only.
 build-tsan: deps
 	$(call configure,build-tsan,-DTERN_SANITIZE=thread -DTERN_BUILD_BENCH=OFF \
-	  -DCMAKE_C_COMPILER=$(TSAN_CC) -DCMAKE_CXX_COMPILER=$(TSAN_CXX))
+	  -DCMAKE_C_COMPILER=$(TSAN_CC) -DCMAKE_CXX_COMPILER=$(TSAN_CXX) \
+	  -DCMAKE_CXX_STANDARD_LIBRARIES=-Wl$(comma)-z$(comma)undefs)
 	cmake --build build-tsan -j $(JOBS)
 
 build-asan: deps
