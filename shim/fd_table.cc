@@ -225,6 +225,22 @@ int MoveToInternalRange(int fd, bool cloexec) {
   return moved;
 }
 
+void ReleaseSharedSlotsAtExit() {
+  std::lock_guard lock(g_desc_mu);
+  size_t n = g_desc_count.load();
+  for (size_t i = 0; i < n; ++i) {
+    Desc* d = DescStorageAt(i);
+    if (d->refs.load() <= 0 || d->slot_index == 0) continue;
+    auto* own = new OfdSlot();
+    own->offset.store(d->slot->offset.load());
+    own->flags.store(d->slot->flags.load());
+    uint32_t shared = d->slot_index;
+    d->slot = own;
+    d->slot_index = 0;
+    UnrefSlot(shared);
+  }
+}
+
 void FdTablePrepareFork() { g_desc_mu.lock(); }
 void FdTableParentAfterFork() { g_desc_mu.unlock(); }
 

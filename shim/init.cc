@@ -206,3 +206,11 @@ void LogUnexpectedException(const char* where) {
 }  // namespace tern::shim
 
 __attribute__((constructor)) static void TernShimConstructor() { tern::shim::InitShim(); }
+
+// Runs at exit() (not at _exit or exec). Flush first so the streams' last writes still share the
+// offset with whoever else has the description open.
+__attribute__((destructor)) static void TernShimDestructor() {
+  if (!tern::shim::ShimReady()) return;
+  fflush(nullptr);
+  tern::shim::ReleaseSharedSlotsAtExit();
+}
