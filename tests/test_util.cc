@@ -168,7 +168,7 @@ Result<std::vector<uint8_t>> ReadAll(tern::File& f, size_t chunk) {
 }
 
 int64_t FirstDifference(const uint8_t* a, const uint8_t* b, size_t len) {
-  if (memcmp(a, b, len) == 0) return -1;
+  if (len == 0 || memcmp(a, b, len) == 0) return -1;
   for (size_t i = 0; i < len; ++i) {
     if (a[i] != b[i]) return static_cast<int64_t>(i);
   }

@@ -38,7 +38,9 @@ class FakeMedia : public BlockResolver {
     h.nruns = static_cast<uint32_t>(runs.size());
     h.new_size = new_size;
     memcpy(At(block, offset), &h, sizeof(h));
-    memcpy(At(block, offset) + sizeof(h), runs.data(), runs.size() * sizeof(pmem::ExtRun));
+    if (!runs.empty()) {
+      memcpy(At(block, offset) + sizeof(h), runs.data(), runs.size() * sizeof(pmem::ExtRun));
+    }
     Reseal(block, offset);
     return pmem::EncodeExtended({LogicalBlock(block), offset});
   }
