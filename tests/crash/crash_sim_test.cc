@@ -39,13 +39,16 @@ void RunWorkload(const Workload& w, Budget budget) {
   EXPECT_GE(r.distinct, budget.minimum) << "fewer crash images than the CI budget requires";
 }
 
-TEST(CrashSim, AlignedOverwrite) { RunWorkload(AlignedOverwrite(11), {1500, 1000}); }
-TEST(CrashSim, UnalignedOverwrite) { RunWorkload(UnalignedOverwrite(12), {1500, 1000}); }
-TEST(CrashSim, Append) { RunWorkload(Append(13), {1500, 1000}); }
-TEST(CrashSim, TruncateDownUp) { RunWorkload(TruncateDownUp(14), {1500, 1000}); }
-TEST(CrashSim, LogOverflow) { RunWorkload(LogOverflow(15), {3000, 2000}); }
-TEST(CrashSim, Extended) { RunWorkload(Extended(16), {1000, 500}); }
-TEST(CrashSim, TwoThreads) { RunWorkload(TwoThreads(17), {1500, 1000}); }
+TEST(CrashSim, AlignedOverwrite) { RunWorkload(AlignedOverwrite(11, 160), {3200, 1000}); }
+TEST(CrashSim, UnalignedOverwrite) { RunWorkload(UnalignedOverwrite(12, 160), {3200, 1000}); }
+TEST(CrashSim, Append) { RunWorkload(Append(13, 200), {3200, 1000}); }
+TEST(CrashSim, TruncateDownUp) { RunWorkload(TruncateDownUp(14, 160), {3200, 1000}); }
+TEST(CrashSim, LogOverflow) { RunWorkload(LogOverflow(15, 1100), {4000, 2800}); }
+TEST(CrashSim, Extended) { RunWorkload(Extended(16, 64), {2000, 800}); }
+TEST(CrashSim, TwoThreads) { RunWorkload(TwoThreads(17, 150), {3000, 1000}); }
+// The minimums add up to 8,600 distinct images; what the sampling yields is higher (about 10,600
+// with an engine that makes a commit durable before freeing what it superseded, more otherwise).
+// Together at least 10,000 is the CI budget; each test prints its count.
 
 }  // namespace
 }  // namespace tern::crash
