@@ -81,34 +81,17 @@ void BlockAllocator::Adopt(BlockRun run) {
   for (uint32_t i = 0; i < run.count; ++i) owners_[run.start.value() + i].store(kLogOwner);
 }
 
-bool BlockAllocator::FreeIfOwner(LogicalBlock b, BlockOwner expected, uint32_t me) {
-  if (!owners_[b.value()].compare_exchange_strong(expected, FreeingBy(me))) return false;
+bool BlockAllocator::Claim(LogicalBlock b, BlockOwner expected, uint32_t me) {
+  return owners_[b.value()].compare_exchange_strong(expected, FreeingBy(me));
+}
+
+void BlockAllocator::FreeClaimed(LogicalBlock b) {
   ClearBits({b, 1});
   owners_[b.value()].store(kFreeBlock);
-  return true;
 }
 
-void BlockAllocator::FreeSuperseded(BlockRun run, uint32_t me) {
-  for (uint32_t i = 0; i < run.count; ++i) FreeIfOwner(run.start + BlockCount{i}, kLogOwner, me);
-}
-
-bool BlockAllocator::FinishDead(LogicalBlock b, BlockOwner seen, uint32_t me) {
-  if (IsFreeingOwner(seen)) {
-    // The dead one was freeing it: finish the free.
-    if (!owners_[b.value()].compare_exchange_strong(seen, FreeingBy(me))) return false;
-    ClearBits({b, 1});
-    owners_[b.value()].store(kFreeBlock);
-    return true;
-  }
-  if (IsSlotOwner(seen) && !IsUsed(b)) {
-    // Claimed but its bit never set: the claim is void.
-    return owners_[b.value()].compare_exchange_strong(seen, kFreeBlock);
-  }
-  return false;
-}
-
-bool BlockAllocator::AdoptIfOwner(LogicalBlock b, BlockOwner expected) {
-  return owners_[b.value()].compare_exchange_strong(expected, kLogOwner);
+bool BlockAllocator::VoidDeadClaim(LogicalBlock b, BlockOwner dead) {
+  return !IsUsed(b) && owners_[b.value()].compare_exchange_strong(dead, kFreeBlock);
 }
 
 void BlockAllocator::MarkUsed(BlockRun run) {

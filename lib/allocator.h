@@ -36,16 +36,16 @@ class BlockAllocator {
   void Release(BlockRun run, uint32_t me);
   // Hands committed blocks to the log: from now on their superseder frees them.
   void Adopt(BlockRun run);
-  // Frees blocks a commit superseded, each only if it is still log-owned: a sweep may have freed
-  // it already. REQUIRES: the superseding commit is in the log.
-  void FreeSuperseded(BlockRun run, uint32_t me);
-  // Frees one in-use block if its owner is still `expected`. Returns true if `me` freed it.
-  bool FreeIfOwner(LogicalBlock b, BlockOwner expected, uint32_t me);
-  // Finishes what a dead slot left half done on block b (owner `seen`): a claim without its bit,
-  // or a free that did not finish. Returns true if it changed anything.
-  bool FinishDead(LogicalBlock b, BlockOwner seen, uint32_t me);
-  // Sets the owner of a referenced block whose claimer died after committing it.
-  bool AdoptIfOwner(LogicalBlock b, BlockOwner expected);
+  // Claims an in-use block for freeing: CAS expected -> FreeingBy(me). While claimed nobody else
+  // frees or reuses it, so the claimer can check at leisure whether the log still references it.
+  bool Claim(LogicalBlock b, BlockOwner expected, uint32_t me);
+  // Frees a block `me` claimed. REQUIRES: no commit in the log references it any more.
+  void FreeClaimed(LogicalBlock b);
+  // Gives a claimed block back to the log (it is still referenced).
+  void Unclaim(LogicalBlock b) { owners_[b.value()].store(kLogOwner); }
+  // A dead slot's mark on a block whose bit is clear (an allocation claim it never finished, or a
+  // free that cleared the bit but not the owner) is void. Returns true if it was.
+  bool VoidDeadClaim(LogicalBlock b, BlockOwner dead);
 
   BlockOwner OwnerOf(LogicalBlock b) const { return owners_[b.value()].load(std::memory_order_acquire); }
   bool IsUsed(LogicalBlock b) const {

@@ -35,10 +35,13 @@ Result<Commit> DecodeCommit(uint64_t entry, uint64_t num_blocks, BlockResolver& 
   }
   const uint8_t* first = blocks.Resolve(p->block, 1);
   if (first == nullptr) return Status::Error(EUCLEAN, "extended record block index out of range");
+  if (p->offset + sizeof(pmem::ExtRecordHeader) > kBlockSize) {
+    // A header may not straddle blocks: the next block need not exist.
+    return Status::Error(EUCLEAN, "extended record header crosses its block");
+  }
   pmem::ExtRecordHeader h;
   memcpy(&h, first + p->offset, sizeof(h));
-  if (p->offset + sizeof(h) > kBlockSize || h.magic != pmem::kExtMagic || h.reserved0 != 0 ||
-      h.reserved1 != 0) {
+  if (h.magic != pmem::kExtMagic || h.reserved0 != 0 || h.reserved1 != 0) {
     return Status::Error(EUCLEAN, "extended record has a bad magic");
   }
   if (h.kind != static_cast<uint8_t>(pmem::ExtKind::kWrite) &&

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 #include "lib/crc32c.h"
@@ -168,7 +169,26 @@ Status FileCore::Allocate(uint64_t nblocks, std::vector<BlockRun>* runs) {
   while (left > 0) {
     BlockRun r = alloc_->TryAllocate(static_cast<uint32_t>(std::min<uint64_t>(left, UINT32_MAX)), slot_);
     if (r.count == 0) {
-      // Out of space: take back what dead processes left behind before growing the file.
+      // Out of space: take back our own deferred frees, then what dead processes left behind,
+      // before growing the file.
+      bool had_pending = false;
+      {
+        std::lock_guard lock(pending_mu_);
+        had_pending = !pending_.empty();
+      }
+      if (had_pending) {
+        TERN_TRY(FlushLog());
+        r = alloc_->TryAllocate(static_cast<uint32_t>(std::min<uint64_t>(left, UINT32_MAX)), slot_);
+        if (r.count > 0) {
+          if (!runs->empty() && runs->back().end() == r.start) {
+            runs->back().count += r.count;
+          } else {
+            runs->push_back(r);
+          }
+          left -= r.count;
+          continue;
+        }
+      }
       auto reclaimed = ReclaimDeadSlots();
       if (reclaimed.ok() && *reclaimed > 0) continue;
       Status st = Grow(left);
@@ -224,9 +244,6 @@ void FileCore::AdoptRuns(const std::vector<BlockRun>& runs) {
   for (const BlockRun& r : runs) alloc_->Adopt(r);
 }
 
-void FileCore::FreeSupersededRuns(const std::vector<BlockRun>& runs) {
-  for (const BlockRun& r : runs) alloc_->FreeSuperseded(r, slot_);
-}
 
 Result<FileCore::RecordPlace> FileCore::ReserveRecord(uint32_t bytes) {
   bytes = (bytes + 7) & ~7u;
@@ -268,25 +285,54 @@ uint64_t FileCore::WriteRecord(const RecordPlace& place, pmem::ExtKind kind, uin
   return pmem::EncodeExtended({place.block, place.offset});
 }
 
-void FileCore::CollectMapped(uint32_t first, uint32_t end, std::vector<BlockRun>* out) const {
-  for (uint32_t v = first; v < end; ++v) {
-    uint32_t l = table_.Get(v);
-    if (l == 0) continue;
-    if (!out->empty() && out->back().end() == LogicalBlock(l)) {
-      out->back().count++;
+void FileCore::SupersedeClaims::Update(uint32_t first, uint32_t end) {
+  BlockAllocator& alloc = *core_->alloc_;
+  std::vector<std::pair<uint32_t, uint32_t>> kept;
+  for (auto [v, l] : held_) {
+    if (core_->table_.Get(v) != l) {
+      alloc.FreeClaimed(LogicalBlock(l));  // a commit in the log superseded it
+    } else if (v >= first && v < end) {
+      kept.emplace_back(v, l);
     } else {
-      out->push_back({LogicalBlock(l), 1});
+      alloc.Unclaim(LogicalBlock(l));
     }
+  }
+  held_.clear();
+  auto it = kept.begin();
+  for (uint32_t v = first; v < end; ++v) {
+    while (it != kept.end() && it->first < v) ++it;
+    if (it != kept.end() && it->first == v) {
+      held_.push_back(*it);
+      continue;
+    }
+    uint32_t l = core_->table_.Get(v);
+    if (l != 0 && alloc.Claim(LogicalBlock(l), kLogOwner, core_->slot_)) held_.emplace_back(v, l);
   }
 }
 
-Status FileCore::Fsync() {
-  TERN_ASSIGN_OR_RETURN(LogPos tail, Refresh());
+void FileCore::SupersedeClaims::Committed(LogPos pos) {
+  size_t pending = 0;
+  {
+    std::lock_guard lock(core_->pending_mu_);
+    for (auto [v, l] : held_) core_->pending_.push_back({pos + 1, l});
+    pending = core_->pending_.size();
+  }
+  held_.clear();
+  // Bounded: a process that never fsyncs still gets its space back.
+  if (pending > kMaxPendingFrees) (void)core_->FlushLog();
+}
+
+void FileCore::SupersedeClaims::Abandon() {
+  Update(0, 0);
+}
+
+void FileCore::FlushLogLocked() {
+  LogPos tail = applied_.load();
   LogPos pos = durable_.load();
   // Flush the slots of every commit not yet flushed, one contiguous range per log block.
   while (pos < tail) {
     uint64_t* slot = SlotAddress(pos);
-    if (slot == nullptr) return Damaged("log position vanished during fsync");
+    if (slot == nullptr) break;  // cannot happen below applied_
     LogPos block_end = pos < pmem::kMetaSlots
                            ? pmem::kMetaSlots
                            : pos + pmem::kLogSlots - (pos - pmem::kMetaSlots) % pmem::kLogSlots;
@@ -298,15 +344,47 @@ Status FileCore::Fsync() {
   LogPos cur = durable_.load();
   while (cur < tail && !durable_.compare_exchange_weak(cur, tail)) {
   }
+}
+
+void FileCore::FreeDurable() {
+  LogPos durable = durable_.load();
+  std::vector<uint32_t> ready;
+  {
+    std::lock_guard lock(pending_mu_);
+    auto keep = std::partition(pending_.begin(), pending_.end(),
+                               [&](const PendingFree& p) { return p.durable_after > durable; });
+    for (auto it = keep; it != pending_.end(); ++it) ready.push_back(it->lblock);
+    pending_.erase(keep, pending_.end());
+  }
+  for (uint32_t l : ready) alloc_->FreeClaimed(LogicalBlock(l));
+}
+
+Status FileCore::FlushLog() {
+  TERN_TRY(Refresh().status());
+  {
+    std::lock_guard lock(mu_);
+    FlushLogLocked();
+  }
+  FreeDurable();
   return Status::Ok();
 }
 
+Status FileCore::Fsync() {
+  OpGuard guard(this);
+  TERN_TRY(guard.status());
+  return FlushLog();
+}
+
 Result<uint64_t> FileCore::Size() {
+  OpGuard guard(this);
+  TERN_TRY(guard.status());
   TERN_TRY(Refresh().status());
   return table_.size();
 }
 
 Status FileCore::Stat(struct stat* st) {
+  OpGuard guard(this);
+  TERN_TRY(guard.status());
   TERN_TRY(Refresh().status());
   if (fstat(backing_->fd(), st) != 0) return Status::Error(errno, "fstat");
   st->st_size = static_cast<off_t>(table_.size());
@@ -321,18 +399,14 @@ FileCounters FileCore::Counters() const {
 }
 
 Result<uint64_t> FileCore::BlocksReachable() {
+  OpGuard guard(this);
+  TERN_TRY(guard.status());
   TERN_TRY(Refresh().status());
+  std::vector<uint64_t> referenced;
   std::lock_guard lock(mu_);
-  uint64_t n = 1 + chain_len_.load() + table_.mapped_count();
-  // Extended records: count distinct record blocks referenced by the log.
-  std::vector<uint32_t> record_blocks;
-  for (LogPos pos = 0; pos < applied_.load(); ++pos) {
-    auto c = DecodeCommit(pmem::Load64(SlotAddress(pos)), alloc_->num_blocks(), *this, false);
-    if (!c.ok()) return c.status();
-    for (uint32_t i = 0; i < c->record.count; ++i) record_blocks.push_back(c->record.start.value() + i);
-  }
-  std::sort(record_blocks.begin(), record_blocks.end());
-  n += static_cast<uint64_t>(std::unique(record_blocks.begin(), record_blocks.end()) - record_blocks.begin());
+  TERN_TRY(CollectReferenced(&referenced));
+  uint64_t n = 0;
+  for (uint64_t w : referenced) n += static_cast<uint64_t>(std::popcount(w));
   return n;
 }
 

@@ -25,6 +25,7 @@
 #include "lib/atomic_array.h"
 #include "lib/backing.h"
 #include "lib/block_table.h"
+#include "lib/checkpoint_format.h"
 #include "lib/commit.h"
 #include "lib/file.h"
 #include "lib/log_block_format.h"
@@ -41,7 +42,7 @@ struct ProcessInfo {
   uint32_t pid;
 };
 
-class FileCore : public BlockResolver {
+class FileCore : public BlockResolver, public std::enable_shared_from_this<FileCore> {
  public:
   // Opens the backing file at `path`: formats it when it is new (empty and writable), replays its
   // log, and attaches to (or, as the only opener, rebuilds) its shared state. Flags as File::Open;
@@ -71,6 +72,11 @@ class FileCore : public BlockResolver {
   dev_t dev() const { return dev_; }
   ino_t ino() const { return ino_; }
   FileCounters Counters() const;
+  // Compacts the log into a checkpoint and frees what it made unreachable, without stopping
+  // readers or writers (file_core_gc.cc). EBUSY when another process is compacting this file.
+  Result<CompactStats> Compact();
+  // Log entries an opener would replay now.
+  uint64_t LogLength() const { return applied_.load() - ckpt_pos_.load(); }
   // Frees what dead processes allocated but never committed; returns how many dead slots it found.
   Result<uint64_t> ReclaimDeadSlots();
   std::vector<ProcessInfo> AttachedProcesses() const;
@@ -97,9 +103,41 @@ class FileCore : public BlockResolver {
   Status RebuildSharedState();
   Status ScrubTail();
 
+  // --- compaction (file_core_gc.cc) ---
+  static constexpr uint64_t kMinCompactEntries = pmem::kLogSlots;
+  static constexpr uint64_t kAutoCompactEntries = 16 * pmem::kLogSlots;
+  // Brackets every operation: counts it for GC's grace period, and first catches this process up
+  // to the checkpoint when it lags behind GC's floor. status() reports a failed catch-up.
+  class OpGuard {
+   public:
+    explicit OpGuard(FileCore* core);
+    ~OpGuard();
+    OpGuard(const OpGuard&) = delete;
+    OpGuard& operator=(const OpGuard&) = delete;
+    Status status() const { return status_; }
+
+   private:
+    FileCore* core_;
+    OpCell* cell_ = nullptr;
+    uint32_t parity_ = 0;
+    Status status_;
+  };
+  struct Checkpoint {
+    pmem::CheckpointHeader header;
+    std::vector<MapRun> runs;
+    BlockRun blocks;
+  };
+  Result<Checkpoint> ReadCheckpoint(LogicalBlock block);
+  // Adopts the newest checkpoint (and jumps the table to it when behind). REQUIRES: mu_ held.
+  Status RefreshCheckpointLocked();
+  Result<CompactStats> CompactLocked();
+  bool WaitForOldOperations(uint32_t parity);
+  void MaybeScheduleCompaction(LogPos tail);
+
   // --- process slots (file_core_slots.cc) ---
   static constexpr uint32_t kNoSlot = UINT32_MAX;
-  Status AcquireSlot();
+  // Takes a free slot; *was_dirty tells that its previous process died (the caller sweeps).
+  Status AcquireSlot(bool* was_dirty);
   void ReleaseSlot();
   // Frees what dead processes (slots in dead_slots, whose locks we hold) and dead superseders left.
   Status Sweep(const std::vector<uint32_t>& dead_slots);
@@ -124,15 +162,49 @@ class FileCore : public BlockResolver {
   struct VRange { uint32_t lo = 0, hi = 0; bool empty() const { return lo >= hi; } };
   Result<VRange> ChangedIn(LogPos from, LogPos to, uint32_t first, uint32_t end);
 
+  // --- durability-ordered freeing (file_core.cc) ---
+  // Flushes every commit slot up to the tail; then frees deferred blocks whose superseding commit
+  // is now durable. REQUIRES (FlushLogLocked): mu_ held, which fixes the tail at applied_.
+  Status FlushLog();
+  void FlushLogLocked();
+  void FreeDurable();
+  struct PendingFree {
+    LogPos durable_after;  // free once durable_ reaches it
+    uint32_t lblock;       // claimed by this process
+  };
+  static constexpr size_t kMaxPendingFrees = 4096;  // then a write flushes the log itself
+
   // --- space (file_core.cc) ---
   Status Grow(uint64_t min_blocks);
   Status Allocate(uint64_t nblocks, std::vector<BlockRun>* runs);
   Result<BlockRun> AllocateContiguous(uint32_t nblocks);
   // Ownership transitions of allocated blocks (allocator.h): our uncommitted blocks go back to the
-  // pool; committed ones are handed to the log; superseded ones are freed if still log-owned.
+  // pool; committed ones are handed to the log.
   void ReleaseRuns(const std::vector<BlockRun>& runs);
   void AdoptRuns(const std::vector<BlockRun>& runs);
-  void FreeSupersededRuns(const std::vector<BlockRun>& runs);
+
+  // The blocks a commit in progress will supersede, claimed before its CAS so that nobody else
+  // frees (or reuses) them meanwhile; freed by the committer once the commit is in the log.
+  class SupersedeClaims {
+   public:
+    explicit SupersedeClaims(FileCore* core) : core_(core) {}
+    ~SupersedeClaims() { Abandon(); }
+    SupersedeClaims(const SupersedeClaims&) = delete;
+    SupersedeClaims& operator=(const SupersedeClaims&) = delete;
+    // After a Refresh: frees claimed blocks another commit superseded meanwhile, gives back those
+    // outside [first, end), and claims the blocks mapped there now. A block somebody else has
+    // claimed is theirs to free.
+    void Update(uint32_t first, uint32_t end);
+    // The commit at `pos` is in the log: its claimed blocks are freed once it is durable (a power
+    // failure could otherwise bring back a log that maps them after they were reused).
+    void Committed(LogPos pos);
+    // No commit: frees what others superseded, gives the rest back to the log.
+    void Abandon();
+
+   private:
+    FileCore* core_;
+    std::vector<std::pair<uint32_t, uint32_t>> held_;  // (vblock, lblock), ascending vblock
+  };
   // Where an extended record goes: inside the shared arena block, or in `dedicated` blocks of its
   // own (records larger than a block), which the writer adopts on commit or releases.
   struct RecordPlace { LogicalBlock block; uint32_t offset; uint32_t capacity; uint32_t dedicated; };
@@ -141,8 +213,6 @@ class FileCore : public BlockResolver {
   // Writes an extended record and flushes it (unfenced); returns its commit entry.
   uint64_t WriteRecord(const RecordPlace& place, pmem::ExtKind kind, uint64_t new_size,
                        const std::vector<pmem::ExtRun>& runs);
-  // Collects the blocks currently mapped in [first, end) (for freeing after a commit).
-  void CollectMapped(uint32_t first, uint32_t end, std::vector<BlockRun>* out) const;
   // Writes bytes [from, to) of virtual block v's current content into the new block dst (zeros for
   // a hole), flushed, unfenced.
   void FillFromCurrent(uint8_t* dst, uint32_t v, uint32_t from, uint32_t to);
@@ -170,9 +240,20 @@ class FileCore : public BlockResolver {
   // Replay position. seq_cst: readers order it against table_.size() (file_core_read.cc).
   std::atomic<uint64_t> applied_{0};
   std::atomic<uint64_t> durable_{0};    // log positions below it are flushed
+  // The checkpoint this process knows of: positions before ckpt_pos_ and chain blocks before
+  // chain_first_ are never read again.
+  std::atomic<uint64_t> ckpt_pos_{0};
+  std::atomic<uint64_t> ckpt_block_{0};
+  std::atomic<uint32_t> chain_first_{0};
+ public:
+  std::atomic<bool> compaction_scheduled_{false};  // the Pool's GC thread has it queued
+ private:
 
   uint32_t slot_ = kNoSlot;
+  std::mutex pending_mu_;
+  std::vector<PendingFree> pending_;    // guarded by pending_mu_
   std::mutex grow_mu_;
+  std::atomic<bool> compacting_{false};  // one compaction at a time in this process
   std::mutex arena_mu_;
   LogicalBlock arena_block_;            // guarded by arena_mu_: block for small extended records
   uint32_t arena_used_ = kBlockSize;    // guarded by arena_mu_

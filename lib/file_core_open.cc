@@ -23,7 +23,8 @@ constexpr int kMaxOpenAttempts = 100;
 
 uint32_t HeaderChecksum(pmem::MetaHeader h) {
   h.checksum = 0;
-  h.log_head = 0;  // changes after format; not covered
+  h.log_head = 0;  // these two change after format; not covered
+  h.checkpoint = 0;
   return Crc32c(&h, sizeof(h));
 }
 
@@ -116,7 +117,6 @@ Result<std::shared_ptr<FileCore>> FileCore::Open(const std::string& path, int fl
     if (exclusive) {
       TERN_TRY(core->Recover(true, st));
       TERN_TRY(LockShared(fd));  // downgrade: others may come in now
-      TERN_TRY(core->AcquireSlot());
       return core;
     }
     auto shared = SharedState::Attach(core->shared_name_);
@@ -129,7 +129,6 @@ Result<std::shared_ptr<FileCore>> FileCore::Open(const std::string& path, int fl
     core->shared_ = std::move(*shared);
     core->alloc_ = std::make_unique<BlockAllocator>(core->shared_.get());
     TERN_TRY(core->Recover(false, st));
-    TERN_TRY(core->AcquireSlot());
     return core;
   }
   return Status::Error(EAGAIN, "file kept changing while opening");
@@ -162,9 +161,18 @@ Status FileCore::Recover(bool exclusive, const struct stat& st) {
     alloc_ = std::make_unique<BlockAllocator>(shared_.get());
   }
   TERN_TRY(backing_->EnsureMapped(alloc_->num_blocks()));
+  // The slot comes before replay: replay runs as an operation, which GC must be able to count.
+  bool dirty = false;
+  TERN_TRY(AcquireSlot(&dirty));
   {
-    std::lock_guard lock(mu_);
-    TERN_TRY(ReplayLocked());
+    OpGuard guard(this);
+    TERN_TRY(guard.status());
+    {
+      std::lock_guard lock(mu_);
+      TERN_TRY(RefreshCheckpointLocked());
+      TERN_TRY(ReplayLocked());
+    }
+    if (dirty) TERN_TRY(Sweep({slot_}));  // the slot's last process died: take back what it left
   }
   if (!exclusive) return Status::Ok();
   // Only a file that replayed cleanly is changed: a refused open leaves the bytes as they were.
@@ -239,6 +247,10 @@ Status FileCore::RebuildSharedState() {
 }
 
 FileCore::~FileCore() {
+  if (shared_ != nullptr && slot_ != kNoSlot && backing_->writable()) {
+    Status st = FlushLog();  // deferred frees wait for durability; closing settles them
+    if (!st.ok()) TERN_LOG_WARN("%s: at close: %s", path_.c_str(), st.context());
+  }
   if (shared_ != nullptr) {
     {
       std::lock_guard lock(arena_mu_);

@@ -48,6 +48,8 @@ Result<size_t> FileCore::Read(void* buf, size_t n, uint64_t offset) {
   auto* out = static_cast<uint8_t*>(buf);
   auto lookup = [this](uint32_t v) { return table_.Get(v); };
   auto address = [this](uint32_t l, uint32_t count) { return Resolve(LogicalBlock(l), count); };
+  OpGuard guard(this);
+  TERN_TRY(guard.status());
   // Each pass reads the file as of one log position; a pass is abandoned when the size changed.
   for (;;) {
     TERN_ASSIGN_OR_RETURN(LogPos pos, Refresh());

@@ -27,10 +27,16 @@ Status FileCore::CollectReferenced(std::vector<uint64_t>* bits) {
       if (x < nblocks) (*bits)[x / 64] |= uint64_t{1} << (x % 64);
     }
   };
+  TERN_TRY(RefreshCheckpointLocked());
   mark(0, 1);
+  uint64_t ck = ckpt_block_.load();
+  if (ck != 0) {
+    TERN_ASSIGN_OR_RETURN(Checkpoint c, ReadCheckpoint(LogicalBlock(static_cast<uint32_t>(ck))));
+    mark(c.blocks.start.value(), c.blocks.count);
+  }
   uint32_t chain_len = chain_len_.load();
-  for (uint32_t k = 0; k < chain_len; ++k) mark(chain_.Get(k), 1);
-  for (LogPos pos = 0; pos < applied_.load(); ++pos) {
+  for (uint32_t k = chain_first_.load(); k < chain_len; ++k) mark(chain_.Get(k), 1);
+  for (LogPos pos = ckpt_pos_.load(); pos < applied_.load(); ++pos) {
     auto c = DecodeCommit(pmem::Load64(SlotAddress(pos)), nblocks, *this, false);
     if (!c.ok()) return c.status();
     if (c->record.count > 0) mark(c->record.start.value(), c->record.count);
@@ -43,41 +49,54 @@ Status FileCore::CollectReferenced(std::vector<uint64_t>* bits) {
 }
 
 Status FileCore::Sweep(const std::vector<uint32_t>& dead_slots) {
-  // Frees every allocated block nobody else will ever free, and finishes what dead processes left
-  // half done (owner states: shared_state.h). Candidates for freeing are taken *before* the
-  // refresh: a block that turns log-owned later was committed before that, so the refresh sees it
-  // referenced. Every change is a CAS on the owner, so a live writer racing us for a block it
-  // superseded frees it at most once between us.
+  // Frees every allocated block nobody else will ever free — what dead processes allocated and
+  // never committed, or claimed and never freed, and log-owned blocks the log no longer references
+  // (their superseder died before freeing them) — and finishes dead processes' half-done steps.
+  // Owner states: shared_state.h. Freeing goes claim first, then a second look at the log, so a
+  // block freed and reused meanwhile (ABA) is given back, never freed under its new owner.
   std::vector<uint8_t> dead(kMaxSlots, 0);
   for (uint32_t slot : dead_slots) dead[slot] = 1;
   auto is_dead = [&](BlockOwner o) {
     return (IsSlotOwner(o) || IsFreeingOwner(o)) && dead[SlotOfOwner(o)] != 0;
   };
-  uint64_t nblocks = alloc_->num_blocks();
+  // The log state judged must be durable before anything it no longer references is freed: a
+  // power failure would otherwise bring back a log that maps a reused block.
+  auto referenced_now = [&](std::vector<uint64_t>* bits) -> Status {
+    TERN_TRY(Refresh().status());
+    std::lock_guard lock(mu_);
+    TERN_TRY(CollectReferenced(bits));
+    FlushLogLocked();
+    return Status::Ok();
+  };
+  auto in = [](const std::vector<uint64_t>& bits, uint64_t b) { return (bits[b / 64] >> (b % 64)) & 1; };
+
+  std::vector<uint64_t> first_look;
+  TERN_TRY(referenced_now(&first_look));
+  uint64_t nblocks = std::min<uint64_t>(alloc_->num_blocks(), first_look.size() * 64);
   uint64_t finished = 0;
-  std::vector<std::pair<uint32_t, BlockOwner>> candidates;
+  std::vector<uint32_t> claimed;
   for (uint64_t b = 1; b < nblocks; ++b) {
     LogicalBlock block(static_cast<uint32_t>(b));
     BlockOwner owner = alloc_->OwnerOf(block);
-    if (IsFreeingOwner(owner) || (IsSlotOwner(owner) && !alloc_->IsUsed(block))) {
-      if (is_dead(owner) && alloc_->FinishDead(block, owner, slot_)) ++finished;
-    } else if (alloc_->IsUsed(block) && (owner == kLogOwner || is_dead(owner))) {
-      candidates.emplace_back(block.value(), owner);
-    }
-  }
-  TERN_TRY(Refresh().status());
-  std::vector<uint64_t> referenced;
-  {
-    std::lock_guard lock(mu_);
-    TERN_TRY(CollectReferenced(&referenced));
-  }
-  uint64_t freed = 0;
-  for (auto [b, owner] : candidates) {
-    if ((referenced[b / 64] >> (b % 64)) & 1) {
-      if (owner != kLogOwner) alloc_->AdoptIfOwner(LogicalBlock(b), owner);  // committed, then its owner died
+    if (!alloc_->IsUsed(block)) {
+      if (is_dead(owner) && alloc_->VoidDeadClaim(block, owner)) ++finished;  // claim or free half done
       continue;
     }
-    if (alloc_->FreeIfOwner(LogicalBlock(b), owner, slot_)) ++freed;
+    bool dead_owned = is_dead(owner);
+    if (owner != kLogOwner && !dead_owned) continue;
+    if (in(first_look, b) && owner == kLogOwner) continue;  // live; the common case
+    if (alloc_->Claim(block, owner, slot_)) claimed.push_back(block.value());
+  }
+  std::vector<uint64_t> second_look;
+  TERN_TRY(referenced_now(&second_look));
+  uint64_t freed = 0;
+  for (uint32_t b : claimed) {
+    if (b / 64 < second_look.size() && in(second_look, b)) {
+      alloc_->Unclaim(LogicalBlock(b));  // referenced: committed by a dead process, or reused
+    } else {
+      alloc_->FreeClaimed(LogicalBlock(b));
+      ++freed;
+    }
   }
   shared_->header()->reclaimed_blocks.fetch_add(freed + finished);
   TERN_LOG_INFO("%s: sweep after %zu dead process(es) freed %llu blocks, finished %llu", path_.c_str(),
@@ -86,21 +105,15 @@ Status FileCore::Sweep(const std::vector<uint32_t>& dead_slots) {
   return Status::Ok();
 }
 
-Status FileCore::AcquireSlot() {
+Status FileCore::AcquireSlot(bool* was_dirty) {
+  *was_dirty = false;
   uint64_t start = shared_->header()->slot_hint.load() % kMaxSlots;
   for (uint32_t i = 0; i < kMaxSlots; ++i) {
     auto slot = static_cast<uint32_t>((start + i) % kMaxSlots);
     TERN_ASSIGN_OR_RETURN(bool taken, TryLockSlot(backing_->fd(), slot));
     if (!taken) continue;  // a live process holds it
     ProcessSlot& s = shared_->slots()[slot];
-    if (s.state.load() == ProcessSlot::kUsed) {  // its process died: take back what it left
-      Status st = Sweep({slot});
-      if (!st.ok()) {
-        UnlockSlot(backing_->fd(), slot);
-        return st;
-      }
-      shared_->header()->reclaimed_slots.fetch_add(1);
-    }
+    *was_dirty = s.state.load() == ProcessSlot::kUsed;  // its process died: the caller sweeps
     s.pid.store(static_cast<uint32_t>(getpid()));
     s.state.store(ProcessSlot::kUsed);
     shared_->header()->slot_hint.store(slot + 1);
@@ -118,6 +131,8 @@ void FileCore::ReleaseSlot() {
 }
 
 Result<uint64_t> FileCore::ReclaimDeadSlots() {
+  OpGuard guard(this);
+  TERN_TRY(guard.status());
   // A dead slot is one marked used whose lock we can take. We keep the locks of the dead slots
   // we found until the sweep is done, so nobody reuses them meanwhile.
   std::vector<uint32_t> dead;
@@ -156,9 +171,11 @@ void FileCore::LockForFork() {
   mu_.lock();
   grow_mu_.lock();
   arena_mu_.lock();
+  pending_mu_.lock();
 }
 
 void FileCore::UnlockAfterFork() {
+  pending_mu_.unlock();
   arena_mu_.unlock();
   grow_mu_.unlock();
   mu_.unlock();
@@ -167,8 +184,10 @@ void FileCore::UnlockAfterFork() {
 void FileCore::AfterForkInChild() {
   // The child shares the parent's open file description, and with it the parent's open lock and
   // slot lock. It needs its own: a fresh open of the same inode, its own slot, and its own record
-  // arena (the parent keeps filling the one it has).
+  // arena (the parent keeps filling the one it has). Deferred frees are the parent's to finish.
   arena_used_ = kBlockSize;
+  pending_.clear();
+  compacting_.store(false);  // a compaction running in the parent did not come along
   slot_ = kNoSlot;
   char path[64];
   snprintf(path, sizeof(path), "/proc/self/fd/%d", backing_->fd());
@@ -180,7 +199,12 @@ void FileCore::AfterForkInChild() {
     return;
   }
   backing_->ReplaceFd(fd);
-  Status st = AcquireSlot();
+  bool dirty = false;
+  Status st = AcquireSlot(&dirty);
+  if (st.ok() && dirty) {
+    OpGuard guard(this);
+    st = guard.status().ok() ? Sweep({slot_}) : guard.status();
+  }
   if (!st.ok()) {
     TERN_LOG_ERROR("%s: after fork, no process slot: %s", path_.c_str(), st.context());
   }
@@ -190,6 +214,8 @@ void FileCore::AfterForkInChild() {
 
 namespace tern {
 Result<std::vector<std::pair<uint32_t, uint16_t>>> FileCore::UnreferencedInUse() {
+  OpGuard guard(this);
+  TERN_TRY(guard.status());
   TERN_TRY(Refresh().status());
   std::vector<uint64_t> referenced;
   {

@@ -11,9 +11,11 @@
 namespace tern {
 
 Status FileCore::UnmapBlocks(uint32_t first, uint32_t end) {
+  OpGuard guard(this);
+  TERN_TRY(guard.status());
   RecordPlace record{};
   bool has_record = false;
-  std::vector<BlockRun> superseded;
+  SupersedeClaims superseded(this);
   // OCC loop as in Write: redone at the new tail when another commit got there first.
   for (;;) {
     TERN_ASSIGN_OR_RETURN(LogPos pos, Refresh());
@@ -27,13 +29,12 @@ Status FileCore::UnmapBlocks(uint32_t first, uint32_t end) {
     uint64_t entry = WriteRecord(record, pmem::ExtKind::kWrite, size, {{first, 0, stop - first, 0}});
     TERN_TRY(EnsureSlot(pos));
     pmem::Drain();
-    superseded.clear();
-    CollectMapped(first, stop, &superseded);
+    superseded.Update(first, stop);
     uint64_t expected = 0;
     if (pmem::Cas64(SlotAddress(pos), expected, entry)) {
       shared_->header()->counters.commits.fetch_add(1, std::memory_order_relaxed);
       SettleRecord(record, true);
-      FreeSupersededRuns(superseded);
+      superseded.Committed(pos);
       return Status::Ok();
     }
     shared_->header()->counters.conflicts.fetch_add(1, std::memory_order_relaxed);
@@ -99,6 +100,8 @@ Status FileCore::Fallocate(int mode, uint64_t offset, uint64_t len) {
 }
 
 Result<uint64_t> FileCore::Seek(int whence, uint64_t offset) {
+  OpGuard guard(this);
+  TERN_TRY(guard.status());
   TERN_TRY(Refresh().status());
   uint64_t size = table_.size();
   if (offset >= size) return Status::Error(ENXIO, "offset at or past the end of the file");

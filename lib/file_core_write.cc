@@ -100,9 +100,11 @@ Result<size_t> FileCore::Write(const void* buf, size_t n, uint64_t offset, bool 
                                uint64_t* written_at) {
   if (!writable()) return Status::Error(EBADF, "file not open for writing");
   auto* data = static_cast<const uint8_t*>(buf);
+  OpGuard guard(this);
+  TERN_TRY(guard.status());
   WriteTx tx;
   RecordPlace record{};
-  std::vector<BlockRun> superseded;
+  SupersedeClaims superseded(this);
   Status failure = Status::Ok();
   // OCC loop. An attempt is invalidated when another commit takes the tail slot first; the next
   // attempt refreshes, recopies partial blocks whose source changed, and tries the new tail.
@@ -159,14 +161,14 @@ Result<size_t> FileCore::Write(const void* buf, size_t n, uint64_t offset, bool 
     if (!failure.ok()) break;
     // Data and record are durable before the commit can be.
     if (!test_hooks::SkipDataFence()) pmem::Drain();
-    superseded.clear();
-    CollectMapped(tx.first, tx.end, &superseded);
+    superseded.Update(tx.first, tx.end);
     uint64_t expected = 0;
     if (pmem::Cas64(SlotAddress(pos), expected, entry)) {
       shared_->header()->counters.commits.fetch_add(1, std::memory_order_relaxed);
       AdoptRuns(tx.runs);
       if (tx.has_record) SettleRecord(record, pmem::TagOf(entry) == pmem::EntryTag::kExtended);
-      FreeSupersededRuns(superseded);
+      superseded.Committed(pos);
+      MaybeScheduleCompaction(pos + 1);
       *written_at = off;
       return n;
     }
@@ -183,12 +185,14 @@ Status FileCore::Truncate(uint64_t new_size) {
 }
 
 Status FileCore::Resize(uint64_t new_size, bool grow_only) {
+  OpGuard guard(this);
+  TERN_TRY(guard.status());
   if (new_size > kMaxFileSize) return Status::Error(EFBIG, "size past the largest tern file");
   RecordPlace record{};
   bool has_record = false;
   BlockRun partial{};  // CoW copy of the new last block when the new size cuts inside it
   LogPos filled_at = 0;
-  std::vector<BlockRun> superseded;
+  SupersedeClaims superseded(this);
   Status failure = Status::Ok();
   // OCC loop, as in Write: redone at the new tail when another commit got there first.
   for (;;) {
@@ -243,9 +247,8 @@ Status FileCore::Resize(uint64_t new_size, bool grow_only) {
     failure = EnsureSlot(pos);
     if (!failure.ok()) break;
     pmem::Drain();
-    superseded.clear();
-    if (!runs.empty()) CollectMapped(cut, cut + 1, &superseded);
-    CollectMapped(keep, static_cast<uint32_t>(BlocksFor(size)), &superseded);
+    // The blocks past the new end, and the old last block when it is replaced by a partial copy.
+    superseded.Update(runs.empty() ? keep : cut, std::max(keep, static_cast<uint32_t>(BlocksFor(size))));
     uint64_t expected = 0;
     if (pmem::Cas64(SlotAddress(pos), expected, entry)) {
       shared_->header()->counters.commits.fetch_add(1, std::memory_order_relaxed);
@@ -257,7 +260,7 @@ Status FileCore::Resize(uint64_t new_size, bool grow_only) {
           alloc_->Adopt(partial);
         }
       }
-      FreeSupersededRuns(superseded);
+      superseded.Committed(pos);
       return Status::Ok();
     }
     shared_->header()->counters.conflicts.fetch_add(1, std::memory_order_relaxed);

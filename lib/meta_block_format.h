@@ -16,15 +16,17 @@ inline constexpr uint32_t kFormatVersion = 1;
 struct MetaHeader {          // first cache line of block 0
   uint64_t magic;            // kMetaMagic
   uint32_t format_version;   // refused at open if unknown
-  uint32_t checksum;         // crc32c of this line with checksum and log_head zeroed
+  uint32_t checksum;         // crc32c of this line with checksum, log_head and checkpoint zeroed
   uint32_t log_head;         // LogicalBlock of the first log block; 0 = inline slots only. CAS'd.
   uint32_t flags;            // none defined in version 1; must be 0
   uint64_t nonce;            // random at format; names the shared-state object
-  uint8_t reserved[32];
+  uint64_t checkpoint;       // LogicalBlock of the newest checkpoint record (0 = none). CAS'd by GC.
+  uint8_t reserved[24];
 };
 static_assert(sizeof(MetaHeader) == 64);
 static_assert(offsetof(MetaHeader, format_version) == 8 && offsetof(MetaHeader, checksum) == 12);
 static_assert(offsetof(MetaHeader, log_head) == 16 && offsetof(MetaHeader, nonce) == 24);
+static_assert(offsetof(MetaHeader, checkpoint) == 32);
 static_assert(std::is_trivially_copyable_v<MetaHeader> && std::is_standard_layout_v<MetaHeader>);
 
 inline constexpr uint32_t kMetaSlots = (kBlockSize - sizeof(MetaHeader)) / sizeof(uint64_t);  // 504

@@ -2,6 +2,10 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+
+#include <thread>
+
+#include "pmem/log.h"
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,9 +20,40 @@ Pool& Pool::Default() {
   return *pool;
 }
 
+void Pool::ScheduleCompaction(const std::shared_ptr<FileCore>& core) {
+  std::lock_guard lock(gc_mu_);
+  gc_queue_.push_back(core);
+  if (!gc_thread_running_) {
+    gc_thread_running_ = true;
+    std::thread([this] { GcThreadMain(); }).detach();
+  }
+  gc_cv_.notify_one();
+}
+
+void Pool::GcThreadMain() {
+  // Runs for the life of the process; compactions never block the threads that asked for them.
+  for (;;) {
+    std::weak_ptr<FileCore> next;
+    {
+      std::unique_lock lock(gc_mu_);
+      gc_cv_.wait(lock, [this] { return !gc_queue_.empty(); });
+      next = gc_queue_.front();
+      gc_queue_.erase(gc_queue_.begin());
+    }
+    if (auto core = next.lock()) {
+      auto stats = core->Compact();
+      if (!stats.ok() && stats.status().err() != EBUSY) {
+        TERN_LOG_WARN("%s: background compaction failed: %s", core->path().c_str(), stats.status().context());
+      }
+      core->compaction_scheduled_.store(false);
+    }
+  }
+}
+
 void Pool::PrepareFork() {
   // Quiesce: no engine mutex may be held by a thread that will not exist in the child.
   Pool& pool = Default();
+  pool.gc_mu_.lock();
   pool.mu_.lock();
   for (auto& [key, weak] : pool.cores_) {
     if (auto core = weak.lock()) pool.forking_.push_back(std::move(core));
@@ -31,6 +66,7 @@ void Pool::ParentAfterFork() {
   for (auto& core : pool.forking_) core->UnlockAfterFork();
   pool.forking_.clear();
   pool.mu_.unlock();
+  pool.gc_mu_.unlock();
 }
 
 void Pool::ChildAfterFork() {
@@ -41,6 +77,13 @@ void Pool::ChildAfterFork() {
   }
   pool.forking_.clear();
   pool.mu_.unlock();
+  // The GC thread did not come along; queued work is the parent's.
+  for (auto& weak : pool.gc_queue_) {
+    if (auto core = weak.lock()) core->compaction_scheduled_.store(false);
+  }
+  pool.gc_queue_.clear();
+  pool.gc_thread_running_ = false;
+  pool.gc_mu_.unlock();
 }
 
 Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int flags, mode_t mode) {

@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -28,13 +29,22 @@ class Pool {
   // serve the requested access. Errors as File::Open.
   Result<std::shared_ptr<FileCore>> OpenCore(const std::string& path, int flags, mode_t mode);
 
+  // Queues a log compaction of core on this process's background GC thread (started on first use).
+  void ScheduleCompaction(const std::shared_ptr<FileCore>& core);
+
  private:
   static void PrepareFork();
   static void ParentAfterFork();
   static void ChildAfterFork();
 
+  void GcThreadMain();
+
   std::mutex mu_;
   std::vector<std::shared_ptr<FileCore>> forking_;  // held between prepare and parent/child
+  std::mutex gc_mu_;
+  std::condition_variable gc_cv_;
+  std::vector<std::weak_ptr<FileCore>> gc_queue_;  // guarded by gc_mu_
+  bool gc_thread_running_ = false;                 // guarded by gc_mu_
   std::map<std::pair<dev_t, ino_t>, std::weak_ptr<FileCore>> cores_;  // guarded by mu_
 };
 

@@ -20,7 +20,7 @@
 namespace tern {
 
 inline constexpr uint64_t kSharedMagic = 0x5348535445524E31ull;
-inline constexpr uint32_t kSharedVersion = 2;
+inline constexpr uint32_t kSharedVersion = 3;
 
 struct SharedCounters {
   std::atomic<uint64_t> commits;
@@ -38,6 +38,15 @@ struct SharedHeader {
   std::atomic<uint64_t> slot_hint;   // where the next slot search starts
   std::atomic<uint64_t> reclaimed_blocks;  // blocks returned from dead processes
   std::atomic<uint64_t> reclaimed_slots;
+  // Log compaction (file_core_gc.cc). `floor`: no operation may read log positions below it (a
+  // process behind it reloads from the checkpoint). `epoch`: its parity says which op counters new
+  // operations use; GC flips it and waits for the old parity to drain before freeing old log blocks.
+  std::atomic<uint32_t> gc_owner;    // OwnerOf(slot) of the process compacting, 0 = none
+  std::atomic<uint32_t> reserved1;
+  std::atomic<uint64_t> floor;
+  std::atomic<uint64_t> epoch;
+  std::atomic<uint64_t> gc_runs;
+  std::atomic<uint64_t> gc_freed_blocks;
   SharedCounters counters;
 };
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
@@ -55,6 +64,15 @@ struct ProcessSlot {
 static_assert(sizeof(ProcessSlot) == 64);
 
 inline constexpr uint32_t kMaxSlots = 4096;  // processes with one file open at once
+
+// Counters of operations in progress, by epoch parity. Each process has kOpCellsPerSlot of them;
+// its threads spread over them, so threads rarely share a cache line.
+struct OpCell {
+  std::atomic<uint32_t> ops[2];
+  uint8_t reserved[56];
+};
+static_assert(sizeof(OpCell) == 64);
+inline constexpr uint32_t kOpCellsPerSlot = 16;
 // Owner map: who is responsible for an allocated block. Every state a process can leave behind
 // names it, so a dead process's half-done step is always found and finished by a sweep.
 //   kFreeBlock          free (its bitmap bit is clear)
@@ -80,7 +98,8 @@ class SharedState {
   // Layout: header block | slots | bitmap | owner map. The object is sparse: only what a file uses
   // is ever touched.
   static constexpr uint64_t kSlotsOffset = kBlockSize;
-  static constexpr uint64_t kBitmapOffset = kSlotsOffset + uint64_t{kMaxSlots} * sizeof(ProcessSlot);
+  static constexpr uint64_t kCellsOffset = kSlotsOffset + uint64_t{kMaxSlots} * sizeof(ProcessSlot);
+  static constexpr uint64_t kBitmapOffset = kCellsOffset + uint64_t{kMaxSlots} * kOpCellsPerSlot * sizeof(OpCell);
   static constexpr uint64_t kOwnersOffset = kBitmapOffset + kBitmapWords * sizeof(uint64_t);
   static constexpr uint64_t kObjectSize = kOwnersOffset + uint64_t{kMaxBlocks} * sizeof(BlockOwner);
 
@@ -105,6 +124,9 @@ class SharedState {
   SharedHeader* header() const { return static_cast<SharedHeader*>(base_); }
   std::atomic<uint64_t>* bitmap() const {
     return reinterpret_cast<std::atomic<uint64_t>*>(static_cast<char*>(base_) + kBitmapOffset);
+  }
+  OpCell* cells(uint32_t slot) const {
+    return reinterpret_cast<OpCell*>(static_cast<char*>(base_) + kCellsOffset) + uint64_t{slot} * kOpCellsPerSlot;
   }
   ProcessSlot* slots() const {
     return reinterpret_cast<ProcessSlot*>(static_cast<char*>(base_) + kSlotsOffset);

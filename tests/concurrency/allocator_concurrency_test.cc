@@ -145,7 +145,10 @@ TEST(AllocatorConcurrencyTest, RacingFreesFreeEachBlockOnce) {
       start.arrive_and_wait();
       for (uint32_t i = 0; i < kBlocks; ++i) {
         uint32_t b = (t % 2 == 0) ? i : kBlocks - 1 - i;
-        if (alloc.FreeIfOwner(LogicalBlock(b), kLogOwner, static_cast<uint32_t>(t))) frees[b].fetch_add(1);
+        if (alloc.Claim(LogicalBlock(b), kLogOwner, static_cast<uint32_t>(t))) {
+          alloc.FreeClaimed(LogicalBlock(b));
+          frees[b].fetch_add(1);
+        }
       }
     });
   }

@@ -72,6 +72,8 @@ class FsckTest : public ::testing::Test {
       for (uint64_t i = 0; i < op.length; ++i) bytes[i] = OpByte(op.seed, at + i);
       if (op.kind == OpKind::kTruncate) {
         ASSERT_TRUE((*f)->Truncate(op.offset).ok());
+      } else if (op.kind == OpKind::kFsync) {
+        ASSERT_TRUE((*f)->Fsync().ok());
       } else {
         ASSERT_TRUE((*f)->Pwrite(bytes.data(), bytes.size(), at).ok());
       }
@@ -168,10 +170,12 @@ TEST_F(FsckTest, InvalidEntryIsFoundAndCutAndTheFileOpensAgain) {
 }
 
 TEST_F(FsckTest, RepairNamesBlocksThatDroppedEntriesReused) {
-  // Position 2 damaged; later overwrites freed the blocks position 1 mapped and reused them.
+  // Position 2 damaged; later overwrites freed the blocks position 1 mapped and reused them
+  // (a superseded block is freed once the commit superseding it is durable: hence the fsyncs).
   Make({{OpKind::kWrite, 0, 2 * kBlockSize, 1}, {OpKind::kWrite, 0, 2 * kBlockSize, 2},
-        {OpKind::kWrite, 0, 2 * kBlockSize, 3}, {OpKind::kWrite, 0, 2 * kBlockSize, 4},
-        {OpKind::kWrite, 0, 2 * kBlockSize, 5}});
+        {OpKind::kFsync, 0, 0, 0}, {OpKind::kWrite, 0, 2 * kBlockSize, 3},
+        {OpKind::kFsync, 0, 0, 0}, {OpKind::kWrite, 0, 2 * kBlockSize, 4},
+        {OpKind::kFsync, 0, 0, 0}, {OpKind::kWrite, 0, 2 * kBlockSize, 5}});
   WriteAt<uint64_t>(path_, SlotOffset(2), 0x4);
   auto fixed = RepairFile(path_);
   ASSERT_TRUE(fixed.ok());

@@ -163,41 +163,51 @@ TEST_F(AllocatorTest, OwnershipFollowsAllocateAdoptAndRelease) {
   EXPECT_EQ(alloc_->CountUsed(), 5u);
 }
 
-TEST_F(AllocatorTest, FreeSupersededFreesOnlyLogOwnedBlocks) {
+TEST_F(AllocatorTest, ClaimedBlocksAreFreedOnceAndOnlyByTheClaimer) {
   Make(256);
   BlockRun committed = alloc_->TryAllocate(4, kMe);
   ASSERT_EQ(committed.count, 4u);
   alloc_->Adopt(committed);
   BlockRun pending = alloc_->TryAllocate(4, kMe);  // allocated, not committed
   ASSERT_EQ(pending.count, 4u);
-  alloc_->FreeSuperseded(committed, kMe);
-  alloc_->FreeSuperseded(pending, kMe);  // not log-owned: must stay with its allocator
   for (uint32_t i = 0; i < 4; ++i) {
-    EXPECT_FALSE(alloc_->IsUsed(committed.start + BlockCount{i}));
-    EXPECT_EQ(alloc_->OwnerOf(committed.start + BlockCount{i}), kFreeBlock);
-    EXPECT_TRUE(alloc_->IsUsed(pending.start + BlockCount{i}));
-    EXPECT_EQ(alloc_->OwnerOf(pending.start + BlockCount{i}), OwnerOf(kMe));
+    LogicalBlock c = committed.start + BlockCount{i};
+    LogicalBlock p = pending.start + BlockCount{i};
+    EXPECT_TRUE(alloc_->Claim(c, kLogOwner, kMe));
+    EXPECT_FALSE(alloc_->Claim(c, kLogOwner, kMe + 1)) << "a claimed block was claimed twice";
+    EXPECT_FALSE(alloc_->Claim(p, kLogOwner, kMe)) << "an uncommitted block is its allocator's";
+    EXPECT_TRUE(alloc_->IsUsed(c)) << "a claim alone frees nothing";
+    alloc_->FreeClaimed(c);
+    EXPECT_FALSE(alloc_->IsUsed(c));
+    EXPECT_EQ(alloc_->OwnerOf(c), kFreeBlock);
+    EXPECT_EQ(alloc_->OwnerOf(p), OwnerOf(kMe));
   }
   EXPECT_EQ(alloc_->CountUsed(), 4u);
-  // Freeing the superseded run again (a sweep that raced) does not touch blocks reused since.
-  std::vector<uint32_t> reused = Drain(64);
-  EXPECT_EQ(reused.size(), 252u);
-  uint64_t used = alloc_->CountUsed();
-  alloc_->FreeSuperseded(committed, kMe);
-  EXPECT_EQ(alloc_->CountUsed(), used) << "a stale free released blocks that were reallocated";
 }
 
-TEST_F(AllocatorTest, FreeIfOwnerFreesOnce) {
+TEST_F(AllocatorTest, UnclaimGivesABlockBackToTheLog) {
+  // The ABA case a sweep guards against: a block it saw unreferenced was freed and reused, and is
+  // log-owned again by the time the sweep claims it. The sweep looks again and gives it back.
   Make(128);
   alloc_->MarkUsed(BlockRun{LogicalBlock(10), 2});
   EXPECT_EQ(alloc_->OwnerOf(LogicalBlock(10)), kLogOwner);
-  EXPECT_FALSE(alloc_->FreeIfOwner(LogicalBlock(10), OwnerOf(5), kMe)) << "wrong expected owner";
+  EXPECT_FALSE(alloc_->Claim(LogicalBlock(10), OwnerOf(5), kMe)) << "wrong expected owner";
+  ASSERT_TRUE(alloc_->Claim(LogicalBlock(10), kLogOwner, kMe));
+  EXPECT_EQ(alloc_->OwnerOf(LogicalBlock(10)), FreeingBy(kMe));
+  alloc_->Unclaim(LogicalBlock(10));
+  EXPECT_EQ(alloc_->OwnerOf(LogicalBlock(10)), kLogOwner);
   EXPECT_TRUE(alloc_->IsUsed(LogicalBlock(10)));
-  EXPECT_TRUE(alloc_->FreeIfOwner(LogicalBlock(10), kLogOwner, kMe));
-  EXPECT_FALSE(alloc_->FreeIfOwner(LogicalBlock(10), kLogOwner, kMe)) << "freed twice";
-  EXPECT_FALSE(alloc_->IsUsed(LogicalBlock(10)));
-  EXPECT_TRUE(alloc_->IsUsed(LogicalBlock(11)));
-  EXPECT_EQ(alloc_->CountUsed(), 1u);
+  EXPECT_EQ(alloc_->CountUsed(), 2u);
+}
+
+TEST_F(AllocatorTest, DeadMarksOnFreeBlocksAreVoided) {
+  Make(128);
+  BlockRun r = alloc_->TryAllocate(2, kMe);
+  ASSERT_EQ(r.count, 2u);
+  alloc_->Release(r, kMe);
+  // A process that died after claiming an owner but before setting the bit leaves this state.
+  EXPECT_FALSE(alloc_->VoidDeadClaim(r.start, OwnerOf(kMe))) << "nothing to void on a clean block";
+  EXPECT_EQ(alloc_->TryAllocate(1, kMe + 1).count, 1u);
 }
 
 TEST_F(AllocatorTest, RandomAllocFreeMatchesAModel) {

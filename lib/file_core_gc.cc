@@ -1,0 +1,284 @@
+// FileCore: log compaction (GC), checkpoints, and the operation guard that makes freeing old log
+// blocks safe while other threads and processes keep reading and writing.
+//
+// Compact() replays the log privately up to the tail P, writes the resulting mapping as a
+// checkpoint record, and points the meta block at it with one CAS: from then on nothing before P
+// needs to be read. Old log blocks and records are freed only once no operation can still be in
+// them: GC raises the shared floor to P, flips the epoch, and waits until every live process's
+// operations of the old parity have finished (OpGuard counts them). An operation that starts
+// behind the floor first reloads this process's table from the checkpoint. Readers and writers
+// never wait for GC; GC waits for them (bounded) or leaves the freeing to its next run.
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <thread>
+
+#include "lib/checkpoint_format.h"
+#include "lib/crc32c.h"
+#include "lib/file_core.h"
+#include "lib/open_lock.h"
+#include "lib/pool.h"
+#include "pmem/log.h"
+#include "pmem/persist.h"
+
+namespace tern {
+namespace {
+
+constexpr uint64_t BlocksFor(uint64_t bytes) { return (bytes + kBlockSize - 1) / kBlockSize; }
+
+uint32_t ThreadCell() {
+  static std::atomic<uint32_t> next{0};
+  thread_local uint32_t cell = next.fetch_add(1) % kOpCellsPerSlot;
+  return cell;
+}
+
+}  // namespace
+
+FileCore::OpGuard::OpGuard(FileCore* core) : core_(core) {
+  if (core_->slot_ == kNoSlot) return;
+  SharedHeader* h = core_->shared_->header();
+  cell_ = &core_->shared_->cells(core_->slot_)[ThreadCell()];
+  // Count ourselves under the current parity; if GC flipped it meanwhile, move to the new one, so
+  // GC never misses an operation that may read below its new floor.
+  for (;;) {
+    uint64_t epoch = h->epoch.load();
+    parity_ = static_cast<uint32_t>(epoch & 1);
+    cell_->ops[parity_].fetch_add(1);
+    if (h->epoch.load() == epoch) break;
+    cell_->ops[parity_].fetch_sub(1);
+  }
+  if (core_->applied_.load() < h->floor.load()) {
+    std::lock_guard lock(core_->mu_);
+    status_ = core_->RefreshCheckpointLocked();
+  }
+}
+
+FileCore::OpGuard::~OpGuard() {
+  if (cell_ != nullptr) cell_->ops[parity_].fetch_sub(1, std::memory_order_release);
+}
+
+Result<FileCore::Checkpoint> FileCore::ReadCheckpoint(LogicalBlock block) {
+  Checkpoint ck;
+  uint64_t nblocks = alloc_->num_blocks();
+  const uint8_t* p = block.value() < nblocks ? Resolve(block, 1) : nullptr;
+  if (p == nullptr) return Damaged("checkpoint block index out of range");
+  memcpy(&ck.header, p, sizeof(ck.header));
+  const pmem::CheckpointHeader& h = ck.header;
+  if (h.magic != pmem::kCheckpointMagic || h.reserved != 0) return Damaged("checkpoint has a bad magic");
+  uint64_t span = BlocksFor(pmem::CheckpointBytes(h.nruns));
+  if (h.nruns > kMaxBlocks || block.value() + span > nblocks) return Damaged("checkpoint runs past the end of the file");
+  p = Resolve(block, static_cast<uint32_t>(span));
+  if (p == nullptr) return Damaged("checkpoint runs past the end of the file");
+  pmem::CheckpointHeader zeroed = h;
+  zeroed.crc = 0;
+  uint32_t crc = Crc32c(&zeroed, sizeof(zeroed));
+  crc = Crc32c(p + sizeof(h), h.nruns * sizeof(pmem::ExtRun), crc);
+  if (crc != h.crc) return Damaged("checkpoint checksum mismatch");
+  if (h.position < pmem::kMetaSlots || h.size > kMaxFileSize ||
+      h.chain_index != (h.position - pmem::kMetaSlots) / pmem::kLogSlots || h.chain_block >= nblocks ||
+      h.chain_block == 0) {
+    return Damaged("checkpoint names an impossible log position");
+  }
+  ck.runs.reserve(h.nruns);
+  for (uint32_t i = 0; i < h.nruns; ++i) {
+    pmem::ExtRun r;
+    memcpy(&r, p + sizeof(h) + uint64_t{i} * sizeof(r), sizeof(r));
+    if (r.reserved != 0 || r.nblocks == 0 || r.lblock == 0 || uint64_t{r.vblock} + r.nblocks > kMaxBlocks ||
+        uint64_t{r.lblock} + r.nblocks > nblocks) {
+      return Damaged("checkpoint maps a block index out of range");
+    }
+    ck.runs.push_back({VirtualBlock(r.vblock), LogicalBlock(r.lblock), r.nblocks});
+  }
+  ck.blocks = {block, static_cast<uint32_t>(span)};
+  return ck;
+}
+
+Status FileCore::RefreshCheckpointLocked() {
+  uint64_t at = pmem::Load64(&meta()->header.checkpoint);
+  if (at == ckpt_block_.load()) return Status::Ok();
+  if (at > UINT32_MAX) return Damaged("checkpoint pointer out of range");
+  TERN_ASSIGN_OR_RETURN(Checkpoint ck, ReadCheckpoint(LogicalBlock(static_cast<uint32_t>(at))));
+  const pmem::CheckpointHeader& h = ck.header;
+  // The block holding the checkpoint position starts the chain this process needs from now on.
+  const pmem::LogBlockTrailer& t = LogBlockAt(LogicalBlock(h.chain_block))->trailer;
+  if (Resolve(LogicalBlock(h.chain_block), 1) == nullptr || t.magic != pmem::kLogMagic ||
+      t.seq != h.chain_index + 1) {
+    return Damaged("checkpoint names a block that is not its log block");
+  }
+  chain_.Set(h.chain_index, h.chain_block);
+  if (chain_len_.load() < h.chain_index + 1) chain_len_.store(h.chain_index + 1, std::memory_order_release);
+  chain_first_.store(h.chain_index);
+  if (applied_.load() < h.position) {
+    // Behind the checkpoint: jump to it. Only entries that differ change, so concurrent readers
+    // never see a transient hole; they catch the changes by validating over [their position, P).
+    table_.Load(ck.runs, h.size);
+    applied_.store(h.position);
+  }
+  uint64_t durable = durable_.load();
+  while (durable < h.position && !durable_.compare_exchange_weak(durable, h.position)) {
+  }
+  ckpt_pos_.store(h.position);
+  ckpt_block_.store(at);
+  return Status::Ok();
+}
+
+Result<CompactStats> FileCore::Compact() {
+  if (!writable()) return Status::Error(EBADF, "file not open for writing");
+  if (slot_ == kNoSlot) return Status::Error(EIO, "no process slot: this process cannot compact");
+  SharedHeader* h = shared_->header();
+  // One compaction per file at a time: in this process by compact_mu_, across processes by the
+  // gc_owner claim; a dead process's claim is taken over.
+  if (compacting_.exchange(true)) return Status::Error(EBUSY, "this process is compacting this file");
+  uint32_t expected = 0;
+  bool claimed = h->gc_owner.compare_exchange_strong(expected, OwnerOf(slot_));
+  if (!claimed) {
+    uint32_t holder = SlotOfOwner(static_cast<BlockOwner>(expected));
+    auto taken = holder == slot_ || holder >= kMaxSlots ? Result<bool>(false) : TryLockSlot(backing_->fd(), holder);
+    if (taken.ok() && *taken) {  // the claimant died
+      UnlockSlot(backing_->fd(), holder);
+      claimed = h->gc_owner.compare_exchange_strong(expected, OwnerOf(slot_));
+    }
+  }
+  if (!claimed) {
+    compacting_.store(false);
+    return Status::Error(EBUSY, "another process is compacting this file");
+  }
+  auto result = CompactLocked();
+  h->gc_owner.store(0);
+  compacting_.store(false);
+  return result;
+}
+
+Result<CompactStats> FileCore::CompactLocked() {
+  CompactStats stats{};
+  SharedHeader* h = shared_->header();
+  LogPos position = 0;
+  {
+    OpGuard guard(this);
+    TERN_TRY(guard.status());
+    TERN_ASSIGN_OR_RETURN(position, Refresh());
+    {
+      std::lock_guard lock(mu_);
+      TERN_TRY(RefreshCheckpointLocked());
+    }
+    LogPos from = ckpt_pos_.load();
+    stats.entries_before = position - from;
+    if (position < pmem::kMetaSlots + pmem::kLogSlots || position - from < kMinCompactEntries) {
+      stats.log_blocks_after = chain_len_.load() - chain_first_.load();
+      return stats;  // too short to be worth it
+    }
+    TERN_TRY(EnsureSlot(position));
+    auto k = static_cast<uint32_t>((position - pmem::kMetaSlots) / pmem::kLogSlots);
+
+    // Replay [from, position) into a private table, starting from the current checkpoint: no lock
+    // is held meanwhile, so nobody waits for us.
+    BlockTable replay;
+    if (!replay.Init()) return Status::Error(ENOMEM, "compaction table");
+    uint64_t prev = ckpt_block_.load();
+    uint64_t generation = 1;
+    if (prev != 0) {
+      TERN_ASSIGN_OR_RETURN(Checkpoint ck, ReadCheckpoint(LogicalBlock(static_cast<uint32_t>(prev))));
+      replay.Load(ck.runs, ck.header.size);
+      generation = ck.header.generation + 1;
+    }
+    for (LogPos pos = from; pos < position; ++pos) {
+      auto c = DecodeCommit(pmem::Load64(SlotAddress(pos)), alloc_->num_blocks(), *this, false);
+      if (!c.ok()) return Damaged(c.status().context());
+      replay.Apply(*c);
+    }
+    std::vector<MapRun> runs = replay.Runs();
+    std::vector<pmem::ExtRun> media;
+    media.reserve(runs.size());
+    for (const MapRun& r : runs) media.push_back({r.vblock.value(), r.lblock.value(), r.count, 0});
+
+    pmem::CheckpointHeader ckh{pmem::kCheckpointMagic, 0, position, replay.size(), k,
+                               chain_.Get(k), static_cast<uint32_t>(media.size()), 0, generation};
+    uint32_t crc = Crc32c(&ckh, sizeof(ckh));
+    ckh.crc = Crc32c(media.data(), media.size() * sizeof(pmem::ExtRun), crc);
+    auto span = static_cast<uint32_t>(BlocksFor(pmem::CheckpointBytes(ckh.nruns)));
+    TERN_ASSIGN_OR_RETURN(BlockRun blocks, AllocateContiguous(span));
+    auto* dst = const_cast<uint8_t*>(Resolve(blocks.start, blocks.count));
+    pmem::CopyNoDrain(dst, &ckh, sizeof(ckh));
+    pmem::CopyNoDrain(dst + sizeof(ckh), media.data(), media.size() * sizeof(pmem::ExtRun));
+    pmem::Drain();  // the record is durable before anything points at it
+    uint64_t old = prev;
+    if (!pmem::Cas64(&meta()->header.checkpoint, old, blocks.start.value())) {
+      alloc_->Release(blocks, slot_);
+      return Damaged("checkpoint pointer changed under a compaction");
+    }
+    pmem::Persist(&meta()->header.checkpoint, sizeof(uint64_t));
+    alloc_->Adopt(blocks);
+    {
+      std::lock_guard lock(mu_);
+      TERN_TRY(RefreshCheckpointLocked());
+    }
+    stats.checkpoint_runs = ckh.nruns;
+  }
+
+  // Retire what the checkpoint made unreachable, once nobody can be in it.
+  h->floor.store(std::max(h->floor.load(), position));
+  uint64_t old_parity = h->epoch.fetch_add(1) & 1;
+  stats.drained = WaitForOldOperations(static_cast<uint32_t>(old_parity));
+  if (stats.drained) {
+    OpGuard guard(this);
+    TERN_TRY(guard.status());
+    uint64_t before = h->reclaimed_blocks.load();
+    TERN_TRY(Sweep({}));
+    stats.blocks_freed = h->reclaimed_blocks.load() - before;
+    h->gc_freed_blocks.fetch_add(stats.blocks_freed);
+  }
+  stats.entries_after = applied_.load() - ckpt_pos_.load();
+  stats.log_blocks_after = chain_len_.load() - chain_first_.load();
+  h->gc_runs.fetch_add(1);
+  TERN_LOG_DEBUG("%s: compacted %llu log entries into a checkpoint of %u runs; freed %llu blocks",
+                 path_.c_str(), static_cast<unsigned long long>(stats.entries_before),
+                 stats.checkpoint_runs, static_cast<unsigned long long>(stats.blocks_freed));
+  return stats;
+}
+
+bool FileCore::WaitForOldOperations(uint32_t parity) {
+  // Polls every live process's counters of the old parity. Dead processes are skipped (their
+  // counters are stale); a stuck live operation makes us give up: the next compaction frees it all.
+  constexpr int kMaxPolls = 20000;  // ~2 s with the yields and sleeps below
+  for (int poll = 0; poll < kMaxPolls; ++poll) {
+    bool busy = false;
+    for (uint32_t slot = 0; slot < kMaxSlots && !busy; ++slot) {
+      if (shared_->slots()[slot].state.load() != ProcessSlot::kUsed) continue;
+      const OpCell* cells = shared_->cells(slot);
+      for (uint32_t c = 0; c < kOpCellsPerSlot; ++c) {
+        if (cells[c].ops[parity].load() != 0) {
+          busy = true;
+          break;
+        }
+      }
+      if (busy && slot != slot_) {
+        auto taken = TryLockSlot(backing_->fd(), slot);
+        if (taken.ok() && *taken) {  // dead: its counters mean nothing
+          UnlockSlot(backing_->fd(), slot);
+          busy = false;
+        }
+      }
+    }
+    if (!busy) return true;
+    if (poll < 100) {
+      sched_yield();
+    } else {
+      usleep(100);
+    }
+  }
+  TERN_LOG_INFO("%s: compaction left old log blocks for later: an operation did not finish", path_.c_str());
+  return false;
+}
+
+}  // namespace tern
+
+namespace tern {
+void FileCore::MaybeScheduleCompaction(LogPos tail) {
+  if (tail - ckpt_pos_.load(std::memory_order_relaxed) < kAutoCompactEntries) return;
+  if (compaction_scheduled_.exchange(true)) return;
+  Pool::Default().ScheduleCompaction(shared_from_this());
+}
+}  // namespace tern
