@@ -1,5 +1,6 @@
-// Differential test: one random sequence of pwrite / append / truncate / pread / reopen runs against a
-// tern file and against a plain kernel file; every read, every size and the final bytes must match.
+// Differential test: one random sequence of pwrite / append / truncate / pread / reopen / log
+// compaction runs against a tern file and against a plain kernel file; every read, every size and
+// the final bytes must match.
 // Several seeds run in CI; TERN_SOAK=1 enables a long run (the soak target).
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -95,7 +96,8 @@ class Differential {
     if (r < 50) return DoTruncate(RandomTruncateSize(size));
     if (r < 55 && size > kSoftMaxSize) return DoTruncate(Rand(size / 2));
     if (r < 95) return DoPread(RandomOffset(size), RandomLength());
-    if (r < 97) return Reopen(O_RDWR);
+    if (r < 96) return Reopen(O_RDWR);
+    if (r < 97) return Compact();
     if (r < 98) return CompareAll("spot check");
     Note("fsync");
     if (Status s = file_->Fsync(); !s.ok()) return "fsync failed: " + test::Describe(s);
@@ -159,6 +161,14 @@ class Differential {
              ": tern " + std::to_string(t[static_cast<size_t>(d)]) + ", kernel " +
              std::to_string(k[static_cast<size_t>(d)]);
     }
+    return "";
+  }
+
+  // Log compaction (GC) must not change a byte.
+  std::string Compact() {
+    Note("compact");
+    auto stats = file_->core().Compact();
+    if (!stats.ok()) return "compact failed: " + test::Describe(stats.status());
     return "";
   }
 
