@@ -1,63 +1,56 @@
 // A growable array of atomic 32-bit values that readers may index without locks while it grows:
-// a directory of fixed-size chunks whose addresses never move. Chunks are created on first Set.
+// three levels (256 x 256 x 4096 = 2^28 indices) whose nodes never move once published. Nodes
+// are allocated on first Set, so a small file costs one 2 KiB middle node and one 16 KiB chunk —
+// no large zeroed allocation, which page faults make expensive on this kind of VM.
 //
-// Thread-safety: Get is lock-free and may run concurrently with Set. Set of an index whose chunk
-// does not exist yet must be serialised by the caller (tern sets only under FileCore's replay mutex
-// or with chunk creation done by one thread); Set of existing chunks is lock-free.
-// Memory: the directory is calloc'd (untouched pages cost nothing); each chunk is 16 KiB.
+// Thread-safety: Get is lock-free and may run concurrently with Set. Set of an index whose nodes
+// do not exist yet must be serialised by the caller (tern sets only under FileCore's replay mutex,
+// or from one thread); Set of existing nodes is lock-free.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
-#include <cstdlib>
-#include <new>
 
 namespace tern {
 
 class AtomicU32Array {
  public:
   static constexpr uint32_t kChunkBits = 12;
-  static constexpr uint32_t kChunkSize = 1u << kChunkBits;
-  static constexpr uint32_t kDirSize = 1u << 16;  // 2^28 indices in all
+  static constexpr uint32_t kMidBits = 8;
+  static constexpr uint32_t kTopSize = 256;
 
   AtomicU32Array() = default;
   AtomicU32Array(const AtomicU32Array&) = delete;
   AtomicU32Array& operator=(const AtomicU32Array&) = delete;
-  ~AtomicU32Array() {
-    if (dir_ == nullptr) return;
-    for (uint32_t i = 0; i < kDirSize; ++i) delete[] dir_[i].load(std::memory_order_relaxed);
-    free(dir_);
-  }
+  ~AtomicU32Array();
 
   // Acquire: pairs with the release in Set, so what was stored before Set is visible.
   uint32_t Get(uint32_t index) const {
-    auto* dir = dir_;
-    if (dir == nullptr) return 0;
-    std::atomic<uint32_t>* chunk = dir[index >> kChunkBits].load(std::memory_order_acquire);
+    Mid* mid = top_[index >> (kChunkBits + kMidBits)].load(std::memory_order_acquire);
+    if (mid == nullptr) return 0;
+    Chunk* chunk = mid->chunks[(index >> kChunkBits) & (kMidSize - 1)].load(std::memory_order_acquire);
     if (chunk == nullptr) return 0;
-    return chunk[index & (kChunkSize - 1)].load(std::memory_order_acquire);
+    return chunk->v[index & (kChunkSize - 1)].load(std::memory_order_acquire);
   }
 
-  // Stores value at index and returns the previous value (acq_rel).
-  // REQUIRES: Init() succeeded.
-  uint32_t Set(uint32_t index, uint32_t value) {
-    std::atomic<uint32_t>* chunk = dir_[index >> kChunkBits].load(std::memory_order_acquire);
-    if (chunk == nullptr) {
-      chunk = new std::atomic<uint32_t>[kChunkSize]();
-      dir_[index >> kChunkBits].store(chunk, std::memory_order_release);
-    }
-    return chunk[index & (kChunkSize - 1)].exchange(value, std::memory_order_acq_rel);
-  }
+  // Stores value at index and returns the previous value (acq_rel). Storing 0 where no node exists
+  // allocates nothing (the value there is 0 already).
+  uint32_t Set(uint32_t index, uint32_t value);
 
-  // Allocates the directory. Returns false when memory is short.
-  bool Init() {
-    dir_ = static_cast<std::atomic<std::atomic<uint32_t>*>*>(
-        calloc(kDirSize, sizeof(std::atomic<std::atomic<uint32_t>*>)));
-    return dir_ != nullptr;
-  }
+  // Kept for symmetry with callers that check allocation up front; the array needs no set-up.
+  bool Init() { return true; }
 
  private:
-  std::atomic<std::atomic<uint32_t>*>* dir_ = nullptr;
+  static constexpr uint32_t kChunkSize = 1u << kChunkBits;
+  static constexpr uint32_t kMidSize = 1u << kMidBits;
+  struct Chunk {
+    std::atomic<uint32_t> v[kChunkSize];
+  };
+  struct Mid {
+    std::atomic<Chunk*> chunks[kMidSize];
+  };
+
+  std::atomic<Mid*> top_[kTopSize] = {};
 };
 
 }  // namespace tern

@@ -10,6 +10,7 @@ namespace tern {
 namespace {
 // Address space reserved for a file when it is opened (at least); cheap, it is only PROT_NONE.
 constexpr uint64_t kMinReservation = 4ull << 30;
+constexpr uint64_t kPopulateLimit = 32ull << 20;
 }  // namespace
 
 Backing::~Backing() {
@@ -42,8 +43,11 @@ Status Backing::EnsureMapped(uint64_t nblocks) {
     map_from = 0;
   }
   bool dax = false;
+  // Pre-fault growth (a writer is about to touch it); an existing file is faulted as it is used,
+  // so opening one costs the same whatever its size.
+  bool populate = map_from > 0 && want_bytes - map_from <= kPopulateLimit;
   int rc = pmem::MapFileRange(base + map_from, want_bytes - map_from, fd_, map_from, writable_,
-                              trace_region_, &dax);
+                              populate, trace_region_, &dax);
   if (rc != 0) return Status::Error(-rc, "map backing file");
   is_dax_ = dax;
   views_.push_back(std::make_unique<View>(View{base, nblocks}));

@@ -32,19 +32,20 @@ void ReleaseAddressSpace(void* base, uint64_t length) {
   munmap(base, length);
 }
 
-int MapFileRange(void* at, uint64_t length, int fd, uint64_t offset, bool writable,
+int MapFileRange(void* at, uint64_t length, int fd, uint64_t offset, bool writable, bool populate,
                  uint32_t trace_region, bool* is_dax) {
   int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+  int fill = populate ? MAP_POPULATE : 0;
   void* p = MAP_FAILED;
   *is_dax = false;
   if (writable) {
-    p = mmap(at, length, prot, MAP_SHARED_VALIDATE | MAP_SYNC | MAP_FIXED | MAP_POPULATE, fd,
+    p = mmap(at, length, prot, MAP_SHARED_VALIDATE | MAP_SYNC | MAP_FIXED | fill, fd,
              static_cast<off_t>(offset));
     if (p != MAP_FAILED) *is_dax = true;
   }
   if (p == MAP_FAILED) {
     if (writable && errno != EOPNOTSUPP && errno != EINVAL) return -errno;
-    p = mmap(at, length, prot, MAP_SHARED | MAP_FIXED | MAP_POPULATE, fd, static_cast<off_t>(offset));
+    p = mmap(at, length, prot, MAP_SHARED | MAP_FIXED | fill, fd, static_cast<off_t>(offset));
     if (p == MAP_FAILED) return -errno;
   }
   trace::RegisterRegion(trace_region, p, length, offset);

@@ -2,7 +2,7 @@
 //
 // Address space is reserved once (PROT_NONE) and file ranges are mapped into it with MAP_FIXED, so a
 // block's address never moves while a file stays open: readers and writers hold plain pointers.
-// Every newly mapped range is pre-faulted (first touch of a page costs ~12 µs on this VM).
+// Ranges are pre-faulted on request (first touch of a page costs ~12 µs on this VM).
 // Thread-safe as far as the kernel calls are; callers serialise growth of one reservation.
 #pragma once
 
@@ -23,7 +23,7 @@ void ReleaseAddressSpace(void* base, uint64_t length);
 // Maps [offset, offset+length) of fd at `at` (inside a reservation), shared, writable if `writable`.
 // Tries MAP_SYNC first (DAX filesystems) and falls back to plain MAP_SHARED where the filesystem
 // refuses it (tmpfs). `*is_dax` tells which one took. `trace_region` names the range for trace mode.
-int MapFileRange(void* at, uint64_t length, int fd, uint64_t offset, bool writable,
+int MapFileRange(void* at, uint64_t length, int fd, uint64_t offset, bool writable, bool populate,
                  uint32_t trace_region, bool* is_dax);
 
 // Grows the backing file to at least `new_length` bytes with fallocate (allocated, reads as zero).

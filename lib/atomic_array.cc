@@ -1,0 +1,32 @@
+#include "lib/atomic_array.h"
+
+namespace tern {
+
+AtomicU32Array::~AtomicU32Array() {
+  for (auto& m : top_) {
+    Mid* mid = m.load(std::memory_order_relaxed);
+    if (mid == nullptr) continue;
+    for (auto& c : mid->chunks) delete c.load(std::memory_order_relaxed);
+    delete mid;
+  }
+}
+
+uint32_t AtomicU32Array::Set(uint32_t index, uint32_t value) {
+  std::atomic<Mid*>& top = top_[index >> (kChunkBits + kMidBits)];
+  Mid* mid = top.load(std::memory_order_acquire);
+  if (mid == nullptr) {
+    if (value == 0) return 0;  // nothing mapped there: nothing to clear
+    mid = new Mid();
+    top.store(mid, std::memory_order_release);
+  }
+  std::atomic<Chunk*>& slot = mid->chunks[(index >> kChunkBits) & (kMidSize - 1)];
+  Chunk* chunk = slot.load(std::memory_order_acquire);
+  if (chunk == nullptr) {
+    if (value == 0) return 0;
+    chunk = new Chunk();
+    slot.store(chunk, std::memory_order_release);
+  }
+  return chunk->v[index & (kChunkSize - 1)].exchange(value, std::memory_order_acq_rel);
+}
+
+}  // namespace tern
