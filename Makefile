@@ -2,7 +2,8 @@
 #
 #   make demo   install missing packages, build, run the crash/recover demo
 #   make test   install missing packages, build, run every test; then the concurrency tests under
-#               ThreadSanitizer and the unit tests under AddressSanitizer+UBSan
+#               ThreadSanitizer, the unit tests under AddressSanitizer+UBSan, the crash simulator
+#               (pmem trace build) and the fuzzers (CI-sized)
 #
 # Everything else here is a helper those two use (build, build-tsan, build-asan, test-*) or a
 # maintainer target (bench, format, clean). CMake does the real work; this file only fixes the
@@ -40,15 +41,17 @@ endef
 # Suites and build trees run one after another even under `make -j`: each step already uses all cores.
 .NOTPARALLEL:
 
-.PHONY: demo test deps build build-tsan build-asan test-all test-tsan test-asan bench format clean
+.PHONY: demo test deps build build-tsan build-asan test-all test-tsan test-asan test-crash-sim \
+  test-fuzz bench format clean
 
 demo: deps
 	$(call configure,build,)
 	cmake --build build -j $(JOBS) --target tern_demo
 	./build/tools/tern_demo
 
-test: test-all test-tsan test-asan
-	@echo "make test: all suites passed (build/, build-tsan/ concurrency, build-asan/ unit)"
+test: test-all test-tsan test-asan test-crash-sim test-fuzz
+	@echo "make test: all suites passed (build/ all, build-tsan/ concurrency, build-asan/ unit," \
+	  "build-trace/ crash simulator, build-fuzz/ fuzzers)"
 
 deps:
 	./scripts/install_deps.sh
@@ -87,6 +90,21 @@ test-asan: build-asan
 # bench/run.sh builds its own Release tree (build-bench/) and writes bench/results/; pass options
 # with BENCH_ARGS, e.g. `make bench BENCH_ARGS=--quick`.
 BENCH_ARGS ?=
+# The crash simulator needs pmem/'s trace mode, a build of its own; only its two test binaries are
+# built there. Selected by name: their label (crash) also covers the process-kill tests, which the
+# plain tree already runs.
+test-crash-sim: deps
+	$(call configure,build-trace,-DTERN_PMEM_TRACE=ON -DTERN_BUILD_BENCH=OFF)
+	cmake --build build-trace -j $(JOBS) --target crash_sim_test planted_bug_test
+	cd build-trace && ctest --output-on-failure --no-tests=error -j $(CTEST_JOBS) \
+	  -R '^(CrashSim|PlantedBug)\.'
+
+# libFuzzer targets, CI-sized (fuzz/run.sh: its own clang ASan tree in build-fuzz/, a fixed number
+# of executions per target, then every saved regression input).
+test-fuzz: deps
+	@if [ -f fuzz/run.sh ]; then JOBS=$(JOBS) bash fuzz/run.sh; \
+	else echo "make test-fuzz: no fuzz/run.sh, nothing to run"; fi
+
 bench: deps
 	@if [ -f bench/run.sh ]; then bash bench/run.sh $(BENCH_ARGS); \
 	else echo "make bench: bench/run.sh does not exist yet"; exit 1; fi
@@ -96,4 +114,4 @@ format:
 	git ls-files '*.h' '*.cc' | xargs -r clang-format --dry-run -Werror
 
 clean:
-	rm -rf build build-tsan build-asan build-bench
+	rm -rf build build-tsan build-asan build-trace build-fuzz build-bench
