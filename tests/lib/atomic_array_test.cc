@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "lib/layout_constants.h"
+
 namespace tern {
 namespace {
 
@@ -26,15 +28,26 @@ TEST(AtomicArrayTest, SetReturnsPreviousAndGetSeesIt) {
 TEST(AtomicArrayTest, ChunkEdgesAndTheLastIndex) {
   AtomicU32Array a;
   ASSERT_TRUE(a.Init());
-  constexpr uint32_t kChunk = AtomicU32Array::kChunkSize;
-  constexpr uint32_t kLast = AtomicU32Array::kDirSize * kChunk - 1;  // 2^28 - 1
-  const uint32_t indices[] = {0, kChunk - 1, kChunk, 2 * kChunk + 7, kLast - kChunk, kLast};
+  constexpr uint32_t kChunk = 1u << AtomicU32Array::kChunkBits;
+  constexpr uint32_t kMid = kChunk << AtomicU32Array::kMidBits;
+  constexpr uint32_t kLast = kMaxBlocks - 1;  // 2^28 - 1
+  const uint32_t indices[] = {0, kChunk - 1, kChunk, 2 * kChunk + 7, kMid - 1, kMid, kLast - kChunk, kLast};
   uint32_t v = 1;
   for (uint32_t i : indices) EXPECT_EQ(a.Set(i, v++), 0u) << i;
   v = 1;
   for (uint32_t i : indices) EXPECT_EQ(a.Get(i), v++) << i;
   EXPECT_EQ(a.Get(kChunk + 1), 0u);
+  EXPECT_EQ(a.Get(kMid + 1), 0u);
   EXPECT_EQ(a.Get(kLast - 1), 0u);
+}
+
+TEST(AtomicArrayTest, StoringZeroWhereNothingIsSetReadsZero) {
+  AtomicU32Array a;
+  ASSERT_TRUE(a.Init());
+  for (uint32_t i = 0; i < kMaxBlocks; i += 1u << 20) EXPECT_EQ(a.Set(i, 0), 0u);
+  EXPECT_EQ(a.Get(1u << 20), 0u);
+  EXPECT_EQ(a.Set(1u << 20, 9), 0u);
+  EXPECT_EQ(a.Get(1u << 20), 9u);
 }
 
 }  // namespace
