@@ -25,12 +25,6 @@
   if (::tern::Status _st = ::tern::test::ToStatus(expr); false) {          \
   } else                                                                   \
     ASSERT_TRUE(_st.ok()) << #expr << " failed: " << ::tern::test::Describe(_st)
-#define TERN_ASSERT_OK_AND_ASSIGN_IMPL(tmp, lhs, expr)                                 \
-  auto tmp = (expr);                                                                   \
-  ASSERT_TRUE(tmp.ok()) << #expr << " failed: " << ::tern::test::Describe(tmp.status()); \
-  lhs = std::move(tmp).value()
-#define TERN_ASSERT_OK_AND_ASSIGN(lhs, expr) \
-  TERN_ASSERT_OK_AND_ASSIGN_IMPL(TERN_CONCAT(_tern_test_res_, __LINE__), lhs, expr)
 // Expects that a Status or Result failed with errno `e`.
 #define TERN_EXPECT_ERRNO(expr, e)                                         \
   if (::tern::Status _st = ::tern::test::ToStatus(expr); false) {          \
