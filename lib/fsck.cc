@@ -28,7 +28,7 @@ std::string Hex(uint64_t v) {
 
 // Who uses a logical block, for the space check.
 struct Use {
-  enum Kind { kLog, kRecord, kData } kind;
+  enum Kind { kLog, kRecord, kData, kCheckpoint } kind;
   LogPos pos;       // the entry (or, for a log block, its first position) that put it there
   uint64_t detail;  // log: chain index; data: virtual block
 };
@@ -41,6 +41,8 @@ std::string DescribeUse(const Use& u) {
       return "an extended record (entry at position " + Num(u.pos) + ")";
     case Use::kData:
       return "data of virtual block " + Num(u.detail) + " (entry at position " + Num(u.pos) + ")";
+    case Use::kCheckpoint:
+      return "the checkpoint record";
   }
   return "?";
 }
@@ -48,10 +50,16 @@ std::string DescribeUse(const Use& u) {
 void CheckSpace(const FileInfo& info, std::vector<FsckProblem>* problems) {
   std::map<uint32_t, std::vector<Use>> uses;
   for (size_t k = 0; k < info.chain.size(); ++k) {
-    uses[info.chain[k].block].push_back({Use::kLog, info.chain[k].first_pos, k});
+    uses[info.chain[k].block].push_back({Use::kLog, info.chain[k].first_pos, info.chain_first + k});
+  }
+  for (uint32_t i = 0; i < info.checkpoint.blocks; ++i) {
+    uses[info.checkpoint.block + i].push_back({Use::kCheckpoint, info.checkpoint.position, 0});
   }
   for (const auto& [block, pos] : info.record_blocks) uses[block].push_back({Use::kRecord, pos, 0});
-  for (const auto& [v, m] : info.table) uses[m.lblock].push_back({Use::kData, m.pos, v});
+  // Mappings the checkpoint holds count as made at its position: a cut cannot go before it.
+  for (const auto& [v, m] : info.table) {
+    uses[m.lblock].push_back({Use::kData, std::max(m.pos, info.checkpoint.position), v});
+  }
   for (const auto& [block, list] : uses) {
     if (list.size() < 2) continue;
     FsckProblem p;
@@ -59,8 +67,10 @@ void CheckSpace(const FileInfo& info, std::vector<FsckProblem>* problems) {
     for (size_t i = 0; i < list.size() && i < 3; ++i) p.what += (i ? " and " : "") + DescribeUse(list[i]);
     if (list.size() > 3) p.what += " and " + Num(list.size() - 3) + " more";
     // The latest of the colliding entries is the invalid one: the log was fine before it.
-    p.cut = true;
     for (const Use& u : list) p.cut_at = std::max(p.cut_at, u.pos);
+    // Cutting the log at the checkpoint's position would leave the collision in the checkpoint.
+    p.cut = info.checkpoint.block == 0 || p.cut_at > info.checkpoint.position;
+    if (!p.cut) p.what += " (inside the checkpoint: not repairable by cutting the log)";
     problems->push_back(std::move(p));
   }
 }
@@ -92,9 +102,16 @@ FsckResult Check(int fd, FileInfo info) {
     r.problems.push_back({"meta block: " + info.header_problem + " (the engine refuses this file; not repairable)", 0, false});
   }
   if (info.damage) {
-    r.problems.push_back({"log position " + Num(info.damage->pos) + ": " + info.damage->cause +
-                              " (the engine refuses this file)",
-                          info.damage->pos, true});
+    bool in_checkpoint = info.damage->cause.rfind("checkpoint", 0) == 0;
+    if (in_checkpoint) {
+      r.problems.push_back({"meta block's checkpoint: " + info.damage->cause +
+                                " (the engine refuses this file; not repairable: the checkpoint holds the log before it)",
+                            0, false});
+    } else {
+      r.problems.push_back({"log position " + Num(info.damage->pos) + ": " + info.damage->cause +
+                                " (the engine refuses this file)",
+                            info.damage->pos, true});
+    }
   }
   if (info.header.format_version == pmem::kFormatVersion) CheckSpace(info, &r.problems);
   uint32_t lblock = 0, from = 0;
@@ -172,18 +189,19 @@ Status CutLog(int fd, const FileInfo& info, LogPos cut, RepairResult* out, std::
     link_off = offsetof(pmem::MetaHeader, log_head);
     where = "the meta block, slot " + Num(cut);
   } else {
-    uint64_t k = (cut - pmem::kMetaSlots) / pmem::kLogSlots;
+    uint64_t k = (cut - pmem::kMetaSlots) / pmem::kLogSlots;  // chain index
     uint64_t i = (cut - pmem::kMetaSlots) % pmem::kLogSlots;
-    if (k < info.chain.size()) {
-      uint64_t base = uint64_t{info.chain[k].block} * kBlockSize;
+    size_t idx = info.ChainSlot(cut);                           // index into info.chain
+    if (idx < info.chain.size()) {
+      uint64_t base = uint64_t{info.chain[idx].block} * kBlockSize;
       TERN_TRY(DropSlots(fd, base, i, pmem::kLogSlots, cut - i, resolver, info.effective_blocks, out, &listed, used));
       link_off = base + offsetof(pmem::LogBlock, trailer) + offsetof(pmem::LogBlockTrailer, next);
       first_unlinked = k + 1;
-      where = "log block " + Num(info.chain[k].block) + ", slot " + Num(i);
+      where = "log block " + Num(info.chain[idx].block) + ", slot " + Num(i);
     } else {  // the cut is the start of a log block that could not be followed: unlink it
-      link_off = k == 0 ? offsetof(pmem::MetaHeader, log_head)
-                        : uint64_t{info.chain[k - 1].block} * kBlockSize + offsetof(pmem::LogBlock, trailer) +
-                              offsetof(pmem::LogBlockTrailer, next);
+      link_off = idx == 0 ? offsetof(pmem::MetaHeader, log_head)
+                          : uint64_t{info.chain[idx - 1].block} * kBlockSize + offsetof(pmem::LogBlock, trailer) +
+                                offsetof(pmem::LogBlockTrailer, next);
       first_unlinked = k;
       where = "the link to log block #" + Num(k + 1);
     }
@@ -298,9 +316,10 @@ Result<RepairResult> RepairFile(const std::string& path) {
   out.after = Check(fd, std::move(info));
   const FileInfo& a = out.after.info;
   if (!out.actions.empty()) {
-    uint64_t used = 1 + a.log_blocks() + a.record_blocks.size() + a.data_blocks();
+    uint64_t used = 1 + a.log_blocks() + a.record_blocks.size() + a.checkpoint.blocks + a.data_blocks();
     out.actions.push_back("free state: " + Num(used) + " blocks in use (1 meta, " + Num(a.log_blocks()) + " log, " +
-                          Num(a.record_blocks.size()) + " record, " + Num(a.data_blocks()) + " data), " +
+                          Num(a.record_blocks.size()) + " record, " + Num(a.checkpoint.blocks) + " checkpoint, " +
+                          Num(a.data_blocks()) + " data), " +
                           Num(a.effective_blocks > used ? a.effective_blocks - used : 0) +
                           " free; rebuilt from the log at the next open");
   }

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <memory>
 
+#include "lib/checkpoint_format.h"
 #include "lib/crc32c.h"
 #include "lib/log_block_format.h"
 #include "lib/open_lock.h"
@@ -17,7 +18,8 @@ namespace {
 
 uint32_t HeaderChecksum(pmem::MetaHeader h) {
   h.checksum = 0;
-  h.log_head = 0;
+  h.log_head = 0;    // changes after format (CAS)
+  h.checkpoint = 0;  // changes with every compaction (CAS)
   return Crc32c(&h, sizeof(h));
 }
 
@@ -92,7 +94,51 @@ std::string CheckLogBlock(int fd, uint64_t num_blocks, uint32_t link, uint32_t k
   return "";
 }
 
-// Walks and replays the log from position 0 to the first free slot or the first damage.
+// Loads the checkpoint the meta block names into `info` (table, size) and reads the log block its
+// position is in. Empty on success, else the engine's cause (FileCore::ReadCheckpoint).
+std::string LoadCheckpoint(PreadResolver& resolver, int fd, uint64_t at, FileInfo* info, pmem::LogBlock* block) {
+  uint64_t nblocks = info->effective_blocks;
+  if (at > UINT32_MAX) return "checkpoint pointer out of range";
+  auto b = static_cast<uint32_t>(at);
+  const uint8_t* p = b < nblocks ? resolver.Resolve(LogicalBlock(b), 1) : nullptr;
+  if (p == nullptr) return "checkpoint block index out of range";
+  pmem::CheckpointHeader h;
+  memcpy(&h, p, sizeof(h));
+  if (h.magic != pmem::kCheckpointMagic || h.reserved != 0) return "checkpoint has a bad magic";
+  uint64_t span = BlocksFor(pmem::CheckpointBytes(h.nruns));
+  if (h.nruns > kMaxBlocks || b + span > nblocks) return "checkpoint runs past the end of the file";
+  p = resolver.Resolve(LogicalBlock(b), static_cast<uint32_t>(span));
+  if (p == nullptr) return "checkpoint runs past the end of the file";
+  pmem::CheckpointHeader zeroed = h;
+  zeroed.crc = 0;
+  uint32_t crc = Crc32c(&zeroed, sizeof(zeroed));
+  crc = Crc32c(p + sizeof(h), uint64_t{h.nruns} * sizeof(pmem::ExtRun), crc);
+  if (crc != h.crc) return "checkpoint checksum mismatch";
+  if (h.position < pmem::kMetaSlots || h.size > kMaxFileSize ||
+      h.chain_index != (h.position - pmem::kMetaSlots) / pmem::kLogSlots || h.chain_block >= nblocks ||
+      h.chain_block == 0) {
+    return "checkpoint names an impossible log position";
+  }
+  for (uint32_t i = 0; i < h.nruns; ++i) {
+    pmem::ExtRun r;
+    memcpy(&r, p + sizeof(h) + uint64_t{i} * sizeof(r), sizeof(r));
+    if (r.reserved != 0 || r.nblocks == 0 || r.lblock == 0 || uint64_t{r.vblock} + r.nblocks > kMaxBlocks ||
+        uint64_t{r.lblock} + r.nblocks > nblocks) {
+      return "checkpoint maps a block index out of range";
+    }
+    for (uint32_t j = 0; j < r.nblocks; ++j) info->table[r.vblock + j] = FileInfo::Mapping{r.lblock + j, 0};
+  }
+  std::string bad = CheckLogBlock(fd, nblocks, h.chain_block, h.chain_index, block);
+  if (!bad.empty()) return "checkpoint names a block that is not its log block";
+  info->size = h.size;
+  info->checkpoint = InfoCheckpoint{b, static_cast<uint32_t>(span), h.position, h.generation, h.nruns};
+  info->chain_first = h.chain_index;
+  info->chain.push_back({h.chain_block, h.chain_index + 1, 0, pmem::kMetaSlots + uint64_t{h.chain_index} * pmem::kLogSlots});
+  return "";
+}
+
+// Walks and replays the log from position 0 (or the checkpoint) to the first free slot or the
+// first damage.
 void WalkLog(int fd, const pmem::MetaBlock& meta, FileInfo* info) {
   PreadResolver resolver(fd, info->effective_blocks);
   const uint64_t* slots = meta.slots;
@@ -100,9 +146,25 @@ void WalkLog(int fd, const pmem::MetaBlock& meta, FileInfo* info) {
   uint32_t link = meta.header.log_head;
   auto block = std::make_unique<pmem::LogBlock>();
   LogPos pos = 0;
+  uint64_t first = 0;  // first slot of the current block to replay
+  if (meta.header.checkpoint != 0) {
+    // Compacted: everything before the checkpoint's position is in the checkpoint; the blocks that
+    // held it may have been freed and reused, so they are never read.
+    std::string bad = LoadCheckpoint(resolver, fd, meta.header.checkpoint, info, block.get());
+    if (!bad.empty()) {
+      info->damage = InfoDamage{0, bad};
+      return;
+    }
+    pos = info->checkpoint.position;
+    slots = block->slots;
+    nslots = pmem::kLogSlots;
+    link = block->trailer.next;
+    first = (pos - pmem::kMetaSlots) % pmem::kLogSlots;
+  }
   for (;;) {
     // Replay this block's slots.
-    uint64_t i = 0;
+    uint64_t i = first;
+    first = 0;
     for (; i < nslots; ++i, ++pos) {
       if (slots[i] == 0) break;
       auto c = DecodeCommit(slots[i], info->effective_blocks, resolver, /*verify_crc=*/true);
@@ -119,7 +181,8 @@ void WalkLog(int fd, const pmem::MetaBlock& meta, FileInfo* info) {
         for (uint64_t j = i + 1; j < nslots; ++j) info->stale_past_tail += slots[j] != 0;
         // Log blocks still linked after the tail's block: recovery unlinks them.
         pmem::LogBlock probe;
-        for (uint32_t next = link, k = static_cast<uint32_t>(info->chain.size()); next != 0 && k < 1u << 20; ++k) {
+        for (uint32_t next = link, k = static_cast<uint32_t>(info->chain_first + info->chain.size());
+             next != 0 && k < 1u << 20; ++k) {
           if (!CheckLogBlock(fd, info->effective_blocks, next, k, &probe).empty()) break;
           info->stale_blocks_linked++;
           next = probe.trailer.next;
@@ -132,7 +195,7 @@ void WalkLog(int fd, const pmem::MetaBlock& meta, FileInfo* info) {
       info->tail = pos;
       return;
     }
-    auto k = static_cast<uint32_t>(info->chain.size());
+    auto k = static_cast<uint32_t>(info->chain_first + info->chain.size());
     std::string bad = CheckLogBlock(fd, info->effective_blocks, link, k, block.get());
     if (!bad.empty()) {
       info->tail = pos;
@@ -241,11 +304,20 @@ std::string FormatInfo(const FileInfo& info) {
   line("format", "version " + Num(info.header.format_version) + ", nonce " + nonce + ", header " +
                      (info.header_problem.empty() ? "ok" : "DAMAGED: " + info.header_problem));
   if (info.header.format_version != pmem::kFormatVersion) return out;
-  std::string log = Num(info.tail) + " entries (" + Num(std::min<uint64_t>(info.tail, pmem::kMetaSlots)) +
-                    " in the meta block";
-  if (!info.chain.empty()) log += ", " + Num(info.tail - std::min<uint64_t>(info.tail, pmem::kMetaSlots)) +
-                                  " in " + Num(info.chain.size()) + " log block" + (info.chain.size() == 1 ? "" : "s");
-  log += "); tail at position " + Num(info.tail);
+  std::string log;
+  if (info.checkpoint.block != 0) {
+    const InfoCheckpoint& c = info.checkpoint;
+    log = "checkpoint at position " + Num(c.position) + " (generation " + Num(c.generation) + ", " + Num(c.runs) +
+          " runs, block " + Num(c.block) + "), then " + Num(info.tail - std::min(info.tail, c.position)) + " entries";
+  } else {
+    log = Num(info.tail) + " entries (" + Num(std::min<uint64_t>(info.tail, pmem::kMetaSlots)) + " in the meta block";
+    if (!info.chain.empty()) {
+      log += ", " + Num(info.tail - std::min<uint64_t>(info.tail, pmem::kMetaSlots)) + " in " + Num(info.chain.size()) +
+             " log block" + (info.chain.size() == 1 ? "" : "s");
+    }
+    log += ")";
+  }
+  log += "; tail at position " + Num(info.tail);
   line("log", log);
   if (!info.chain.empty()) {
     std::string chain;
@@ -280,8 +352,9 @@ std::string FormatInfo(const FileInfo& info) {
   line("content", Num(info.size) + " bytes (" + Num(vblocks) + " blocks: " + Num(info.data_blocks()) +
                       " mapped, " + Num(vblocks > info.data_blocks() ? vblocks - info.data_blocks() : 0) +
                       " holes)");
-  uint64_t used = 1 + info.log_blocks() + info.record_blocks.size() + info.data_blocks();
+  uint64_t used = 1 + info.log_blocks() + info.record_blocks.size() + info.checkpoint.blocks + info.data_blocks();
   line("blocks", "1 meta, " + Num(info.log_blocks()) + " log, " + Num(info.record_blocks.size()) + " record, " +
+                     (info.checkpoint.blocks ? Num(info.checkpoint.blocks) + " checkpoint, " : std::string()) +
                      Num(info.data_blocks()) + " data, " +
                      (used <= info.num_blocks ? Num(info.num_blocks - used) : std::string("-")) + " free" +
                      (info.damage ? " (as far as the log could be read)" : ""));

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "lib/commit.h"
+#include "lib/log_block_format.h"
 #include "lib/meta_block_format.h"
 #include "lib/status.h"
 
@@ -28,7 +29,8 @@ struct InfoLogBlock {
   LogPos first_pos = 0;  // log position of its slot 0
 };
 
-// Why replay stops before an all-zero slot: the engine refuses the file with EUCLEAN for this.
+// Why replay stops before an all-zero slot (or cannot start, for a bad checkpoint): the engine
+// refuses the file with EUCLEAN for this.
 struct InfoDamage {
   LogPos pos = 0;        // log position of the first entry (or log block) that is bad
   std::string cause;     // the engine's words ("extended record checksum mismatch", ...)
@@ -44,6 +46,15 @@ struct InfoEntryStats {
   uint64_t blocks_hist[6] = {};
 };
 
+// The checkpoint log compaction left (lib/checkpoint_format.h): replay starts from it.
+struct InfoCheckpoint {
+  uint32_t block = 0;       // logical block of the record (0: none)
+  uint32_t blocks = 0;      // blocks the record fills
+  LogPos position = 0;      // log position it stands for; the live log starts there
+  uint64_t generation = 0;
+  uint32_t runs = 0;
+};
+
 struct FileInfo {
   std::string path;
   uint64_t file_bytes = 0;
@@ -55,7 +66,9 @@ struct FileInfo {
   bool in_use = false;               // other processes had it open during the scan
   pmem::MetaHeader header{};
   std::string header_problem;        // empty when the header is valid
-  std::vector<InfoLogBlock> chain;   // log blocks reached by the walk, in chain order
+  InfoCheckpoint checkpoint;         // block 0 when the file was never compacted
+  uint32_t chain_first = 0;          // chain index of chain[0] (the checkpoint's log block, or 0)
+  std::vector<InfoLogBlock> chain;   // live log blocks reached by the walk, in chain order
   LogPos tail = 0;                   // first position not replayed (free slot, or damage)
   std::optional<InfoDamage> damage;  // set when replay stops at a bad entry or log block
   uint64_t stale_past_tail = 0;      // non-zero slots after the tail in its block
@@ -69,10 +82,15 @@ struct FileInfo {
   };
   std::map<uint32_t, Mapping> table;         // virtual block -> logical block, after replay
   std::map<uint32_t, LogPos> record_blocks;  // logical block -> first entry whose record uses it
-  // Block accounting after replay: meta + log + record + data (mapped) + free = num_blocks, when no
-  // block is counted twice (fsck checks that).
+  // Block accounting after replay: meta + log + record + checkpoint + data (mapped) + free =
+  // num_blocks, when no block is counted twice (fsck checks that).
   uint64_t log_blocks() const { return chain.size(); }
   uint64_t data_blocks() const { return table.size(); }
+  // Index into `chain` of the log block holding position pos (chain.size() if not reached).
+  size_t ChainSlot(LogPos pos) const {
+    uint64_t k = (pos - pmem::kMetaSlots) / pmem::kLogSlots;
+    return k < chain_first ? chain.size() : std::min<size_t>(chain.size(), k - chain_first);
+  }
 };
 
 // Inspects the file at `path`. Errors: the errno of open/pread; kNotTernFile when it is not a tern

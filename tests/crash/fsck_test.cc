@@ -13,6 +13,7 @@
 
 #include "lib/entry_format.h"
 #include "lib/file.h"
+#include "lib/file_core.h"
 #include "lib/fsck.h"
 #include "lib/info.h"
 #include "lib/log_block_format.h"
@@ -74,6 +75,10 @@ class FsckTest : public ::testing::Test {
         ASSERT_TRUE((*f)->Truncate(op.offset).ok());
       } else if (op.kind == OpKind::kFsync) {
         ASSERT_TRUE((*f)->Fsync().ok());
+      } else if (op.kind == OpKind::kCompact) {
+        auto stats = (*f)->core().Compact();
+        ASSERT_TRUE(stats.ok());
+        ASSERT_GT(stats->checkpoint_runs, 0u);
       } else {
         ASSERT_TRUE((*f)->Pwrite(bytes.data(), bytes.size(), at).ok());
       }
@@ -239,6 +244,47 @@ TEST_F(FsckTest, BadLogBlockIsUnlinked) {
   EXPECT_EQ(fixed->entries_dropped, 16u);
   EXPECT_TRUE(fixed->after.clean());
   EXPECT_EQ(EngineContent(), history_[504]);
+}
+
+TEST_F(FsckTest, CompactedFileIsReadFromItsCheckpoint) {
+  std::vector<Op> ops;
+  // Compaction needs the log past the meta block and its first log block (1014 entries).
+  for (int i = 0; i < 1100; ++i) ops.push_back({OpKind::kWrite, static_cast<uint64_t>(i % 9) * 300, 64, static_cast<uint64_t>(i + 1)});
+  ops.push_back({OpKind::kCompact, 0, 0, 0});
+  std::vector<Op> fresh = FreshWrites(50, 5000);
+  ops.insert(ops.end(), fresh.begin(), fresh.end());
+  Make(ops);
+  auto info = InspectFile(path_);
+  ASSERT_TRUE(info.ok());
+  ASSERT_NE(info->checkpoint.block, 0u);
+  EXPECT_EQ(info->tail, 1150u);
+  EXPECT_FALSE(info->damage.has_value()) << info->damage->cause;
+  EXPECT_EQ(info->size, model_.content().size());
+  EXPECT_NE(FormatInfo(*info).find("checkpoint at position"), std::string::npos) << FormatInfo(*info);
+  auto r = CheckFile(path_);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->clean()) << FormatFsck(*r);
+  EXPECT_EQ(EngineContent(), model_.content());
+
+  // An entry after the checkpoint: cut there, as without one.
+  const InfoLogBlock& b = info->chain[info->ChainSlot(1120)];
+  WriteAt<uint64_t>(path_, uint64_t{b.block} * kBlockSize + (1120 - pmem::kMetaSlots) % pmem::kLogSlots * 8, 0x4);
+  EXPECT_EQ(EngineOpenErrno(), EUCLEAN);
+  auto fixed = RepairFile(path_);
+  ASSERT_TRUE(fixed.ok());
+  EXPECT_EQ(fixed->entries_dropped, 30u);
+  EXPECT_TRUE(fixed->after.clean()) << FormatFsck(fixed->after);
+  EXPECT_EQ(EngineContent(), history_[1121]);  // 1120 entries and the compaction
+
+  // The checkpoint itself: reported, not repairable by cutting.
+  WriteAt<uint8_t>(path_, uint64_t{info->checkpoint.block} * kBlockSize + 60, 0x5A);
+  auto damaged = CheckFile(path_);
+  ASSERT_TRUE(damaged.ok());
+  ASSERT_FALSE(damaged->clean());
+  EXPECT_NE(damaged->problems[0].what.find("checkpoint"), std::string::npos) << FormatFsck(*damaged);
+  auto refused = RepairFile(path_);
+  ASSERT_TRUE(refused.ok());
+  EXPECT_FALSE(refused->after.clean());
 }
 
 TEST_F(FsckTest, StrayBytesPastTheEndAreZeroed) {

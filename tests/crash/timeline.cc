@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "lib/checkpoint_format.h"
 #include "lib/commit.h"
 #include "lib/log_block_format.h"
 #include "lib/meta_block_format.h"
@@ -111,6 +112,15 @@ std::string Timeline::OnStore(const Event& e) {
   if (e.length != 8 || e.offset % 8 != 0) return "";
   uint64_t value = Load(now, e.offset, 8);
   if (value == 0) return "";
+  if (e.offset == offsetof(pmem::MetaHeader, checkpoint)) {
+    // A compaction installed a checkpoint: log blocks before its position's block may now be freed
+    // and reused (as data, even as a new log block), so stores into them are no longer commits.
+    pmem::CheckpointHeader h;
+    if (value * kBlockSize + sizeof(h) > now.size()) return "checkpoint pointer past the file";
+    memcpy(&h, now.data() + value * kBlockSize, sizeof(h));
+    for (uint64_t k = 0; k < h.chain_index && k < chain_.size(); ++k) chain_[k] = 0;
+    return "";
+  }
   if (block == 0 && in_block >= offsetof(pmem::MetaBlock, slots)) {
     return OnCommit((in_block - offsetof(pmem::MetaBlock, slots)) / 8, value);
   }

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "lib/file.h"
+#include "lib/file_core.h"
 
 namespace tern::crash {
 
@@ -22,6 +23,8 @@ std::string Op::Describe() const {
       return "truncate(" + std::to_string(offset) + ")";
     case OpKind::kFsync:
       return "fsync";
+    case OpKind::kCompact:
+      return "compact";
   }
   return "?";
 }
@@ -46,6 +49,7 @@ void FileModel::Apply(const Op& op) {
       content_.resize(op.offset, 0);
       break;
     case OpKind::kFsync:
+    case OpKind::kCompact:
       break;
   }
 }
@@ -106,6 +110,11 @@ std::string RunOp(File& f, const Op& op, uint32_t thread) {
       bool ok = f.Fsync().ok();
       Mark(Marker::kFsyncDone, thread);
       return ok ? "" : "fsync failed";
+    }
+    case OpKind::kCompact: {
+      auto stats = f.core().Compact();
+      if (!stats.ok()) return "compact failed: errno " + std::to_string(stats.status().err());
+      return stats->checkpoint_runs > 0 ? "" : "compact did nothing";
     }
   }
   return "bad op";

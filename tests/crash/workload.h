@@ -11,7 +11,7 @@
 
 namespace tern::crash {
 
-enum class OpKind : uint8_t { kWrite, kAppend, kTruncate, kFsync };
+enum class OpKind : uint8_t { kWrite, kAppend, kTruncate, kFsync, kCompact };
 
 struct Op {
   OpKind kind = OpKind::kWrite;
@@ -19,7 +19,8 @@ struct Op {
   uint64_t length = 0;  // kWrite, kAppend: how many bytes
   uint64_t seed = 0;    // kWrite, kAppend: the bytes are OpByte(seed, file offset)
   std::string Describe() const;
-  bool Mutates() const { return kind != OpKind::kFsync; }
+  // Whether the op commits a log entry (compaction changes the log, not the content).
+  bool Mutates() const { return kind != OpKind::kFsync && kind != OpKind::kCompact; }
 };
 
 // The byte that the op with `seed` writes at file offset `offset`. Distinct seeds differ almost

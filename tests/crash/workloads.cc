@@ -91,6 +91,19 @@ Workload LogOverflow(uint64_t seed, int ops) {
   return w;
 }
 
+Workload Compaction(uint64_t seed, int ops) {  // ops >= 1701
+  Gen g(seed);
+  Workload w{"compaction", {Write(0, 24 * 1024, 1000000)}, {{}}};
+  for (int i = 0; i < ops; ++i) {
+    w.threads[0].push_back(Write(g.Uniform(0, 24 * 1024 - 200), g.Uniform(1, 200), g.NextSeed()));
+    if (i % 40 == 39) w.threads[0].push_back(Fsync());
+    // A compaction needs the log past the first log block, and a log block's worth of entries past
+    // the last checkpoint.
+    if (i == 1100 || i == 1700) w.threads[0].push_back({OpKind::kCompact, 0, 0, 0});
+  }
+  return w;
+}
+
 Workload Extended(uint64_t seed, int ops) {
   Gen g(seed);
   Workload w{"extended", {}, {{}}};

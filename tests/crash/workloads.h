@@ -25,6 +25,9 @@ Workload Extended(uint64_t seed, int ops = 24);
 // so partial blocks are recopied after conflicts).
 Workload TwoThreads(uint64_t seed, int ops_per_thread = 60);
 
+// Log compaction (GC) between small overwrites: two checkpoints, the log past each; fsync rarely.
+Workload Compaction(uint64_t seed, int ops = 1800);
+
 // Block-aligned appends only: nothing is ever superseded or freed, so the only thing that orders
 // data before its commit is the data fence (the planted-bug test's workload).
 Workload AlignedAppend(uint64_t seed, int ops = 40);
