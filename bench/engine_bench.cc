@@ -322,7 +322,7 @@ int RawCreate(RawRegion& r, const std::string& tag, uint64_t bytes) {
     r.base = nullptr;
     return -rc;
   }
-  if ((rc = tern::pmem::GrowFile(r.fd, r.len)) != 0) return -rc;
+  if ((rc = tern::pmem::GrowFile(r.fd, 0, r.len)) != 0) return -rc;
   bool dax = false;
   if ((rc = tern::pmem::MapFileRange(r.base, r.len, r.fd, 0, true, /*populate=*/true, 0, &dax)) != 0) return -rc;
   // Prefill with non-temporal copies, the way tern writes data, so that raw reads find the same

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "lib/crc32c.h"
+#include "lib/pool.h"
 #include "pmem/log.h"
 #include "pmem/mapping.h"
 #include "pmem/persist.h"
@@ -154,13 +155,24 @@ Status FileCore::Grow(uint64_t min_blocks) {
     want = kMaxBlocks;
     if (want < have + min_blocks) return Status::Error(EFBIG, "backing file at its size limit");
   }
-  int rc = pmem::GrowFile(backing_->fd(), want * kBlockSize);
+  int rc = pmem::GrowFile(backing_->fd(), have * kBlockSize, want * kBlockSize);
   if (rc != 0) return Status::Error(-rc, "grow backing file");
   // Another process may have grown meanwhile; num_blocks only ever moves up.
   uint64_t cur = have;
   while (cur < want && !shared_->header()->num_blocks.compare_exchange_weak(cur, want)) {
   }
   return backing_->EnsureMapped(alloc_->num_blocks());
+}
+
+void FileCore::GrowAhead() {
+  if (!writable() || slot_ == kNoSlot) return;
+  uint64_t have = alloc_->num_blocks();
+  if (have - alloc_->CountUsed() >= kGrowAheadBlocks) return;  // another grower got here first
+  if (!Grow(kBlocksPerGrowStep).ok()) return;  // the writer will meet the error itself
+  uint64_t now = alloc_->num_blocks();
+  if (now <= have) return;
+  const uint8_t* p = Resolve(LogicalBlock(static_cast<uint32_t>(have)), static_cast<uint32_t>(now - have));
+  if (p != nullptr) pmem::TouchForWrite(const_cast<uint8_t*>(p), (now - have) * kBlockSize);
 }
 
 Status FileCore::Allocate(uint64_t nblocks, std::vector<BlockRun>* runs) {
@@ -208,6 +220,10 @@ Status FileCore::Allocate(uint64_t nblocks, std::vector<BlockRun>* runs) {
   }
   const BlockRun& last = runs->back();
   if (Resolve(last.start, last.count) == nullptr) return Status::Error(EIO, "map allocated blocks");
+  // Near the end of the file: have the Pool's thread grow and pre-touch the next step.
+  if (last.end().value() + kGrowAheadBlocks > alloc_->num_blocks() && !grow_ahead_scheduled_.exchange(true)) {
+    Pool::Default().Schedule(shared_from_this(), Pool::Job::kGrowAhead);
+  }
   return Status::Ok();
 }
 

@@ -75,6 +75,9 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // Compacts the log into a checkpoint and frees what it made unreachable, without stopping
   // readers or writers (file_core_gc.cc). EBUSY when another process is compacting this file.
   Result<CompactStats> Compact();
+  // Background work for the Pool's thread: grows the file ahead of the allocator when free space
+  // runs low, and touches the new pages so writers take no first-touch fault (file_core.cc).
+  void GrowAhead();
   // Log entries an opener would replay now.
   uint64_t LogLength() const { return applied_.load() - ckpt_pos_.load(); }
   // Frees what dead processes allocated but never committed; returns how many dead slots it found.
@@ -105,7 +108,8 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
 
   // --- compaction (file_core_gc.cc) ---
   static constexpr uint64_t kMinCompactEntries = pmem::kLogSlots;
-  static constexpr uint64_t kAutoCompactEntries = 16 * pmem::kLogSlots;
+  static constexpr uint64_t kAutoCompactEntries = 64 * pmem::kLogSlots;
+  static constexpr uint64_t kFullSweepEvery = 8;  // compactions; the others free only what they retire
   // Brackets every operation: counts it for GC's grace period, and first catches this process up
   // to the checkpoint when it lags behind GC's floor. status() reports a failed catch-up.
   class OpGuard {
@@ -176,6 +180,7 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
 
   // --- space (file_core.cc) ---
   Status Grow(uint64_t min_blocks);
+  static constexpr uint64_t kGrowAheadBlocks = 256;  // keep at least this much free space ahead
   Status Allocate(uint64_t nblocks, std::vector<BlockRun>* runs);
   Result<BlockRun> AllocateContiguous(uint32_t nblocks);
   // Ownership transitions of allocated blocks (allocator.h): our uncommitted blocks go back to the
@@ -246,7 +251,8 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   std::atomic<uint64_t> ckpt_block_{0};
   std::atomic<uint32_t> chain_first_{0};
  public:
-  std::atomic<bool> compaction_scheduled_{false};  // the Pool's GC thread has it queued
+  std::atomic<bool> compaction_scheduled_{false};  // the Pool's thread has it queued
+  std::atomic<bool> grow_ahead_scheduled_{false};
  private:
 
   uint32_t slot_ = kNoSlot;

@@ -156,6 +156,7 @@ Result<CompactStats> FileCore::CompactLocked() {
   CompactStats stats{};
   SharedHeader* h = shared_->header();
   LogPos position = 0;
+  std::vector<uint32_t> retired;
   {
     OpGuard guard(this);
     TERN_TRY(guard.status());
@@ -172,6 +173,8 @@ Result<CompactStats> FileCore::CompactLocked() {
     }
     TERN_TRY(EnsureSlot(position));
     auto k = static_cast<uint32_t>((position - pmem::kMetaSlots) / pmem::kLogSlots);
+    // What this checkpoint retires: the log blocks before k, and the previous checkpoint record.
+    for (uint32_t i = chain_first_.load(); i < k; ++i) retired.push_back(chain_.Get(i));
 
     // Replay [from, position) into a private table, starting from the current checkpoint: no lock
     // is held meanwhile, so nobody waits for us.
@@ -183,6 +186,7 @@ Result<CompactStats> FileCore::CompactLocked() {
       TERN_ASSIGN_OR_RETURN(Checkpoint ck, ReadCheckpoint(LogicalBlock(static_cast<uint32_t>(prev))));
       replay.Load(ck.runs, ck.header.size);
       generation = ck.header.generation + 1;
+      for (uint32_t i = 0; i < ck.blocks.count; ++i) retired.push_back(ck.blocks.start.value() + i);
     }
     for (LogPos pos = from; pos < position; ++pos) {
       auto c = DecodeCommit(pmem::Load64(SlotAddress(pos)), alloc_->num_blocks(), *this, false);
@@ -225,9 +229,19 @@ Result<CompactStats> FileCore::CompactLocked() {
   if (stats.drained) {
     OpGuard guard(this);
     TERN_TRY(guard.status());
-    uint64_t before = h->reclaimed_blocks.load();
-    TERN_TRY(Sweep({}));
-    stats.blocks_freed = h->reclaimed_blocks.load() - before;
+    // Nobody can be in the retired blocks any more, and the durable checkpoint no longer needs
+    // them. Now and then a full sweep also collects what dead processes and closed arenas left.
+    for (uint32_t b : retired) {
+      if (alloc_->Claim(LogicalBlock(b), kLogOwner, slot_)) {
+        alloc_->FreeClaimed(LogicalBlock(b));
+        ++stats.blocks_freed;
+      }
+    }
+    if (h->gc_runs.load() % kFullSweepEvery == kFullSweepEvery - 1) {
+      uint64_t before = h->reclaimed_blocks.load();
+      TERN_TRY(Sweep({}));
+      stats.blocks_freed += h->reclaimed_blocks.load() - before;
+    }
     h->gc_freed_blocks.fetch_add(stats.blocks_freed);
   }
   stats.entries_after = applied_.load() - ckpt_pos_.load();
@@ -279,6 +293,6 @@ namespace tern {
 void FileCore::MaybeScheduleCompaction(LogPos tail) {
   if (tail - ckpt_pos_.load(std::memory_order_relaxed) < kAutoCompactEntries) return;
   if (compaction_scheduled_.exchange(true)) return;
-  Pool::Default().ScheduleCompaction(shared_from_this());
+  Pool::Default().Schedule(shared_from_this(), Pool::Job::kCompact);
 }
 }  // namespace tern

@@ -148,7 +148,7 @@ Status FileCore::Format(const struct stat& st) {
   if (pwrite(fd, &block, sizeof(block), 0) != static_cast<ssize_t>(sizeof(block))) {
     return Status::Error(errno == 0 ? ENOSPC : errno, "format");
   }
-  int rc = pmem::GrowFile(fd, pmem::kGrowStep);
+  int rc = pmem::GrowFile(fd, kBlockSize, pmem::kGrowStep);
   if (rc != 0) return Status::Error(-rc, "format");
   if (fdatasync(fd) != 0) return Status::Error(errno, "format");
   return Status::Ok();
@@ -180,7 +180,7 @@ Status FileCore::Recover(bool exclusive, const struct stat& st) {
     TERN_TRY(ScrubTail());
     if (nblocks % kBlocksPerGrowStep != 0) {  // finish a format that crashed before growing
       uint64_t grown = (nblocks / kBlocksPerGrowStep + 1) * kBlocksPerGrowStep;
-      int rc = pmem::GrowFile(backing_->fd(), grown * kBlockSize);
+      int rc = pmem::GrowFile(backing_->fd(), nblocks * kBlockSize, grown * kBlockSize);
       if (rc != 0) return Status::Error(-rc, "grow backing file");
       shared_->header()->num_blocks.store(grown);
       TERN_TRY(backing_->EnsureMapped(grown));

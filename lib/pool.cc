@@ -20,9 +20,9 @@ Pool& Pool::Default() {
   return *pool;
 }
 
-void Pool::ScheduleCompaction(const std::shared_ptr<FileCore>& core) {
+void Pool::Schedule(const std::shared_ptr<FileCore>& core, Job job) {
   std::lock_guard lock(gc_mu_);
-  gc_queue_.push_back(core);
+  gc_queue_.emplace_back(core, job);
   if (!gc_thread_running_) {
     gc_thread_running_ = true;
     std::thread([this] { GcThreadMain(); }).detach();
@@ -33,20 +33,25 @@ void Pool::ScheduleCompaction(const std::shared_ptr<FileCore>& core) {
 void Pool::GcThreadMain() {
   // Runs for the life of the process; compactions never block the threads that asked for them.
   for (;;) {
-    std::weak_ptr<FileCore> next;
+    std::pair<std::weak_ptr<FileCore>, Job> next;
     {
       std::unique_lock lock(gc_mu_);
       gc_cv_.wait(lock, [this] { return !gc_queue_.empty(); });
       next = gc_queue_.front();
       gc_queue_.erase(gc_queue_.begin());
     }
-    if (auto core = next.lock()) {
-      auto stats = core->Compact();
-      if (!stats.ok() && stats.status().err() != EBUSY) {
-        TERN_LOG_WARN("%s: background compaction failed: %s", core->path().c_str(), stats.status().context());
-      }
-      core->compaction_scheduled_.store(false);
+    auto core = next.first.lock();
+    if (core == nullptr) continue;
+    if (next.second == Job::kGrowAhead) {
+      core->GrowAhead();
+      core->grow_ahead_scheduled_.store(false);
+      continue;
     }
+    auto stats = core->Compact();
+    if (!stats.ok() && stats.status().err() != EBUSY) {
+      TERN_LOG_WARN("%s: background compaction failed: %s", core->path().c_str(), stats.status().context());
+    }
+    core->compaction_scheduled_.store(false);
   }
 }
 
@@ -78,8 +83,11 @@ void Pool::ChildAfterFork() {
   pool.forking_.clear();
   pool.mu_.unlock();
   // The GC thread did not come along; queued work is the parent's.
-  for (auto& weak : pool.gc_queue_) {
-    if (auto core = weak.lock()) core->compaction_scheduled_.store(false);
+  for (auto& [weak, job] : pool.gc_queue_) {
+    if (auto core = weak.lock()) {
+      core->compaction_scheduled_.store(false);
+      core->grow_ahead_scheduled_.store(false);
+    }
   }
   pool.gc_queue_.clear();
   pool.gc_thread_running_ = false;

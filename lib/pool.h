@@ -29,8 +29,11 @@ class Pool {
   // serve the requested access. Errors as File::Open.
   Result<std::shared_ptr<FileCore>> OpenCore(const std::string& path, int flags, mode_t mode);
 
-  // Queues a log compaction of core on this process's background GC thread (started on first use).
-  void ScheduleCompaction(const std::shared_ptr<FileCore>& core);
+  // Background work for a file, run on this process's one background thread (started on first
+  // use): log compaction, growing ahead of the allocator. The caller sets the file's matching
+  // *_scheduled_ flag first; the thread clears it when done.
+  enum class Job { kCompact, kGrowAhead };
+  void Schedule(const std::shared_ptr<FileCore>& core, Job job);
 
  private:
   static void PrepareFork();
@@ -43,7 +46,7 @@ class Pool {
   std::vector<std::shared_ptr<FileCore>> forking_;  // held between prepare and parent/child
   std::mutex gc_mu_;
   std::condition_variable gc_cv_;
-  std::vector<std::weak_ptr<FileCore>> gc_queue_;  // guarded by gc_mu_
+  std::vector<std::pair<std::weak_ptr<FileCore>, Job>> gc_queue_;  // guarded by gc_mu_
   bool gc_thread_running_ = false;                 // guarded by gc_mu_
   std::map<std::pair<dev_t, ino_t>, std::weak_ptr<FileCore>> cores_;  // guarded by mu_
 };

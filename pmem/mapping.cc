@@ -52,9 +52,21 @@ int MapFileRange(void* at, uint64_t length, int fd, uint64_t offset, bool writab
   return 0;
 }
 
-int GrowFile(int fd, uint64_t new_length) {
-  if (fallocate(fd, 0, 0, static_cast<off_t>(new_length)) != 0) return -errno;
+int GrowFile(int fd, uint64_t old_length, uint64_t new_length) {
+  if (new_length <= old_length) return 0;
+  if (fallocate(fd, 0, static_cast<off_t>(old_length), static_cast<off_t>(new_length - old_length)) != 0) {
+    return -errno;
+  }
   return 0;
+}
+
+void TouchForWrite(void* addr, uint64_t len) {
+  constexpr uint64_t kPage = 4096;
+  auto* p = static_cast<uint8_t*>(addr);
+  for (uint64_t off = 0; off < len; off += kPage) {
+    // A locked add of zero is a write access that cannot lose a concurrent store to the same word.
+    __atomic_fetch_add(reinterpret_cast<uint64_t*>(p + off), 0, __ATOMIC_RELAXED);
+  }
 }
 
 }  // namespace tern::pmem

@@ -26,7 +26,13 @@ void ReleaseAddressSpace(void* base, uint64_t length);
 int MapFileRange(void* at, uint64_t length, int fd, uint64_t offset, bool writable, bool populate,
                  uint32_t trace_region, bool* is_dax);
 
-// Grows the backing file to at least `new_length` bytes with fallocate (allocated, reads as zero).
-int GrowFile(int fd, uint64_t new_length);
+// Grows the backing file from `old_length` to `new_length` bytes with fallocate (allocated, reads
+// as zero). Only the new range is passed: fallocate walks every page of the range it is given.
+int GrowFile(int fd, uint64_t old_length, uint64_t new_length);
+
+// Touches every page of [addr, addr+len) for writing without changing a byte (an atomic add of
+// zero per page), so that later stores to it take no page fault. For a background thread to pay
+// the first-touch cost (~2 µs a page on this VM even after MAP_POPULATE) off the write path.
+void TouchForWrite(void* addr, uint64_t len);
 
 }  // namespace tern::pmem
