@@ -49,6 +49,16 @@ Status File::Truncate(uint64_t size) {
   return core_->Truncate(size);
 }
 
+Status File::Fallocate(int mode, uint64_t offset, uint64_t len) {
+  if (!CanWrite(flags_)) return Status::Error(EBADF, "file not open for writing");
+  return core_->Fallocate(mode, offset, len);
+}
+
+Result<uint64_t> File::Seek(int whence, uint64_t offset) {
+  if (whence != SEEK_DATA && whence != SEEK_HOLE) return Status::Error(EINVAL, "bad whence");
+  return core_->Seek(whence, offset);
+}
+
 Status File::Fsync() { return core_->Fsync(); }
 Result<uint64_t> File::Size() { return core_->Size(); }
 Status File::Stat(struct stat* st) { return core_->Stat(st); }

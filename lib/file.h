@@ -40,6 +40,11 @@ struct CompactStats {
   uint64_t blocks_freed;
 };
 
+// Called first on every thread the engine starts (its one background thread, which compacts logs
+// and grows files ahead of writers), before it touches any file. The shim sets it so the thread's
+// own libc calls bypass interposition. Set it before opening files; nullptr means none.
+void SetEngineThreadHook(void (*hook)());
+
 class File {
  public:
   // Opens (or with O_CREAT creates) the tern file at `path`. Honours O_RDONLY/O_WRONLY/O_RDWR,
@@ -66,6 +71,12 @@ class File {
   Result<uint64_t> Append(const void* buf, size_t n);
   // Sets the size. Shrinking frees the blocks past the end; growing leaves a hole that reads as zeros.
   Status Truncate(uint64_t size);
+  // fallocate(2): modes 0 and KEEP_SIZE (grow the size; blocks are allocated at write time),
+  // PUNCH_HOLE|KEEP_SIZE and ZERO_RANGE[|KEEP_SIZE]; EOPNOTSUPP for other modes, EBADF if not
+  // open for writing.
+  Status Fallocate(int mode, uint64_t offset, uint64_t len);
+  // lseek(2) SEEK_DATA / SEEK_HOLE (holes are unmapped blocks); ENXIO at or past EOF.
+  Result<uint64_t> Seek(int whence, uint64_t offset);
   // Makes every commit before it durable (on this node).
   Status Fsync();
   // Logical size in bytes.

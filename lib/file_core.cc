@@ -304,9 +304,10 @@ uint64_t FileCore::WriteRecord(const RecordPlace& place, pmem::ExtKind kind, uin
 void FileCore::SupersedeClaims::Update(uint32_t first, uint32_t end) {
   BlockAllocator& alloc = *core_->alloc_;
   std::vector<std::pair<uint32_t, uint32_t>> kept;
+  std::vector<uint32_t> superseded_by_others;
   for (auto [v, l] : held_) {
     if (core_->table_.Get(v) != l) {
-      alloc.FreeClaimed(LogicalBlock(l));  // a commit in the log superseded it
+      superseded_by_others.push_back(l);  // a commit in the log superseded it
     } else if (v >= first && v < end) {
       kept.emplace_back(v, l);
     } else {
@@ -314,6 +315,12 @@ void FileCore::SupersedeClaims::Update(uint32_t first, uint32_t end) {
     }
   }
   held_.clear();
+  if (!superseded_by_others.empty()) {
+    // Freed once that commit (somewhere below the table's position) is durable.
+    LogPos seen = core_->applied_.load();
+    std::lock_guard lock(core_->pending_mu_);
+    for (uint32_t l : superseded_by_others) core_->pending_.push_back({seen, l});
+  }
   auto it = kept.begin();
   for (uint32_t v = first; v < end; ++v) {
     while (it != kept.end() && it->first < v) ++it;

@@ -10,6 +10,7 @@ namespace {
 // The top of the offset range: no application byte-range lock reaches it.
 constexpr off_t kOpenLockOffset = LLONG_MAX - 1;
 constexpr off_t kSlotLockBase = kOpenLockOffset - (1 << 20);
+static_assert(kSlotLockBase >= kEngineLockRangeStart);
 
 struct flock LockOf(short type, off_t offset) {
   struct flock fl {};

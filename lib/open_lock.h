@@ -9,11 +9,17 @@
 // Slot locks: one byte per process slot (shared_state.h), held exclusively by the slot's process.
 #pragma once
 
+#include <climits>
 #include <cstdint>
+#include <sys/types.h>
 
 #include "lib/status.h"
 
 namespace tern {
+
+// Every lock byte tern uses lies at or above this offset of the backing file: an application's
+// byte-range locks (which the shim takes on the backing file) must stay below it.
+inline constexpr off_t kEngineLockRangeStart = LLONG_MAX - (off_t{1} << 21);
 
 // Tries to take the open lock exclusively without waiting. Returns true if taken.
 Result<bool> TryLockExclusive(int fd);

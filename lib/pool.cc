@@ -30,8 +30,16 @@ void Pool::Schedule(const std::shared_ptr<FileCore>& core, Job job) {
   gc_cv_.notify_one();
 }
 
+std::atomic<void (*)()>& Pool::ThreadHook() {
+  static std::atomic<void (*)()> hook{nullptr};
+  return hook;
+}
+
+void SetEngineThreadHook(void (*hook)()) { Pool::ThreadHook().store(hook); }
+
 void Pool::GcThreadMain() {
   // Runs for the life of the process; compactions never block the threads that asked for them.
+  if (auto hook = ThreadHook().load()) hook();
   for (;;) {
     std::pair<std::weak_ptr<FileCore>, Job> next;
     {

@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -41,6 +42,9 @@ class Pool {
   static void ChildAfterFork();
 
   void GcThreadMain();
+ public:
+  static std::atomic<void (*)()>& ThreadHook();
+ private:
 
   std::mutex mu_;
   std::vector<std::shared_ptr<FileCore>> forking_;  // held between prepare and parent/child

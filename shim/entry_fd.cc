@@ -16,6 +16,7 @@
 #include <climits>
 #include <vector>
 
+#include "lib/open_lock.h"
 #include "pmem/log.h"
 #include "shim/common.h"
 #include "shim/fd_table.h"
@@ -44,7 +45,7 @@ namespace tern::shim {
 namespace {
 
 // Application lock ranges end below this (the engine's lock bytes sit above LLONG_MAX - 2^21).
-constexpr off_t kAppLockEnd = LLONG_MAX - (off_t{1} << 24);
+constexpr off_t kAppLockEnd = kEngineLockRangeStart;
 
 // The lock descriptor of d, opened on first use.
 int LockFd(Desc* d, int fd) {

@@ -22,6 +22,7 @@
 #include "shim/ofd_region.h"
 #include "shim/ops.h"
 #include "shim/paths.h"
+#include "lib/file.h"
 #include "shim/real_libc.h"
 #include "shim/shim.h"
 
@@ -194,6 +195,9 @@ void InitShim() {
     InitOfdRegion();
     CaptureStdStreams();
     InstallForkHandlers();
+    // The engine's background thread (compaction, growing files ahead) is engine code for its
+    // whole life: its libc calls go straight to the kernel.
+    SetEngineThreadHook([] { ++t_engine_depth; });
     g_ready.store(true, std::memory_order_release);
     AdoptInheritedFds();
   });

@@ -61,18 +61,6 @@ size_t IovTotal(const struct iovec* iov, int iovcnt, bool* ok) {
   return total;
 }
 
-ssize_t WriteZeros(Desc* d, File* f, uint64_t from, uint64_t to) {
-  constexpr size_t kChunk = 1 << 20;
-  std::unique_ptr<char[]> zeros(new char[kChunk]());
-  for (uint64_t at = from; at < to;) {
-    size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, to - at));
-    auto r = Engine([&] { return f->Pwrite(zeros.get(), n, at); });
-    if (!r.ok()) return FailWith(r.status());
-    at += n;
-  }
-  d->dirty.store(true, std::memory_order_relaxed);
-  return 0;
-}
 
 }  // namespace
 
@@ -217,12 +205,14 @@ off_t DescLseek(Desc* d, int fd, off_t off, int whence) {
   }
   SlotGuard guard(slot);
   if (whence == SEEK_DATA || whence == SEEK_HOLE) {
-    // Every byte before EOF counts as data and EOF as the only hole: what the kernel does for a
-    // filesystem that does not track holes. (tern's holes read as zeros either way.)
+    // Holes are unmapped blocks; the end of the file counts as a hole.
     if (off < 0 || off >= base) return Fail(ENXIO);
-    off_t at = whence == SEEK_DATA ? off : base;
-    slot->offset.store(static_cast<uint64_t>(at));
-    return at;
+    auto f = EnsureFile(d, fd);
+    if (!f.ok()) return FailWith(f.status());
+    auto at = (*f)->Seek(whence, static_cast<uint64_t>(off));
+    if (!at.ok()) return FailWith(at.status());
+    slot->offset.store(*at);
+    return static_cast<off_t>(*at);
   }
   if (whence == SEEK_CUR) base = static_cast<off_t>(slot->offset.load());
   off_t result;
@@ -282,12 +272,12 @@ int DescFallocate(Desc* d, int fd, int mode, off_t off, off_t len) {
   int op = mode & ~FALLOC_FL_KEEP_SIZE;
   if (op == FALLOC_FL_PUNCH_HOLE && !keep_size) return Fail(EOPNOTSUPP);  // as the kernel
   if (op == FALLOC_FL_PUNCH_HOLE || op == FALLOC_FL_ZERO_RANGE) {
-    // The bytes read as zeros afterwards; the blocks are rewritten, not freed (the engine has no
-    // punch-hole yet).
-    if (WriteZeros(d, *f, static_cast<uint64_t>(off), std::min(end, size)) < 0) return -1;
-  } else if (op != 0) {
-    return Fail(EOPNOTSUPP);
+    // The engine unmaps whole blocks (they read as zeros and free their space) and zeroes the
+    // partial blocks at the edges; it also grows the size for ZERO_RANGE without KEEP_SIZE.
+    Status st = (*f)->Fallocate(mode, static_cast<uint64_t>(off), static_cast<uint64_t>(len));
+    return st.ok() ? 0 : FailWith(st);
   }
+  if (op != 0) return Fail(EOPNOTSUPP);
   // Copy-on-write cannot reserve space for later overwrites, so mode 0 means the size only (as on
   // other copy-on-write filesystems); KEEP_SIZE alone changes nothing.
   if (!keep_size && end > size) return DescTruncate(d, fd, static_cast<off_t>(end));
