@@ -1,6 +1,7 @@
 # tern's front end. The two user commands (README.md):
 #
-#   make demo   install missing packages, build, run the crash/recover demo
+#   make demo   install missing packages, build, run a shell pipeline and sqlite3 under tern (compared
+#               with the kernel), then the crash/recover demo
 #   make test   install missing packages, build, run every test; then the concurrency tests under
 #               ThreadSanitizer, the unit tests under AddressSanitizer+UBSan, the crash simulator
 #               (pmem trace build) and the fuzzers (CI-sized)
@@ -46,8 +47,8 @@ endef
 
 demo: deps
 	$(call configure,build,)
-	cmake --build build -j $(JOBS) --target tern_demo
-	./build/tools/tern_demo
+	cmake --build build -j $(JOBS) --target tern tern_shim tern_demo
+	./scripts/demo.sh build
 
 test: test-all test-tsan test-asan test-crash-sim test-fuzz
 	@echo "make test: all suites passed (build/ all, build-tsan/ concurrency, build-asan/ unit," \
