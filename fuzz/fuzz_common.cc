@@ -1,5 +1,6 @@
 #include "fuzz/fuzz_common.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -87,12 +88,34 @@ bool Exercise(const std::string& path, bool write) {
   return true;
 }
 
+// The scratch directory, removed at exit (libFuzzer ends runs with exit()).
+char g_scratch_dir[64];
+
+void RemoveScratch() {
+  std::string dir = g_scratch_dir;
+  if (dir.empty()) return;
+  std::string shm = dir + "/.shm";
+  if (DIR* d = opendir(shm.c_str())) {
+    while (struct dirent* e = readdir(d)) {
+      if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+        unlink((shm + "/" + e->d_name).c_str());
+      }
+    }
+    closedir(d);
+  }
+  rmdir(shm.c_str());
+  unlink((dir + "/file.tern").c_str());
+  rmdir(dir.c_str());
+}
+
 }  // namespace
 
 const std::string& ScratchFile() {
   static const std::string path = [] {
     char tmpl[] = "/dev/shm/tern-fuzz-XXXXXX";
     if (mkdtemp(tmpl) == nullptr) Breach("mkdtemp");
+    snprintf(g_scratch_dir, sizeof(g_scratch_dir), "%s", tmpl);
+    atexit(RemoveScratch);
     std::string dir = tmpl;
     std::string shm = dir + "/.shm";
     mkdir(shm.c_str(), 0700);
