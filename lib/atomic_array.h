@@ -37,6 +37,27 @@ class AtomicU32Array {
   // allocates nothing (the value there is 0 already).
   uint32_t Set(uint32_t index, uint32_t value);
 
+  // Calls fn(index, value) for every non-zero value with index < end, in index order, skipping
+  // nodes never allocated (a sparse file costs what it maps, not its highest index).
+  // REQUIRES: serialised with Set of new nodes.
+  template <typename Fn>
+  void ForEachNonZero(uint32_t end, Fn&& fn) const {
+    for (uint32_t t = 0; t < kTopSize; ++t) {
+      Mid* mid = top_[t].load(std::memory_order_acquire);
+      if (mid == nullptr) continue;
+      for (uint32_t m = 0; m < kMidSize; ++m) {
+        Chunk* chunk = mid->chunks[m].load(std::memory_order_acquire);
+        if (chunk == nullptr) continue;
+        uint32_t base = (t << (kChunkBits + kMidBits)) | (m << kChunkBits);
+        if (base >= end) return;
+        for (uint32_t i = 0; i < kChunkSize && base + i < end; ++i) {
+          uint32_t v = chunk->v[i].load(std::memory_order_acquire);
+          if (v != 0) fn(base + i, v);
+        }
+      }
+    }
+  }
+
   // Kept for symmetry with callers that check allocation up front; the array needs no set-up.
   bool Init() { return true; }
 

@@ -50,18 +50,16 @@ void BlockTable::Load(const std::vector<MapRun>& runs, uint64_t size) {
 
 std::vector<MapRun> BlockTable::Runs() const {
   std::vector<MapRun> runs;
-  for (uint32_t v = 0; v < mapped_end_; ++v) {
-    uint32_t l = map_.Get(v);
-    if (l == 0) continue;
+  ForEachMapped([&](uint32_t v, uint32_t l) {
     if (!runs.empty()) {
       MapRun& last = runs.back();
       if (last.vblock.value() + last.count == v && last.lblock.value() + last.count == l) {
         ++last.count;
-        continue;
+        return;
       }
     }
     runs.push_back({VirtualBlock(v), LogicalBlock(l), 1});
-  }
+  });
   return runs;
 }
 

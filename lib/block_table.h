@@ -33,6 +33,11 @@ class BlockTable {
   void Load(const std::vector<MapRun>& runs, uint64_t size);
   // The mapping as runs of consecutive blocks (holes left out). REQUIRES: serialised as Apply.
   std::vector<MapRun> Runs() const;
+  // Calls fn(vblock, lblock) for every mapped block, in vblock order. REQUIRES: serialised as Apply.
+  template <typename Fn>
+  void ForEachMapped(Fn&& fn) const {
+    map_.ForEachNonZero(mapped_end_, fn);
+  }
 
  private:
   void Set(uint32_t v, uint32_t l);

@@ -83,6 +83,14 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // Frees what dead processes allocated but never committed; returns how many dead slots it found.
   Result<uint64_t> ReclaimDeadSlots();
   std::vector<ProcessInfo> AttachedProcesses() const;
+  // Live figures for `tern stat`, shared by every process with the file open.
+  struct Stats {
+    FileCounters counters;
+    uint64_t gc_runs, gc_freed_blocks, reclaimed_blocks, reclaimed_slots;
+    uint64_t log_entries;            // an opener would replay these
+    uint64_t blocks_total, blocks_in_use;
+  };
+  Stats GetStats() const;
 
   // fork support (called by the Pool's pthread_atfork handlers).
   void LockForFork();

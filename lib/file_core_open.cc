@@ -128,6 +128,15 @@ Result<std::shared_ptr<FileCore>> FileCore::Open(const std::string& path, int fl
     if (!shared.ok()) return shared.status();
     core->shared_ = std::move(*shared);
     core->alloc_ = std::make_unique<BlockAllocator>(core->shared_.get());
+    // The shared block count may only be what the backing file really has (growth runs
+    // fallocate before it publishes the count).
+    if (fstat(fd, &st) != 0) return Status::Error(errno, "fstat");
+    uint64_t shared_blocks = core->alloc_->num_blocks();
+    if (shared_blocks > kMaxBlocks || shared_blocks * kBlockSize > static_cast<uint64_t>(st.st_size)) {
+      TERN_LOG_ERROR("%s: shared state names %llu blocks, the file has %lld bytes", path.c_str(),
+                     static_cast<unsigned long long>(shared_blocks), static_cast<long long>(st.st_size));
+      return Status::Error(EUCLEAN, "shared state disagrees with the backing file");
+    }
     TERN_TRY(core->Recover(false, st));
     return core;
   }

@@ -41,10 +41,7 @@ Status FileCore::CollectReferenced(std::vector<uint64_t>* bits) {
     if (!c.ok()) return c.status();
     if (c->record.count > 0) mark(c->record.start.value(), c->record.count);
   }
-  for (uint32_t v = 0; v < table_.mapped_end(); ++v) {
-    uint32_t l = table_.Get(v);
-    if (l != 0) mark(l, 1);
-  }
+  table_.ForEachMapped([&](uint32_t, uint32_t l) { mark(l, 1); });
   return Status::Ok();
 }
 
@@ -165,6 +162,13 @@ std::vector<ProcessInfo> FileCore::AttachedProcesses() const {
     if (s.state.load() == ProcessSlot::kUsed) out.push_back({slot, s.pid.load()});
   }
   return out;
+}
+
+FileCore::Stats FileCore::GetStats() const {
+  const SharedHeader* h = shared_->header();
+  return {Counters(),           h->gc_runs.load(),      h->gc_freed_blocks.load(),
+          h->reclaimed_blocks.load(), h->reclaimed_slots.load(), LogLength(),
+          alloc_->num_blocks(), alloc_->CountUsed()};
 }
 
 void FileCore::LockForFork() {

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/mman.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "pmem/log.h"
 #include "pmem/trace.h"
@@ -57,6 +58,9 @@ int GrowFile(int fd, uint64_t old_length, uint64_t new_length) {
   if (fallocate(fd, 0, static_cast<off_t>(old_length), static_cast<off_t>(new_length - old_length)) != 0) {
     return -errno;
   }
+  // The new size must survive a power failure before blocks in it are committed (on a DAX
+  // filesystem the size is filesystem metadata; on tmpfs this costs a syscall).
+  if (fdatasync(fd) != 0) return -errno;
   return 0;
 }
 

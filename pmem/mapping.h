@@ -27,7 +27,8 @@ int MapFileRange(void* at, uint64_t length, int fd, uint64_t offset, bool writab
                  uint32_t trace_region, bool* is_dax);
 
 // Grows the backing file from `old_length` to `new_length` bytes with fallocate (allocated, reads
-// as zero). Only the new range is passed: fallocate walks every page of the range it is given.
+// as zero), durably (fdatasync). Only the new range is passed: fallocate walks every page of the
+// range it is given.
 int GrowFile(int fd, uint64_t old_length, uint64_t new_length);
 
 // Touches every page of [addr, addr+len) for writing without changing a byte (an atomic add of

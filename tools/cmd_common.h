@@ -11,6 +11,8 @@ inline constexpr int kExitUsage = 2;
 int CmdRun(int argc, char** argv);
 int CmdImport(int argc, char** argv);
 int CmdExport(int argc, char** argv);
+int CmdGc(int argc, char** argv);
+int CmdStat(int argc, char** argv);
 // These two take argv[0] = the command's own name (cmd_info.cc, cmd_fsck.cc).
 int RunInfo(int argc, char** argv);
 int RunFsck(int argc, char** argv);

@@ -24,6 +24,8 @@ constexpr const char kUsage[] =
     "  export FILE OUT                        copy a tern file's content into the plain file OUT\n"
     "  info FILE...                           describe tern files (layout, log, blocks, damage)\n"
     "  fsck [--repair] FILE|DIR...            check tern files; repair what can be repaired\n"
+    "  gc FILE...                             compact tern files' logs now\n"
+    "  stat FILE...                           live counters of tern files\n"
     "\n"
     "`tern COMMAND --help` describes each command. Exit status: 0 success, 1 failure, 2 usage error.\n"
     "Environment: TERN_ROOT (default /dev/shm/tern), TERN_EXCLUDE (glob list, ':'-separated),\n"
@@ -73,6 +75,8 @@ int main(int argc, char** argv) {
   if (strcmp(cmd, "export") == 0) return CmdExport(argc - 2, argv + 2);
   if (strcmp(cmd, "info") == 0) return RunInfo(argc - 1, argv + 1);
   if (strcmp(cmd, "fsck") == 0) return RunFsck(argc - 1, argv + 1);
+  if (strcmp(cmd, "gc") == 0) return CmdGc(argc - 2, argv + 2);
+  if (strcmp(cmd, "stat") == 0) return CmdStat(argc - 2, argv + 2);
   fprintf(stderr, "tern: unknown command '%s'\n\n%s", cmd, kUsage);
   return kExitUsage;
 }

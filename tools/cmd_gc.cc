@@ -1,0 +1,116 @@
+// tern gc FILE: compacts a file's log now; tern stat FILE: live counters of a file.
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <string>
+
+#include "lib/file.h"
+#include "lib/file_core.h"
+#include "tools/cmd_common.h"
+
+namespace tern::tools {
+namespace {
+
+constexpr const char kGcUsage[] =
+    "usage: tern gc FILE...\n"
+    "\n"
+    "Compacts each tern file's commit log into a checkpoint now (tern also does this by itself, in\n"
+    "the background of a writing process, once a log passes 64 log blocks), and frees the log blocks\n"
+    "it retires once no reader can be in them. Readers and writers keep going meanwhile.\n"
+    "Exit status: 0 success, 1 failure (not a tern file, damaged, or being compacted), 2 usage.\n";
+
+constexpr const char kStatUsage[] =
+    "usage: tern stat FILE...\n"
+    "\n"
+    "Prints live counters of each tern file, shared by every process that has it open: commits,\n"
+    "commit conflicts (OCC retries), partial-block recopies, read retries, compactions, log length,\n"
+    "blocks, reclaimed blocks of dead processes, and the processes attached (this one included).\n"
+    "Exit status: 0 success, 1 failure, 2 usage.\n";
+
+int OpenFailure(const char* cmd, const char* path, const Status& st) {
+  if (st.err() == kNotTernFile) {
+    fprintf(stderr, "tern %s: %s is not a tern file\n", cmd, path);
+  } else {
+    fprintf(stderr, "tern %s: %s: %s%s%s\n", cmd, path, strerror(st.err()), st.context()[0] ? ": " : "",
+            st.context());
+  }
+  return kExitFailure;
+}
+
+// Parses the usual shape (--help, or one or more paths); returns -1 to go on.
+int CheckArgs(int argc, char** argv, const char* usage) {
+  if (argc >= 1 && IsHelp(argv[0])) {
+    fputs(usage, stdout);
+    return kExitOk;
+  }
+  if (argc < 1) {
+    fputs(usage, stderr);
+    return kExitUsage;
+  }
+  return -1;
+}
+
+}  // namespace
+
+int CmdGc(int argc, char** argv) {
+  if (int rc = CheckArgs(argc, argv, kGcUsage); rc >= 0) return rc;
+  int status = kExitOk;
+  for (int i = 0; i < argc; ++i) {
+    auto file = File::Open(argv[i], O_RDWR);
+    if (!file.ok()) {
+      status = OpenFailure("gc", argv[i], file.status());
+      continue;
+    }
+    auto stats = (*file)->core().Compact();
+    if (!stats.ok()) {
+      fprintf(stderr, "tern gc: %s: %s\n", argv[i], stats.status().context());
+      status = kExitFailure;
+      continue;
+    }
+    if (stats->checkpoint_runs == 0) {
+      printf("%s: log too short to compact (%llu entries)\n", argv[i],
+             static_cast<unsigned long long>(stats->entries_before));
+      continue;
+    }
+    printf("%s: %llu log entries -> checkpoint of %u runs; %llu entries and %llu log blocks remain; "
+           "%llu blocks freed%s\n",
+           argv[i], static_cast<unsigned long long>(stats->entries_before), stats->checkpoint_runs,
+           static_cast<unsigned long long>(stats->entries_after),
+           static_cast<unsigned long long>(stats->log_blocks_after),
+           static_cast<unsigned long long>(stats->blocks_freed),
+           stats->drained ? "" : " (a reader was still busy: the old log goes at the next compaction)");
+  }
+  return status;
+}
+
+int CmdStat(int argc, char** argv) {
+  if (int rc = CheckArgs(argc, argv, kStatUsage); rc >= 0) return rc;
+  int status = kExitOk;
+  for (int i = 0; i < argc; ++i) {
+    auto file = File::Open(argv[i], O_RDONLY);
+    if (!file.ok()) {
+      status = OpenFailure("stat", argv[i], file.status());
+      continue;
+    }
+    auto size = (*file)->Size();
+    FileCore& core = (*file)->core();
+    FileCore::Stats s = core.GetStats();
+    auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
+    printf("%s\n", argv[i]);
+    printf("  size           %llu bytes\n", u(size.ok() ? *size : 0));
+    printf("  commits        %llu  (conflicts %llu, partial-block recopies %llu, read retries %llu)\n",
+           u(s.counters.commits), u(s.counters.conflicts), u(s.counters.recopies), u(s.counters.read_retries));
+    printf("  log            %llu entries to replay; %llu compactions, %llu blocks freed by them\n",
+           u(s.log_entries), u(s.gc_runs), u(s.gc_freed_blocks));
+    printf("  blocks         %llu in use of %llu (%llu free)\n", u(s.blocks_in_use), u(s.blocks_total),
+           u(s.blocks_total - s.blocks_in_use));
+    printf("  dead processes %llu reclaimed, %llu blocks taken back\n", u(s.reclaimed_slots), u(s.reclaimed_blocks));
+    printf("  attached       ");
+    for (const ProcessInfo& p : core.AttachedProcesses()) printf("pid %u (slot %u)  ", p.pid, p.slot);
+    printf("\n");
+  }
+  return status;
+}
+
+}  // namespace tern::tools
