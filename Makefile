@@ -68,11 +68,11 @@ build-tsan: deps
 	$(call configure,build-tsan,-DTERN_SANITIZE=thread -DTERN_BUILD_BENCH=OFF \
 	  -DCMAKE_C_COMPILER=$(TSAN_CC) -DCMAKE_CXX_COMPILER=$(TSAN_CXX) \
 	  -DCMAKE_CXX_STANDARD_LIBRARIES=-Wl$(comma)-z$(comma)undefs)
-	cmake --build build-tsan -j $(JOBS)
+	cmake --build build-tsan -j $(JOBS) --target tests_concurrency
 
 build-asan: deps
 	$(call configure,build-asan,-DTERN_SANITIZE=address -DTERN_BUILD_BENCH=OFF)
-	cmake --build build-asan -j $(JOBS)
+	cmake --build build-asan -j $(JOBS) --target tests_unit
 
 # --no-tests=error: a suite that silently runs nothing (a missing label, a test that was not
 # registered) must fail, not pass.
