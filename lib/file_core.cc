@@ -421,13 +421,17 @@ FileCounters FileCore::Counters() const {
   return {c.commits.load(), c.conflicts.load(), c.recopies.load(), c.read_retries.load()};
 }
 
+Status FileCore::ReferencedNow(std::vector<uint64_t>* bits) {
+  TERN_TRY(Refresh().status());
+  std::lock_guard lock(mu_);
+  return CollectReferenced(bits);
+}
+
 Result<uint64_t> FileCore::BlocksReachable() {
   OpGuard guard(this);
   TERN_TRY(guard.status());
-  TERN_TRY(Refresh().status());
   std::vector<uint64_t> referenced;
-  std::lock_guard lock(mu_);
-  TERN_TRY(CollectReferenced(&referenced));
+  TERN_TRY(ReferencedNow(&referenced));
   uint64_t n = 0;
   for (uint64_t w : referenced) n += static_cast<uint64_t>(std::popcount(w));
   return n;

@@ -155,6 +155,8 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   Status Sweep(const std::vector<uint32_t>& dead_slots);
   // Bitmap of the blocks the log references now. REQUIRES: mu_ held.
   Status CollectReferenced(std::vector<uint64_t>* bits);
+  // Refresh, then CollectReferenced. REQUIRES: inside an OpGuard, mu_ not held.
+  Status ReferencedNow(std::vector<uint64_t>* bits);
 
   // --- log & replay (file_core.cc) ---
   pmem::MetaBlock* meta() const { return reinterpret_cast<pmem::MetaBlock*>(backing_->BlockAddress(LogicalBlock(0))); }

@@ -62,7 +62,7 @@ Status FileCore::Sweep(const std::vector<uint32_t>& dead_slots) {
     TERN_TRY(Refresh().status());
     std::lock_guard lock(mu_);
     TERN_TRY(CollectReferenced(bits));
-    FlushLogLocked();
+    FlushLogLocked();  // under mu_: exactly the state judged
     return Status::Ok();
   };
   auto in = [](const std::vector<uint64_t>& bits, uint64_t b) { return (bits[b / 64] >> (b % 64)) & 1; };
@@ -220,12 +220,8 @@ namespace tern {
 Result<std::vector<std::pair<uint32_t, uint16_t>>> FileCore::UnreferencedInUse() {
   OpGuard guard(this);
   TERN_TRY(guard.status());
-  TERN_TRY(Refresh().status());
   std::vector<uint64_t> referenced;
-  {
-    std::lock_guard lock(mu_);
-    TERN_TRY(CollectReferenced(&referenced));
-  }
+  TERN_TRY(ReferencedNow(&referenced));
   std::vector<std::pair<uint32_t, uint16_t>> out;
   for (uint64_t b = 0; b < alloc_->num_blocks(); ++b) {
     LogicalBlock block(static_cast<uint32_t>(b));
