@@ -64,7 +64,7 @@ if [[ $HEAD_ONLY == 1 ]]; then
   rm -rf "$SRC/bench" && cp -r "$ROOT/bench" "$SRC/bench"
   BUILD=$TMP_SRC/build
 fi
-cmake -S "$SRC" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTERN_PMEM_TRACE=OFF \
+cmake -S "$SRC" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTERN_PMEM_TRACE=OFF -DTERN_BUILD_BENCH=ON \
   -DTERN_SANITIZE= -DTERN_BENCH_ENGINE="${TERN_BENCH_ENGINE:-ON}" >/dev/null
 cmake --build "$BUILD" --target engine_bench -j2
 BIN=$BUILD/bench/engine_bench

@@ -5,7 +5,7 @@
 # contract breach (fuzz_common.h) fails the run, and the input is left in build-fuzz/artifacts/.
 #
 #   fuzz/run.sh                  CI: FUZZ_RUNS executions per target (default 50000), at most
-#                                FUZZ_SECONDS seconds each (default 90)
+#                                FUZZ_SECONDS seconds each (default 45)
 #   FUZZ_RUNS=-1 FUZZ_SECONDS=3600 fuzz/run.sh     soak
 #   fuzz/run.sh corpus           regenerate fuzz/corpus/ from real files (fuzz_make_corpus)
 #
@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${FUZZ_BUILD_DIR:-build-fuzz}
 RUNS=${FUZZ_RUNS:-50000}
-SECONDS_PER_TARGET=${FUZZ_SECONDS:-90}
+SECONDS_PER_TARGET=${FUZZ_SECONDS:-45}
 JOBS=${JOBS:-2}
 
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then
