@@ -12,7 +12,7 @@ void BlockTable::Set(uint32_t v, uint32_t l) {
 
 void BlockTable::Apply(const Commit& c) {
   if (c.unmap_beyond) {
-    auto keep = static_cast<uint32_t>((c.size + kBlockSize - 1) / kBlockSize);
+    auto keep = static_cast<uint32_t>(BlocksFor(c.size));
     for (uint32_t v = keep; v < mapped_end_; ++v) Set(v, 0);
     mapped_end_ = std::min(mapped_end_, keep);
   }

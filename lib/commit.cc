@@ -49,7 +49,7 @@ Result<Commit> DecodeCommit(uint64_t entry, uint64_t num_blocks, BlockResolver& 
     return Status::Error(EUCLEAN, "extended record of unknown kind");
   }
   uint64_t bytes = p->offset + pmem::ExtRecordBytes(h.nruns);
-  uint64_t span = (bytes + kBlockSize - 1) / kBlockSize;
+  uint64_t span = BlocksFor(bytes);
   if (h.nruns > kMaxBlocks || p->block.value() + span > num_blocks) {
     return Status::Error(EUCLEAN, "extended record runs past the end of the file");
   }

@@ -15,10 +15,6 @@
 
 namespace tern {
 
-namespace {
-constexpr uint64_t BlocksFor(uint64_t bytes) { return (bytes + kBlockSize - 1) / kBlockSize; }
-}  // namespace
-
 Status FileCore::Damaged(const char* cause) const {
   TERN_LOG_ERROR("%s: damaged tern file: %s", path_.c_str(), cause);
   return Status::Error(EUCLEAN, cause);
@@ -45,10 +41,8 @@ bool FileCore::IsFree(LogPos pos) const {
   uint64_t* slot = SlotAddress(pos);
   if (slot != nullptr) return pmem::Load64(slot) == 0;
   // pos opens a log block this process has not followed yet: free unless the block is linked.
-  uint64_t k = (pos - pmem::kMetaSlots) / pmem::kLogSlots;
-  const uint32_t* link = k == 0 ? &meta()->header.log_head
-                                : &LogBlockAt(LogicalBlock(chain_.Get(static_cast<uint32_t>(k - 1))))->trailer.next;
-  return pmem::Load32(link) == 0;
+  auto k = static_cast<uint32_t>((pos - pmem::kMetaSlots) / pmem::kLogSlots);
+  return pmem::Load32(LinkTo(k)) == 0;
 }
 
 Result<LogPos> FileCore::Refresh() {
@@ -61,9 +55,7 @@ Result<LogPos> FileCore::Refresh() {
 
 Result<bool> FileCore::FollowLinkLocked() {
   uint32_t k = chain_len_.load(std::memory_order_relaxed);
-  const uint32_t* link = k == 0 ? &meta()->header.log_head
-                                : &LogBlockAt(LogicalBlock(chain_.Get(k - 1)))->trailer.next;
-  uint32_t next = pmem::Load32(link);
+  uint32_t next = pmem::Load32(LinkTo(k));
   if (next == 0) return false;
   if (Resolve(LogicalBlock(next), 1) == nullptr) return Damaged("log block index out of range");
   const pmem::LogBlockTrailer& t = LogBlockAt(LogicalBlock(next))->trailer;
@@ -134,7 +126,7 @@ Status FileCore::EnsureSlot(LogPos pos) {
     t.checksum = Crc32c(fixed, sizeof(fixed));
     pmem::CopyNoDrain(&block->trailer, &t, sizeof(t));
     pmem::Drain();
-    uint32_t* link = k == 0 ? &meta()->header.log_head : &LogBlockAt(LogicalBlock(chain_.Get(k - 1)))->trailer.next;
+    uint32_t* link = LinkTo(k);
     uint32_t expected = 0;
     if (pmem::Cas32(link, expected, run.start.value())) {
       // Flushed now (rare): a lost link would hide every entry in the new block.
@@ -178,6 +170,15 @@ void FileCore::GrowAhead() {
 Status FileCore::Allocate(uint64_t nblocks, std::vector<BlockRun>* runs) {
   if (slot_ == kNoSlot) return Status::Error(EIO, "no process slot: this process cannot allocate");
   uint64_t left = nblocks;
+  // Adjacent runs merge, so a write that gets contiguous space commits one run.
+  auto add = [&](BlockRun r) {
+    if (!runs->empty() && runs->back().end() == r.start) {
+      runs->back().count += r.count;
+    } else {
+      runs->push_back(r);
+    }
+    left -= r.count;
+  };
   while (left > 0) {
     BlockRun r = alloc_->TryAllocate(static_cast<uint32_t>(std::min<uint64_t>(left, UINT32_MAX)), slot_);
     if (r.count == 0) {
@@ -192,12 +193,7 @@ Status FileCore::Allocate(uint64_t nblocks, std::vector<BlockRun>* runs) {
         TERN_TRY(FlushLog());
         r = alloc_->TryAllocate(static_cast<uint32_t>(std::min<uint64_t>(left, UINT32_MAX)), slot_);
         if (r.count > 0) {
-          if (!runs->empty() && runs->back().end() == r.start) {
-            runs->back().count += r.count;
-          } else {
-            runs->push_back(r);
-          }
-          left -= r.count;
+          add(r);
           continue;
         }
       }
@@ -211,12 +207,7 @@ Status FileCore::Allocate(uint64_t nblocks, std::vector<BlockRun>* runs) {
       }
       continue;
     }
-    if (!runs->empty() && runs->back().end() == r.start) {
-      runs->back().count += r.count;
-    } else {
-      runs->push_back(r);
-    }
-    left -= r.count;
+    add(r);
   }
   const BlockRun& last = runs->back();
   if (Resolve(last.start, last.count) == nullptr) return Status::Error(EIO, "map allocated blocks");

@@ -161,6 +161,11 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // --- log & replay (file_core.cc) ---
   pmem::MetaBlock* meta() const { return reinterpret_cast<pmem::MetaBlock*>(backing_->BlockAddress(LogicalBlock(0))); }
   pmem::LogBlock* LogBlockAt(LogicalBlock b) const { return reinterpret_cast<pmem::LogBlock*>(backing_->BlockAddress(b)); }
+  // The media word that links log block k into the chain: the meta block's log_head for k = 0,
+  // else block k-1's trailer.next. REQUIRES: k <= chain_len_.
+  uint32_t* LinkTo(uint32_t k) const {
+    return k == 0 ? &meta()->header.log_head : &LogBlockAt(LogicalBlock(chain_.Get(k - 1)))->trailer.next;
+  }
   // Slot of log position pos, or nullptr when its log block is not in this process's chain yet.
   uint64_t* SlotAddress(LogPos pos) const;
   // Brings the table up to the log tail; returns the tail (first free position).

@@ -27,7 +27,6 @@
 namespace tern {
 namespace {
 
-constexpr uint64_t BlocksFor(uint64_t bytes) { return (bytes + kBlockSize - 1) / kBlockSize; }
 
 uint32_t ThreadCell() {
   static std::atomic<uint32_t> next{0};

@@ -21,20 +21,13 @@ namespace {
 
 constexpr int kMaxOpenAttempts = 100;
 
-uint32_t HeaderChecksum(pmem::MetaHeader h) {
-  h.checksum = 0;
-  h.log_head = 0;  // these two change after format; not covered
-  h.checkpoint = 0;
-  return Crc32c(&h, sizeof(h));
-}
-
 // kNotTernFile when the bytes are not a tern file at all; EUCLEAN when they are a damaged one.
 Status CheckHeader(const pmem::MetaHeader& h, const std::string& path) {
   if (h.magic != pmem::kMetaMagic) return Status::Error(kNotTernFile, "not a tern file");
   const char* cause = nullptr;
   if (h.format_version != pmem::kFormatVersion) {
     cause = "unknown format version";
-  } else if (h.checksum != HeaderChecksum(h)) {
+  } else if (h.checksum != pmem::MetaChecksum(h)) {
     cause = "meta block checksum mismatch";
   } else if (h.flags != 0) {
     cause = "meta block has unknown flags";
@@ -152,7 +145,7 @@ Status FileCore::Format(const struct stat& st) {
   if (getrandom(&block.header.nonce, sizeof(block.header.nonce), 0) != sizeof(block.header.nonce)) {
     block.header.nonce = static_cast<uint64_t>(st.st_ino) ^ static_cast<uint64_t>(st.st_ctim.tv_nsec);
   }
-  block.header.checksum = HeaderChecksum(block.header);
+  block.header.checksum = pmem::MetaChecksum(block.header);
   int fd = backing_->fd();
   if (pwrite(fd, &block, sizeof(block), 0) != static_cast<ssize_t>(sizeof(block))) {
     return Status::Error(errno == 0 ? ENOSPC : errno, "format");

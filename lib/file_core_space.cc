@@ -20,7 +20,7 @@ Status FileCore::UnmapBlocks(uint32_t first, uint32_t end) {
   for (;;) {
     TERN_ASSIGN_OR_RETURN(LogPos pos, Refresh());
     uint64_t size = table_.size();
-    uint32_t stop = std::min(end, static_cast<uint32_t>((size + kBlockSize - 1) / kBlockSize));
+    uint32_t stop = std::min(end, static_cast<uint32_t>(BlocksFor(size)));
     if (first >= stop) return Status::Ok();
     if (!has_record) {
       TERN_ASSIGN_OR_RETURN(record, ReserveRecord(static_cast<uint32_t>(pmem::ExtRecordBytes(1))));
@@ -45,7 +45,7 @@ Status FileCore::ZeroRange(uint64_t offset, uint64_t len) {
   // Whole blocks become holes (they read as zeros and free their space); the partial blocks at
   // either edge get zeros written through the ordinary write path.
   uint64_t end = offset + len;
-  uint64_t first_full = (offset + kBlockSize - 1) / kBlockSize;
+  uint64_t first_full = BlocksFor(offset);
   uint64_t end_full = end / kBlockSize;
   static const std::vector<uint8_t> zeros(kBlockSize, 0);
   uint64_t at = 0;
@@ -105,7 +105,7 @@ Result<uint64_t> FileCore::Seek(int whence, uint64_t offset) {
   TERN_TRY(Refresh().status());
   uint64_t size = table_.size();
   if (offset >= size) return Status::Error(ENXIO, "offset at or past the end of the file");
-  auto end = static_cast<uint32_t>((size + kBlockSize - 1) / kBlockSize);
+  auto end = static_cast<uint32_t>(BlocksFor(size));
   for (auto v = static_cast<uint32_t>(offset / kBlockSize); v < end; ++v) {
     bool mapped = table_.Get(v) != 0;
     if (whence == SEEK_DATA && mapped) return std::max(offset, uint64_t{v} * kBlockSize);

@@ -11,7 +11,6 @@
 namespace tern {
 namespace {
 
-constexpr uint64_t BlocksFor(uint64_t bytes) { return (bytes + kBlockSize - 1) / kBlockSize; }
 
 std::vector<pmem::ExtRun> ToExtRuns(uint32_t first, const std::vector<BlockRun>& runs) {
   std::vector<pmem::ExtRun> out;

@@ -16,15 +16,6 @@
 namespace tern {
 namespace {
 
-uint32_t HeaderChecksum(pmem::MetaHeader h) {
-  h.checksum = 0;
-  h.log_head = 0;    // changes after format (CAS)
-  h.checkpoint = 0;  // changes with every compaction (CAS)
-  return Crc32c(&h, sizeof(h));
-}
-
-uint64_t BlocksFor(uint64_t bytes) { return (bytes + kBlockSize - 1) / kBlockSize; }
-
 int HistBucket(uint64_t blocks) {
   if (blocks == 0) return 0;
   if (blocks == 1) return 1;
@@ -275,7 +266,7 @@ Result<FileInfo> InspectOpenFile(int fd, const std::string& path) {
     info.header_problem = "unknown format version " + std::to_string(h.format_version);
     return info;  // nothing else can be read with confidence
   }
-  if (h.checksum != HeaderChecksum(h)) {
+  if (h.checksum != pmem::MetaChecksum(h)) {
     info.header_problem = "meta block checksum mismatch";
   } else if (h.flags != 0) {
     info.header_problem = "meta block has unknown flags";

@@ -14,4 +14,7 @@ inline constexpr uint64_t kBlocksPerGrowStep = (2u << 20) / kBlockSize;  // 512
 inline constexpr uint32_t kMaxBlocks = 1u << 28;  // 1 TiB of 4 KiB blocks
 inline constexpr uint64_t kMaxFileSize = uint64_t{kMaxBlocks} * kBlockSize;
 
+// Blocks needed to hold `bytes` bytes (rounded up).
+constexpr uint64_t BlocksFor(uint64_t bytes) { return (bytes + kBlockSize - 1) / kBlockSize; }
+
 }  // namespace tern

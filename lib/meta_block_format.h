@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "lib/crc32c.h"
 #include "lib/layout_constants.h"
 
 namespace tern::pmem {
@@ -28,6 +29,15 @@ static_assert(offsetof(MetaHeader, format_version) == 8 && offsetof(MetaHeader, 
 static_assert(offsetof(MetaHeader, log_head) == 16 && offsetof(MetaHeader, nonce) == 24);
 static_assert(offsetof(MetaHeader, checkpoint) == 32);
 static_assert(std::is_trivially_copyable_v<MetaHeader> && std::is_standard_layout_v<MetaHeader>);
+
+// The header checksum: crc32c of the line with checksum, log_head and checkpoint zeroed (the last
+// two change after format, by CAS).
+inline uint32_t MetaChecksum(MetaHeader h) {
+  h.checksum = 0;
+  h.log_head = 0;
+  h.checkpoint = 0;
+  return Crc32c(&h, sizeof(h));
+}
 
 inline constexpr uint32_t kMetaSlots = (kBlockSize - sizeof(MetaHeader)) / sizeof(uint64_t);  // 504
 

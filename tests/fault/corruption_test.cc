@@ -82,12 +82,6 @@ Image Parse(const std::string& path) {
   return img;
 }
 
-uint32_t MetaChecksum(pmem::MetaHeader h) {
-  h.checksum = 0;
-  h.log_head = 0;
-  return Crc32c(&h, sizeof(h));
-}
-
 uint32_t TrailerChecksum(const pmem::LogBlockTrailer& t) {
   uint32_t fixed[2] = {t.magic, t.seq};
   return Crc32c(fixed, sizeof(fixed));
@@ -174,7 +168,7 @@ TEST_F(CorruptionTest, PristineFileOpensAndReadsBack) {
   Build(1600);  // meta slots + 2 full log blocks + part of a third
   EXPECT_EQ(img_.header.magic, pmem::kMetaMagic);
   EXPECT_EQ(img_.header.format_version, pmem::kFormatVersion);
-  EXPECT_EQ(img_.header.checksum, MetaChecksum(img_.header));
+  EXPECT_EQ(img_.header.checksum, pmem::MetaChecksum(img_.header));
   ASSERT_EQ(img_.chain.size(), 3u);
   for (size_t k = 0; k < img_.chain.size(); ++k) {
     pmem::LogBlockTrailer t = img_.Trailer(img_.chain[k]);
@@ -204,7 +198,7 @@ TEST_F(CorruptionTest, UnknownFormatVersion) {
   Build(10);
   pmem::MetaHeader h = img_.header;
   h.format_version = pmem::kFormatVersion + 1;
-  h.checksum = MetaChecksum(h);  // a well-formed header of a newer version
+  h.checksum = pmem::MetaChecksum(h);  // a well-formed header of a newer version
   DamageValue(0, h);
   ExpectRefused(EUCLEAN, "newer format version");
   DamageValue<uint32_t>(offsetof(pmem::MetaHeader, format_version), 0);
@@ -227,7 +221,7 @@ TEST_F(CorruptionTest, NonZeroMetaFlags) {
   Build(10);
   pmem::MetaHeader h = img_.header;
   h.flags = 1;
-  h.checksum = MetaChecksum(h);
+  h.checksum = pmem::MetaChecksum(h);
   DamageValue(0, h);
   ExpectRefused(EUCLEAN, "unknown flag");
 }
