@@ -64,9 +64,7 @@ bool IsLogBlock(const Block& b) {
 void SealMeta(Block& b) {
   pmem::MetaHeader h;
   memcpy(&h, b.data(), sizeof(h));
-  h.checksum = 0;
-  h.log_head = 0;
-  Put<uint32_t>(b, offsetof(pmem::MetaHeader, checksum), Crc32c(&h, sizeof(h)));
+  Put<uint32_t>(b, offsetof(pmem::MetaHeader, checksum), pmem::MetaChecksum(h));
 }
 
 void SealLog(Block& b) {
