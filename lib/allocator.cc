@@ -63,6 +63,68 @@ BlockRun BlockAllocator::TryAllocate(uint32_t want, uint32_t me) {
   return {};
 }
 
+BlockRun BlockAllocator::TryAllocateContiguous(uint32_t want, uint32_t me) {
+  uint64_t nblocks = header_->num_blocks.load();
+  uint64_t nwords = (nblocks + 63) / 64;
+  if (nwords == 0 || want == 0) return {};
+  uint64_t start = header_->alloc_hint.load(std::memory_order_relaxed) % nwords;
+  // One pass over the words from the hint, wrapping once; a run never wraps past the end.
+  uint64_t run_start = 0, run_len = 0;
+  for (uint64_t i = 0; i < nwords; ++i) {
+    uint64_t w = (start + i) % nwords;
+    if (w == 0) run_len = 0;
+    uint64_t free_bits = ~WordWithTail(w, nblocks);
+    uint32_t bit = 0;
+    while (bit < 64) {
+      uint64_t rest = free_bits >> bit;
+      if ((rest & 1) == 0) {
+        run_len = 0;
+        bit += rest == 0 ? 64 - bit : static_cast<uint32_t>(std::countr_zero(rest));
+        continue;
+      }
+      auto ones = static_cast<uint32_t>(std::countr_one(rest));
+      uint64_t here = w * 64 + bit;
+      if (run_len == 0 || run_start + run_len != here) {
+        run_start = here;
+        run_len = 0;
+      }
+      run_len += ones;
+      bit += ones;
+      while (run_len >= want) {
+        auto first = static_cast<uint32_t>(run_start);
+        uint32_t claimed = ClaimOwners(first, want, me);
+        if (claimed == want) {
+          SetBits({LogicalBlock(first), want});
+          header_->alloc_hint.store((first + want) / 64, std::memory_order_relaxed);
+          return {LogicalBlock(first), want};
+        }
+        // Block first + claimed is being claimed by somebody else: the run restarts after it.
+        run_start += claimed + 1;
+        run_len -= claimed + 1;
+      }
+    }
+  }
+  return {};
+}
+
+uint32_t BlockAllocator::ClaimOwners(uint32_t first, uint32_t count, uint32_t me) {
+  for (uint32_t i = 0; i < count; ++i) {
+    BlockOwner expected = kFreeBlock;
+    if (!owners_[first + i].compare_exchange_strong(expected, tern::OwnerOf(me))) {
+      // Our claims on [first, first + i) never had their bits set: dropping them frees them again.
+      for (uint32_t j = 0; j < i; ++j) owners_[first + j].store(kFreeBlock);
+      return i;
+    }
+  }
+  return count;
+}
+
+uint64_t BlockAllocator::WordWithTail(uint64_t w, uint64_t nblocks) const {
+  uint64_t bits = words_[w].load(std::memory_order_acquire);
+  bool last = w == (nblocks + 63) / 64 - 1 && nblocks % 64 != 0;
+  return last ? bits | ~MaskOf(0, static_cast<uint32_t>(nblocks % 64)) : bits;
+}
+
 void BlockAllocator::SetBits(BlockRun run) {
   ForEachWord(run, [&](uint64_t w, uint64_t mask) { words_[w].fetch_or(mask, std::memory_order_acq_rel); });
 }

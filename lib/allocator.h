@@ -32,6 +32,9 @@ class BlockAllocator {
   // Claims up to `want` contiguous free blocks below num_blocks for slot `me`. Returns a run with
   // count 0 when no block is free (the caller grows the file and asks again).
   BlockRun TryAllocate(uint32_t want, uint32_t me);
+  // Claims exactly `want` contiguous free blocks (the run may span bitmap words) for slot `me`, or
+  // returns a run with count 0 when no free run is that long. Shorter free runs are left alone.
+  BlockRun TryAllocateContiguous(uint32_t want, uint32_t me);
   // Returns blocks `me` claimed and never committed (nobody else can reach them).
   void Release(BlockRun run, uint32_t me);
   // Hands committed blocks to the log: from now on their superseder frees them.
@@ -60,6 +63,11 @@ class BlockAllocator {
  private:
   void ClearBits(BlockRun run);
   void SetBits(BlockRun run);
+  // Claims the owners of [first, first + count) for `me`, all or none. Returns count, or the index
+  // of the first block somebody else holds (and then claims nothing).
+  uint32_t ClaimOwners(uint32_t first, uint32_t count, uint32_t me);
+  // Bitmap word w with the bits past the end of the file set (they count as used).
+  uint64_t WordWithTail(uint64_t w, uint64_t nblocks) const;
 
   SharedHeader* header_;
   std::atomic<uint64_t>* words_;

@@ -138,10 +138,11 @@ Status FileCore::EnsureSlot(LogPos pos) {
   }
 }
 
-Status FileCore::Grow(uint64_t min_blocks) {
+Status FileCore::Grow(uint64_t min_blocks, GrowStep how) {
   std::lock_guard lock(grow_mu_);
   uint64_t have = alloc_->num_blocks();
-  uint64_t step = std::max<uint64_t>(kBlocksPerGrowStep, have / 8);  // amortise big files
+  uint64_t step = how == GrowStep::kAmortised ? std::max<uint64_t>(kBlocksPerGrowStep, have / 8)  // big files
+                                              : kBlocksPerGrowStep;
   uint64_t want = have + ((std::max(min_blocks, step) + kBlocksPerGrowStep - 1) / kBlocksPerGrowStep) * kBlocksPerGrowStep;
   if (want > kMaxBlocks) {
     want = kMaxBlocks;
@@ -160,7 +161,7 @@ void FileCore::GrowAhead() {
   if (!writable() || slot_ == kNoSlot) return;
   uint64_t have = alloc_->num_blocks();
   if (have - alloc_->CountUsed() >= kGrowAheadBlocks) return;  // another grower got here first
-  if (!Grow(kBlocksPerGrowStep).ok()) return;  // the writer will meet the error itself
+  if (!Grow(kBlocksPerGrowStep, GrowStep::kAmortised).ok()) return;  // the writer will meet the error itself
   uint64_t now = alloc_->num_blocks();
   if (now <= have) return;
   const uint8_t* p = Resolve(LogicalBlock(static_cast<uint32_t>(have)), static_cast<uint32_t>(now - have));
@@ -199,7 +200,7 @@ Status FileCore::Allocate(uint64_t nblocks, std::vector<BlockRun>* runs) {
       }
       auto reclaimed = ReclaimDeadSlots();
       if (reclaimed.ok() && *reclaimed > 0) continue;
-      Status st = Grow(left);
+      Status st = Grow(left, GrowStep::kAmortised);
       if (!st.ok()) {
         ReleaseRuns(*runs);
         runs->clear();
@@ -220,27 +221,16 @@ Status FileCore::Allocate(uint64_t nblocks, std::vector<BlockRun>* runs) {
 
 Result<BlockRun> FileCore::AllocateContiguous(uint32_t nblocks) {
   if (slot_ == kNoSlot) return Status::Error(EIO, "no process slot: this process cannot allocate");
-  std::vector<BlockRun> rejected;
-  BlockRun got{};
   for (;;) {
-    BlockRun r = alloc_->TryAllocate(nblocks, slot_);
-    if (r.count == nblocks) {
-      got = r;
-      break;
+    BlockRun got = alloc_->TryAllocateContiguous(nblocks, slot_);
+    if (got.count == nblocks) {
+      if (Resolve(got.start, got.count) == nullptr) return Status::Error(EIO, "map allocated blocks");
+      return got;
     }
-    if (r.count > 0) {
-      rejected.push_back(r);
-      continue;
-    }
-    Status st = Grow(nblocks);  // fresh space is contiguous
-    if (!st.ok()) {
-      ReleaseRuns(rejected);
-      return st;
-    }
+    // Fresh space at the end is contiguous. Only what is asked for: a fragmented file would
+    // otherwise grow by an amortising step at every checkpoint.
+    TERN_TRY(Grow(nblocks, GrowStep::kExact));
   }
-  ReleaseRuns(rejected);
-  if (Resolve(got.start, got.count) == nullptr) return Status::Error(EIO, "map allocated blocks");
-  return got;
 }
 
 void FileCore::ReleaseRuns(const std::vector<BlockRun>& runs) {

@@ -194,7 +194,10 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   static constexpr size_t kMaxPendingFrees = 4096;  // then a write flushes the log itself
 
   // --- space (file_core.cc) ---
-  Status Grow(uint64_t min_blocks);
+  // kAmortised grows by at least an eighth of the file (appends); kExact by what is asked, in
+  // whole steps (a contiguous run for a record or checkpoint).
+  enum class GrowStep { kAmortised, kExact };
+  Status Grow(uint64_t min_blocks, GrowStep how);
   static constexpr uint64_t kGrowAheadBlocks = 256;  // keep at least this much free space ahead
   Status Allocate(uint64_t nblocks, std::vector<BlockRun>* runs);
   Result<BlockRun> AllocateContiguous(uint32_t nblocks);

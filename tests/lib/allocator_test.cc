@@ -90,6 +90,44 @@ TEST_F(AllocatorTest, ExhaustionReturnsCountZeroAfterHandingOutEveryBlock) {
   }
 }
 
+TEST_F(AllocatorTest, ContiguousRunsSpanWordsAndSkipShorterGaps) {
+  Make(1000);
+  // Fragment the first 640 blocks: every 10th block stays in use, so no free gap is longer than 9.
+  BlockRun all = alloc_->TryAllocateContiguous(640, kMe);
+  ASSERT_EQ(all.count, 640u);
+  EXPECT_EQ(all.start.value(), 0u);
+  for (uint32_t b = 0; b < 640; ++b) {
+    if (b % 10 != 0) alloc_->Release({LogicalBlock(b), 1}, kMe);
+  }
+  uint64_t used = alloc_->CountUsed();
+  BlockRun r = alloc_->TryAllocateContiguous(200, kMe);  // more than one 64-bit word
+  ASSERT_EQ(r.count, 200u);
+  EXPECT_GE(r.start.value(), 640u) << "took a run across in-use blocks";
+  EXPECT_LE(r.end().value(), 1000u);
+  EXPECT_EQ(alloc_->CountUsed(), used + 200) << "shorter gaps were claimed on the way";
+  EXPECT_EQ(alloc_->TryAllocateContiguous(200, kMe).count, 0u) << "only 160 free blocks at the end";
+  ASSERT_EQ(alloc_->TryAllocateContiguous(160, kMe).count, 160u);
+  BlockRun gap = alloc_->TryAllocateContiguous(9, kMe);
+  ASSERT_EQ(gap.count, 9u);
+  EXPECT_EQ(gap.start.value() % 10, 1u) << "a 9-block gap sits between two kept blocks";
+}
+
+TEST_F(AllocatorTest, ContiguousRunSkipsBlocksClaimedByAnotherSlot) {
+  Make(128);
+  // Block 30 is being claimed by slot 5 (owner set, bit not yet set): a run must not include it.
+  BlockRun other = alloc_->TryAllocate(1, 5);
+  ASSERT_EQ(other.count, 1u);
+  alloc_->Release(other, 5);
+  ASSERT_EQ(alloc_->TryAllocateContiguous(30, kMe).start.value(), 0u);
+  ASSERT_TRUE(alloc_->Claim(LogicalBlock(30), kFreeBlock, 5));
+  BlockRun r = alloc_->TryAllocateContiguous(40, kMe);
+  ASSERT_EQ(r.count, 40u);
+  EXPECT_GE(r.start.value(), 31u);
+  for (uint32_t b = 31; b < r.start.value(); ++b) {
+    EXPECT_EQ(alloc_->OwnerOf(LogicalBlock(b)), kFreeBlock) << "a failed claim left block " << b << " marked";
+  }
+}
+
 TEST_F(AllocatorTest, NeverHandsOutBlocksPastAnOddEnd) {
   Make(100);  // last bitmap word is partial
   std::vector<uint32_t> got = Drain(5);
