@@ -161,6 +161,19 @@ void BlockAllocator::MarkUsed(BlockRun run) {
   SetBits(run);
 }
 
+void BlockAllocator::MarkUsedBitmap(const std::vector<uint64_t>& used) {
+  uint64_t nblocks = header_->num_blocks.load();
+  uint64_t nwords = std::min<uint64_t>((nblocks + 63) / 64, used.size());
+  for (uint64_t w = 0; w < nwords; ++w) {
+    uint64_t bits = used[w];
+    if (w == nblocks / 64) bits &= MaskOf(0, static_cast<uint32_t>(nblocks % 64));
+    words_[w].store(words_[w].load(std::memory_order_relaxed) | bits, std::memory_order_relaxed);
+    for (; bits != 0; bits &= bits - 1) {
+      owners_[w * 64 + static_cast<uint64_t>(std::countr_zero(bits))].store(kLogOwner, std::memory_order_relaxed);
+    }
+  }
+}
+
 uint64_t BlockAllocator::CountUsed() const {
   uint64_t nblocks = header_->num_blocks.load();
   uint64_t used = 0;

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <vector>
 
 #include "lib/index.h"
 #include "lib/shared_state.h"
@@ -56,6 +57,9 @@ class BlockAllocator {
   }
   // Marks blocks in use and log-owned without checking (rebuild from the log at first open).
   void MarkUsed(BlockRun run);
+  // The same for every block whose bit is set in `used` (one bit per block, as the bitmap).
+  // REQUIRES: nobody else uses the state yet (it is unpublished).
+  void MarkUsedBitmap(const std::vector<uint64_t>& used);
   // Number of blocks in use below num_blocks (tests, stat).
   uint64_t CountUsed() const;
   uint64_t num_blocks() const { return header_->num_blocks.load(); }

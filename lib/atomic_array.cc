@@ -12,21 +12,31 @@ AtomicU32Array::~AtomicU32Array() {
 }
 
 uint32_t AtomicU32Array::Set(uint32_t index, uint32_t value) {
+  std::atomic<uint32_t>* cell = CellFor(index, value);
+  return cell == nullptr ? 0 : cell->exchange(value, std::memory_order_acq_rel);
+}
+
+void AtomicU32Array::Store(uint32_t index, uint32_t value) {
+  std::atomic<uint32_t>* cell = CellFor(index, value);
+  if (cell != nullptr) cell->store(value, std::memory_order_release);
+}
+
+std::atomic<uint32_t>* AtomicU32Array::CellFor(uint32_t index, uint32_t value) {
   std::atomic<Mid*>& top = top_[index >> (kChunkBits + kMidBits)];
   Mid* mid = top.load(std::memory_order_acquire);
   if (mid == nullptr) {
-    if (value == 0) return 0;  // nothing mapped there: nothing to clear
+    if (value == 0) return nullptr;  // nothing mapped there: nothing to clear
     mid = new Mid();
     top.store(mid, std::memory_order_release);
   }
   std::atomic<Chunk*>& slot = mid->chunks[(index >> kChunkBits) & (kMidSize - 1)];
   Chunk* chunk = slot.load(std::memory_order_acquire);
   if (chunk == nullptr) {
-    if (value == 0) return 0;
+    if (value == 0) return nullptr;
     chunk = new Chunk();
     slot.store(chunk, std::memory_order_release);
   }
-  return chunk->v[index & (kChunkSize - 1)].exchange(value, std::memory_order_acq_rel);
+  return &chunk->v[index & (kChunkSize - 1)];
 }
 
 }  // namespace tern

@@ -36,6 +36,9 @@ class AtomicU32Array {
   // Stores value at index and returns the previous value (acq_rel). Storing 0 where no node exists
   // allocates nothing (the value there is 0 already).
   uint32_t Set(uint32_t index, uint32_t value);
+  // The same without reading the old value back (release): for a caller that knows it, a plain
+  // store instead of a locked exchange.
+  void Store(uint32_t index, uint32_t value);
 
   // Calls fn(index, value) for every non-zero value with index < end, in index order, skipping
   // nodes never allocated (a sparse file costs what it maps, not its highest index).
@@ -62,6 +65,9 @@ class AtomicU32Array {
   bool Init() { return true; }
 
  private:
+  // The cell of index, allocating its nodes unless value is 0 (then nullptr where none exist).
+  std::atomic<uint32_t>* CellFor(uint32_t index, uint32_t value);
+
   static constexpr uint32_t kChunkSize = 1u << kChunkBits;
   static constexpr uint32_t kMidSize = 1u << kMidBits;
   struct Chunk {

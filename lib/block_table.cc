@@ -5,9 +5,14 @@
 namespace tern {
 
 void BlockTable::Set(uint32_t v, uint32_t l) {
-  uint32_t old = map_.Set(v, l);
-  if (old == 0 && l != 0) mapped_count_.fetch_add(1, std::memory_order_relaxed);
-  if (old != 0 && l == 0) mapped_count_.fetch_sub(1, std::memory_order_relaxed);
+  // Writers are serialised (header), so the entry and the count change under nobody else: plain
+  // stores, no locked instructions (this runs once per block of every commit and of every load).
+  uint32_t old = map_.Get(v);
+  if (old == l) return;
+  map_.Store(v, l);
+  uint64_t count = mapped_count_.load(std::memory_order_relaxed);
+  if (old == 0) mapped_count_.store(count + 1, std::memory_order_relaxed);
+  if (l == 0) mapped_count_.store(count - 1, std::memory_order_relaxed);
 }
 
 void BlockTable::Apply(const Commit& c) {
@@ -34,16 +39,23 @@ void BlockTable::Apply(const Commit& c) {
   }
 }
 
-void BlockTable::Load(const std::vector<MapRun>& runs, uint64_t size) {
-  uint32_t end = 0;
-  for (const MapRun& r : runs) end = std::max(end, r.vblock.value() + r.count);
-  std::vector<uint32_t> want(std::max(end, mapped_end_), 0);
-  for (const MapRun& r : runs) {
-    for (uint32_t i = 0; i < r.count; ++i) want[r.vblock.value() + i] = r.lblock.value() + i;
+void BlockTable::Load(const pmem::ExtRun* runs, uint32_t nruns, uint64_t size) {
+  // One pass in vblock order, no scratch copy (an opener loads a whole fragmented file this way).
+  // Gaps are cleared only below the old mapped end: past it everything is 0 already.
+  uint32_t old_end = mapped_end_;
+  uint32_t v = 0;
+  auto clear_to = [&](uint32_t end) {
+    for (; v < std::min(end, old_end); ++v) Set(v, 0);
+    v = end;
+  };
+  for (uint32_t i = 0; i < nruns; ++i) {
+    const pmem::ExtRun& r = runs[i];
+    clear_to(r.vblock);
+    for (uint32_t k = 0; k < r.nblocks; ++k) Set(r.vblock + k, r.lblock + k);
+    v = r.vblock + r.nblocks;
   }
-  for (uint32_t v = 0; v < want.size(); ++v) {
-    if (map_.Get(v) != want[v]) Set(v, want[v]);
-  }
+  uint32_t end = v;
+  clear_to(std::max(old_end, v));
   mapped_end_ = end;
   size_.store(size);
 }

@@ -12,6 +12,7 @@
 
 #include "lib/atomic_array.h"
 #include "lib/commit.h"
+#include "lib/ext_record_format.h"
 
 namespace tern {
 
@@ -30,7 +31,8 @@ class BlockTable {
   void Apply(const Commit& c);
   // Makes the table equal to `runs` + `size` (a checkpoint), changing only entries that differ, so
   // a concurrent reader never sees a transient hole. REQUIRES: serialised as Apply.
-  void Load(const std::vector<MapRun>& runs, uint64_t size);
+  // `runs` are a checkpoint's, in vblock order, not overlapping.
+  void Load(const pmem::ExtRun* runs, uint32_t nruns, uint64_t size);
   // The mapping as runs of consecutive blocks (holes left out). REQUIRES: serialised as Apply.
   std::vector<MapRun> Runs() const;
   // Calls fn(vblock, lblock) for every mapped block, in vblock order. REQUIRES: serialised as Apply.

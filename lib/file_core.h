@@ -134,9 +134,11 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
     uint32_t parity_ = 0;
     Status status_;
   };
+  // A validated checkpoint. `runs` points into the mapping: valid while the checkpoint cannot be
+  // retired (the caller is inside an OpGuard or is the compacting thread).
   struct Checkpoint {
     pmem::CheckpointHeader header;
-    std::vector<MapRun> runs;
+    const pmem::ExtRun* runs = nullptr;
     BlockRun blocks;
   };
   Result<Checkpoint> ReadCheckpoint(LogicalBlock block);
@@ -267,6 +269,7 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // chain_first_ are never read again.
   std::atomic<uint64_t> ckpt_pos_{0};
   std::atomic<uint64_t> ckpt_block_{0};
+  std::atomic<uint32_t> ckpt_span_{0};  // blocks the checkpoint at ckpt_block_ fills
   std::atomic<uint32_t> chain_first_{0};
  public:
   std::atomic<bool> compaction_scheduled_{false};  // the Pool's thread has it queued

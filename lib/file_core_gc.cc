@@ -81,15 +81,17 @@ Result<FileCore::Checkpoint> FileCore::ReadCheckpoint(LogicalBlock block) {
       h.chain_block == 0) {
     return Damaged("checkpoint names an impossible log position");
   }
-  ck.runs.reserve(h.nruns);
+  // Runs are read in place (a fragmented 1 GiB file has ~250,000): no copy, one pass.
+  ck.runs = reinterpret_cast<const pmem::ExtRun*>(p + sizeof(h));
+  uint64_t prev_end = 0;
   for (uint32_t i = 0; i < h.nruns; ++i) {
-    pmem::ExtRun r;
-    memcpy(&r, p + sizeof(h) + uint64_t{i} * sizeof(r), sizeof(r));
+    const pmem::ExtRun& r = ck.runs[i];
     if (r.reserved != 0 || r.nblocks == 0 || r.lblock == 0 || uint64_t{r.vblock} + r.nblocks > kMaxBlocks ||
         uint64_t{r.lblock} + r.nblocks > nblocks) {
       return Damaged("checkpoint maps a block index out of range");
     }
-    ck.runs.push_back({VirtualBlock(r.vblock), LogicalBlock(r.lblock), r.nblocks});
+    if (r.vblock < prev_end) return Damaged("checkpoint runs out of order");
+    prev_end = uint64_t{r.vblock} + r.nblocks;
   }
   ck.blocks = {block, static_cast<uint32_t>(span)};
   return ck;
@@ -113,13 +115,14 @@ Status FileCore::RefreshCheckpointLocked() {
   if (applied_.load() < h.position) {
     // Behind the checkpoint: jump to it. Only entries that differ change, so concurrent readers
     // never see a transient hole; they catch the changes by validating over [their position, P).
-    table_.Load(ck.runs, h.size);
+    table_.Load(ck.runs, h.nruns, h.size);
     applied_.store(h.position);
   }
   uint64_t durable = durable_.load();
   while (durable < h.position && !durable_.compare_exchange_weak(durable, h.position)) {
   }
   ckpt_pos_.store(h.position);
+  ckpt_span_.store(ck.blocks.count);
   ckpt_block_.store(at);
   return Status::Ok();
 }
@@ -183,7 +186,7 @@ Result<CompactStats> FileCore::CompactLocked() {
     uint64_t generation = 1;
     if (prev != 0) {
       TERN_ASSIGN_OR_RETURN(Checkpoint ck, ReadCheckpoint(LogicalBlock(static_cast<uint32_t>(prev))));
-      replay.Load(ck.runs, ck.header.size);
+      replay.Load(ck.runs, ck.header.nruns, ck.header.size);
       generation = ck.header.generation + 1;
       for (uint32_t i = 0; i < ck.blocks.count; ++i) retired.push_back(ck.blocks.start.value() + i);
     }

@@ -242,9 +242,7 @@ Status FileCore::RebuildSharedState() {
   std::vector<uint64_t> used;
   std::lock_guard lock(mu_);
   TERN_TRY(CollectReferenced(&used));
-  for (uint64_t b = 0; b < alloc_->num_blocks(); ++b) {
-    if ((used[b / 64] >> (b % 64)) & 1) alloc_->MarkUsed({LogicalBlock(static_cast<uint32_t>(b)), 1});
-  }
+  alloc_->MarkUsedBitmap(used);
   return Status::Ok();
 }
 

@@ -30,10 +30,7 @@ Status FileCore::CollectReferenced(std::vector<uint64_t>* bits) {
   TERN_TRY(RefreshCheckpointLocked());
   mark(0, 1);
   uint64_t ck = ckpt_block_.load();
-  if (ck != 0) {
-    TERN_ASSIGN_OR_RETURN(Checkpoint c, ReadCheckpoint(LogicalBlock(static_cast<uint32_t>(ck))));
-    mark(c.blocks.start.value(), c.blocks.count);
-  }
+  if (ck != 0) mark(static_cast<uint32_t>(ck), ckpt_span_.load());  // validated by the refresh
   uint32_t chain_len = chain_len_.load();
   for (uint32_t k = chain_first_.load(); k < chain_len; ++k) mark(chain_.Get(k), 1);
   for (LogPos pos = ckpt_pos_.load(); pos < applied_.load(); ++pos) {

@@ -24,6 +24,18 @@ TEST(Crc32cTest, KnownVectors) {
   EXPECT_EQ(Crc32c(dec.data(), dec.size()), 0x113FDB5Cu);
 }
 
+TEST(Crc32cTest, InstructionAndTableAgree) {
+  std::vector<uint8_t> data(4096 + 13);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(i * 131 + (i >> 7));
+  for (size_t len : {size_t{0}, size_t{1}, size_t{7}, size_t{8}, size_t{9}, size_t{63}, data.size()}) {
+    for (size_t start : {size_t{0}, size_t{3}}) {
+      EXPECT_EQ(Crc32c(data.data() + start, len - (len > start ? start : 0), 0x1234),
+                Crc32cPortable(data.data() + start, len - (len > start ? start : 0), 0x1234))
+          << "len " << len << " start " << start;
+    }
+  }
+}
+
 TEST(Crc32cTest, SeedChainsPieces) {
   const char* text = "the quick brown fox jumps over the lazy dog";
   size_t len = strlen(text);
