@@ -1,12 +1,14 @@
 #include "bench/bench_util.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -118,6 +120,14 @@ std::string LoadAverage() {
 
 std::string UniquePath(const std::string& dir, const std::string& tag) {
   return dir + "/" + tag + "." + std::to_string(getpid());
+}
+
+void LimitFileSize(uint64_t bytes) {
+  std::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit lim{};
+  if (getrlimit(RLIMIT_FSIZE, &lim) != 0) DieErrno("getrlimit", errno);
+  lim.rlim_cur = lim.rlim_max == RLIM_INFINITY ? bytes : std::min<rlim_t>(bytes, lim.rlim_max);
+  if (setrlimit(RLIMIT_FSIZE, &lim) != 0) DieErrno("setrlimit", errno);
 }
 
 std::unique_ptr<tern::File> CreatePrefilledTern(const std::string& path, uint64_t bytes) {

@@ -54,6 +54,11 @@ std::string LoadAverage();
 // dir/tag.pid: one name per program run, so concurrent runs do not collide.
 std::string UniquePath(const std::string& dir, const std::string& tag);
 
+// Caps the size of any file this process writes (RLIMIT_FSIZE; SIGXFSZ ignored, so growth past
+// it fails with EFBIG). A guard: an engine bug that grows a backing file without bound must fail
+// the benchmark, not fill the shared tmpfs and wake the OOM killer.
+void LimitFileSize(uint64_t bytes);
+
 // Byte `i` of the prefill of block `block` (each block differs, so a misplaced block shows).
 inline uint8_t PrefillByte(uint64_t block, uint64_t i) { return static_cast<uint8_t>(block * 131 + i); }
 // Creates (truncating) a tern file at `path` and writes `bytes` of the prefill pattern in 1 MiB
