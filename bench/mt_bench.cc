@@ -13,26 +13,32 @@
 // Every write is followed by fsync, as in MadFS's benchmark. Backends:
 //   kernel  pread(2) / pwrite(2)+fsync(2) on one descriptor of a plain file
 //   tern    tern::File::Pread / Pwrite+Fsync on one File
-// Names: <case>/<backend>/iterations:N/real_time/threads:T. items_per_second is the total over all
-// threads. tern's counters, per operation over all threads: commits, conflicts (failed commit CAS),
-// recopies (partial blocks copied again after a conflict), read_retries.
+// Threads 1, 2, 4, released together; a repetition's throughput is all threads' operations over the
+// wall-clock span from the first start to the last finish; the report keeps the median (and min,
+// max) of --reps repetitions. tern's counters, per operation over all repetitions: commits,
+// conflicts (failed commit CAS), recopies (partial blocks copied again after a conflict),
+// read_retries.
 //
 // Automatic compaction is held off by default (--auto_gc=1 lets it run): compacting a 1 GiB file
 // fragmented by random writes fails today and grows the backing file until it hits a limit (see
 // bench/README.md), which would measure that bug instead of the concurrency control.
 //
-// Options (before Google Benchmark's): --dir=DIR, --file_mib=N (default 1024), --ops=N (per thread,
-// default 10000), --auto_gc=0|1, --prefault=1|0 (read the whole file once before measuring).
+// usage: mt_bench [--dir=DIR] [--file_mib=1024] [--ops=10000] (per thread) [--reps=5] [--auto_gc=0|1]
+//                 [--prefault=1|0] (read the whole file once before measuring)
+//                 [--cases=unif_0R,...] [--out=FILE.json]
+// Output: JSON (see bench_util.h), rendered by bench/mt_table.py.
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <benchmark/benchmark.h>
-
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <latch>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bench/bench_util.h"
@@ -102,11 +108,12 @@ std::vector<Op> MakeOps(int read_percent, bool zipf, int thread, uint64_t seed) 
   return ops;
 }
 
-void RunOps(benchmark::State& state, Backend backend, const std::vector<Op>& ops, size_t size) {
-  AlignedBuf src(kBlock, static_cast<uint8_t>('a' + state.thread_index())), dst(kBlock, 0);
-  size_t i = 0;
-  for (auto _ : state) {
-    const Op& op = ops[i++];
+// Runs the thread's operations; false when one failed. Records when it started and finished.
+bool RunOps(Backend backend, const std::vector<Op>& ops, size_t size, uint8_t fill, uint64_t* start_ns,
+            uint64_t* end_ns) {
+  AlignedBuf src(kBlock, fill), dst(kBlock, 0);
+  *start_ns = NowNs();
+  for (const Op& op : ops) {
     bool ok;
     if (backend == Backend::kKernel) {
       if (op.read) {
@@ -122,50 +129,104 @@ void RunOps(benchmark::State& state, Backend backend, const std::vector<Op>& ops
       auto r = g_tern->Pwrite(src.data(), size, op.offset);
       ok = r.ok() && g_tern->Fsync().ok();
     }
-    if (!ok) [[unlikely]] {
-      state.SkipWithError(op.read ? "read failed" : "write+fsync failed");
-      break;
-    }
-    benchmark::DoNotOptimize(dst.data());
+    if (!ok) [[unlikely]] return false;
   }
+  *end_ns = NowNs();
+  return true;
 }
 
-void Bench(benchmark::State& state, Backend backend, int read_percent, bool zipf, size_t size, uint64_t seed) {
-  std::vector<Op> ops = MakeOps(read_percent, zipf, state.thread_index(), seed);
-  tern::FileCounters before{};
-  // Thread 0 reads the counters before the start barrier and after the stop barrier of the timed
-  // loop, so they cover exactly the operations of all threads.
-  if (backend == Backend::kTern && state.thread_index() == 0) before = g_tern->Counters();
-  RunOps(state, backend, ops, size);
-  state.SetItemsProcessed(state.iterations());
-  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(size));
-  if (backend != Backend::kTern || state.thread_index() != 0) return;
-  tern::FileCounters after = g_tern->Counters();
-  const auto total_ops = static_cast<double>(state.iterations() * state.threads());
-  auto per_op = [&](uint64_t a, uint64_t b) { return static_cast<double>(b - a) / total_ops; };
-  state.counters["commits"] = per_op(before.commits, after.commits);
-  state.counters["conflicts"] = per_op(before.conflicts, after.conflicts);
-  state.counters["recopies"] = per_op(before.recopies, after.recopies);
-  state.counters["read_retries"] = per_op(before.read_retries, after.read_retries);
-}
+struct CaseSpec {
+  std::string name;
+  int read_percent;
+  bool zipf;
+  size_t size;
+  uint64_t seed;
+};
 
-void Register(const std::string& name, Backend backend, int read_percent, bool zipf, size_t size, uint64_t seed) {
-  std::string full = name + (backend == Backend::kKernel ? "/kernel" : "/tern");
-  auto* b = benchmark::RegisterBenchmark(full.c_str(), [=](benchmark::State& s) {
-    Bench(s, backend, read_percent, zipf, size, seed);
-  });
-  b->Iterations(g_ops)->UseRealTime()->Unit(benchmark::kMicrosecond);
-  for (int threads : {1, 2, 4}) b->Threads(threads);
-}
+struct RunResult {
+  double ops_per_s;
+  tern::FileCounters delta;
+};
 
-void RegisterAll() {
-  for (Backend backend : {Backend::kKernel, Backend::kTern}) {
-    for (int r : {0, 50, 95, 100}) {
-      Register("unif_" + std::to_string(r) + "R", backend, r, false, kBlock, static_cast<uint64_t>(r) + 1);
-    }
-    Register("zipf_4k", backend, 0, true, 4096, 200);
-    Register("zipf_2k", backend, 0, true, 2048, 201);
+// One repetition: `threads` threads released together; throughput over the wall-clock span from
+// the first thread's start to the last thread's end. (Google Benchmark's ->Threads() averages each
+// thread's own running time instead, which overstates throughput when the threads do not really run
+// at once, as on this 2-vCPU VM with 4 threads or with busy neighbours.)
+RunResult RunOnce(Backend backend, const CaseSpec& c, int threads) {
+  std::vector<std::vector<Op>> ops;
+  for (int t = 0; t < threads; ++t) ops.push_back(MakeOps(c.read_percent, c.zipf, t, c.seed));
+  std::vector<uint64_t> start(static_cast<size_t>(threads)), end(static_cast<size_t>(threads));
+  std::atomic<bool> failed{false};
+  std::latch ready(threads);
+  tern::FileCounters before = backend == Backend::kTern ? g_tern->Counters() : tern::FileCounters{};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      ready.arrive_and_wait();
+      auto i = static_cast<size_t>(t);
+      if (!RunOps(backend, ops[i], c.size, static_cast<uint8_t>('a' + t), &start[i], &end[i])) failed.store(true);
+    });
   }
+  for (std::thread& w : workers) w.join();
+  if (failed.load()) {
+    std::fprintf(stderr, "mt_bench: %s/%s: an operation failed\n", c.name.c_str(),
+                 backend == Backend::kTern ? "tern" : "kernel");
+    std::exit(1);
+  }
+  RunResult r{};
+  if (backend == Backend::kTern) {
+    tern::FileCounters after = g_tern->Counters();
+    r.delta = {after.commits - before.commits, after.conflicts - before.conflicts,
+               after.recopies - before.recopies, after.read_retries - before.read_retries};
+  }
+  uint64_t span = *std::max_element(end.begin(), end.end()) - *std::min_element(start.begin(), start.end());
+  r.ops_per_s = static_cast<double>(g_ops * threads) * 1e9 / static_cast<double>(span);
+  return r;
+}
+
+// Repetitions of one (case, backend, threads) cell: median, min and max ops/s; tern's counters per
+// operation over all repetitions.
+void MeasureCell(JsonReport& report, Backend backend, const CaseSpec& c, int threads, int reps) {
+  std::vector<double> rates;
+  tern::FileCounters sum{};
+  for (int rep = 0; rep < reps; ++rep) {
+    RunResult r = RunOnce(backend, c, threads);
+    rates.push_back(r.ops_per_s);
+    sum.commits += r.delta.commits;
+    sum.conflicts += r.delta.conflicts;
+    sum.recopies += r.delta.recopies;
+    sum.read_retries += r.delta.read_retries;
+  }
+  std::sort(rates.begin(), rates.end());
+  const double total_ops = static_cast<double>(g_ops * threads * reps);
+  const char* name = backend == Backend::kTern ? "tern" : "kernel";
+  JsonReport::Record& rec = report.Add()
+                                .Str("bench", "mt")
+                                .Str("case", c.name)
+                                .Str("backend", name)
+                                .Num("threads", threads)
+                                .Num("reps", reps)
+                                .Num("ops_per_s", rates[rates.size() / 2])
+                                .Num("ops_per_s_min", rates.front())
+                                .Num("ops_per_s_max", rates.back());
+  if (backend == Backend::kTern) {
+    rec.Num("commits", static_cast<double>(sum.commits) / total_ops)
+        .Num("conflicts", static_cast<double>(sum.conflicts) / total_ops)
+        .Num("recopies", static_cast<double>(sum.recopies) / total_ops)
+        .Num("read_retries", static_cast<double>(sum.read_retries) / total_ops);
+  }
+  std::fprintf(stderr, "  %-10s %-6s %d threads: %10.0f ops/s (min %.0f, max %.0f)\n", c.name.c_str(), name, threads,
+               rates[rates.size() / 2], rates.front(), rates.back());
+}
+
+std::vector<CaseSpec> Cases() {
+  std::vector<CaseSpec> cases;
+  for (int r : {0, 50, 95, 100}) {
+    cases.push_back({"unif_" + std::to_string(r) + "R", r, false, kBlock, static_cast<uint64_t>(r) + 1});
+  }
+  cases.push_back({"zipf_4k", 0, true, 4096, 200});
+  cases.push_back({"zipf_2k", 0, true, 2048, 201});
+  return cases;
 }
 
 // Random 4 KiB overwrites of a quarter of the blocks, untimed: copy-on-write moves tern's file to
@@ -215,26 +276,40 @@ int main(int argc, char** argv) {
   std::string dir = TakeDirOption(&argc, argv);
   g_file_bytes = std::stoull(TakeOption(&argc, argv, "file_mib", "1024")) * kMiB;
   g_ops = std::stoll(TakeOption(&argc, argv, "ops", "10000"));
+  int reps = std::stoi(TakeOption(&argc, argv, "reps", "5"));
   bool auto_gc = TakeOption(&argc, argv, "auto_gc", "0") == "1";
   g_prefault = TakeOption(&argc, argv, "prefault", "1") == "1";
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  std::string only = TakeOption(&argc, argv, "cases", "");
+  std::string out = TakeOption(&argc, argv, "out", "-");
+  if (argc > 1) {
+    std::fprintf(stderr, "mt_bench: unknown argument %s\n", argv[1]);
+    return 2;
+  }
   tern::pmem::Init();
   // The backing file plus copy-on-write garbage, plus the engine's sparse shared-state object.
   LimitFileSize(3 * g_file_bytes + 1024 * kMiB);
-  std::fprintf(stderr, "mt_bench: prefilling %llu MiB per backend in %s\n",
-               static_cast<unsigned long long>(g_file_bytes / kMiB), dir.c_str());
+  std::fprintf(stderr, "mt_bench: prefilling %llu MiB per backend in %s (load %s)\n",
+               static_cast<unsigned long long>(g_file_bytes / kMiB), dir.c_str(), LoadAverage().c_str());
   SetUpFiles(dir, auto_gc);
-  benchmark::AddCustomContext("tern_bench_dir", dir);
-  benchmark::AddCustomContext("tern_bench_fs", FsDescription(dir));
-  benchmark::AddCustomContext("tern_bench_file_mib", std::to_string(g_file_bytes / kMiB));
-  benchmark::AddCustomContext("tern_bench_auto_gc", auto_gc ? "on" : "held off");
-  benchmark::AddCustomContext("tern_bench_prefault", g_prefault ? "yes" : "no");
-  benchmark::AddCustomContext("nproc", std::to_string(sysconf(_SC_NPROCESSORS_ONLN)));
   WarmUp();
-  RegisterAll();
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
+  JsonReport report;
+  report.Context()
+      .Str("program", "mt_bench")
+      .Str("dir", dir)
+      .Str("fs", FsDescription(dir))
+      .Num("file_mib", static_cast<double>(g_file_bytes / kMiB))
+      .Num("ops_per_thread", static_cast<double>(g_ops))
+      .Str("auto_gc", auto_gc ? "on" : "held off")
+      .Str("prefault", g_prefault ? "yes" : "no")
+      .Num("nproc", static_cast<double>(sysconf(_SC_NPROCESSORS_ONLN)))
+      .Str("load_avg_start", LoadAverage());
+  for (const CaseSpec& c : Cases()) {
+    if (!only.empty() && ("," + only + ",").find("," + c.name + ",") == std::string::npos) continue;
+    for (Backend backend : {Backend::kKernel, Backend::kTern})
+      for (int threads : {1, 2, 4}) MeasureCell(report, backend, c, threads, reps);
+  }
+  report.Context().Str("load_avg_end", LoadAverage());
+  report.Write(out);
   g_tern.reset();
   unlink(g_tern_path.c_str());
   close(g_kernel_fd);

@@ -3,9 +3,8 @@
 
 usage: mt_table.py FACTS_FILE [--mt MT.json] [--open OPEN.json] [--gc GC.json] > mt.md
 
-MT.json is Google Benchmark JSON from mt_bench (with repetitions: the `median` aggregate is used;
-names <case>/<backend>/iterations:N/real_time/threads:T). OPEN.json and GC.json are the
-{"context", "records"} reports of open_bench and gc_tail_bench. Standard library only.
+The JSON files are the {"context", "records"} reports of mt_bench, open_bench and gc_tail_bench
+(bench/bench_util.h). Standard library only.
 """
 import argparse
 import json
@@ -30,23 +29,14 @@ MADFS_REF = [("random overwrite + fsync", "0.66–0.70 µs (≈1.4–1.5 M ops/s
 def load_mt(path):
     with open(path) as f:
         data = json.load(f)
-    rows = {}  # (case, backend, threads) -> benchmark row (median aggregate)
-    errors = {}
-    for b in data.get("benchmarks", []):
-        parts = b.get("run_name", b["name"]).split("/")
-        threads = next((int(p.split(":")[1]) for p in parts if p.startswith("threads:")), 1)
-        key = (parts[0], parts[1], threads)
-        if b.get("error_occurred"):
-            errors[key] = b.get("error_message", "error")
-            continue
-        agg = b.get("aggregate_name", "median")
-        if agg == "median":
-            rows[key] = b
-    return data.get("context", {}), rows, errors
+    rows = {}  # (case, backend, threads) -> record
+    for r in data.get("records", []):
+        rows[(r["case"], r["backend"], int(r["threads"]))] = r
+    return data.get("context", {}), rows
 
 
 def ops(row):
-    return row.get("items_per_second") if row else None
+    return row.get("ops_per_s") if row else None
 
 
 def fmt_ops(v):
@@ -79,25 +69,26 @@ def fmt_ns(v):
 
 
 def mt_section(path):
-    ctx, rows, errors = load_mt(path)
+    ctx, rows = load_mt(path)
     out = ["## Multi-thread matrix (`mt_bench`)", "",
-           f"File {ctx.get('tern_bench_file_mib', '?')} MiB on `{ctx.get('tern_bench_fs', '?')}`; "
-           f"{ctx.get('nproc', '?')} vCPUs, so 4 threads oversubscribe the machine (the issue's goal is 1→2). "
-           f"Automatic compaction: {ctx.get('tern_bench_auto_gc', '?')}. Total ops/s over all threads, median "
-           "of the repetitions; every write is followed by fsync. Counters are tern's, per operation.", "",
+           f"File {ctx.get('file_mib', 0):.0f} MiB on `{ctx.get('fs', '?')}`, "
+           f"{ctx.get('ops_per_thread', 0):,.0f} ops per thread; {ctx.get('nproc', 0):.0f} vCPUs, so 4 threads "
+           f"oversubscribe the machine (the issue's goal is 1→2). Automatic compaction: {ctx.get('auto_gc', '?')}; "
+           f"file read once before measuring: {ctx.get('prefault', '?')}. Total ops/s of all threads over the "
+           "wall-clock span of a repetition, median of the repetitions; every write is followed by fsync. "
+           f"Load average {ctx.get('load_avg_start', '?')} → {ctx.get('load_avg_end', '?')}. "
+           "Counters are tern's, per operation.", "",
            "| case | threads | kernel ops/s | tern ops/s | tern/kernel | tern vs 1 thread | kernel vs 1 thread | "
            "commits/op | CAS conflicts/op | recopies/op | read retries/op | goals |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    threads_seen = sorted({k[2] for k in rows} | {k[2] for k in errors})
+    threads_seen = sorted({k[2] for k in rows})
     for case in MT_CASES:
         for t in threads_seen:
             k, tn = rows.get((case, "kernel", t)), rows.get((case, "tern", t))
-            if k is None and tn is None and (case, "tern", t) not in errors:
+            if k is None and tn is None:
                 continue
             k1, t1 = rows.get((case, "kernel", 1)), rows.get((case, "tern", 1))
             goals = []
-            if (case, "tern", t) in errors:
-                goals.append("tern: " + errors[(case, "tern", t)])
             if t == 2 and ops(tn) and ops(t1):
                 s = ops(tn) / ops(t1)
                 goals.append(("✅" if s >= TARGET_SCALING_2T else "❌") + f" 2T ≥ {TARGET_SCALING_2T}× 1T")

@@ -111,9 +111,8 @@ run_mt() {
   if [[ "${TERN_BENCH_RT_MT:-0}" == 1 ]]; then mt_prefix=("${PREFIX[@]}"); fi
   if [[ $QUICK == 1 ]]; then file_mib=256; ops=5000; gc_ops=50000; sizes=2,8,32,128,256; fi
   echo "=== mt_bench: $dir ($(awk '{print $1, $2, $3}' /proc/loadavg) load)" >&2
-  "${mt_prefix[@]}" "$BUILD/bench/mt_bench" --dir="$dir" --file_mib=$file_mib --ops=$ops --benchmark_repetitions="$REPS" \
-    --benchmark_report_aggregates_only=true --benchmark_out="$OUT/mt.json" --benchmark_out_format=json \
-    "${EXTRA[@]}"
+  "${mt_prefix[@]}" "$BUILD/bench/mt_bench" --dir="$dir" --file_mib=$file_mib --ops=$ops --reps="$REPS" \
+    --out="$OUT/mt.json" "${EXTRA[@]}"
   echo "=== open_bench ($(awk '{print $1, $2, $3}' /proc/loadavg) load)" >&2
   "${PREFIX[@]}" "$BUILD/bench/open_bench" --dir="$dir" --sizes=$sizes --reps=11 --out="$OUT/open.json"
   echo "=== gc_tail_bench ($(awk '{print $1, $2, $3}' /proc/loadavg) load)" >&2
