@@ -13,8 +13,9 @@
 #              otherwise lands in whichever benchmark grows a file first (see README).
 #   --head     build the committed tree (git archive HEAD, with the working tree's bench/ on top) in
 #              /tmp instead of the working tree: exact commit, immune to half-written files elsewhere
-# env: TERN_BENCH_RT_MT=1 (mt_bench under SCHED_FIFO too; see run_mt), TERN_BENCH_BUILD (build dir, default <repo>/build-bench), TERN_BENCH_OUT (results file,
-#      default bench/results/engine.md), TERN_BENCH_ENGINE=OFF (baselines only),
+# env: TERN_BENCH_BUILD (build dir, default <repo>/build-bench), TERN_BENCH_OUT (results file,
+#      default bench/results/engine.md, or mt.md with --mt), TERN_BENCH_RT_MT=1 (with --mt, run
+#      mt_bench under SCHED_FIFO too; see run_mt), TERN_BENCH_ENGINE=OFF (baselines only),
 #      TERN_BENCH_KEEP=1 (keep the JSON outputs in /tmp/tern-bench-out.*),
 #      TERN_BENCH_RT=0 (do not run the benchmark under SCHED_FIFO; by default, as root, it runs with
 #      `chrt -f 1` so that concurrent builds on this 2-vCPU VM cannot preempt the timed loops).
@@ -101,6 +102,10 @@ commit_fact() {
   fi
 }
 
+machine_fact() {
+  echo "- kernel: $(uname -r); CPU: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) vCPUs; memory: $(free -g | awk '/^Mem:/{print $2}') GiB"
+}
+
 # Issue 4's benchmarks. mt_bench runs at normal priority unless TERN_BENCH_RT_MT=1: under
 # SCHED_FIFO its 2 and 4 threads take both vCPUs from everyone else (~1 min), but without it a busy
 # VM gives two threads much less than two CPUs and the scaling column measures the neighbours.
@@ -120,7 +125,7 @@ run_mt() {
   {
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     commit_fact
-    echo "- kernel: $(uname -r); CPU: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) vCPUs; memory: $(free -g | awk '/^Mem:/{print $2}') GiB"
+    machine_fact
     echo "- build: Release; mt_bench: $REPS repetitions, $ops ops per thread, ${mt_prefix[*]:-normal priority}; open_bench: ${PREFIX[*]:-normal priority}; gc_tail_bench: normal priority"
     echo "- guest memory warmed: $WARM_GIB GiB; load average at the end: $(awk '{print $1, $2, $3}' /proc/loadavg)"
     echo "- invocation: bench/run.sh --mt $([[ $QUICK == 1 ]] && echo '--quick ')$([[ $HEAD_ONLY == 1 ]] && echo '--head ')--reps $REPS --warm $WARM_GIB"
@@ -165,7 +170,7 @@ FACTS=$OUT/facts.md
 {
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   commit_fact
-  echo "- kernel: $(uname -r); CPU: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) vCPUs; memory: $(free -g | awk '/^Mem:/{print $2}') GiB"
+  machine_fact
   echo "- THP shmem_enabled: $(cat /sys/kernel/mm/transparent_hugepage/shmem_enabled)"
   echo "- libpmem $(dpkg-query -W -f='${Version}' libpmem1 2>/dev/null || echo '?'), Google Benchmark $(dpkg-query -W -f='${Version}' libbenchmark-dev 2>/dev/null || echo '?') (Debian package, built as debug: affects only the harness)"
   echo "- build: Release, $REPS repetitions per benchmark, fixed iteration counts, single thread, wall-clock time"
