@@ -18,9 +18,15 @@ Backing::~Backing() {
   close(fd_);
 }
 
-void Backing::ReplaceFd(int fd) {
+Status Backing::ReplaceFdInChild(int fd) {
   int old = fd_.exchange(fd);
   close(old);
+  for (const auto& view : views_) {
+    bool dax = false;
+    int rc = pmem::MapFileRange(view->base, view->nblocks * kBlockSize, fd, 0, writable_, false, trace_region_, &dax);
+    if (rc != 0) return Status::Error(-rc, "map backing file again after fork");
+  }
+  return Status::Ok();
 }
 
 Status Backing::EnsureMapped(uint64_t nblocks) {

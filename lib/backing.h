@@ -40,8 +40,10 @@ class Backing {
     return v == nullptr ? 0 : v->nblocks;
   }
   int fd() const { return fd_; }
-  // Swaps in another descriptor of the same file (after fork) and closes the old one.
-  void ReplaceFd(int fd);
+  // After fork: swaps in another descriptor of the same file, maps every view from it again (a
+  // mapping holds its descriptor's open file description, and with it the parent's open locks,
+  // alive), and closes the old one. REQUIRES: the only thread of the process (a fork child).
+  Status ReplaceFdInChild(int fd);
   bool writable() const { return writable_; }
   bool is_dax() const { return is_dax_; }
 

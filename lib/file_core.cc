@@ -330,7 +330,7 @@ void FileCore::SupersedeClaims::Abandon() {
   Update(0, 0);
 }
 
-void FileCore::FlushLogLocked() {
+void FileCore::FlushCommitSlots() {
   LogPos tail = applied_.load();
   LogPos pos = durable_.load();
   // Flush the slots of every commit not yet flushed, one contiguous range per log block.
@@ -365,10 +365,7 @@ void FileCore::FreeDurable() {
 
 Status FileCore::FlushLog() {
   TERN_TRY(Refresh().status());
-  {
-    std::lock_guard lock(mu_);
-    FlushLogLocked();
-  }
+  FlushCommitSlots();
   FreeDurable();
   return Status::Ok();
 }

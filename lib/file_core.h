@@ -31,6 +31,7 @@
 #include "lib/log_block_format.h"
 #include "lib/meta_block_format.h"
 #include "lib/shared_state.h"
+#include "lib/spin_then_block_mutex.h"
 #include "lib/status.h"
 
 namespace tern {
@@ -145,6 +146,8 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // Adopts the newest checkpoint (and jumps the table to it when behind). REQUIRES: mu_ held.
   Status RefreshCheckpointLocked();
   Result<CompactStats> CompactLocked();
+  // After fork: makes shared_ the object published under shared_name_ (see AfterForkInChild).
+  void AdoptPublishedSharedState();
   bool WaitForOldOperations(uint32_t parity);
   void MaybeScheduleCompaction(LogPos tail);
 
@@ -185,9 +188,11 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
 
   // --- durability-ordered freeing (file_core.cc) ---
   // Flushes every commit slot up to the tail; then frees deferred blocks whose superseding commit
-  // is now durable. REQUIRES (FlushLogLocked): mu_ held, which fixes the tail at applied_.
+  // is now durable. FlushCommitSlots flushes up to applied_ as it reads it; no lock: slots below
+  // applied_ never move, and flushing a line twice is harmless (callers that need the tail fixed
+  // hold mu_).
   Status FlushLog();
-  void FlushLogLocked();
+  void FlushCommitSlots();
   void FreeDurable();
   struct PendingFree {
     LogPos durable_after;  // free once durable_ reaches it
@@ -258,7 +263,7 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   std::string shared_name_;
   std::unique_ptr<BlockAllocator> alloc_;
 
-  std::mutex mu_;                       // replay and chain growth
+  SpinThenBlockMutex mu_;               // replay and chain growth
   BlockTable table_;                    // the file as of applied_
   AtomicU32Array chain_;                // k -> lblock of the k-th log block
   std::atomic<uint32_t> chain_len_{0};  // release after chain_.Set; acquire in SlotAddress

@@ -59,7 +59,7 @@ Status FileCore::Sweep(const std::vector<uint32_t>& dead_slots) {
     TERN_TRY(Refresh().status());
     std::lock_guard lock(mu_);
     TERN_TRY(CollectReferenced(bits));
-    FlushLogLocked();  // under mu_: exactly the state judged
+    FlushCommitSlots();  // under mu_: exactly the state judged
     return Status::Ok();
   };
   auto in = [](const std::vector<uint64_t>& bits, uint64_t b) { return (bits[b / 64] >> (b % 64)) & 1; };
@@ -182,6 +182,22 @@ void FileCore::UnlockAfterFork() {
   mu_.unlock();
 }
 
+void FileCore::AdoptPublishedSharedState() {
+  // Such a parent also took the shared state's name away, and a third process may since have
+  // published a fresh one. Only this thread exists in the child yet, so switching is safe.
+  auto published = SharedState::Attach(shared_name_);
+  if (published.ok()) {
+    if (!(*published)->SameObjectAs(*shared_)) {
+      shared_ = std::move(published).value();
+      alloc_ = std::make_unique<BlockAllocator>(shared_.get());
+    }
+    return;
+  }
+  if (published.status().err() != ENOENT) return;  // damaged: the next opener rebuilds it
+  Status st = shared_->Publish(shared_name_);
+  if (!st.ok()) TERN_LOG_WARN("%s: after fork, cannot republish shared state: %s", path_.c_str(), st.context());
+}
+
 void FileCore::AfterForkInChild() {
   // The child shares the parent's open file description, and with it the parent's open lock and
   // slot lock. It needs its own: a fresh open of the same inode, its own slot, and its own record
@@ -193,13 +209,24 @@ void FileCore::AfterForkInChild() {
   char path[64];
   snprintf(path, sizeof(path), "/proc/self/fd/%d", backing_->fd());
   int fd = open(path, (backing_->writable() ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-  if (fd < 0 || !LockShared(fd).ok()) {
+  if (fd < 0) {
     TERN_LOG_ERROR("%s: after fork, cannot reopen the backing file (errno %d); this process's "
                    "allocations are not reclaimable if it dies", path_.c_str(), errno);
-    if (fd >= 0) close(fd);
     return;
   }
-  backing_->ReplaceFd(fd);
+  // Drop every hold on the parent's description before locking our own: a parent closing this file
+  // during the fork may hold its open lock exclusively ("last close"), and our copy would pin that
+  // lock forever; a dead parent's slot lock too.
+  Status remapped = backing_->ReplaceFdInChild(fd);
+  if (!remapped.ok()) {
+    TERN_LOG_ERROR("%s: %s (errno %d)", path_.c_str(), remapped.context(), remapped.err());
+    return;
+  }
+  if (!LockShared(fd).ok()) {
+    TERN_LOG_ERROR("%s: after fork, cannot lock the backing file (errno %d)", path_.c_str(), errno);
+    return;
+  }
+  AdoptPublishedSharedState();
   bool dirty = false;
   Status st = AcquireSlot(&dirty);
   if (st.ok() && dirty) {

@@ -82,6 +82,11 @@ Status SharedState::Publish(const std::string& path) {
   return Status::Ok();
 }
 
+bool SharedState::SameObjectAs(const SharedState& other) const {
+  struct stat a, b;
+  return fstat(fd_, &a) == 0 && fstat(other.fd_, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
 Result<std::unique_ptr<SharedState>> SharedState::Attach(const std::string& path) {
   int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) return Status::Error(errno, "open shared state");

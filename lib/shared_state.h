@@ -115,6 +115,8 @@ class SharedState {
   // Maps an existing object. ENOENT if there is none.
   static Result<std::unique_ptr<SharedState>> Attach(const std::string& path);
   static void Remove(const std::string& path);
+  // True if both map the same object (the same inode of /dev/shm).
+  bool SameObjectAs(const SharedState& other) const;
 
   SharedState(int fd, void* base) : fd_(fd), base_(base) {}
   ~SharedState();
