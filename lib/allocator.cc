@@ -34,10 +34,9 @@ BlockRun BlockAllocator::TryAllocate(uint32_t want, uint32_t me) {
   uint64_t start = header_->alloc_hint.load(std::memory_order_relaxed) % nwords;
   for (uint64_t i = 0; i < nwords; ++i) {
     uint64_t w = (start + i) % nwords;
-    // Bits past the end of the file count as used; so do blocks we found claimed by somebody else.
-    uint64_t skip = (w == nwords - 1 && nblocks % 64 != 0) ? ~MaskOf(0, nblocks % 64) : 0;
+    uint64_t skip = 0;  // blocks we found claimed by somebody else count as used
     for (;;) {
-      uint64_t free_bits = ~(words_[w].load(std::memory_order_acquire) | skip);
+      uint64_t free_bits = ~(WordWithTail(w, nblocks) | skip);
       if (free_bits == 0) break;
       auto pos = static_cast<uint32_t>(std::countr_zero(free_bits));
       uint64_t shifted = free_bits >> pos;
