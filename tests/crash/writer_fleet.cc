@@ -179,13 +179,16 @@ std::string CheckFleet(File& f, FleetShared* shared, int writers, const WriterSt
   auto size = f.Size();
   auto a = f.Pread(aligned.data(), aligned.size(), 0);
   auto u = f.Pread(unaligned.data(), unaligned.size(), kFleetUnalignedBase);
-  if (!size.ok() || !a.ok() || !u.ok() || *a != aligned.size() || *u != unaligned.size() ||
-      *size < kFleetAppendBase) {
-    return "the file cannot be read, or is shorter than its slots";
+  for (const Status& st : {size.status(), a.status(), u.status()}) {
+    if (!st.ok()) return "the file cannot be read: " + Describe(st);
+  }
+  if (*a != aligned.size() || *u != unaligned.size() || *size < kFleetAppendBase) {
+    return "the file is shorter than its slots: size " + std::to_string(*size);
   }
   std::vector<uint8_t> appended(*size - kFleetAppendBase);
   auto ap = f.Pread(appended.data(), appended.size(), kFleetAppendBase);
-  if (!ap.ok() || *ap != appended.size()) return "the appends cannot be read";
+  if (!ap.ok()) return "the appends cannot be read: " + Describe(ap.status());
+  if (*ap != appended.size()) return "short read of the appends";
 
   for (int g = 0; g < writers; ++g) {
     FleetWriter& w = shared->writers[g];
