@@ -43,7 +43,7 @@ constexpr int kWriters = kProcesses * kThreads;
 #endif
 #endif
 #ifdef TERN_TEST_TSAN
-constexpr uint32_t kWritesPerThread = 150;
+constexpr uint32_t kWritesPerThread = 300;
 #else
 constexpr uint32_t kWritesPerThread = 1000;
 #endif

@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,7 @@ int HoldChildMain(const std::string& path, const std::string& shared_path) {
 }
 
 enum class Loss { kDeleted, kWiped };
+void PrintTo(Loss loss, std::ostream* os) { *os << (loss == Loss::kDeleted ? "deleted" : "wiped"); }
 
 class SharedStateLossTest : public ::testing::TestWithParam<Loss> {
  protected:
