@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -35,6 +36,11 @@ pid_t SpawnSelf(const std::vector<std::string>& args) {
 void DieWithParent() {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() == 1) raise(SIGKILL);  // the test died before the line above
+}
+
+void SpinFor(uint64_t iterations) {
+  std::atomic<uint64_t> spin{iterations};
+  while (spin.load(std::memory_order_relaxed) > 0) spin.fetch_sub(1, std::memory_order_relaxed);
 }
 
 int KillAndReap(pid_t pid) {

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -20,6 +21,9 @@ pid_t SpawnSelf(const std::vector<std::string>& args);
 // Called first in a spawned child: the child gets SIGKILL when the test process dies, so a test
 // that crashes leaves no writers running.
 void DieWithParent();
+
+// Busy-waits `iterations` rounds: a kill moment finer than any sleep.
+void SpinFor(uint64_t iterations);
 
 // SIGKILLs `pid` (if still running) and reaps it. Returns the wait status, or -1 on error.
 int KillAndReap(pid_t pid);

@@ -5,7 +5,6 @@
 
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <cstdlib>
 #include <random>
 
@@ -19,11 +18,6 @@ SoakConfig SoakFromEnv(int ci_kills, int soak_kills) {
   if (soak == nullptr || std::string(soak) != "1") return {ci_kills, 20261123};
   const char* seed = getenv("TERN_SOAK_SEED");
   return {soak_kills, seed != nullptr ? strtoull(seed, nullptr, 0) : std::random_device{}()};
-}
-
-void SpinFor(uint64_t iterations) {
-  std::atomic<uint64_t> spin{iterations};
-  while (spin.load(std::memory_order_relaxed) > 0) spin.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void ExpectNoLeak(File& f, const std::string& when) {

@@ -27,9 +27,6 @@ struct SoakConfig {
 // `ci_kills` with a fixed seed; with TERN_SOAK=1, `soak_kills` with TERN_SOAK_SEED or a random seed.
 SoakConfig SoakFromEnv(int ci_kills, int soak_kills);
 
-// Busy-waits `iterations` rounds: a kill moment finer than any sleep.
-void SpinFor(uint64_t iterations);
-
 // Blocks in use == blocks reachable from the log (gtest failure naming the unreferenced blocks).
 // REQUIRES: no writer alive, dead slots reclaimed, log flushed.
 void ExpectNoLeak(File& f, const std::string& when);

@@ -16,7 +16,6 @@
 
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <cstring>
 #include <memory>
 #include <random>
@@ -208,8 +207,7 @@ void ProcessKillTest::Run() {
       }
       last = n;
     }
-    std::atomic<uint64_t> spin{rng() % 200000};
-    while (spin.load(std::memory_order_relaxed) > 0) spin.fetch_sub(1, std::memory_order_relaxed);
+    test::SpinFor(rng() % 200000);
     int status = test::KillAndReap(pid);
     ASSERT_NE(status, -1) << "waitpid";
     ASSERT_FALSE(WIFEXITED(status)) << "the writer stopped by itself with code " << WEXITSTATUS(status)
