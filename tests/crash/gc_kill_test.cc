@@ -48,7 +48,7 @@ class GcKillTest : public ::testing::Test {
     ASSERT_GT(pid_, 0);
   }
 
-  // Waits until the compactor has begun `attempts` more compactions and, mostly, is inside one;
+  // Waits until the compactor has begun one to three more compactions and, mostly, is inside one;
   // then spins a random while and kills it. Returns whether the kill landed inside Compact().
   bool KillCompactorAtRandom(std::mt19937_64& rng) {
     uint64_t until = compactor_->attempts.load() + 1 + rng() % 3;

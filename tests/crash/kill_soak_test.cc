@@ -34,7 +34,6 @@ namespace {
 
 constexpr int kProcesses = 3;
 constexpr int kThreads = 2;
-constexpr int kWriters = kProcesses * kThreads;
 
 TEST(KillSoakTest, WritersKilledAtRandomNeverBreakTheFileNorBlockTheOthers) {
   SoakConfig soak = SoakFromEnv(200, 1000);

@@ -38,8 +38,8 @@ inline constexpr uint64_t kFleetAppendBase = kFleetHole2 + kFleetHoleLen;
 inline constexpr uint64_t kFleetAppendCap = kFleetAppendBase + (4 << 20);
 
 // One writer thread's published progress. The writer stores `place` and `started` before an op,
-// and `slot_seq` / `appends`, then `done`, after it returns. The test sets `next_start` before it
-// spawns the writer's process.
+// and `slot_seq` / `appends`, then `done`, after it returns. The test sets `next_start` (and
+// `place` to kNoPlace) before it spawns the writer's process.
 struct FleetWriter {
   std::atomic<uint64_t> next_start;
   std::atomic<uint64_t> started;
