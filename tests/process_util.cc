@@ -1,18 +1,17 @@
 #include "tests/process_util.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/prctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstring>
-
-#include <gtest/gtest.h>
 
 namespace tern::test {
 
@@ -25,7 +24,8 @@ pid_t SpawnSelf(const std::vector<std::string>& args) {
   for (std::string& a : owned) argv.push_back(a.data());
   argv.push_back(nullptr);
   pid_t pid = -1;
-  int rc = posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv.data(), environ);
+  int rc = posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv.data(),
+                       environ);
   if (rc != 0) {
     ADD_FAILURE() << "posix_spawn: " << strerror(rc);
     return -1;
@@ -40,7 +40,8 @@ void DieWithParent() {
 
 void SpinFor(uint64_t iterations) {
   std::atomic<uint64_t> spin{iterations};
-  while (spin.load(std::memory_order_relaxed) > 0) spin.fetch_sub(1, std::memory_order_relaxed);
+  while (spin.load(std::memory_order_relaxed) > 0)
+    spin.fetch_sub(1, std::memory_order_relaxed);
 }
 
 int KillAndReap(pid_t pid) {
@@ -53,7 +54,8 @@ int KillAndReap(pid_t pid) {
 }
 
 void* MapSharedFile(const std::string& path, size_t bytes, bool create) {
-  int fd = open(path.c_str(), O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0), 0600);
+  int fd = open(path.c_str(),
+                O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0), 0600);
   if (fd < 0) return nullptr;
   if (create && ftruncate(fd, static_cast<off_t>(bytes)) != 0) {
     close(fd);

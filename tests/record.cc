@@ -19,7 +19,9 @@ struct Header {
 };
 static_assert(sizeof(Header) == kRecordHeaderBytes);
 
-uint64_t PayloadSeed(uint32_t writer, uint64_t seq) { return (uint64_t{writer} << 40) ^ seq; }
+uint64_t PayloadSeed(uint32_t writer, uint64_t seq) {
+  return (uint64_t{writer} << 40) ^ seq;
+}
 
 uint32_t Checksum(Header h, const uint8_t* payload, size_t n) {
   h.crc = 0;
@@ -43,8 +45,10 @@ std::optional<RecordId> ParseRecord(const uint8_t* p, size_t avail) {
   if (avail < kRecordHeaderBytes) return std::nullopt;
   Header h;
   memcpy(&h, p, sizeof(h));
-  if (h.magic != kRecordMagic || h.len < kRecordHeaderBytes || h.len > avail) return std::nullopt;
-  if (Checksum(h, p + kRecordHeaderBytes, h.len - kRecordHeaderBytes) != h.crc) return std::nullopt;
+  if (h.magic != kRecordMagic || h.len < kRecordHeaderBytes || h.len > avail)
+    return std::nullopt;
+  if (Checksum(h, p + kRecordHeaderBytes, h.len - kRecordHeaderBytes) != h.crc)
+    return std::nullopt;
   return RecordId{h.writer, h.seq, h.len};
 }
 

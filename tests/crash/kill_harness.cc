@@ -1,9 +1,8 @@
 #include "tests/crash/kill_harness.h"
 
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <random>
@@ -17,7 +16,8 @@ SoakConfig SoakFromEnv(int ci_kills, int soak_kills) {
   const char* soak = getenv("TERN_SOAK");
   if (soak == nullptr || std::string(soak) != "1") return {ci_kills, 20261123};
   const char* seed = getenv("TERN_SOAK_SEED");
-  return {soak_kills, seed != nullptr ? strtoull(seed, nullptr, 0) : std::random_device{}()};
+  return {soak_kills, seed != nullptr ? strtoull(seed, nullptr, 0)
+                                      : std::random_device{}()};
 }
 
 void ExpectNoLeak(File& f, const std::string& when) {
@@ -29,7 +29,8 @@ void ExpectNoLeak(File& f, const std::string& when) {
   auto unreferenced = f.core().UnreferencedInUse();
   if (unreferenced.ok()) {
     for (size_t i = 0; i < unreferenced->size() && i < 16; ++i) {
-      blocks += " " + std::to_string((*unreferenced)[i].first) + "(owner " + std::to_string((*unreferenced)[i].second) + ")";
+      blocks += " " + std::to_string((*unreferenced)[i].first) + "(owner " +
+                std::to_string((*unreferenced)[i].second) + ")";
     }
   }
   ADD_FAILURE() << when << ": " << in_use << " blocks in use, " << *reachable
@@ -65,11 +66,13 @@ bool Fleet::Start() {
   }
   shared_ = CreateShared<FleetShared>(shared_path_);
   if (shared_ == nullptr) {
-    ADD_FAILURE() << "shared memory " << shared_path_ << ": " << strerror(errno);
+    ADD_FAILURE() << "shared memory " << shared_path_ << ": "
+                  << strerror(errno);
     return false;
   }
   shared_->threads_per_process.store(static_cast<uint32_t>(threads_));
-  for (int g = 0; g < processes_ * threads_; ++g) shared_->writers[g].next_start.store(1);
+  for (int g = 0; g < processes_ * threads_; ++g)
+    shared_->writers[g].next_start.store(1);
   for (int p = 0; p < processes_; ++p) {
     if (!Spawn(p)) return false;
   }
@@ -87,17 +90,20 @@ bool Fleet::Spawn(int process) {
     last_change_[g] = now;
     states_[g] = WriterState::kRunning;
   }
-  pid_t pid = SpawnSelf({"--fleet-child", path_, shared_path_, std::to_string(process)});
+  pid_t pid = SpawnSelf(
+      {"--fleet-child", path_, shared_path_, std::to_string(process)});
   pids_[static_cast<size_t>(process)] = pid;
   return pid > 0;
 }
 
 std::string Fleet::DescribeExit(int process, int status) const {
-  std::string out = "process " + std::to_string(process) + " exited by itself with code " +
+  std::string out = "process " + std::to_string(process) +
+                    " exited by itself with code " +
                     std::to_string(WEXITSTATUS(status));
   for (int t = 0; t < threads_; ++t) {
     int g = process * threads_ + t;
-    out += "; writer " + std::to_string(g) + " error " + std::to_string(shared_->writers[g].error.load());
+    out += "; writer " + std::to_string(g) + " error " +
+           std::to_string(shared_->writers[g].error.load());
   }
   return out;
 }
@@ -107,14 +113,16 @@ std::string Fleet::Kill(int process) {
   if (pid <= 0) return "process " + std::to_string(process) + " is not running";
   int status = KillAndReap(pid);
   pid = -1;
-  for (int t = 0; t < threads_; ++t) states_[static_cast<size_t>(process * threads_ + t)] = WriterState::kDead;
+  for (int t = 0; t < threads_; ++t)
+    states_[static_cast<size_t>(process * threads_ + t)] = WriterState::kDead;
   if (status == -1) return "waitpid failed";
   if (WIFEXITED(status)) return DescribeExit(process, status);
   return "";
 }
 
 std::string Fleet::Check(File& f) {
-  std::string problems = CheckFleet(f, shared_, processes_ * threads_, states_.data());
+  std::string problems =
+      CheckFleet(f, shared_, processes_ * threads_, states_.data());
   for (WriterState& s : states_) {
     if (s == WriterState::kDead) s = WriterState::kStopped;
   }
@@ -129,7 +137,8 @@ std::string Fleet::Watch() {
     int status = 0;
     if (waitpid(pid, &status, WNOHANG) == pid) {
       pids_[static_cast<size_t>(p)] = -1;
-      return WIFEXITED(status) ? DescribeExit(p, status) : "process " + std::to_string(p) + " died";
+      return WIFEXITED(status) ? DescribeExit(p, status)
+                               : "process " + std::to_string(p) + " died";
     }
     for (int t = 0; t < threads_; ++t) {
       auto g = static_cast<size_t>(p * threads_ + t);
@@ -138,7 +147,8 @@ std::string Fleet::Watch() {
         last_done_[g] = done;
         last_change_[g] = now;
       } else if (now - last_change_[g] > kProgressDeadline) {
-        return "writer " + std::to_string(g) + " (process " + std::to_string(p) + ") completed no op for " +
+        return "writer " + std::to_string(g) + " (process " +
+               std::to_string(p) + ") completed no op for " +
                std::to_string(kProgressDeadline.count()) + " s: blocked";
       }
     }
@@ -166,7 +176,8 @@ uint64_t Fleet::OpsSinceSpawn(int process) const {
 
 uint64_t Fleet::TotalOps() const {
   uint64_t ops = 0;
-  for (int g = 0; g < processes_ * threads_; ++g) ops += shared_->writers[g].done.load();
+  for (int g = 0; g < processes_ * threads_; ++g)
+    ops += shared_->writers[g].done.load();
   return ops;
 }
 

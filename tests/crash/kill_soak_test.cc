@@ -1,18 +1,20 @@
-// Many writer processes on one file, killed with SIGKILL at random moments, one at a time, and
-// respawned (DESIGN §5, §9): 3 processes × 2 writer threads (tests/crash/writer_fleet.h). After
-// each kill, while the survivors keep writing, the file is checked (every completed write whole,
-// the dead writer's op in flight whole or absent, holes intact) and the test process — which has
-// the file open throughout — reclaims what the dead process left. Survivors must never block: a
-// live writer that completes no op for 10 s fails the test. After the last kill, with every writer
-// dead: blocks in use == blocks reachable from the log; and a fresh reopen sees the same file.
+// Many writer processes on one file, killed with SIGKILL at random moments, one
+// at a time, and respawned (DESIGN §5, §9): 3 processes × 2 writer threads
+// (tests/crash/writer_fleet.h). After each kill, while the survivors keep
+// writing, the file is checked (every completed write whole, the dead writer's
+// op in flight whole or absent, holes intact) and the test process — which has
+// the file open throughout — reclaims what the dead process left. Survivors
+// must never block: a live writer that completes no op for 10 s fails the test.
+// After the last kill, with every writer dead: blocks in use == blocks
+// reachable from the log; and a fresh reopen sees the same file.
 //
-// 200 kills in CI; TERN_SOAK=1 runs 1,000 with a random seed (TERN_SOAK_SEED replays one).
+// 200 kills in CI; TERN_SOAK=1 runs 1,000 with a random seed (TERN_SOAK_SEED
+// replays one).
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sched.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
@@ -37,7 +39,8 @@ constexpr int kThreads = 2;
 
 TEST(KillSoakTest, WritersKilledAtRandomNeverBreakTheFileNorBlockTheOthers) {
   SoakConfig soak = SoakFromEnv(200, 1000);
-  SCOPED_TRACE("seed " + std::to_string(soak.seed) + " (replay with TERN_SOAK_SEED)");
+  SCOPED_TRACE("seed " + std::to_string(soak.seed) +
+               " (replay with TERN_SOAK_SEED)");
   std::mt19937_64 rng(soak.seed);
   TempDir dir;
   Fleet fleet(dir, kProcesses, kThreads);
@@ -50,8 +53,8 @@ TEST(KillSoakTest, WritersKilledAtRandomNeverBreakTheFileNorBlockTheOthers) {
   for (int kill = 0; kill < soak.kills; ++kill) {
     SCOPED_TRACE("kill " + std::to_string(kill));
     int victim = static_cast<int>(rng() % kProcesses);
-    // Let the victim complete a random number of ops (0: kill it while it opens), then spin a
-    // random while more, then kill it wherever it is.
+    // Let the victim complete a random number of ops (0: kill it while it
+    // opens), then spin a random while more, then kill it wherever it is.
     uint64_t ops = rng() % 4 == 0 ? 0 : rng() % 50;
     ASSERT_EQ(fleet.WaitForOps(victim, ops), "");
     SpinFor(rng() % 200000);
@@ -66,7 +69,8 @@ TEST(KillSoakTest, WritersKilledAtRandomNeverBreakTheFileNorBlockTheOthers) {
   RecordProperty("kills", soak.kills);
   RecordProperty("kills_before_first_op", kills_before_first_op);
   RecordProperty("ops_completed", static_cast<int>(fleet.TotalOps()));
-  EXPECT_GT(fleet.TotalOps(), static_cast<uint64_t>(soak.kills)) << "the writers hardly wrote";
+  EXPECT_GT(fleet.TotalOps(), static_cast<uint64_t>(soak.kills))
+      << "the writers hardly wrote";
 
   for (int p = 0; p < kProcesses; ++p) ASSERT_EQ(fleet.Kill(p), "");
   ASSERT_EQ(fleet.Check(f), "") << "after the last kill";
@@ -74,7 +78,8 @@ TEST(KillSoakTest, WritersKilledAtRandomNeverBreakTheFileNorBlockTheOthers) {
   TERN_ASSERT_OK(f.Fsync());
   ExpectNoLeak(f, "with every writer dead");
   held->reset();
-  auto reopened = File::Open(fleet.path(), O_RDWR);  // the first opener: recovery rebuilds
+  auto reopened =
+      File::Open(fleet.path(), O_RDWR);  // the first opener: recovery rebuilds
   TERN_ASSERT_OK(reopened);
   ASSERT_EQ(fleet.Check(**reopened), "") << "after a fresh reopen";
 }
