@@ -104,9 +104,12 @@ Status FileCore::RefreshCheckpointLocked() {
   TERN_ASSIGN_OR_RETURN(Checkpoint ck, ReadCheckpoint(LogicalBlock(static_cast<uint32_t>(at))));
   const pmem::CheckpointHeader& h = ck.header;
   // The block holding the checkpoint position starts the chain this process needs from now on.
+  // Resolve first: another process may have grown the file past what this one has mapped.
+  if (Resolve(LogicalBlock(h.chain_block), 1) == nullptr) {
+    return Damaged("checkpoint names a block that is not its log block");
+  }
   const pmem::LogBlockTrailer& t = LogBlockAt(LogicalBlock(h.chain_block))->trailer;
-  if (Resolve(LogicalBlock(h.chain_block), 1) == nullptr || t.magic != pmem::kLogMagic ||
-      t.seq != h.chain_index + 1) {
+  if (t.magic != pmem::kLogMagic || t.seq != h.chain_index + 1) {
     return Damaged("checkpoint names a block that is not its log block");
   }
   chain_.Set(h.chain_index, h.chain_block);

@@ -2,6 +2,11 @@
 // reports exit codes, crashes and hangs.
 #include "tests/test_util.h"
 
+#include <atomic>
+
+#include "tests/process_util.h"
+#include "tests/record.h"
+
 #include <signal.h>
 #include <unistd.h>
 
@@ -60,6 +65,38 @@ TEST(TestUtilTest, TempDirIsPrivateAndRemoved) {
     EXPECT_EQ(ReadRawFile(dir.File("x")), (std::vector<uint8_t>{1, 9, 3}));
   }
   EXPECT_NE(access(path.c_str(), F_OK), 0);
+}
+
+
+TEST(TestUtilTest, RecordsParseWholeAndRejectTornZeroAndCutOff) {
+  std::vector<uint8_t> a = MakeRecord(3, 77, 3001), b = MakeRecord(3, 78, 3001);
+  auto id = ParseRecord(a.data(), a.size());
+  ASSERT_TRUE(id.has_value());
+  EXPECT_EQ(*id, (RecordId{3, 77, 3001}));
+  std::vector<uint8_t> torn = a;
+  std::copy(b.begin() + 2048, b.end(), torn.begin() + 2048);  // new tail, old head
+  EXPECT_FALSE(ParseRecord(torn.data(), torn.size()).has_value());
+  std::copy(b.begin(), b.begin() + 24, torn.begin());  // new header, mixed payload
+  EXPECT_FALSE(ParseRecord(torn.data(), torn.size()).has_value());
+  std::vector<uint8_t> zeros(100, 0);
+  EXPECT_FALSE(ParseRecord(zeros.data(), zeros.size()).has_value());
+  EXPECT_FALSE(ParseRecord(a.data(), a.size() - 1).has_value()) << "a record cut off by the end";
+}
+
+TEST(TestUtilTest, SharedFileIsTheSameMemoryForEveryMapping) {
+  TempDir dir;
+  struct Counter {
+    std::atomic<uint64_t> n;
+  };
+  auto* created = CreateShared<Counter>(dir.File("c"));
+  ASSERT_NE(created, nullptr);
+  EXPECT_EQ(created->n.load(), 0u);
+  auto* attached = AttachShared<Counter>(dir.File("c"));
+  ASSERT_NE(attached, nullptr);
+  created->n.store(42);
+  EXPECT_EQ(attached->n.load(), 42u);
+  EXPECT_EQ(CreateShared<Counter>(dir.File("c")), nullptr) << "created twice";
+  EXPECT_EQ(AttachShared<Counter>(dir.File("missing")), nullptr);
 }
 
 }  // namespace

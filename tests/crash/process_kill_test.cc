@@ -5,30 +5,28 @@
 // The writer is this binary re-executed with --kill-child (a fresh process, nothing inherited from
 // the test). It performs a deterministic sequence of operations numbered from a start sequence
 // number; op n is, by a hash of n, an aligned overwrite of a 2-block slot, an unaligned overwrite of
-// a 3001-byte slot that straddles blocks, or an append of 16..9015 bytes. Every record starts with
-// a header {magic, seq, length, crc32c of the payload} and its payload is a pattern of seq. After
+// a 3001-byte slot that straddles blocks, or an append of 24..9023 bytes. Every op writes a
+// self-checking record (tests/record.h) of writer 0 and sequence number n. After
 // each op returns, the child reports n on a pipe; so the parent knows every completed op, and that
 // at most op C+1 (C = last reported) was in flight.
 #include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <cstring>
 #include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
-#include "lib/crc32c.h"
 #include "lib/file.h"
 #include "lib/file_core.h"
 #include "lib/layout_constants.h"
+#include "tests/process_util.h"
+#include "tests/record.h"
 #include "tests/test_util.h"
 
 namespace tern {
@@ -40,7 +38,6 @@ constexpr uint64_t kAlignedBase = 0;  // slots [0, 128 KiB)
 constexpr uint64_t kUnalignedLen = 3001;
 constexpr uint64_t kUnalignedBase = kSlots * kAlignedLen + 100;  // odd offsets, straddling blocks
 constexpr uint64_t kAppendBase = 192 * 1024;  // initial size; appends land after it
-constexpr uint32_t kRecordMagic = 0x52454331;  // "REC1"
 constexpr int kRounds = 60;
 
 enum class OpKind { kAligned, kUnaligned, kAppend };
@@ -63,20 +60,12 @@ struct Op {
     slot = static_cast<uint32_t>((h >> 8) % kSlots);
     len = kind == OpKind::kAligned ? kAlignedLen
           : kind == OpKind::kUnaligned ? kUnalignedLen
-                                       : 16 + (h >> 20) % 9000;
+                                       : test::kRecordHeaderBytes + (h >> 20) % 9000;
   }
   uint64_t SlotOffset() const {
     return kind == OpKind::kAligned ? kAlignedBase + slot * kAlignedLen : kUnalignedBase + slot * kUnalignedLen;
   }
-  // The record's bytes: header then payload.
-  std::vector<uint8_t> Bytes() const {
-    std::vector<uint8_t> b(len);
-    test::FillPattern(seq, 0, b.data() + 16, len - 16);
-    uint32_t header[4] = {kRecordMagic, static_cast<uint32_t>(seq), static_cast<uint32_t>(len),
-                          Crc32c(b.data() + 16, len - 16)};
-    memcpy(b.data(), header, sizeof(header));
-    return b;
-  }
+  std::vector<uint8_t> Bytes() const { return test::MakeRecord(0, seq, len); }
 };
 
 // The child: performs ops start, start+1, ... and reports each completed one on fd `ack`.
@@ -113,14 +102,8 @@ struct Model {
 class ProcessKillTest : public ::testing::Test {
  protected:
   // Re-executes this binary as the writer child; returns its pid. `ack_fd` is the pipe's write end.
-  // posix_spawn, not fork: no atfork handlers run in the parent (which may hold the file open).
   pid_t SpawnChild(uint64_t start, int ack_fd) {
-    std::string start_s = std::to_string(start), fd_s = std::to_string(ack_fd);
-    std::string name = "process_kill_test", flag = "--kill-child";
-    char* argv[] = {name.data(), flag.data(), path_.data(), start_s.data(), fd_s.data(), nullptr};
-    pid_t pid = -1;
-    if (posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv, environ) != 0) return -1;
-    return pid;
+    return test::SpawnSelf({"--kill-child", path_, std::to_string(start), std::to_string(ack_fd)});
   }
 
   // Checks the file against the model with op `in_flight` maybe committed; updates the model.
@@ -224,11 +207,9 @@ void ProcessKillTest::Run() {
       }
       last = n;
     }
-    std::atomic<uint64_t> spin{rng() % 200000};
-    while (spin.load(std::memory_order_relaxed) > 0) spin.fetch_sub(1, std::memory_order_relaxed);
-    kill(pid, SIGKILL);
-    int status = 0;
-    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    test::SpinFor(rng() % 200000);
+    int status = test::KillAndReap(pid);
+    ASSERT_NE(status, -1) << "waitpid";
     ASSERT_FALSE(WIFEXITED(status)) << "the writer stopped by itself with code " << WEXITSTATUS(status)
                                     << (child_exited ? " before the kill" : "");
     uint64_t n;
@@ -311,6 +292,7 @@ TEST_F(ProcessKillTest, KilledWriterWhileAnotherProcessHasTheFileOpen) {
 
 int main(int argc, char** argv) {
   if (argc == 5 && std::string(argv[1]) == "--kill-child") {
+    tern::test::DieWithParent();
     return tern::ChildMain(argv[2], std::stoull(argv[3]), std::stoi(argv[4]));
   }
   ::testing::InitGoogleTest(&argc, argv);
