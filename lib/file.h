@@ -33,7 +33,7 @@ struct FileCounters {
 // What one log compaction did.
 struct CompactStats {
   uint64_t entries_before;    // log entries past the previous checkpoint
-  uint64_t entries_after;     // log entries an opener replays now
+  uint64_t entries_after;     // log entries past the new checkpoint when it was published
   uint64_t log_blocks_after;  // log blocks still in the chain
   uint32_t checkpoint_runs;   // runs in the new checkpoint (0: nothing was compacted)
   bool drained;               // old operations finished in time, so old blocks were freed

@@ -33,6 +33,8 @@ uint64_t* FileCore::SlotAddress(LogPos pos) const {
   if (pos < pmem::kMetaSlots) return &meta()->slots[pos];
   uint64_t k = (pos - pmem::kMetaSlots) / pmem::kLogSlots;
   if (k >= chain_len_.load(std::memory_order_acquire)) return nullptr;
+  // Blocks before the checkpoint's may be retired, or were never followed (the table jumped).
+  if (k < chain_first_.load()) return nullptr;
   pmem::LogBlock* b = LogBlockAt(LogicalBlock(chain_.Get(static_cast<uint32_t>(k))));
   return &b->slots[(pos - pmem::kMetaSlots) % pmem::kLogSlots];
 }
@@ -40,6 +42,8 @@ uint64_t* FileCore::SlotAddress(LogPos pos) const {
 bool FileCore::IsFree(LogPos pos) const {
   uint64_t* slot = SlotAddress(pos);
   if (slot != nullptr) return pmem::Load64(slot) == 0;
+  // A position the table has jumped past (to a checkpoint) is taken.
+  if (pos < ckpt_pos_.load()) return false;
   // pos opens a log block this process has not followed yet: free unless the block is linked.
   auto k = static_cast<uint32_t>((pos - pmem::kMetaSlots) / pmem::kLogSlots);
   return pmem::Load32(LinkTo(k)) == 0;
@@ -96,9 +100,12 @@ Result<FileCore::VRange> FileCore::ChangedIn(LogPos from, LogPos to, uint32_t fi
       out.hi = std::max(out.hi, hi);
     }
   };
+  // The table jumped to a checkpoint since `from` (another thread caught up behind GC's floor):
+  // this process never followed the log blocks in between, so anything may have changed.
+  if (from < ckpt_pos_.load()) return first < end ? VRange{first, end} : VRange{};
   for (LogPos pos = from; pos < to; ++pos) {
     uint64_t* slot = SlotAddress(pos);
-    if (slot == nullptr) return Damaged("log position vanished during validation");
+    if (slot == nullptr) return first < end ? VRange{first, end} : VRange{};  // a checkpoint came meanwhile: as above
     auto c = DecodeCommit(pmem::Load64(slot), alloc_->num_blocks(), *this, /*verify_crc=*/false);
     if (!c.ok()) return Damaged(c.status().context());
     if (c->unmap_beyond) note(static_cast<uint32_t>(BlocksFor(c->size)), UINT32_MAX);
@@ -113,6 +120,8 @@ Status FileCore::EnsureSlot(LogPos pos) {
   std::lock_guard lock(mu_);
   for (;;) {
     if (SlotAddress(pos) != nullptr) return Status::Ok();
+    // The table jumped past pos meanwhile: the caller's CAS finds no slot and retries at the tail.
+    if (pos < ckpt_pos_.load()) return Status::Ok();
     TERN_ASSIGN_OR_RETURN(bool linked, FollowLinkLocked());
     if (linked) continue;
     uint32_t k = chain_len_.load(std::memory_order_relaxed);
@@ -302,6 +311,7 @@ void FileCore::SupersedeClaims::Update(uint32_t first, uint32_t end) {
     std::lock_guard lock(core_->pending_mu_);
     for (uint32_t l : superseded_by_others) core_->pending_.push_back({seen, l});
   }
+  std::vector<std::pair<uint32_t, uint32_t>> fresh;
   auto it = kept.begin();
   for (uint32_t v = first; v < end; ++v) {
     while (it != kept.end() && it->first < v) ++it;
@@ -310,8 +320,23 @@ void FileCore::SupersedeClaims::Update(uint32_t first, uint32_t end) {
       continue;
     }
     uint32_t l = core_->table_.Get(v);
-    if (l != 0 && alloc.Claim(LogicalBlock(l), kLogOwner, core_->slot_)) held_.emplace_back(v, l);
+    if (l != 0 && alloc.Claim(LogicalBlock(l), kLogOwner, core_->slot_)) fresh.emplace_back(v, l);
   }
+  if (fresh.empty()) return;
+  // Our table may be behind the log: the block it maps at v may have been superseded by another
+  // process, freed and reused elsewhere (log-owned again, in a new life) before our claim took it
+  // (ABA). Now that nobody else can free it, look again: a block no longer mapped at v is given
+  // back, never freed as superseded. (One merely superseded since our first look stays log-owned
+  // and unreferenced until a sweep collects it: space, never data.)
+  bool refreshed = core_->Refresh().ok();
+  for (auto [v, l] : fresh) {
+    if (refreshed && core_->table_.Get(v) == l) {
+      held_.emplace_back(v, l);
+    } else {
+      alloc.Unclaim(LogicalBlock(l));
+    }
+  }
+  std::sort(held_.begin(), held_.end());
 }
 
 void FileCore::SupersedeClaims::Committed(LogPos pos) {
@@ -335,8 +360,15 @@ void FileCore::FlushCommitSlots() {
   LogPos pos = durable_.load();
   // Flush the slots of every commit not yet flushed, one contiguous range per log block.
   while (pos < tail) {
+    // Positions before the checkpoint are durable in it (and their blocks may be gone).
+    pos = std::max(pos, ckpt_pos_.load());
+    if (pos >= tail) break;
     uint64_t* slot = SlotAddress(pos);
-    if (slot == nullptr) break;  // cannot happen below applied_
+    if (slot == nullptr) {  // a newer checkpoint came meanwhile: the next pass starts after it
+      if (pos < ckpt_pos_.load()) continue;
+      tail = pos;  // cannot happen at or after the checkpoint below applied_; never claim past it
+      break;
+    }
     LogPos block_end = pos < pmem::kMetaSlots
                            ? pmem::kMetaSlots
                            : pos + pmem::kLogSlots - (pos - pmem::kMetaSlots) % pmem::kLogSlots;

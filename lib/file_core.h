@@ -143,6 +143,8 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
     BlockRun blocks;
   };
   Result<Checkpoint> ReadCheckpoint(LogicalBlock block);
+  // The log position of the checkpoint at `block`, unvalidated (0 if it is out of range).
+  uint64_t CheckpointPositionAt(LogicalBlock block);
   // Adopts the newest checkpoint (and jumps the table to it when behind). REQUIRES: mu_ held.
   Status RefreshCheckpointLocked();
   Result<CompactStats> CompactLocked();

@@ -97,10 +97,20 @@ Result<FileCore::Checkpoint> FileCore::ReadCheckpoint(LogicalBlock block) {
   return ck;
 }
 
+uint64_t FileCore::CheckpointPositionAt(LogicalBlock block) {
+  const uint8_t* p = block.value() < alloc_->num_blocks() ? Resolve(block, 1) : nullptr;
+  if (p == nullptr) return 0;
+  return pmem::Load64(reinterpret_cast<const uint64_t*>(p + offsetof(pmem::CheckpointHeader, position)));
+}
+
 Status FileCore::RefreshCheckpointLocked() {
   uint64_t at = pmem::Load64(&meta()->header.checkpoint);
-  if (at == ckpt_block_.load()) return Status::Ok();
   if (at > UINT32_MAX) return Damaged("checkpoint pointer out of range");
+  // The same block may hold a newer checkpoint: GC frees retired checkpoints, and a later one may
+  // be written to the same place (ABA). Positions only grow, so block and position name it.
+  if (at == ckpt_block_.load() && (at == 0 || CheckpointPositionAt(LogicalBlock(static_cast<uint32_t>(at))) == ckpt_pos_.load())) {
+    return Status::Ok();
+  }
   TERN_ASSIGN_OR_RETURN(Checkpoint ck, ReadCheckpoint(LogicalBlock(static_cast<uint32_t>(at))));
   const pmem::CheckpointHeader& h = ck.header;
   // The block holding the checkpoint position starts the chain this process needs from now on.
@@ -112,9 +122,12 @@ Status FileCore::RefreshCheckpointLocked() {
   if (t.magic != pmem::kLogMagic || t.seq != h.chain_index + 1) {
     return Damaged("checkpoint names a block that is not its log block");
   }
+  // Lock-free readers of the chain (SlotAddress, IsFree, ChangedIn) rely on this order: whoever
+  // sees the longer chain sees the new first index, and whoever sees that sees the new position.
+  ckpt_pos_.store(h.position);
+  chain_first_.store(h.chain_index);
   chain_.Set(h.chain_index, h.chain_block);
   if (chain_len_.load() < h.chain_index + 1) chain_len_.store(h.chain_index + 1, std::memory_order_release);
-  chain_first_.store(h.chain_index);
   if (applied_.load() < h.position) {
     // Behind the checkpoint: jump to it. Only entries that differ change, so concurrent readers
     // never see a transient hole; they catch the changes by validating over [their position, P).
@@ -124,7 +137,6 @@ Status FileCore::RefreshCheckpointLocked() {
   uint64_t durable = durable_.load();
   while (durable < h.position && !durable_.compare_exchange_weak(durable, h.position)) {
   }
-  ckpt_pos_.store(h.position);
   ckpt_span_.store(ck.blocks.count);
   ckpt_block_.store(at);
   return Status::Ok();
@@ -141,9 +153,13 @@ Result<CompactStats> FileCore::Compact() {
   bool claimed = h->gc_owner.compare_exchange_strong(expected, OwnerOf(slot_));
   if (!claimed) {
     uint32_t holder = SlotOfOwner(static_cast<BlockOwner>(expected));
-    auto taken = holder == slot_ || holder >= kMaxSlots ? Result<bool>(false) : TryLockSlot(backing_->fd(), holder);
+    // Our own slot's claim was left by the process that had the slot before us and died
+    // compacting (compacting_ says it is not ours).
+    auto taken = holder == slot_ ? Result<bool>(true)
+                 : holder >= kMaxSlots ? Result<bool>(false)
+                                       : TryLockSlot(backing_->fd(), holder);
     if (taken.ok() && *taken) {  // the claimant died
-      UnlockSlot(backing_->fd(), holder);
+      if (holder != slot_) UnlockSlot(backing_->fd(), holder);
       claimed = h->gc_owner.compare_exchange_strong(expected, OwnerOf(slot_));
     }
   }
@@ -173,6 +189,7 @@ Result<CompactStats> FileCore::CompactLocked() {
     LogPos from = ckpt_pos_.load();
     stats.entries_before = position - from;
     if (position < pmem::kMetaSlots + pmem::kLogSlots || position - from < kMinCompactEntries) {
+      stats.entries_after = stats.entries_before;
       stats.log_blocks_after = chain_len_.load() - chain_first_.load();
       return stats;  // too short to be worth it
     }
@@ -194,7 +211,9 @@ Result<CompactStats> FileCore::CompactLocked() {
       for (uint32_t i = 0; i < ck.blocks.count; ++i) retired.push_back(ck.blocks.start.value() + i);
     }
     for (LogPos pos = from; pos < position; ++pos) {
-      auto c = DecodeCommit(pmem::Load64(SlotAddress(pos)), alloc_->num_blocks(), *this, false);
+      uint64_t* slot = SlotAddress(pos);
+      if (slot == nullptr) return Status::Error(EAGAIN, "a newer checkpoint appeared under compaction");
+      auto c = DecodeCommit(pmem::Load64(slot), alloc_->num_blocks(), *this, false);
       if (!c.ok()) return Damaged(c.status().context());
       replay.Apply(*c);
     }
@@ -225,19 +244,40 @@ Result<CompactStats> FileCore::CompactLocked() {
       TERN_TRY(RefreshCheckpointLocked());
     }
     stats.checkpoint_runs = ckh.nruns;
+    // Measured now: writers keep appending while GC waits for old operations below.
+    TERN_ASSIGN_OR_RETURN(LogPos tail, Refresh());
+    stats.entries_after = tail - position;
   }
 
   // Retire what the checkpoint made unreachable, once nobody can be in it.
   h->floor.store(std::max(h->floor.load(), position));
-  uint64_t old_parity = h->epoch.fetch_add(1) & 1;
-  stats.drained = WaitForOldOperations(static_cast<uint32_t>(old_parity));
+  // Grace period: every operation that began before the flip must end. Operations counted under
+  // the parity new ones will use after the flip can only be stragglers of an earlier compaction
+  // that gave up waiting or died; they go first, or the flip would mix them with new ones.
+  auto epoch = h->epoch.load();
+  stats.drained = WaitForOldOperations(static_cast<uint32_t>((epoch + 1) & 1));
+  if (stats.drained) {
+    h->epoch.fetch_add(1);
+    stats.drained = WaitForOldOperations(static_cast<uint32_t>(epoch & 1));
+  }
   if (stats.drained) {
     OpGuard guard(this);
     TERN_TRY(guard.status());
     // Nobody can be in the retired blocks any more, and the durable checkpoint no longer needs
     // them. Now and then a full sweep also collects what dead processes and closed arenas left.
+    // A sweep may have freed a retired block already, and it may live again elsewhere (ABA):
+    // claim, then look at the log once more, as a sweep does.
+    std::vector<uint32_t> claimed;
     for (uint32_t b : retired) {
-      if (alloc_->Claim(LogicalBlock(b), kLogOwner, slot_)) {
+      if (alloc_->Claim(LogicalBlock(b), kLogOwner, slot_)) claimed.push_back(b);
+    }
+    std::vector<uint64_t> referenced;
+    Status looked = claimed.empty() ? Status::Ok() : ReferencedNow(&referenced);
+    for (uint32_t b : claimed) {
+      bool live = !looked.ok() || (b / 64 < referenced.size() && ((referenced[b / 64] >> (b % 64)) & 1));
+      if (live) {
+        alloc_->Unclaim(LogicalBlock(b));
+      } else {
         alloc_->FreeClaimed(LogicalBlock(b));
         ++stats.blocks_freed;
       }
@@ -249,7 +289,6 @@ Result<CompactStats> FileCore::CompactLocked() {
     }
     h->gc_freed_blocks.fetch_add(stats.blocks_freed);
   }
-  stats.entries_after = applied_.load() - ckpt_pos_.load();
   stats.log_blocks_after = chain_len_.load() - chain_first_.load();
   h->gc_runs.fetch_add(1);
   TERN_LOG_DEBUG("%s: compacted %llu log entries into a checkpoint of %u runs; freed %llu blocks",

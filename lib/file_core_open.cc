@@ -248,7 +248,10 @@ Status FileCore::RebuildSharedState() {
 
 FileCore::~FileCore() {
   if (shared_ != nullptr && slot_ != kNoSlot && backing_->writable()) {
-    Status st = FlushLog();  // deferred frees wait for durability; closing settles them
+    // Deferred frees wait for durability; closing settles them. As an operation: this process may
+    // lag behind GC's floor, and the log blocks it would replay from may be gone.
+    OpGuard guard(this);
+    Status st = guard.status().ok() ? FlushLog() : guard.status();
     if (!st.ok()) TERN_LOG_WARN("%s: at close: %s", path_.c_str(), st.context());
   }
   if (shared_ != nullptr) {

@@ -33,8 +33,12 @@ Status FileCore::CollectReferenced(std::vector<uint64_t>* bits) {
   if (ck != 0) mark(static_cast<uint32_t>(ck), ckpt_span_.load());  // validated by the refresh
   uint32_t chain_len = chain_len_.load();
   for (uint32_t k = chain_first_.load(); k < chain_len; ++k) mark(chain_.Get(k), 1);
+  // A block linked after the last one we followed (its slots still empty) is part of the log too.
+  if (uint32_t next = pmem::Load32(LinkTo(chain_len)); next != 0) mark(next, 1);
   for (LogPos pos = ckpt_pos_.load(); pos < applied_.load(); ++pos) {
-    auto c = DecodeCommit(pmem::Load64(SlotAddress(pos)), nblocks, *this, false);
+    uint64_t* slot = SlotAddress(pos);
+    if (slot == nullptr) return Damaged("log position below the chain it was replayed from");
+    auto c = DecodeCommit(pmem::Load64(slot), nblocks, *this, false);
     if (!c.ok()) return c.status();
     if (c->record.count > 0) mark(c->record.start.value(), c->record.count);
   }
@@ -44,8 +48,8 @@ Status FileCore::CollectReferenced(std::vector<uint64_t>* bits) {
 
 Status FileCore::Sweep(const std::vector<uint32_t>& dead_slots) {
   // Frees every allocated block nobody else will ever free — what dead processes allocated and
-  // never committed, or claimed and never freed, and log-owned blocks the log no longer references
-  // (their superseder died before freeing them) — and finishes dead processes' half-done steps.
+  // never committed, or claimed and never freed, and (in GC's sweep, dead_slots empty) log-owned
+  // blocks the log no longer references — and finishes dead processes' half-done steps.
   // Owner states: shared_state.h. Freeing goes claim first, then a second look at the log, so a
   // block freed and reused meanwhile (ABA) is given back, never freed under its new owner.
   std::vector<uint8_t> dead(kMaxSlots, 0);
@@ -78,7 +82,10 @@ Status FileCore::Sweep(const std::vector<uint32_t>& dead_slots) {
     }
     bool dead_owned = is_dead(owner);
     if (owner != kLogOwner && !dead_owned) continue;
-    if (in(first_look, b) && owner == kLogOwner) continue;  // live; the common case
+    // A log-owned block the log no longer references may be an old log, record or checkpoint
+    // block that a lagging process still replays: only the sweep GC runs after its drain (no
+    // dead slots given) may take those.
+    if (owner == kLogOwner && (in(first_look, b) || !dead_slots.empty())) continue;
     if (alloc_->Claim(block, owner, slot_)) claimed.push_back(block.value());
   }
   std::vector<uint64_t> second_look;
@@ -108,6 +115,15 @@ Status FileCore::AcquireSlot(bool* was_dirty) {
     if (!taken) continue;  // a live process holds it
     ProcessSlot& s = shared_->slots()[slot];
     *was_dirty = s.state.load() == ProcessSlot::kUsed;  // its process died: the caller sweeps
+    if (*was_dirty) {
+      // Its operations died with it; counts left behind would make every GC wait in vain for
+      // them to finish (a dead slot is skipped, a live one is not).
+      OpCell* cells = shared_->cells(slot);
+      for (uint32_t c = 0; c < kOpCellsPerSlot; ++c) {
+        cells[c].ops[0].store(0);
+        cells[c].ops[1].store(0);
+      }
+    }
     s.pid.store(static_cast<uint32_t>(getpid()));
     s.state.store(ProcessSlot::kUsed);
     shared_->header()->slot_hint.store(slot + 1);

@@ -31,7 +31,8 @@ Status FileCore::UnmapBlocks(uint32_t first, uint32_t end) {
     pmem::Drain();
     superseded.Update(first, stop);
     uint64_t expected = 0;
-    if (pmem::Cas64(SlotAddress(pos), expected, entry)) {
+    uint64_t* slot = SlotAddress(pos);  // null when a checkpoint jump overtook pos: retry
+    if (slot != nullptr && pmem::Cas64(slot, expected, entry)) {
       shared_->header()->counters.commits.fetch_add(1, std::memory_order_relaxed);
       SettleRecord(record, true);
       superseded.Committed(pos);

@@ -162,7 +162,8 @@ Result<size_t> FileCore::Write(const void* buf, size_t n, uint64_t offset, bool 
     if (!test_hooks::SkipDataFence()) pmem::Drain();
     superseded.Update(tx.first, tx.end);
     uint64_t expected = 0;
-    if (pmem::Cas64(SlotAddress(pos), expected, entry)) {
+    uint64_t* slot = SlotAddress(pos);  // null when a checkpoint jump overtook pos: retry
+    if (slot != nullptr && pmem::Cas64(slot, expected, entry)) {
       shared_->header()->counters.commits.fetch_add(1, std::memory_order_relaxed);
       AdoptRuns(tx.runs);
       if (tx.has_record) SettleRecord(record, pmem::TagOf(entry) == pmem::EntryTag::kExtended);
@@ -249,7 +250,8 @@ Status FileCore::Resize(uint64_t new_size, bool grow_only) {
     // The blocks past the new end, and the old last block when it is replaced by a partial copy.
     superseded.Update(runs.empty() ? keep : cut, std::max(keep, static_cast<uint32_t>(BlocksFor(size))));
     uint64_t expected = 0;
-    if (pmem::Cas64(SlotAddress(pos), expected, entry)) {
+    uint64_t* slot = SlotAddress(pos);  // null when a checkpoint jump overtook pos: retry
+    if (slot != nullptr && pmem::Cas64(slot, expected, entry)) {
       shared_->header()->counters.commits.fetch_add(1, std::memory_order_relaxed);
       SettleRecord(record, true);
       if (partial.count > 0) {

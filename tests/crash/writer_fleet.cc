@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <thread>
@@ -11,6 +12,7 @@
 
 #include "lib/file_core.h"
 #include "tests/process_util.h"
+#include "tests/test_util.h"
 #include "tests/record.h"
 #include "tests/test_util.h"
 
@@ -325,7 +327,11 @@ int CompactorChildMain(const std::string& path,
   auto* shared = AttachShared<CompactorShared>(shared_path);
   if (shared == nullptr) return 2;
   auto opened = File::Open(path, O_RDWR);
-  if (!opened.ok()) return 3;
+  if (!opened.ok()) {
+    fprintf(stderr, "compactor: open %s: %s\n", path.c_str(), Describe(opened.status()).c_str());
+    shared->error.store(static_cast<uint32_t>(opened.status().err()));
+    return 3;
+  }
   File& f = **opened;
   for (;;) {
     shared->attempts.fetch_add(1);
@@ -334,6 +340,7 @@ int CompactorChildMain(const std::string& path,
     shared->in_compaction.store(0);
     if (!stats.ok()) {
       if (stats.status().err() != EBUSY) {
+        fprintf(stderr, "compactor: %s\n", Describe(stats.status()).c_str());
         shared->error.store(static_cast<uint32_t>(stats.status().err()));
         return 5;
       }
@@ -342,6 +349,9 @@ int CompactorChildMain(const std::string& path,
       // A compaction that wrote a checkpoint must leave less log to replay than
       // it found.
       if (stats->entries_after >= stats->entries_before) {
+        fprintf(stderr, "compactor: %llu log entries before, %llu after\n",
+                static_cast<unsigned long long>(stats->entries_before),
+                static_cast<unsigned long long>(stats->entries_after));
         shared->error.store(1000);
         return 6;
       }
