@@ -47,6 +47,8 @@ class BlockAllocator {
   void FreeClaimed(LogicalBlock b);
   // Gives a claimed block back to the log (it is still referenced).
   void Unclaim(LogicalBlock b) { owners_[b.value()].store(kLogOwner); }
+  // Hands an in-use block marked by a dead slot (`dead`) to the log. False if the mark changed.
+  bool HandToLog(LogicalBlock b, BlockOwner dead) { return owners_[b.value()].compare_exchange_strong(dead, kLogOwner); }
   // A dead slot's mark on a block whose bit is clear (an allocation claim it never finished, or a
   // free that cleared the bit but not the owner) is void. Returns true if it was.
   bool VoidDeadClaim(LogicalBlock b, BlockOwner dead);

@@ -36,6 +36,7 @@ struct CompactStats {
   uint64_t entries_after;     // log entries past the new checkpoint when it was published
   uint64_t log_blocks_after;  // log blocks still in the chain
   uint32_t checkpoint_runs;   // runs in the new checkpoint (0: nothing was compacted)
+  uint64_t checkpoint_position;  // log position the new checkpoint stands for (0: none written)
   bool drained;               // old operations finished in time, so old blocks were freed
   uint64_t blocks_freed;
 };

@@ -192,8 +192,8 @@ Status FileCore::Allocate(uint64_t nblocks, std::vector<BlockRun>* runs) {
   while (left > 0) {
     BlockRun r = alloc_->TryAllocate(static_cast<uint32_t>(std::min<uint64_t>(left, UINT32_MAX)), slot_);
     if (r.count == 0) {
-      // Out of space: take back our own deferred frees, then what dead processes left behind,
-      // before growing the file.
+      // Out of space: take back our own deferred frees, then finish dead processes' half-done
+      // allocations, before growing the file.
       bool had_pending = false;
       {
         std::lock_guard lock(pending_mu_);

@@ -75,13 +75,19 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   FileCounters Counters() const;
   // Compacts the log into a checkpoint and frees what it made unreachable, without stopping
   // readers or writers (file_core_gc.cc). EBUSY when another process is compacting this file.
-  Result<CompactStats> Compact();
+  // kFull (what users and tools ask for) also sweeps every allocated block the log no longer
+  // references — what dead processes and abandoned claims left — even when the log is too short
+  // to checkpoint. kAuto (the background compaction) sweeps only now and then, or when a
+  // dead process's leftovers are waiting.
+  enum class GcMode { kAuto, kFull };
+  Result<CompactStats> Compact(GcMode mode = GcMode::kFull);
   // Background work for the Pool's thread: grows the file ahead of the allocator when free space
   // runs low, and touches the new pages so writers take no first-touch fault (file_core.cc).
   void GrowAhead();
   // Log entries an opener would replay now.
   uint64_t LogLength() const { return applied_.load() - ckpt_pos_.load(); }
-  // Frees what dead processes allocated but never committed; returns how many dead slots it found.
+  // Takes the slots of dead processes back and hands what they left to GC's next full sweep (see
+  // Compact); returns how many dead slots it found.
   Result<uint64_t> ReclaimDeadSlots();
   std::vector<ProcessInfo> AttachedProcesses() const;
   // Live figures for `tern stat`, shared by every process with the file open.
@@ -147,7 +153,14 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   uint64_t CheckpointPositionAt(LogicalBlock block);
   // Adopts the newest checkpoint (and jumps the table to it when behind). REQUIRES: mu_ held.
   Status RefreshCheckpointLocked();
-  Result<CompactStats> CompactLocked();
+  Result<CompactStats> CompactLocked(GcMode mode);
+  // Writes a checkpoint of the log up to `position` and publishes it; appends what it retires
+  // (older log blocks, the previous checkpoint) to *retired. REQUIRES: inside an OpGuard.
+  Status WriteCheckpointLocked(LogPos position, std::vector<uint32_t>* retired, CompactStats* stats);
+  // GC's grace period, then frees the retired blocks, and sweeps fully when `mode` or the shared
+  // state asks for it.
+  Status RetireAndSweep(GcMode mode, LogPos position, const std::vector<uint32_t>& retired,
+                        CompactStats* stats);
   // After fork: makes shared_ the object published under shared_name_ (see AfterForkInChild).
   void AdoptPublishedSharedState();
   bool WaitForOldOperations(uint32_t parity);
@@ -158,8 +171,12 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // Takes a free slot; *was_dirty tells that its previous process died (the caller sweeps).
   Status AcquireSlot(bool* was_dirty);
   void ReleaseSlot();
-  // Frees what dead processes (slots in dead_slots, whose locks we hold) and dead superseders left.
-  Status Sweep(const std::vector<uint32_t>& dead_slots);
+  // Gives every block dead processes (slots in dead_slots, whose locks we hold) left marked to
+  // the log, for GC's full sweep; finishes their half-done claims and frees.
+  Status HandDeadLeftoversToLog(const std::vector<uint32_t>& dead_slots);
+  // GC's full sweep: frees log-owned blocks the log no longer references. REQUIRES: inside an
+  // OpGuard, right after GC's grace period.
+  Status SweepUnreferenced();
   // Bitmap of the blocks the log references now. REQUIRES: mu_ held.
   Status CollectReferenced(std::vector<uint64_t>* bits);
   // Refresh, then CollectReferenced. REQUIRES: inside an OpGuard, mu_ not held.

@@ -142,7 +142,7 @@ Status FileCore::RefreshCheckpointLocked() {
   return Status::Ok();
 }
 
-Result<CompactStats> FileCore::Compact() {
+Result<CompactStats> FileCore::Compact(GcMode mode) {
   if (!writable()) return Status::Error(EBADF, "file not open for writing");
   if (slot_ == kNoSlot) return Status::Error(EIO, "no process slot: this process cannot compact");
   SharedHeader* h = shared_->header();
@@ -167,13 +167,13 @@ Result<CompactStats> FileCore::Compact() {
     compacting_.store(false);
     return Status::Error(EBUSY, "another process is compacting this file");
   }
-  auto result = CompactLocked();
+  auto result = CompactLocked(mode);
   h->gc_owner.store(0);
   compacting_.store(false);
   return result;
 }
 
-Result<CompactStats> FileCore::CompactLocked() {
+Result<CompactStats> FileCore::CompactLocked(GcMode mode) {
   CompactStats stats{};
   SharedHeader* h = shared_->header();
   LogPos position = 0;
@@ -188,69 +188,96 @@ Result<CompactStats> FileCore::CompactLocked() {
     }
     LogPos from = ckpt_pos_.load();
     stats.entries_before = position - from;
+    stats.entries_after = stats.entries_before;
     if (position < pmem::kMetaSlots + pmem::kLogSlots || position - from < kMinCompactEntries) {
-      stats.entries_after = stats.entries_before;
-      stats.log_blocks_after = chain_len_.load() - chain_first_.load();
-      return stats;  // too short to be worth it
+      position = 0;  // too short to be worth a checkpoint
+    } else {
+      TERN_TRY(WriteCheckpointLocked(position, &retired, &stats));
     }
-    TERN_TRY(EnsureSlot(position));
-    auto k = static_cast<uint32_t>((position - pmem::kMetaSlots) / pmem::kLogSlots);
-    // What this checkpoint retires: the log blocks before k, and the previous checkpoint record.
-    for (uint32_t i = chain_first_.load(); i < k; ++i) retired.push_back(chain_.Get(i));
-
-    // Replay [from, position) into a private table, starting from the current checkpoint: no lock
-    // is held meanwhile, so nobody waits for us.
-    BlockTable replay;
-    if (!replay.Init()) return Status::Error(ENOMEM, "compaction table");
-    uint64_t prev = ckpt_block_.load();
-    uint64_t generation = 1;
-    if (prev != 0) {
-      TERN_ASSIGN_OR_RETURN(Checkpoint ck, ReadCheckpoint(LogicalBlock(static_cast<uint32_t>(prev))));
-      replay.Load(ck.runs, ck.header.nruns, ck.header.size);
-      generation = ck.header.generation + 1;
-      for (uint32_t i = 0; i < ck.blocks.count; ++i) retired.push_back(ck.blocks.start.value() + i);
-    }
-    for (LogPos pos = from; pos < position; ++pos) {
-      uint64_t* slot = SlotAddress(pos);
-      if (slot == nullptr) return Status::Error(EAGAIN, "a newer checkpoint appeared under compaction");
-      auto c = DecodeCommit(pmem::Load64(slot), alloc_->num_blocks(), *this, false);
-      if (!c.ok()) return Damaged(c.status().context());
-      replay.Apply(*c);
-    }
-    std::vector<MapRun> runs = replay.Runs();
-    std::vector<pmem::ExtRun> media;
-    media.reserve(runs.size());
-    for (const MapRun& r : runs) media.push_back({r.vblock.value(), r.lblock.value(), r.count, 0});
-
-    pmem::CheckpointHeader ckh{pmem::kCheckpointMagic, 0, position, replay.size(), k,
-                               chain_.Get(k), static_cast<uint32_t>(media.size()), 0, generation};
-    uint32_t crc = Crc32c(&ckh, sizeof(ckh));
-    ckh.crc = Crc32c(media.data(), media.size() * sizeof(pmem::ExtRun), crc);
-    auto span = static_cast<uint32_t>(BlocksFor(pmem::CheckpointBytes(ckh.nruns)));
-    TERN_ASSIGN_OR_RETURN(BlockRun blocks, AllocateContiguous(span));
-    auto* dst = const_cast<uint8_t*>(Resolve(blocks.start, blocks.count));
-    pmem::CopyNoDrain(dst, &ckh, sizeof(ckh));
-    pmem::CopyNoDrain(dst + sizeof(ckh), media.data(), media.size() * sizeof(pmem::ExtRun));
-    pmem::Drain();  // the record is durable before anything points at it
-    uint64_t old = prev;
-    if (!pmem::Cas64(&meta()->header.checkpoint, old, blocks.start.value())) {
-      alloc_->Release(blocks, slot_);
-      return Damaged("checkpoint pointer changed under a compaction");
-    }
-    pmem::Persist(&meta()->header.checkpoint, sizeof(uint64_t));
-    alloc_->Adopt(blocks);
-    {
-      std::lock_guard lock(mu_);
-      TERN_TRY(RefreshCheckpointLocked());
-    }
-    stats.checkpoint_runs = ckh.nruns;
-    // Measured now: writers keep appending while GC waits for old operations below.
-    TERN_ASSIGN_OR_RETURN(LogPos tail, Refresh());
-    stats.entries_after = tail - position;
   }
+  TERN_TRY(RetireAndSweep(mode, position, retired, &stats));
+  stats.log_blocks_after = chain_len_.load() - chain_first_.load();
+  if (stats.checkpoint_runs > 0 || stats.drained) h->gc_runs.fetch_add(1);
+  TERN_LOG_DEBUG("%s: compacted %llu log entries into a checkpoint of %u runs; freed %llu blocks",
+                 path_.c_str(), static_cast<unsigned long long>(stats.entries_before),
+                 stats.checkpoint_runs, static_cast<unsigned long long>(stats.blocks_freed));
+  return stats;
+}
 
-  // Retire what the checkpoint made unreachable, once nobody can be in it.
-  h->floor.store(std::max(h->floor.load(), position));
+Status FileCore::WriteCheckpointLocked(LogPos position, std::vector<uint32_t>* retired_out, CompactStats* out) {
+  // REQUIRES: inside an OpGuard; this process holds the gc_owner claim.
+  std::vector<uint32_t>& retired = *retired_out;
+  CompactStats& stats = *out;
+  LogPos from = ckpt_pos_.load();
+  TERN_TRY(EnsureSlot(position));
+  auto k = static_cast<uint32_t>((position - pmem::kMetaSlots) / pmem::kLogSlots);
+  // What this checkpoint retires: the log blocks before k, and the previous checkpoint record.
+  for (uint32_t i = chain_first_.load(); i < k; ++i) retired.push_back(chain_.Get(i));
+
+  // Replay [from, position) into a private table, starting from the current checkpoint: no lock
+  // is held meanwhile, so nobody waits for us.
+  BlockTable replay;
+  if (!replay.Init()) return Status::Error(ENOMEM, "compaction table");
+  uint64_t prev = ckpt_block_.load();
+  uint64_t generation = 1;
+  if (prev != 0) {
+    TERN_ASSIGN_OR_RETURN(Checkpoint ck, ReadCheckpoint(LogicalBlock(static_cast<uint32_t>(prev))));
+    replay.Load(ck.runs, ck.header.nruns, ck.header.size);
+    generation = ck.header.generation + 1;
+    for (uint32_t i = 0; i < ck.blocks.count; ++i) retired.push_back(ck.blocks.start.value() + i);
+  }
+  for (LogPos pos = from; pos < position; ++pos) {
+    uint64_t* slot = SlotAddress(pos);
+    if (slot == nullptr) return Status::Error(EAGAIN, "a newer checkpoint appeared under compaction");
+    auto c = DecodeCommit(pmem::Load64(slot), alloc_->num_blocks(), *this, false);
+    if (!c.ok()) return Damaged(c.status().context());
+    replay.Apply(*c);
+  }
+  std::vector<MapRun> runs = replay.Runs();
+  std::vector<pmem::ExtRun> media;
+  media.reserve(runs.size());
+  for (const MapRun& r : runs) media.push_back({r.vblock.value(), r.lblock.value(), r.count, 0});
+
+  pmem::CheckpointHeader ckh{pmem::kCheckpointMagic, 0, position, replay.size(), k,
+                             chain_.Get(k), static_cast<uint32_t>(media.size()), 0, generation};
+  uint32_t crc = Crc32c(&ckh, sizeof(ckh));
+  ckh.crc = Crc32c(media.data(), media.size() * sizeof(pmem::ExtRun), crc);
+  auto span = static_cast<uint32_t>(BlocksFor(pmem::CheckpointBytes(ckh.nruns)));
+  TERN_ASSIGN_OR_RETURN(BlockRun blocks, AllocateContiguous(span));
+  auto* dst = const_cast<uint8_t*>(Resolve(blocks.start, blocks.count));
+  pmem::CopyNoDrain(dst, &ckh, sizeof(ckh));
+  pmem::CopyNoDrain(dst + sizeof(ckh), media.data(), media.size() * sizeof(pmem::ExtRun));
+  pmem::Drain();  // the record is durable before anything points at it
+  uint64_t old = prev;
+  if (!pmem::Cas64(&meta()->header.checkpoint, old, blocks.start.value())) {
+    alloc_->Release(blocks, slot_);
+    return Damaged("checkpoint pointer changed under a compaction");
+  }
+  pmem::Persist(&meta()->header.checkpoint, sizeof(uint64_t));
+  alloc_->Adopt(blocks);
+  {
+    std::lock_guard lock(mu_);
+    TERN_TRY(RefreshCheckpointLocked());
+  }
+  stats.checkpoint_runs = ckh.nruns;
+  stats.checkpoint_position = position;
+  // Measured now: writers keep appending while GC waits for old operations below.
+  TERN_ASSIGN_OR_RETURN(LogPos tail, Refresh());
+  stats.entries_after = tail - position;
+  return Status::Ok();
+}
+
+Status FileCore::RetireAndSweep(GcMode mode, LogPos position, const std::vector<uint32_t>& retired,
+                                CompactStats* out) {
+  CompactStats& stats = *out;
+  SharedHeader* h = shared_->header();
+  bool full = mode == GcMode::kFull || h->gc_runs.load() % kFullSweepEvery == kFullSweepEvery - 1 ||
+              h->sweep_wanted.load() != 0;
+  if (retired.empty() && !full) return Status::Ok();
+  // Free what the checkpoint made unreachable, once nobody can be in it. The floor covers the
+  // current checkpoint even when this run wrote none: a compactor that died may have published
+  // one without raising the floor, and the full sweep frees what only entries below it referenced.
+  h->floor.store(std::max({h->floor.load(), position, ckpt_pos_.load()}));
   // Grace period: every operation that began before the flip must end. Operations counted under
   // the parity new ones will use after the flip can only be stragglers of an earlier compaction
   // that gave up waiting or died; they go first, or the flip would mix them with new ones.
@@ -260,41 +287,39 @@ Result<CompactStats> FileCore::CompactLocked() {
     h->epoch.fetch_add(1);
     stats.drained = WaitForOldOperations(static_cast<uint32_t>(epoch & 1));
   }
-  if (stats.drained) {
-    OpGuard guard(this);
-    TERN_TRY(guard.status());
-    // Nobody can be in the retired blocks any more, and the durable checkpoint no longer needs
-    // them. Now and then a full sweep also collects what dead processes and closed arenas left.
-    // A sweep may have freed a retired block already, and it may live again elsewhere (ABA):
-    // claim, then look at the log once more, as a sweep does.
-    std::vector<uint32_t> claimed;
-    for (uint32_t b : retired) {
-      if (alloc_->Claim(LogicalBlock(b), kLogOwner, slot_)) claimed.push_back(b);
-    }
-    std::vector<uint64_t> referenced;
-    Status looked = claimed.empty() ? Status::Ok() : ReferencedNow(&referenced);
-    for (uint32_t b : claimed) {
-      bool live = !looked.ok() || (b / 64 < referenced.size() && ((referenced[b / 64] >> (b % 64)) & 1));
-      if (live) {
-        alloc_->Unclaim(LogicalBlock(b));
-      } else {
-        alloc_->FreeClaimed(LogicalBlock(b));
-        ++stats.blocks_freed;
-      }
-    }
-    if (h->gc_runs.load() % kFullSweepEvery == kFullSweepEvery - 1) {
-      uint64_t before = h->reclaimed_blocks.load();
-      TERN_TRY(Sweep({}));
-      stats.blocks_freed += h->reclaimed_blocks.load() - before;
-    }
-    h->gc_freed_blocks.fetch_add(stats.blocks_freed);
+  if (!stats.drained) return Status::Ok();  // what we retire stays log-owned: a later full sweep
+  OpGuard guard(this);
+  TERN_TRY(guard.status());
+  // Nobody can be in the retired blocks any more, and the durable checkpoint no longer needs them.
+  // A sweep may have freed a retired block already, and it may live again elsewhere (ABA): claim,
+  // then look at the log once more, as a sweep does.
+  std::vector<uint32_t> claimed;
+  for (uint32_t b : retired) {
+    if (alloc_->Claim(LogicalBlock(b), kLogOwner, slot_)) claimed.push_back(b);
   }
-  stats.log_blocks_after = chain_len_.load() - chain_first_.load();
-  h->gc_runs.fetch_add(1);
-  TERN_LOG_DEBUG("%s: compacted %llu log entries into a checkpoint of %u runs; freed %llu blocks",
-                 path_.c_str(), static_cast<unsigned long long>(stats.entries_before),
-                 stats.checkpoint_runs, static_cast<unsigned long long>(stats.blocks_freed));
-  return stats;
+  std::vector<uint64_t> referenced;
+  Status looked = claimed.empty() ? Status::Ok() : ReferencedNow(&referenced);
+  for (uint32_t b : claimed) {
+    bool live = !looked.ok() || (b / 64 < referenced.size() && ((referenced[b / 64] >> (b % 64)) & 1));
+    if (live) {
+      alloc_->Unclaim(LogicalBlock(b));
+    } else {
+      alloc_->FreeClaimed(LogicalBlock(b));
+      ++stats.blocks_freed;
+    }
+  }
+  if (full) {
+    // Also what no checkpoint retires: old records, arenas closed unused, leftovers of dead
+    // processes and of compactions that did not drain. Safe only here, after the grace period.
+    h->sweep_wanted.store(0);
+    uint64_t before = h->reclaimed_blocks.load();
+    Status swept = SweepUnreferenced();
+    if (!swept.ok()) h->sweep_wanted.store(1);
+    TERN_TRY(swept);
+    stats.blocks_freed += h->reclaimed_blocks.load() - before;
+  }
+  h->gc_freed_blocks.fetch_add(stats.blocks_freed);
+  return Status::Ok();
 }
 
 bool FileCore::WaitForOldOperations(uint32_t parity) {

@@ -174,7 +174,7 @@ Status FileCore::Recover(bool exclusive, const struct stat& st) {
       TERN_TRY(RefreshCheckpointLocked());
       TERN_TRY(ReplayLocked());
     }
-    if (dirty) TERN_TRY(Sweep({slot_}));  // the slot's last process died: take back what it left
+    if (dirty) TERN_TRY(HandDeadLeftoversToLog({slot_}));  // the slot's last process died
   }
   if (!exclusive) return Status::Ok();
   // Only a file that replayed cleanly is changed: a refused open leaves the bytes as they were.

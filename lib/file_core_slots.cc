@@ -1,9 +1,10 @@
-// FileCore: process slots, reclaiming what dead processes allocated, and fork.
+// FileCore: process slots, what dead processes leave behind, the full sweep, and fork.
 //
 // Every process with the file open owns one slot in the shared state, guarded by an OFD lock on
 // the slot's byte of the backing file. Blocks carry an owner (allocator.h / shared_state.h). When a
-// process dies its lock vanishes; whoever next takes its slot, or runs out of space, sweeps: frees
-// what the dead process allocated and never committed, and what it superseded but did not free.
+// process dies its lock vanishes; whoever next takes its slot, or runs out of space, hands what the
+// dead process left marked to the log, and GC's full sweep frees what the log does not reference
+// (file_core_gc.cc): only after GC's grace period is no lagging operation still reading it.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -46,17 +47,43 @@ Status FileCore::CollectReferenced(std::vector<uint64_t>* bits) {
   return Status::Ok();
 }
 
-Status FileCore::Sweep(const std::vector<uint32_t>& dead_slots) {
-  // Frees every allocated block nobody else will ever free — what dead processes allocated and
-  // never committed, or claimed and never freed, and (in GC's sweep, dead_slots empty) log-owned
-  // blocks the log no longer references — and finishes dead processes' half-done steps.
-  // Owner states: shared_state.h. Freeing goes claim first, then a second look at the log, so a
-  // block freed and reused meanwhile (ABA) is given back, never freed under its new owner.
+Status FileCore::HandDeadLeftoversToLog(const std::vector<uint32_t>& dead_slots) {
+  // What dead processes left: allocations never committed, records and log or checkpoint blocks
+  // committed but never adopted, blocks claimed for freeing and never freed. Some of it the log
+  // references, and some of it lagging operations may still read (a record of an entry just
+  // compacted away), so nothing is freed here: it all goes to the log, and GC's full sweep frees
+  // what the log no longer references, after its grace period. Only half-done claims and frees
+  // (bit clear) are finished now. The caller holds the dead slots' locks: nobody else touches
+  // blocks with their marks.
   std::vector<uint8_t> dead(kMaxSlots, 0);
   for (uint32_t slot : dead_slots) dead[slot] = 1;
-  auto is_dead = [&](BlockOwner o) {
-    return (IsSlotOwner(o) || IsFreeingOwner(o)) && dead[SlotOfOwner(o)] != 0;
-  };
+  uint64_t finished = 0, handed = 0;
+  uint64_t nblocks = alloc_->num_blocks();
+  for (uint64_t b = 1; b < nblocks; ++b) {
+    LogicalBlock block(static_cast<uint32_t>(b));
+    BlockOwner owner = alloc_->OwnerOf(block);
+    if (!(IsSlotOwner(owner) || IsFreeingOwner(owner)) || dead[SlotOfOwner(owner)] == 0) continue;
+    if (!alloc_->IsUsed(block)) {
+      if (alloc_->VoidDeadClaim(block, owner)) ++finished;
+    } else if (alloc_->HandToLog(block, owner)) {
+      ++handed;
+    }
+  }
+  SharedHeader* h = shared_->header();
+  h->reclaimed_blocks.fetch_add(finished);
+  if (handed > 0) h->sweep_wanted.store(1);
+  TERN_LOG_INFO("%s: %zu dead process(es) left %llu blocks to GC's next full sweep, finished %llu",
+                path_.c_str(), dead_slots.size(), static_cast<unsigned long long>(handed),
+                static_cast<unsigned long long>(finished));
+  return Status::Ok();
+}
+
+Status FileCore::SweepUnreferenced() {
+  // GC's full sweep: frees every log-owned block the log no longer references — old records,
+  // arenas closed unused, what dead processes left, what compactions that did not drain retired.
+  // REQUIRES: GC's grace period has passed since the floor reached the current checkpoint, so no
+  // operation reads below it. Freeing goes claim first, then a second look at the log, so a block
+  // freed and reused meanwhile (ABA) is given back, never freed under its new owner.
   // The log state judged must be durable before anything it no longer references is freed: a
   // power failure would otherwise bring back a log that maps a reused block.
   auto referenced_now = [&](std::vector<uint64_t>* bits) -> Status {
@@ -66,44 +93,31 @@ Status FileCore::Sweep(const std::vector<uint32_t>& dead_slots) {
     FlushCommitSlots();  // under mu_: exactly the state judged
     return Status::Ok();
   };
-  auto in = [](const std::vector<uint64_t>& bits, uint64_t b) { return (bits[b / 64] >> (b % 64)) & 1; };
-
+  auto in = [](const std::vector<uint64_t>& bits, uint64_t b) {
+    return b / 64 < bits.size() && ((bits[b / 64] >> (b % 64)) & 1);
+  };
   std::vector<uint64_t> first_look;
   TERN_TRY(referenced_now(&first_look));
   uint64_t nblocks = std::min<uint64_t>(alloc_->num_blocks(), first_look.size() * 64);
-  uint64_t finished = 0;
   std::vector<uint32_t> claimed;
   for (uint64_t b = 1; b < nblocks; ++b) {
     LogicalBlock block(static_cast<uint32_t>(b));
-    BlockOwner owner = alloc_->OwnerOf(block);
-    if (!alloc_->IsUsed(block)) {
-      if (is_dead(owner) && alloc_->VoidDeadClaim(block, owner)) ++finished;  // claim or free half done
-      continue;
-    }
-    bool dead_owned = is_dead(owner);
-    if (owner != kLogOwner && !dead_owned) continue;
-    // A log-owned block the log no longer references may be an old log, record or checkpoint
-    // block that a lagging process still replays: only the sweep GC runs after its drain (no
-    // dead slots given) may take those.
-    if (owner == kLogOwner && (in(first_look, b) || !dead_slots.empty())) continue;
-    if (alloc_->Claim(block, owner, slot_)) claimed.push_back(block.value());
+    if (in(first_look, b) || alloc_->OwnerOf(block) != kLogOwner || !alloc_->IsUsed(block)) continue;
+    if (alloc_->Claim(block, kLogOwner, slot_)) claimed.push_back(block.value());
   }
   std::vector<uint64_t> second_look;
-  TERN_TRY(referenced_now(&second_look));
+  Status looked = claimed.empty() ? Status::Ok() : referenced_now(&second_look);
   uint64_t freed = 0;
   for (uint32_t b : claimed) {
-    if (b / 64 < second_look.size() && in(second_look, b)) {
-      alloc_->Unclaim(LogicalBlock(b));  // referenced: committed by a dead process, or reused
+    if (!looked.ok() || in(second_look, b)) {
+      alloc_->Unclaim(LogicalBlock(b));  // referenced again: reused meanwhile
     } else {
       alloc_->FreeClaimed(LogicalBlock(b));
       ++freed;
     }
   }
-  shared_->header()->reclaimed_blocks.fetch_add(freed + finished);
-  TERN_LOG_INFO("%s: sweep after %zu dead process(es) freed %llu blocks, finished %llu", path_.c_str(),
-                dead_slots.size(), static_cast<unsigned long long>(freed),
-                static_cast<unsigned long long>(finished));
-  return Status::Ok();
+  shared_->header()->reclaimed_blocks.fetch_add(freed);
+  return looked;
 }
 
 Status FileCore::AcquireSlot(bool* was_dirty) {
@@ -156,7 +170,7 @@ Result<uint64_t> FileCore::ReclaimDeadSlots() {
       UnlockSlot(backing_->fd(), slot);
     }
   }
-  Status st = dead.empty() ? Status::Ok() : Sweep(dead);
+  Status st = dead.empty() ? Status::Ok() : HandDeadLeftoversToLog(dead);
   for (uint32_t slot : dead) {
     if (st.ok()) {
       shared_->slots()[slot].state.store(ProcessSlot::kFree);
@@ -247,7 +261,7 @@ void FileCore::AfterForkInChild() {
   Status st = AcquireSlot(&dirty);
   if (st.ok() && dirty) {
     OpGuard guard(this);
-    st = guard.status().ok() ? Sweep({slot_}) : guard.status();
+    st = guard.status().ok() ? HandDeadLeftoversToLog({slot_}) : guard.status();
   }
   if (!st.ok()) {
     TERN_LOG_ERROR("%s: after fork, no process slot: %s", path_.c_str(), st.context());

@@ -55,7 +55,7 @@ void Pool::GcThreadMain() {
       core->grow_ahead_scheduled_.store(false);
       continue;
     }
-    auto stats = core->Compact();
+    auto stats = core->Compact(FileCore::GcMode::kAuto);
     if (!stats.ok() && stats.status().err() != EBUSY) {
       TERN_LOG_WARN("%s: background compaction failed: %s", core->path().c_str(), stats.status().context());
     }

@@ -20,7 +20,7 @@
 namespace tern {
 
 inline constexpr uint64_t kSharedMagic = 0x5348535445524E31ull;
-inline constexpr uint32_t kSharedVersion = 3;
+inline constexpr uint32_t kSharedVersion = 4;
 
 struct SharedCounters {
   std::atomic<uint64_t> commits;
@@ -42,7 +42,9 @@ struct SharedHeader {
   // process behind it reloads from the checkpoint). `epoch`: its parity says which op counters new
   // operations use; GC flips it and waits for the old parity to drain before freeing old log blocks.
   std::atomic<uint32_t> gc_owner;    // OwnerOf(slot) of the process compacting, 0 = none
-  std::atomic<uint32_t> reserved1;
+  // Set by a sweep after dead processes: what they left that the log owns but no longer
+  // references waits for GC's full sweep (only GC's grace period makes freeing it safe).
+  std::atomic<uint32_t> sweep_wanted;
   std::atomic<uint64_t> floor;
   std::atomic<uint64_t> epoch;
   std::atomic<uint64_t> gc_runs;

@@ -165,10 +165,13 @@ class ProcessKillTest : public ::testing::Test {
       after->appends.push_back(in_flight);
     }
     // Whatever the dead writer had allocated and not committed comes back: at recovery for a first
-    // opener, by reclaiming the dead process's slot for one that kept the file open.
+    // opener; for one that kept the file open, by reclaiming the dead process's slot and GC's full
+    // sweep.
     if (held_ != nullptr) {
       auto dead = f.core().ReclaimDeadSlots();
       ASSERT_TRUE(dead.ok()) << test::Describe(dead.status());
+      auto gc = f.core().Compact();
+      ASSERT_TRUE(gc.ok()) << test::Describe(gc.status());
     }
     auto reachable = f.core().BlocksReachable();
     ASSERT_TRUE(reachable.ok());
