@@ -17,7 +17,8 @@ constexpr const char kGcUsage[] =
     "\n"
     "Compacts each tern file's commit log into a checkpoint now (tern also does this by itself, in\n"
     "the background of a writing process, once a log passes 64 log blocks), and frees the log blocks\n"
-    "it retires once no reader can be in them. Readers and writers keep going meanwhile.\n"
+    "it retires once no reader can be in them; then frees every block the log no longer references\n"
+    "(what killed processes left, old records). Readers and writers keep going meanwhile.\n"
     "Exit status: 0 success, 1 failure (not a tern file, damaged, or being compacted), 2 usage.\n";
 
 constexpr const char kStatUsage[] =
@@ -69,8 +70,10 @@ int CmdGc(int argc, char** argv) {
       continue;
     }
     if (stats->checkpoint_runs == 0) {
-      printf("%s: log too short to compact (%llu entries)\n", argv[i],
-             static_cast<unsigned long long>(stats->entries_before));
+      printf("%s: log too short to compact (%llu entries); %llu unreferenced blocks freed%s\n", argv[i],
+             static_cast<unsigned long long>(stats->entries_before),
+             static_cast<unsigned long long>(stats->blocks_freed),
+             stats->drained ? "" : " (a reader was still busy: nothing freed this time)");
       continue;
     }
     printf("%s: %llu log entries -> checkpoint of %u runs; %llu entries and %llu log blocks remain; "
