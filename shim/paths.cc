@@ -54,7 +54,7 @@ std::string NormalizePath(const std::string& abs) {
     out += '/';
     out += p;
   }
-  if (out.empty()) out = "/";
+  if (out.empty()) out.push_back('/');  // (not `= "/"`: gcc 12 -O3 warns a bogus -Wrestrict on it)
   return out;
 }
 

@@ -1,0 +1,146 @@
+// The single-thread matrix through the shim (issue 3): a plain libc program, with no tern code in
+// it, timed once on the kernel and once under `tern run` (bench/run_shim.sh runs both and writes
+// results/shim.md). Every case prints one JSON line: the median ns per operation over --reps
+// repetitions of --ops operations.
+//
+//   overwrite      4 KiB pwrite at a random block of a --file_mib file, then fsync
+//   append         4 KiB write to an O_APPEND file, then fsync (a fresh file per repetition)
+//   randread       4 KiB pread at a random block
+//   seqread        4 KiB read, sequentially, rewinding at the end
+//   passthru_file  4 KiB pread + pwrite on a file the shim leaves to the kernel (outside the root):
+//                  run with and without the shim to see what interposition costs
+//   passthru_pipe  64-byte write + read through a pipe (never a tern file), with and without the shim
+//
+// usage: shim_bench --dir=DIR --case=NAME [--ops=N] [--reps=N] [--file_mib=N]
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr size_t kIo = 4096;
+
+[[noreturn]] void Fail(const std::string& what) {
+  std::fprintf(stderr, "shim_bench: %s: %s\n", what.c_str(), std::strerror(errno));
+  std::exit(1);
+}
+
+uint64_t NowNs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+std::string Option(int argc, char** argv, const std::string& name, const std::string& fallback) {
+  std::string prefix = "--" + name + "=";
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], prefix.c_str(), prefix.size()) == 0) return argv[i] + prefix.size();
+  }
+  return fallback;
+}
+
+void WriteAll(int fd, const void* p, size_t n, off_t at) {
+  if (pwrite(fd, p, n, at) != static_cast<ssize_t>(n)) Fail("pwrite");
+}
+
+int CreateFilled(const std::string& path, uint64_t bytes, const char* buf) {
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) Fail("open " + path);
+  for (uint64_t at = 0; at < bytes; at += kIo) WriteAll(fd, buf, kIo, static_cast<off_t>(at));
+  if (fsync(fd) != 0) Fail("fsync");
+  return fd;
+}
+
+// One repetition of `ops` operations; returns ns per operation.
+double RunOnce(const std::string& name, const std::string& dir, uint64_t ops, uint64_t file_bytes,
+               int rep, char* buf) {
+  std::mt19937_64 rng(static_cast<uint64_t>(rep) + 1);
+  uint64_t blocks = file_bytes / kIo;
+  std::string path = dir + "/shim_bench." + name + "." + std::to_string(getpid());
+  uint64_t start = 0, end = 0;
+  if (name == "overwrite" || name == "randread" || name == "seqread" || name == "passthru_file") {
+    int fd = CreateFilled(path, file_bytes, buf);
+    start = NowNs();
+    for (uint64_t i = 0; i < ops; ++i) {
+      auto at = static_cast<off_t>((rng() % blocks) * kIo);
+      if (name == "overwrite") {
+        WriteAll(fd, buf, kIo, at);
+        if (fsync(fd) != 0) Fail("fsync");
+      } else if (name == "randread") {
+        if (pread(fd, buf, kIo, at) != static_cast<ssize_t>(kIo)) Fail("pread");
+      } else if (name == "seqread") {
+        if (i % blocks == 0 && lseek(fd, 0, SEEK_SET) != 0) Fail("lseek");
+        if (read(fd, buf, kIo) != static_cast<ssize_t>(kIo)) Fail("read");
+      } else {
+        if (pread(fd, buf, kIo, at) != static_cast<ssize_t>(kIo)) Fail("pread");
+        WriteAll(fd, buf, kIo, at);
+      }
+    }
+    end = NowNs();
+    close(fd);
+  } else if (name == "append") {
+    int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+    if (fd < 0) Fail("open " + path);
+    start = NowNs();
+    for (uint64_t i = 0; i < ops; ++i) {
+      if (write(fd, buf, kIo) != static_cast<ssize_t>(kIo)) Fail("write");
+      if (fsync(fd) != 0) Fail("fsync");
+    }
+    end = NowNs();
+    close(fd);
+  } else if (name == "passthru_pipe") {
+    int p[2];
+    if (pipe(p) != 0) Fail("pipe");
+    start = NowNs();
+    for (uint64_t i = 0; i < ops; ++i) {
+      if (write(p[1], buf, 64) != 64) Fail("pipe write");
+      if (read(p[0], buf, 64) != 64) Fail("pipe read");
+    }
+    end = NowNs();
+    close(p[0]);
+    close(p[1]);
+    return static_cast<double>(end - start) / static_cast<double>(ops);
+  } else {
+    std::fprintf(stderr, "shim_bench: unknown case %s\n", name.c_str());
+    std::exit(2);
+  }
+  unlink(path.c_str());
+  return static_cast<double>(end - start) / static_cast<double>(ops);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string dir = Option(argc, argv, "dir", "");
+  std::string name = Option(argc, argv, "case", "");
+  if (dir.empty() || name.empty()) {
+    std::fprintf(stderr, "usage: shim_bench --dir=DIR --case=NAME [--ops=N] [--reps=N] [--file_mib=N]\n");
+    return 2;
+  }
+  uint64_t ops = std::stoull(Option(argc, argv, "ops", "20000"));
+  int reps = std::stoi(Option(argc, argv, "reps", "5"));
+  uint64_t file_bytes = std::stoull(Option(argc, argv, "file_mib", "64")) << 20;
+  // Page-aligned, so both sides copy from the same kind of buffer (where malloc puts it differs
+  // with the shim loaded).
+  auto* buf = static_cast<char*>(std::aligned_alloc(kIo, kIo));
+  if (buf == nullptr) Fail("aligned_alloc");
+  std::memset(buf, 'x', kIo);
+  std::vector<double> ns;
+  for (int r = 0; r < reps; ++r) ns.push_back(RunOnce(name, dir, ops, file_bytes, r, buf));
+  std::free(buf);
+  std::sort(ns.begin(), ns.end());
+  std::printf("{\"case\": \"%s\", \"dir\": \"%s\", \"preloaded\": %s, \"ops\": %llu, \"reps\": %d, "
+              "\"ns_per_op_median\": %.1f, \"ns_per_op_min\": %.1f, \"ns_per_op_max\": %.1f}\n",
+              name.c_str(), dir.c_str(), getenv("LD_PRELOAD") != nullptr ? "true" : "false",
+              static_cast<unsigned long long>(ops), reps, ns[ns.size() / 2], ns.front(), ns.back());
+  return 0;
+}
