@@ -1,33 +1,63 @@
 #!/usr/bin/env bash
-# Issue 3: the single-thread matrix through the shim. Builds tern, the shim and shim_bench (Release,
-# build-bench/), runs every shim_bench case on the kernel (a plain directory on /dev/shm) and under
-# `tern run` (the same mount, files under the tern root), the pass-through cases with and without
-# the shim on files outside the root, and writes bench/results/shim.md (medians, ratios).
+# Issue 3: the shim's benchmarks, tern against the kernel on the same mount in the same run.
+#  - shim_bench: the single-thread matrix (4 KiB overwrite/append + fsync, random/sequential reads)
+#    on the kernel (a plain directory on /dev/shm) and under `tern run` (the same mount, files under
+#    the tern root), and the pass-through cases with and without the shim on non-tern fds.
+#  - ycsb_bench: YCSB A–F on Debian's LevelDB, the database in a plain /dev/shm directory and under
+#    the tern root (bench/ycsb/).
+# Builds tern, the shim and both programs (Release, build-bench/) and writes bench/results/shim.md.
 #
-# usage: bench/run_shim.sh [--quick] [--reps N]
-#   --quick   fewer operations per repetition, one round (a smoke run, ~20 s)
-# env: TERN_BENCH_BUILD (build dir, default <repo>/build-bench), TERN_BENCH_OUT (default
-#      bench/results/shim.md), TERN_BENCH_RT=0 (no SCHED_FIFO; by default, as root, `chrt -f 1`).
+# usage: bench/run_shim.sh [--quick] [--reps N] [--rounds N] [--no-micro] [--no-ycsb]
+#                          [--ycsb-records N] [--ycsb-ops N] [--ycsb-rounds N] [--full]
+#   --quick          a smoke run (~1 min): fewer operations, one round, YCSB at 20k records/ops
+#   --rounds N       alternating kernel/tern rounds of shim_bench (default 3)
+#   --ycsb-records N, --ycsb-ops N   YCSB size (default 100k each); --ycsb-rounds N (default 3)
+#   --full           YCSB only, at the issue's size (1 M records and operations), one round;
+#                    writes bench/results/shim-ycsb-1m.md (~15 min per side on this VM)
+# env: TERN_BENCH_BUILD (build dir, default <repo>/build-bench), TERN_BENCH_OUT (report path),
+#      TERN_BENCH_RT=0 (no SCHED_FIFO for shim_bench; by default, as root, `chrt -f 1`; ycsb_bench
+#      always runs at normal priority: LevelDB's compaction thread would take both vCPUs for minutes),
+#      TERN_BENCH_KEEP=1 (keep the raw JSON lines in the work directory, printed at the end).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ARGS="$*"
 BUILD=${TERN_BENCH_BUILD:-$ROOT/build-bench}
-OUT=${TERN_BENCH_OUT:-$ROOT/bench/results/shim.md}
+OUT=${TERN_BENCH_OUT:-}
 REPS=5
 OPS=20000
 ROUNDS=3
+MICRO=1
+YCSB=1
+Y_RECORDS=100000
+Y_OPS=100000
+Y_ROUNDS=3
 while [[ $# -gt 0 ]]; do
   case $1 in
-    --quick) OPS=2000; ROUNDS=1 ;;
+    --quick) OPS=2000; ROUNDS=1; Y_RECORDS=20000; Y_OPS=20000; Y_ROUNDS=1 ;;
     --reps) REPS=$2; shift ;;
-    *) echo "usage: bench/run_shim.sh [--quick] [--reps N]" >&2; exit 2 ;;
+    --rounds) ROUNDS=$2; shift ;;
+    --no-micro) MICRO=0 ;;
+    --no-ycsb) YCSB=0 ;;
+    --ycsb-records) Y_RECORDS=$2; shift ;;
+    --ycsb-ops) Y_OPS=$2; shift ;;
+    --ycsb-rounds) Y_ROUNDS=$2; shift ;;
+    --full) MICRO=0; Y_RECORDS=1000000; Y_OPS=1000000; Y_ROUNDS=1 ;;
+    *) echo "usage: bench/run_shim.sh [--quick] [--reps N] [--rounds N] [--no-micro] [--no-ycsb]" \
+            "[--ycsb-records N] [--ycsb-ops N] [--ycsb-rounds N] [--full]" >&2; exit 2 ;;
   esac
   shift
 done
+if [[ -z $OUT ]]; then
+  if [[ $MICRO == 0 && $Y_RECORDS -ge 1000000 ]]; then OUT=$ROOT/bench/results/shim-ycsb-1m.md
+  else OUT=$ROOT/bench/results/shim.md; fi
+fi
 
+TARGETS=(tern tern_shim shim_bench)
+if [[ $YCSB == 1 ]]; then TARGETS+=(ycsb_bench); fi
 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTERN_PMEM_TRACE=OFF -DTERN_BUILD_BENCH=ON \
   -DTERN_SANITIZE= >/dev/null
-cmake --build "$BUILD" --target tern tern_shim shim_bench -j2
+cmake --build "$BUILD" --target "${TARGETS[@]}" -j2
 
 PREFIX=()
 if [[ $(id -u) == 0 && "${TERN_BENCH_RT:-1}" != 0 ]] && command -v chrt >/dev/null; then
@@ -35,71 +65,54 @@ if [[ $(id -u) == 0 && "${TERN_BENCH_RT:-1}" != 0 ]] && command -v chrt >/dev/nu
 fi
 
 WORK=$(mktemp -d /dev/shm/tern-shim-bench.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
+if [[ -n "${TERN_BENCH_KEEP:-}" ]]; then
+  trap 'rm -rf "$WORK/kernel" "$WORK/root" "$WORK/outside"; echo "raw results: $WORK" >&2' EXIT
+else
+  trap 'rm -rf "$WORK"' EXIT
+fi
 mkdir -p "$WORK/kernel" "$WORK/root" "$WORK/outside"
 JSON=$WORK/results.jsonl
+: >"$JSON"
 BENCH=$BUILD/bench/shim_bench
 TERN=$BUILD/tools/tern
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
-run() {  # run LABEL CMD...: one JSON line, tagged
+run() {  # run LABEL CMD...: one JSON line per output line, tagged with the side
   local label=$1; shift
-  echo "=== $label" >&2
+  echo "=== $label: ${*: -4} ($(cut -d' ' -f1-3 /proc/loadavg) load)" >&2
   "$@" | sed "s/^{/{\"run\": \"$label\", /" >>"$JSON"
 }
+
 # Kernel and tern alternate, ROUNDS times: on this VM a run's speed drifts by tens of percent
 # (memory the host backs late, neighbours), so each side gets the same mix of good and bad moments.
-for round in $(seq "$ROUNDS"); do
-  for c in overwrite append randread seqread; do
-    run "kernel" "${PREFIX[@]}" "$BENCH" --dir="$WORK/kernel" --case=$c --ops=$OPS --reps="$REPS"
-    run "tern" "${PREFIX[@]}" "$TERN" run --root "$WORK/root" -- "$BENCH" --dir="$WORK/root" --case=$c --ops=$OPS --reps="$REPS"
+if [[ $MICRO == 1 ]]; then
+  for round in $(seq "$ROUNDS"); do
+    for c in overwrite append randread seqread mmaptable; do
+      run kernel "${PREFIX[@]}" "$BENCH" --dir="$WORK/kernel" --case=$c --ops=$OPS --reps="$REPS"
+      run tern "${PREFIX[@]}" "$TERN" run --root "$WORK/root" -- "$BENCH" --dir="$WORK/root" --case=$c --ops=$OPS --reps="$REPS"
+    done
+    for c in passthru_file passthru_pipe passthru_socket; do
+      run kernel "${PREFIX[@]}" "$BENCH" --dir="$WORK/outside" --case=$c --ops=$((OPS * 5)) --reps="$REPS"
+      run tern "${PREFIX[@]}" "$TERN" run --root "$WORK/root" -- "$BENCH" --dir="$WORK/outside" --case=$c --ops=$((OPS * 5)) --reps="$REPS"
+    done
   done
-  for c in passthru_file passthru_pipe; do
-    run "kernel" "${PREFIX[@]}" "$BENCH" --dir="$WORK/outside" --case=$c --ops=$((OPS * 5)) --reps="$REPS"
-    run "tern" "${PREFIX[@]}" "$TERN" run --root "$WORK/root" -- "$BENCH" --dir="$WORK/outside" --case=$c --ops=$((OPS * 5)) --reps="$REPS"
-  done
-done
+fi
 
-python3 - "$JSON" "$OUT" "$(git -C "$ROOT" rev-parse --short HEAD)" "$LOAD_BEFORE" "$(cut -d' ' -f1-3 /proc/loadavg)" \
-  "$(uname -r)" "$(nproc)" "$REPS" "$OPS" "${PREFIX[*]:-normal priority}" "$ROUNDS" <<'PY'
-import json, statistics, sys
-jsonl, out, commit, load0, load1, kernel, ncpu, reps, ops, prio, rounds = sys.argv[1:]
-runs = {}
-for line in open(jsonl):
-    d = json.loads(line)
-    runs.setdefault(d["case"], {}).setdefault(d["run"], []).append(d["ns_per_op_median"])
-rows = {c: {r: statistics.median(v) for r, v in by.items()} for c, by in runs.items()}
-spread = {c: {r: (min(v), max(v)) for r, v in by.items()} for c, by in runs.items()}
-desc = {
-    "overwrite": ("4 KiB random overwrite + fsync", "≥ 4×"),
-    "append": ("4 KiB append + fsync (O_APPEND)", "≥ 4×"),
-    "randread": ("4 KiB random read", "≥ 4×"),
-    "seqread": ("4 KiB sequential read", "≥ 4×"),
-    "passthru_file": ("pass-through: 4 KiB pread+pwrite, file outside the root", "≤ 2% overhead"),
-    "passthru_pipe": ("pass-through: 64 B pipe write+read", "≤ 2% overhead"),
-}
-def ns(x):
-    return f"{x:,.0f} ns" if x >= 100 else f"{x:.1f} ns"
-with open(out, "w") as f:
-    f.write("# Issue 3 benchmarks: the single-thread matrix through the shim\n\n")
-    f.write("Generated by `bench/run_shim.sh` (see `bench/README.md`). `shim_bench` is a plain libc program; "
-            "*kernel* runs it in a plain directory on /dev/shm, *tern* under `tern run` with its files under "
-            "the tern root on the same mount. Pass-through rows run both sides on files outside the root (or "
-            "a pipe): the tern column is the cost with the shim loaded. Median ns per operation over the "
-            "repetitions; ratio = kernel / tern (above 1: tern faster).\n\n")
-    f.write(f"- commit: {commit}; kernel {kernel}; {ncpu} vCPUs; {prio}\n")
-    f.write(f"- {rounds} alternating rounds per side, each the median of {reps} repetitions of {ops} operations "
-            f"(pass-through: {int(ops) * 5}); the table shows the median round, the range is over rounds; "
-            f"load average {load0} → {load1}\n\n")
-    f.write("| case | kernel | tern | kernel/tern | goal | kernel range | tern range |\n|---|---|---|---|---|---|---|\n")
-    for case, (name, goal) in desc.items():
-        r = rows.get(case, {})
-        if "kernel" not in r or "tern" not in r:
-            continue
-        k, t = r["kernel"], r["tern"]
-        ks, ts = spread[case]["kernel"], spread[case]["tern"]
-        verdict = f"{(t / k - 1) * 100:+.1f}% ({goal})" if case.startswith("passthru") else goal
-        f.write(f"| {name} | {ns(k)} | {ns(t)} | {k / t:.2f}× | {verdict} | "
-                f"{ns(ks[0])}–{ns(ks[1])} | {ns(ts[0])}–{ns(ts[1])} |\n")
-print(open(out).read())
-PY
+if [[ $YCSB == 1 ]]; then
+  YCSB_BIN=$BUILD/bench/ycsb_bench
+  for round in $(seq "$Y_ROUNDS"); do
+    run kernel "$YCSB_BIN" --db="$WORK/kernel/db" --records="$Y_RECORDS" --ops="$Y_OPS" --seed="$round"
+    rm -rf "$WORK/kernel/db"
+    run tern "$TERN" run --root "$WORK/root" -- "$YCSB_BIN" --db="$WORK/root/db" --records="$Y_RECORDS" --ops="$Y_OPS" --seed="$round"
+    rm -rf "$WORK/root/db"
+  done
+fi
+
+python3 "$ROOT/bench/shim_table.py" "$JSON" "$OUT" \
+  --commit "$(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- lib pmem shim bench 2>/dev/null || echo ' + uncommitted changes')" \
+  --load "$LOAD_BEFORE → $(cut -d' ' -f1-3 /proc/loadavg)" --kernel "$(uname -r)" --ncpu "$(nproc)" \
+  --prio "${PREFIX[*]:-normal priority}" --reps "$REPS" --ops "$OPS" --rounds "$ROUNDS" \
+  --ycsb "$Y_RECORDS,$Y_OPS,$Y_ROUNDS" \
+  --invocation "bench/run_shim.sh $ARGS"
+echo "=== wrote $OUT" >&2
+cat "$OUT"

@@ -7,12 +7,24 @@
 //   append         4 KiB write to an O_APPEND file, then fsync (a fresh file per repetition)
 //   randread       4 KiB pread at a random block
 //   seqread        4 KiB read, sequentially, rewinding at the end
+//   mmaptable      LevelDB's table open: open, stat, mmap(PROT_READ, MAP_SHARED) a 2 MiB file, close,
+//                  read one byte per 4 KiB page, munmap (one operation = one table; --ops / 100)
 //   passthru_file  4 KiB pread + pwrite on a file the shim leaves to the kernel (outside the root):
 //                  run with and without the shim to see what interposition costs
 //   passthru_pipe  64-byte write + read through a pipe (never a tern file), with and without the shim
+//   passthru_socket  the same through an AF_UNIX stream socketpair
+//
+// The pass-through cases also time the same loop issued with syscall(2), which no preload can
+// interpose, in chunks of 1,000 operations alternating with the libc loop inside the process:
+// "libc/syscall" with the shim loaded minus the same without it is the shim's per-call cost, free
+// of the between-process drift that dominates comparing two runs (JSON: sys_ns_per_op_median).
 //
 // usage: shim_bench --dir=DIR --case=NAME [--ops=N] [--reps=N] [--file_mib=N]
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -67,7 +79,7 @@ double RunOnce(const std::string& name, const std::string& dir, uint64_t ops, ui
   uint64_t blocks = file_bytes / kIo;
   std::string path = dir + "/shim_bench." + name + "." + std::to_string(getpid());
   uint64_t start = 0, end = 0;
-  if (name == "overwrite" || name == "randread" || name == "seqread" || name == "passthru_file") {
+  if (name == "overwrite" || name == "randread" || name == "seqread") {
     int fd = CreateFilled(path, file_bytes, buf);
     start = NowNs();
     for (uint64_t i = 0; i < ops; ++i) {
@@ -77,12 +89,9 @@ double RunOnce(const std::string& name, const std::string& dir, uint64_t ops, ui
         if (fsync(fd) != 0) Fail("fsync");
       } else if (name == "randread") {
         if (pread(fd, buf, kIo, at) != static_cast<ssize_t>(kIo)) Fail("pread");
-      } else if (name == "seqread") {
+      } else {
         if (i % blocks == 0 && lseek(fd, 0, SEEK_SET) != 0) Fail("lseek");
         if (read(fd, buf, kIo) != static_cast<ssize_t>(kIo)) Fail("read");
-      } else {
-        if (pread(fd, buf, kIo, at) != static_cast<ssize_t>(kIo)) Fail("pread");
-        WriteAll(fd, buf, kIo, at);
       }
     }
     end = NowNs();
@@ -97,24 +106,82 @@ double RunOnce(const std::string& name, const std::string& dir, uint64_t ops, ui
     }
     end = NowNs();
     close(fd);
-  } else if (name == "passthru_pipe") {
-    int p[2];
-    if (pipe(p) != 0) Fail("pipe");
+  } else if (name == "mmaptable") {
+    constexpr uint64_t kTable = 2 << 20;
+    close(CreateFilled(path, kTable, buf));
+    ops = std::max<uint64_t>(ops / 100, 1);
+    uint64_t sum = 0;
     start = NowNs();
     for (uint64_t i = 0; i < ops; ++i) {
-      if (write(p[1], buf, 64) != 64) Fail("pipe write");
-      if (read(p[0], buf, 64) != 64) Fail("pipe read");
+      int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) Fail("open " + path);
+      struct stat st;
+      if (stat(path.c_str(), &st) != 0) Fail("stat");
+      auto len = static_cast<size_t>(st.st_size);
+      void* m = mmap(nullptr, len, PROT_READ, MAP_SHARED, fd, 0);
+      if (m == MAP_FAILED) Fail("mmap");
+      close(fd);
+      for (size_t at = 0; at < len; at += kIo) sum += static_cast<const volatile uint8_t*>(m)[at];
+      munmap(m, len);
     }
     end = NowNs();
-    close(p[0]);
-    close(p[1]);
-    return static_cast<double>(end - start) / static_cast<double>(ops);
+    if (sum == 1) std::fputs("", stderr);  // keeps the reads
   } else {
     std::fprintf(stderr, "shim_bench: unknown case %s\n", name.c_str());
     std::exit(2);
   }
   unlink(path.c_str());
   return static_cast<double>(end - start) / static_cast<double>(ops);
+}
+
+struct Passthru {
+  double libc_ns, sys_ns;  // per operation
+};
+
+// One repetition of a pass-through case: `ops` operations through libc and `ops` through
+// syscall(2), alternating in chunks so that both see the same moments of the VM.
+Passthru RunPassthru(const std::string& name, const std::string& dir, uint64_t ops, uint64_t file_bytes, int rep,
+                     char* buf) {
+  constexpr uint64_t kChunk = 1000;
+  std::mt19937_64 rng(static_cast<uint64_t>(rep) + 1);
+  uint64_t blocks = file_bytes / kIo;
+  std::string path = dir + "/shim_bench." + name + "." + std::to_string(getpid());
+  int fds[2] = {-1, -1};
+  bool file = name == "passthru_file";
+  if (file) {
+    fds[0] = CreateFilled(path, file_bytes, buf);
+  } else if (name == "passthru_pipe" ? pipe(fds) != 0 : socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) {
+    Fail(name);
+  }
+  auto op = [&](bool sys) {
+    if (file) {
+      auto at = static_cast<off_t>((rng() % blocks) * kIo);
+      long r = sys ? syscall(SYS_pread64, fds[0], buf, kIo, at) : pread(fds[0], buf, kIo, at);
+      if (r != static_cast<long>(kIo)) Fail("pread");
+      r = sys ? syscall(SYS_pwrite64, fds[0], buf, kIo, at) : pwrite(fds[0], buf, kIo, at);
+      if (r != static_cast<long>(kIo)) Fail("pwrite");
+    } else {
+      long r = sys ? syscall(SYS_write, fds[1], buf, 64) : write(fds[1], buf, 64);
+      if (r != 64) Fail("write");
+      r = sys ? syscall(SYS_read, fds[0], buf, 64) : read(fds[0], buf, 64);
+      if (r != 64) Fail("read");
+    }
+  };
+  uint64_t libc_ns = 0, sys_ns = 0;
+  for (uint64_t done = 0; done < ops; done += kChunk) {
+    uint64_t n = std::min(kChunk, ops - done);
+    for (int sys = 0; sys < 2; ++sys) {
+      bool first_sys = (done / kChunk) % 2 == 1;  // alternate which goes first
+      bool use_sys = (sys == 1) != first_sys;
+      uint64_t t0 = NowNs();
+      for (uint64_t i = 0; i < n; ++i) op(use_sys);
+      (use_sys ? sys_ns : libc_ns) += NowNs() - t0;
+    }
+  }
+  close(fds[0]);
+  if (fds[1] >= 0) close(fds[1]);
+  if (file) unlink(path.c_str());
+  return {static_cast<double>(libc_ns) / static_cast<double>(ops), static_cast<double>(sys_ns) / static_cast<double>(ops)};
 }
 
 }  // namespace
@@ -134,13 +201,25 @@ int main(int argc, char** argv) {
   auto* buf = static_cast<char*>(std::aligned_alloc(kIo, kIo));
   if (buf == nullptr) Fail("aligned_alloc");
   std::memset(buf, 'x', kIo);
-  std::vector<double> ns;
-  for (int r = 0; r < reps; ++r) ns.push_back(RunOnce(name, dir, ops, file_bytes, r, buf));
+  std::vector<double> ns, sys_ns;
+  bool passthru = name.rfind("passthru_", 0) == 0;
+  for (int r = 0; r < reps; ++r) {
+    if (passthru) {
+      Passthru p = RunPassthru(name, dir, ops, file_bytes, r, buf);
+      ns.push_back(p.libc_ns);
+      sys_ns.push_back(p.sys_ns);
+    } else {
+      ns.push_back(RunOnce(name, dir, ops, file_bytes, r, buf));
+    }
+  }
   std::free(buf);
   std::sort(ns.begin(), ns.end());
+  std::sort(sys_ns.begin(), sys_ns.end());
   std::printf("{\"case\": \"%s\", \"dir\": \"%s\", \"preloaded\": %s, \"ops\": %llu, \"reps\": %d, "
-              "\"ns_per_op_median\": %.1f, \"ns_per_op_min\": %.1f, \"ns_per_op_max\": %.1f}\n",
+              "\"ns_per_op_median\": %.1f, \"ns_per_op_min\": %.1f, \"ns_per_op_max\": %.1f",
               name.c_str(), dir.c_str(), getenv("LD_PRELOAD") != nullptr ? "true" : "false",
               static_cast<unsigned long long>(ops), reps, ns[ns.size() / 2], ns.front(), ns.back());
+  if (passthru) std::printf(", \"sys_ns_per_op_median\": %.1f", sys_ns[sys_ns.size() / 2]);
+  std::printf("}\n");
   return 0;
 }
