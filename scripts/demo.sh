@@ -2,7 +2,7 @@
 # make demo: a shell pipeline and sqlite3 run twice — under `tern run` on the default root
 # (/dev/shm/tern, or TERN_ROOT) and in a plain kernel directory — and the outputs compared.
 set -euo pipefail
-build=${1:-build}
+build=$(cd "${1:-build}" && pwd)  # absolute: the workload runs in other directories
 tern="$build/tools/tern"
 root=${TERN_ROOT:-/dev/shm/tern}
 work="$root/demo"
