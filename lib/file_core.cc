@@ -100,12 +100,14 @@ Result<FileCore::VRange> FileCore::ChangedIn(LogPos from, LogPos to, uint32_t fi
       out.hi = std::max(out.hi, hi);
     }
   };
-  // The table jumped to a checkpoint since `from` (another thread caught up behind GC's floor):
-  // this process never followed the log blocks in between, so anything may have changed.
-  if (from < ckpt_pos_.load()) return first < end ? VRange{first, end} : VRange{};
+  // The table jumped to a checkpoint since `from` (another thread caught up behind GC's floor),
+  // before or during this scan: this process never followed the log blocks in between, so
+  // anything may have changed.
+  const VRange everything = first < end ? VRange{first, end} : VRange{};
+  if (from < ckpt_pos_.load()) return everything;
   for (LogPos pos = from; pos < to; ++pos) {
     uint64_t* slot = SlotAddress(pos);
-    if (slot == nullptr) return first < end ? VRange{first, end} : VRange{};  // a checkpoint came meanwhile: as above
+    if (slot == nullptr) return everything;
     auto c = DecodeCommit(pmem::Load64(slot), alloc_->num_blocks(), *this, /*verify_crc=*/false);
     if (!c.ok()) return Damaged(c.status().context());
     if (c->unmap_beyond) note(static_cast<uint32_t>(BlocksFor(c->size)), UINT32_MAX);

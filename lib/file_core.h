@@ -156,7 +156,7 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   Result<CompactStats> CompactLocked(GcMode mode);
   // Writes a checkpoint of the log up to `position` and publishes it; appends what it retires
   // (older log blocks, the previous checkpoint) to *retired. REQUIRES: inside an OpGuard.
-  Status WriteCheckpointLocked(LogPos position, std::vector<uint32_t>* retired, CompactStats* stats);
+  Status WriteCheckpoint(LogPos position, std::vector<uint32_t>* retired, CompactStats* stats);
   // GC's grace period, then frees the retired blocks, and sweeps fully when `mode` or the shared
   // state asks for it.
   Status RetireAndSweep(GcMode mode, LogPos position, const std::vector<uint32_t>& retired,
@@ -174,9 +174,14 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // Gives every block dead processes (slots in dead_slots, whose locks we hold) left marked to
   // the log, for GC's full sweep; finishes their half-done claims and frees.
   Status HandDeadLeftoversToLog(const std::vector<uint32_t>& dead_slots);
-  // GC's full sweep: frees log-owned blocks the log no longer references. REQUIRES: inside an
-  // OpGuard, right after GC's grace period.
-  Status SweepUnreferenced();
+  // GC's full sweep: frees log-owned blocks the log no longer references; returns how many.
+  // REQUIRES: inside an OpGuard, right after GC's grace period.
+  Result<uint64_t> SweepUnreferenced();
+  // Frees those of `candidates` that are log-owned and the log does not reference (claim, then a
+  // second look); returns how many. REQUIRES: as SweepUnreferenced.
+  Result<uint64_t> FreeIfUnreferenced(const std::vector<uint32_t>& candidates);
+  // ReferencedNow, with the log slots judged flushed: what it does not reference may be freed.
+  Status ReferencedDurably(std::vector<uint64_t>* bits);
   // Bitmap of the blocks the log references now. REQUIRES: mu_ held.
   Status CollectReferenced(std::vector<uint64_t>* bits);
   // Refresh, then CollectReferenced. REQUIRES: inside an OpGuard, mu_ not held.

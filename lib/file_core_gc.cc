@@ -192,7 +192,7 @@ Result<CompactStats> FileCore::CompactLocked(GcMode mode) {
     if (position < pmem::kMetaSlots + pmem::kLogSlots || position - from < kMinCompactEntries) {
       position = 0;  // too short to be worth a checkpoint
     } else {
-      TERN_TRY(WriteCheckpointLocked(position, &retired, &stats));
+      TERN_TRY(WriteCheckpoint(position, &retired, &stats));
     }
   }
   TERN_TRY(RetireAndSweep(mode, position, retired, &stats));
@@ -204,7 +204,7 @@ Result<CompactStats> FileCore::CompactLocked(GcMode mode) {
   return stats;
 }
 
-Status FileCore::WriteCheckpointLocked(LogPos position, std::vector<uint32_t>* retired_out, CompactStats* out) {
+Status FileCore::WriteCheckpoint(LogPos position, std::vector<uint32_t>* retired_out, CompactStats* out) {
   // REQUIRES: inside an OpGuard; this process holds the gc_owner claim.
   std::vector<uint32_t>& retired = *retired_out;
   CompactStats& stats = *out;
@@ -291,32 +291,19 @@ Status FileCore::RetireAndSweep(GcMode mode, LogPos position, const std::vector<
   OpGuard guard(this);
   TERN_TRY(guard.status());
   // Nobody can be in the retired blocks any more, and the durable checkpoint no longer needs them.
-  // A sweep may have freed a retired block already, and it may live again elsewhere (ABA): claim,
-  // then look at the log once more, as a sweep does.
-  std::vector<uint32_t> claimed;
-  for (uint32_t b : retired) {
-    if (alloc_->Claim(LogicalBlock(b), kLogOwner, slot_)) claimed.push_back(b);
-  }
-  std::vector<uint64_t> referenced;
-  Status looked = claimed.empty() ? Status::Ok() : ReferencedNow(&referenced);
-  for (uint32_t b : claimed) {
-    bool live = !looked.ok() || (b / 64 < referenced.size() && ((referenced[b / 64] >> (b % 64)) & 1));
-    if (live) {
-      alloc_->Unclaim(LogicalBlock(b));
-    } else {
-      alloc_->FreeClaimed(LogicalBlock(b));
-      ++stats.blocks_freed;
-    }
-  }
+  // A sweep may have freed a retired block already, and it may live again elsewhere: checked.
+  // (A failed look leaves them log-owned, for a later full sweep.)
+  if (auto freed = FreeIfUnreferenced(retired); freed.ok()) stats.blocks_freed += *freed;
   if (full) {
     // Also what no checkpoint retires: old records, arenas closed unused, leftovers of dead
     // processes and of compactions that did not drain. Safe only here, after the grace period.
     h->sweep_wanted.store(0);
-    uint64_t before = h->reclaimed_blocks.load();
-    Status swept = SweepUnreferenced();
-    if (!swept.ok()) h->sweep_wanted.store(1);
-    TERN_TRY(swept);
-    stats.blocks_freed += h->reclaimed_blocks.load() - before;
+    auto swept = SweepUnreferenced();
+    if (!swept.ok()) {
+      h->sweep_wanted.store(1);
+      return swept.status();
+    }
+    stats.blocks_freed += *swept;
   }
   h->gc_freed_blocks.fetch_add(stats.blocks_freed);
   return Status::Ok();

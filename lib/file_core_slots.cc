@@ -78,46 +78,63 @@ Status FileCore::HandDeadLeftoversToLog(const std::vector<uint32_t>& dead_slots)
   return Status::Ok();
 }
 
-Status FileCore::SweepUnreferenced() {
-  // GC's full sweep: frees every log-owned block the log no longer references — old records,
-  // arenas closed unused, what dead processes left, what compactions that did not drain retired.
-  // REQUIRES: GC's grace period has passed since the floor reached the current checkpoint, so no
-  // operation reads below it. Freeing goes claim first, then a second look at the log, so a block
-  // freed and reused meanwhile (ABA) is given back, never freed under its new owner.
+namespace {
+bool Marked(const std::vector<uint64_t>& bits, uint64_t b) {
+  return b / 64 < bits.size() && ((bits[b / 64] >> (b % 64)) & 1);
+}
+}  // namespace
+
+Status FileCore::ReferencedDurably(std::vector<uint64_t>* bits) {
   // The log state judged must be durable before anything it no longer references is freed: a
   // power failure would otherwise bring back a log that maps a reused block.
-  auto referenced_now = [&](std::vector<uint64_t>* bits) -> Status {
-    TERN_TRY(Refresh().status());
-    std::lock_guard lock(mu_);
-    TERN_TRY(CollectReferenced(bits));
-    FlushCommitSlots();  // under mu_: exactly the state judged
-    return Status::Ok();
-  };
-  auto in = [](const std::vector<uint64_t>& bits, uint64_t b) {
-    return b / 64 < bits.size() && ((bits[b / 64] >> (b % 64)) & 1);
-  };
-  std::vector<uint64_t> first_look;
-  TERN_TRY(referenced_now(&first_look));
-  uint64_t nblocks = std::min<uint64_t>(alloc_->num_blocks(), first_look.size() * 64);
+  TERN_TRY(Refresh().status());
+  std::lock_guard lock(mu_);
+  TERN_TRY(CollectReferenced(bits));
+  FlushCommitSlots();  // under mu_: exactly the state judged
+  return Status::Ok();
+}
+
+Result<uint64_t> FileCore::FreeIfUnreferenced(const std::vector<uint32_t>& candidates) {
+  // Claim first, then a second look at the log: a block freed and reused meanwhile (ABA) is given
+  // back, never freed under its new owner.
   std::vector<uint32_t> claimed;
-  for (uint64_t b = 1; b < nblocks; ++b) {
-    LogicalBlock block(static_cast<uint32_t>(b));
-    if (in(first_look, b) || alloc_->OwnerOf(block) != kLogOwner || !alloc_->IsUsed(block)) continue;
-    if (alloc_->Claim(block, kLogOwner, slot_)) claimed.push_back(block.value());
+  for (uint32_t b : candidates) {
+    if (alloc_->Claim(LogicalBlock(b), kLogOwner, slot_)) claimed.push_back(b);
   }
-  std::vector<uint64_t> second_look;
-  Status looked = claimed.empty() ? Status::Ok() : referenced_now(&second_look);
+  if (claimed.empty()) return uint64_t{0};
+  std::vector<uint64_t> referenced;
+  Status looked = ReferencedDurably(&referenced);
   uint64_t freed = 0;
   for (uint32_t b : claimed) {
-    if (!looked.ok() || in(second_look, b)) {
-      alloc_->Unclaim(LogicalBlock(b));  // referenced again: reused meanwhile
+    if (!looked.ok() || Marked(referenced, b)) {
+      alloc_->Unclaim(LogicalBlock(b));  // still (or again) referenced
     } else {
       alloc_->FreeClaimed(LogicalBlock(b));
       ++freed;
     }
   }
+  TERN_TRY(looked);
+  return freed;
+}
+
+Result<uint64_t> FileCore::SweepUnreferenced() {
+  // GC's full sweep: frees every log-owned block the log no longer references — old records,
+  // arenas closed unused, what dead processes left, what compactions that did not drain retired.
+  // REQUIRES: GC's grace period has passed since the floor reached the current checkpoint, so no
+  // operation reads below it.
+  std::vector<uint64_t> first_look;
+  TERN_TRY(ReferencedDurably(&first_look));
+  uint64_t nblocks = std::min<uint64_t>(alloc_->num_blocks(), first_look.size() * 64);
+  std::vector<uint32_t> candidates;
+  for (uint64_t b = 1; b < nblocks; ++b) {
+    LogicalBlock block(static_cast<uint32_t>(b));
+    if (!Marked(first_look, b) && alloc_->OwnerOf(block) == kLogOwner && alloc_->IsUsed(block)) {
+      candidates.push_back(block.value());
+    }
+  }
+  TERN_ASSIGN_OR_RETURN(uint64_t freed, FreeIfUnreferenced(candidates));
   shared_->header()->reclaimed_blocks.fetch_add(freed);
-  return looked;
+  return freed;
 }
 
 Status FileCore::AcquireSlot(bool* was_dirty) {
