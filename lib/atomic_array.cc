@@ -1,5 +1,7 @@
 #include "lib/atomic_array.h"
 
+#include <algorithm>
+
 namespace tern {
 
 AtomicU32Array::~AtomicU32Array() {
@@ -19,6 +21,26 @@ uint32_t AtomicU32Array::Set(uint32_t index, uint32_t value) {
 void AtomicU32Array::Store(uint32_t index, uint32_t value) {
   std::atomic<uint32_t>* cell = CellFor(index, value);
   if (cell != nullptr) cell->store(value, std::memory_order_release);
+}
+
+int64_t AtomicU32Array::StoreRun(uint32_t begin, uint32_t count, uint32_t first) {
+  int64_t delta = 0;
+  for (uint32_t i = 0; i < count;) {
+    uint32_t index = begin + i;
+    uint32_t in_chunk = std::min(count - i, kChunkSize - (index & (kChunkSize - 1)));
+    // Consecutive cells of one chunk are contiguous; where no chunk exists and first is 0, every
+    // value there is 0 already.
+    std::atomic<uint32_t>* cells = CellFor(index, first);
+    for (uint32_t k = 0; cells != nullptr && k < in_chunk; ++k) {
+      uint32_t value = first == 0 ? 0 : first + i + k;
+      uint32_t old = cells[k].load(std::memory_order_relaxed);
+      if (old == value) continue;
+      cells[k].store(value, std::memory_order_release);
+      delta += static_cast<int64_t>(old == 0) - static_cast<int64_t>(value == 0);
+    }
+    i += in_chunk;
+  }
+  return delta;
 }
 
 std::atomic<uint32_t>* AtomicU32Array::CellFor(uint32_t index, uint32_t value) {

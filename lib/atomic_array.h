@@ -39,6 +39,11 @@ class AtomicU32Array {
   // The same without reading the old value back (release): for a caller that knows it, a plain
   // store instead of a locked exchange.
   void Store(uint32_t index, uint32_t value);
+  // Stores first + i at index begin + i for every i < count (0 everywhere when first is 0), skipping
+  // cells that hold it already, with one node lookup per chunk instead of per index (an opener loads
+  // a whole file's mapping this way). Returns the number of cells that went from 0 to non-zero minus
+  // those that went to 0. REQUIRES: as Set.
+  int64_t StoreRun(uint32_t begin, uint32_t count, uint32_t first);
 
   // Calls fn(index, value) for every non-zero value with index < end, in index order, skipping
   // nodes never allocated (a sparse file costs what it maps, not its highest index).

@@ -4,27 +4,22 @@
 
 namespace tern {
 
-void BlockTable::Set(uint32_t v, uint32_t l) {
-  // Writers are serialised (header), so the entry and the count change under nobody else: plain
-  // stores, no locked instructions (this runs once per block of every commit and of every load).
-  uint32_t old = map_.Get(v);
-  if (old == l) return;
-  map_.Store(v, l);
-  uint64_t count = mapped_count_.load(std::memory_order_relaxed);
-  if (old == 0) mapped_count_.store(count + 1, std::memory_order_relaxed);
-  if (l == 0) mapped_count_.store(count - 1, std::memory_order_relaxed);
+void BlockTable::SetRun(uint32_t v, uint32_t count, uint32_t l) {
+  // Writers are serialised (header), so the entries and the count change under nobody else: plain
+  // stores, no locked instructions (this runs for every block of every commit and of every load).
+  int64_t delta = map_.StoreRun(v, count, l);
+  mapped_count_.store(static_cast<uint64_t>(static_cast<int64_t>(mapped_count_.load(std::memory_order_relaxed)) + delta),
+                      std::memory_order_relaxed);
 }
 
 void BlockTable::Apply(const Commit& c) {
   if (c.unmap_beyond) {
     auto keep = static_cast<uint32_t>(BlocksFor(c.size));
-    for (uint32_t v = keep; v < mapped_end_; ++v) Set(v, 0);
+    if (keep < mapped_end_) SetRun(keep, mapped_end_ - keep, 0);
     mapped_end_ = std::min(mapped_end_, keep);
   }
   c.ForEachRun([&](const MapRun& r) {
-    for (uint32_t i = 0; i < r.count; ++i) {
-      Set(r.vblock.value() + i, r.lblock == kNoBlock ? 0 : r.lblock.value() + i);
-    }
+    SetRun(r.vblock.value(), r.count, r.lblock == kNoBlock ? 0 : r.lblock.value());
     if (r.lblock != kNoBlock) mapped_end_ = std::max(mapped_end_, r.vblock.value() + r.count);
   });
   switch (c.size_rule) {
@@ -45,13 +40,13 @@ void BlockTable::Load(const pmem::ExtRun* runs, uint32_t nruns, uint64_t size) {
   uint32_t old_end = mapped_end_;
   uint32_t v = 0;
   auto clear_to = [&](uint32_t end) {
-    for (; v < std::min(end, old_end); ++v) Set(v, 0);
+    if (v < std::min(end, old_end)) SetRun(v, std::min(end, old_end) - v, 0);
     v = end;
   };
   for (uint32_t i = 0; i < nruns; ++i) {
     const pmem::ExtRun& r = runs[i];
     clear_to(r.vblock);
-    for (uint32_t k = 0; k < r.nblocks; ++k) Set(r.vblock + k, r.lblock + k);
+    SetRun(r.vblock, r.nblocks, r.lblock);
     v = r.vblock + r.nblocks;
   }
   uint32_t end = v;

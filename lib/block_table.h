@@ -42,7 +42,8 @@ class BlockTable {
   }
 
  private:
-  void Set(uint32_t v, uint32_t l);
+  // Maps v + i to l + i for i < count (to 0, a hole, when l is 0).
+  void SetRun(uint32_t v, uint32_t count, uint32_t l);
 
   AtomicU32Array map_;
   std::atomic<uint64_t> size_{0};

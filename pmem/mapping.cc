@@ -83,4 +83,19 @@ void TouchForWrite(void* addr, uint64_t len) {
   }
 }
 
+void Prefault(void* addr, uint64_t len, bool for_write) {
+  constexpr uintptr_t kPage = 4096;
+  if (len == 0) return;
+  uintptr_t start = reinterpret_cast<uintptr_t>(addr) & ~(kPage - 1);
+  uintptr_t end = (reinterpret_cast<uintptr_t>(addr) + len + kPage - 1) & ~(kPage - 1);
+#ifdef MADV_POPULATE_READ
+  // Failure only means the pages fault one by one later, as without this call.
+  (void)madvise(reinterpret_cast<void*>(start), end - start, for_write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
+#else
+  (void)start;
+  (void)end;
+  (void)for_write;
+#endif
+}
+
 }  // namespace tern::pmem
