@@ -1,0 +1,230 @@
+// shim_probe's scenarios with more than one process or thread: fork, exec, two appending processes,
+// threads sharing a description, posix_spawn file actions, and the zero-copy calls (splice,
+// sendfile, copy_file_range). See shim_probe.cc for how the tests use them.
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/shim/shim_probe.h"
+
+extern "C" char** environ;
+
+namespace shim_probe {
+
+int Fork() {
+  int fd = open("forked", O_RDWR | O_CREAT | O_TRUNC, 0644);
+  Say("write parent", write(fd, "parent-1\n", 9));
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) _exit(write(fd, "child\n", 6) == 6 ? 0 : 1);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  Say("child status", WEXITSTATUS(status));
+  Say("offset after child", lseek(fd, 0, SEEK_CUR));
+  Say("write parent", write(fd, "parent-2\n", 9));
+  close(fd);
+  printf("content: %s", ReadWhole("forked").c_str());
+  return 0;
+}
+
+int Exec(const char* self) {
+  int fd = open("execed", O_RDWR | O_CREAT | O_TRUNC, 0644);
+  Say("write parent", write(fd, "parent-1\n", 9));
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    std::string arg = std::to_string(fd);
+    execl(self, self, "exec-child", arg.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  Say("child status", WEXITSTATUS(status));
+  Say("offset after child", lseek(fd, 0, SEEK_CUR));
+  Say("write parent", write(fd, "parent-2\n", 9));
+  close(fd);
+  printf("content: %s", ReadWhole("execed").c_str());
+  return 0;
+}
+
+int ExecChild(int fd) {
+  if (write(fd, "exec-child\n", 11) != 11) return 1;
+  return lseek(fd, 0, SEEK_CUR) == 20 ? 0 : 2;
+}
+
+int Append2(int n) {
+  int fd = open("appended", O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+  close(fd);
+  fflush(stdout);
+  pid_t kids[2];
+  for (int k = 0; k < 2; ++k) {
+    kids[k] = fork();
+    if (kids[k] == 0) {
+      int a = open("appended", O_WRONLY | O_APPEND);
+      char rec[64];
+      for (int i = 0; i < n; ++i) {
+        snprintf(rec, sizeof(rec), "proc%d-rec%06d-%s\n", k, i, "xxxxxxxxxxxxxxxxxxxxxxxxxx");
+        if (write(a, rec, strlen(rec)) != static_cast<ssize_t>(strlen(rec))) _exit(1);
+      }
+      _exit(0);
+    }
+  }
+  for (pid_t pid : kids) waitpid(pid, nullptr, 0);
+  std::string all = ReadWhole("appended");
+  int seen[2] = {0, 0};
+  size_t pos = 0, bad = 0;
+  while (pos < all.size()) {
+    size_t nl = all.find('\n', pos);
+    std::string line = all.substr(pos, nl - pos);
+    int k, i;
+    if (sscanf(line.c_str(), "proc%d-rec%d-", &k, &i) == 2 && (k == 0 || k == 1) && i == seen[k] && line.size() == 42) {
+      ++seen[k];
+    } else {
+      ++bad;
+    }
+    pos = nl == std::string::npos ? all.size() : nl + 1;
+  }
+  printf("records %d %d bad %zu size %zu\n", seen[0], seen[1], bad, all.size());
+  return 0;
+}
+
+// Threads sharing one O_APPEND description: writers append fixed-size records, readers check that
+// every record they see is whole, a third kind dups, seeks and closes the fd meanwhile, and another
+// opens and closes other files (fd numbers are reused under the lookups).
+int Threads() {
+  constexpr int kWriters = 4, kRecords = 2000, kSize = 32;
+  int fd = open("threaded", O_RDWR | O_CREAT | O_TRUNC | O_APPEND, 0644);
+  std::atomic<int> writers_left{kWriters};
+  std::atomic<long> torn{0}, dup_errors{0}, churn_errors{0};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWriters; ++w) {
+    threads.emplace_back([&, w] {
+      char rec[kSize + 1];
+      for (int i = 0; i < kRecords; ++i) {
+        snprintf(rec, sizeof(rec), "w%d-%06d-%-21s\n", w, i, "payload");
+        if (write(fd, rec, kSize) != kSize) torn.fetch_add(1000000);
+      }
+      writers_left.fetch_sub(1);
+    });
+  }
+  for (int r = 0; r < 2; ++r) {
+    threads.emplace_back([&, r] {
+      std::mt19937 rng(static_cast<unsigned>(r));
+      char rec[kSize];
+      while (writers_left.load() > 0) {
+        struct stat st;
+        if (fstat(fd, &st) != 0 || st.st_size < kSize) continue;
+        off_t at = static_cast<off_t>(rng() % static_cast<unsigned>(st.st_size / kSize)) * kSize;
+        if (pread(fd, rec, kSize, at) != kSize || rec[0] != 'w' || rec[kSize - 1] != '\n') torn.fetch_add(1);
+      }
+    });
+  }
+  threads.emplace_back([&] {
+    while (writers_left.load() > 0) {
+      int d = dup(fd);
+      if (d < 0 || lseek(d, 0, SEEK_CUR) < 0 || close(d) != 0) dup_errors.fetch_add(1);
+    }
+  });
+  threads.emplace_back([&] {
+    char name[32];
+    for (int i = 0; writers_left.load() > 0; ++i) {
+      snprintf(name, sizeof(name), "churn%d", i % 4);
+      int c = open(name, O_RDWR | O_CREAT, 0644);
+      if (c < 0 || pwrite(c, name, strlen(name), 0) < 0 || close(c) != 0) churn_errors.fetch_add(1);
+    }
+  });
+  for (auto& t : threads) t.join();
+  close(fd);
+  std::string all = ReadWhole("threaded");
+  std::vector<int> next(kWriters, 0);
+  long bad = 0;
+  for (size_t pos = 0; pos + kSize <= all.size(); pos += kSize) {
+    int w = -1, i = -1;
+    if (sscanf(all.c_str() + pos, "w%d-%d-", &w, &i) != 2 || w < 0 || w >= kWriters || next[static_cast<size_t>(w)] != i) {
+      ++bad;
+      continue;
+    }
+    ++next[static_cast<size_t>(w)];
+  }
+  printf("size %zu bad %ld torn %ld dup-errors %ld churn-errors %ld\n", all.size(), bad, torn.load(),
+         dup_errors.load(), churn_errors.load());
+  return 0;
+}
+
+// posix_spawn with file actions that open a file and dup an existing fd onto stdout.
+int Spawn() {
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, "spawned", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  char* args1[] = {const_cast<char*>("sh"), const_cast<char*>("-c"), const_cast<char*>("echo a; /bin/echo b"), nullptr};
+  pid_t pid;
+  Say("posix_spawnp addopen", posix_spawnp(&pid, "sh", &fa, nullptr, args1, environ));
+  waitpid(pid, nullptr, 0);
+  posix_spawn_file_actions_destroy(&fa);
+  printf("spawned: %s", ReadWhole("spawned").c_str());
+  int fd = open("spawned", O_WRONLY | O_APPEND);
+  Say("write parent", write(fd, "parent\n", 7));
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, fd, 1);
+  char* args2[] = {const_cast<char*>("/bin/echo"), const_cast<char*>("child"), nullptr};
+  Say("posix_spawn adddup2", posix_spawn(&pid, "/bin/echo", &fa, nullptr, args2, environ));
+  waitpid(pid, nullptr, 0);
+  posix_spawn_file_actions_destroy(&fa);
+  Say("write parent again", write(fd, "parent2\n", 8));
+  close(fd);
+  printf("spawned: %s", ReadWhole("spawned").c_str());
+  return 0;
+}
+
+// Zero-copy calls with a file on one side: splice, sendfile, copy_file_range with explicit offsets.
+int Splice() {
+  int src = open("zsrc", O_RDWR | O_CREAT | O_TRUNC, 0644);
+  std::string data;
+  for (int i = 0; i < 5000; ++i) data += std::to_string(i) + ",";
+  Say("write", write(src, data.data(), data.size()));
+  int p[2];
+  if (pipe(p) != 0) return 1;
+  loff_t off = 100;
+  Say("splice file->pipe", splice(src, &off, p[1], nullptr, 4000, 0));
+  Say("off advanced to", off);
+  Say("offset untouched", lseek(src, 0, SEEK_CUR));
+  int dst = open("zdst", O_RDWR | O_CREAT | O_TRUNC, 0644);
+  Say("splice pipe->file", splice(p[0], nullptr, dst, nullptr, 4000, 0));
+  Say("dst offset", lseek(dst, 0, SEEK_CUR));
+  off_t soff = 50;
+  Say("sendfile file->pipe", sendfile(p[1], src, &soff, 1000));
+  Say("sendfile off", soff);
+  char buf[2000];
+  Say("read pipe", read(p[0], buf, sizeof(buf)));
+  Say("matches", memcmp(buf, data.data() + 50, 1000) == 0);
+  loff_t in_off = 10, out_off = 20000;
+  Say("copy_file_range with offsets", copy_file_range(src, &in_off, dst, &out_off, 3000, 0));
+  Say("in_off", in_off);
+  Say("out_off", out_off);
+  Say("rewind", lseek(src, 7, SEEK_SET));
+  Say("copy_file_range at offsets", copy_file_range(src, nullptr, dst, nullptr, 1 << 20, 0));
+  Say("copy_file_range at eof", copy_file_range(src, nullptr, dst, nullptr, 1 << 20, 0));
+  struct stat st;
+  Say("dst size", fstat(dst, &st) == 0 ? st.st_size : -1);
+  close(src);
+  close(dst);
+  close(p[0]);
+  close(p[1]);
+  std::string out = ReadWhole("zdst");
+  printf("zdst digest %016llx\n", static_cast<unsigned long long>(Fnv(out.data(), out.size())));
+  return 0;
+}
+
+}  // namespace shim_probe
