@@ -35,7 +35,8 @@ namespace tern::shim {
 // Depth of engine calls on this thread. While it is non-zero every interposed entry point passes
 // straight to the real libc: the engine (and libpmem under it) open, map and lock backing files
 // through the same symbols the shim exports.
-extern thread_local int t_engine_depth __attribute__((tls_model("initial-exec")));
+// constinit: no dynamic initialiser, so a use is one %fs-relative load, not a call to a TLS wrapper.
+extern constinit thread_local int t_engine_depth __attribute__((tls_model("initial-exec")));
 
 inline bool InEngine() { return t_engine_depth != 0; }
 

@@ -131,6 +131,7 @@ ssize_t Sendfile(int out, int in, off_t* offset, size_t count) {
 }  // namespace
 
 ssize_t TernRead(int fd, void* buf, size_t n) noexcept {
+  if (PassThrough(fd)) return Real().read(fd, buf, n);
   TERN_ENTRY_TRY
   return RoutedRead(fd, buf, n);
   TERN_ENTRY_CATCH(-1)
@@ -142,12 +143,14 @@ ssize_t TernReadChk(int fd, void* buf, size_t n, size_t buflen) noexcept {
 }
 
 ssize_t TernWrite(int fd, const void* buf, size_t n) noexcept {
+  if (PassThrough(fd)) return Real().write(fd, buf, n);
   TERN_ENTRY_TRY
   return RoutedWrite(fd, buf, n);
   TERN_ENTRY_CATCH(-1)
 }
 
 ssize_t TernPread(int fd, void* buf, size_t n, off_t off) noexcept {
+  if (PassThrough(fd)) return Real().pread(fd, buf, n, off);
   TERN_ENTRY_TRY
   return RoutedPread(fd, buf, n, off);
   TERN_ENTRY_CATCH(-1)
@@ -165,6 +168,7 @@ ssize_t TernPread64Chk(int fd, void* buf, size_t n, off_t off, size_t buflen) no
 }
 
 ssize_t TernPwrite(int fd, const void* buf, size_t n, off_t off) noexcept {
+  if (PassThrough(fd)) return Real().pwrite(fd, buf, n, off);
   TERN_ENTRY_TRY
   return RoutedPwrite(fd, buf, n, off);
   TERN_ENTRY_CATCH(-1)
@@ -173,6 +177,7 @@ ssize_t TernPwrite(int fd, const void* buf, size_t n, off_t off) noexcept {
 ssize_t TernPwrite64(int fd, const void* buf, size_t n, off_t off) noexcept { return TernPwrite(fd, buf, n, off); }
 
 ssize_t TernReadv(int fd, const struct iovec* iov, int iovcnt) noexcept {
+  if (PassThrough(fd)) return Real().readv(fd, iov, iovcnt);
   TERN_ENTRY_TRY
   DescRef d(fd);
   if (!d) return Real().readv(fd, iov, iovcnt);
@@ -181,6 +186,7 @@ ssize_t TernReadv(int fd, const struct iovec* iov, int iovcnt) noexcept {
 }
 
 ssize_t TernWritev(int fd, const struct iovec* iov, int iovcnt) noexcept {
+  if (PassThrough(fd)) return Real().writev(fd, iov, iovcnt);
   TERN_ENTRY_TRY
   DescRef d(fd);
   if (!d) return Real().writev(fd, iov, iovcnt);

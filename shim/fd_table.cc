@@ -10,12 +10,15 @@
 #include "shim/real_libc.h"
 
 namespace tern::shim {
+
+std::atomic<Desc*>* detail::g_entries = nullptr;
+
 namespace {
 
 constexpr size_t kChunk = 256;
 constexpr size_t kMaxChunks = 4096;
 
-std::atomic<Desc*>* g_entries = nullptr;   // kMaxFds entries
+using detail::g_entries;
 std::atomic<uint64_t>* g_internal = nullptr;  // kMaxFds bits
 std::atomic<int> g_max_tern_fd{-1};
 std::atomic<int> g_max_internal_fd{-1};

@@ -50,6 +50,20 @@ struct Desc {
 void InitFdTable();
 bool FdTableReady();
 
+namespace detail {
+extern std::atomic<Desc*>* g_entries;  // kMaxFds entries; null until InitFdTable
+}  // namespace detail
+
+// True when the shim has nothing to do with fd: it names no tern file, or the engine itself runs on
+// this thread. The entry points' fast path for pipes, sockets and other files: one load, then a
+// tail call into libc with no frame of ours left under the syscall. A false answer is only a hint
+// (DescRef decides, and takes a reference).
+inline bool PassThrough(int fd) {
+  std::atomic<Desc*>* entries = detail::g_entries;
+  return entries == nullptr || static_cast<unsigned>(fd) >= static_cast<unsigned>(kMaxFds) ||
+         entries[fd].load(std::memory_order_acquire) == nullptr || InEngine();
+}
+
 // A counted reference to the Desc of a tern fd. Empty for every other fd (and always while the
 // engine is running on this thread).
 class DescRef {

@@ -28,7 +28,7 @@
 
 namespace tern::shim {
 
-thread_local int t_engine_depth = 0;
+constinit thread_local int t_engine_depth = 0;
 
 namespace {
 

@@ -6,10 +6,15 @@
 #include <mutex>
 
 namespace tern::shim {
+
+namespace detail {
+RealLibc g_real;
+std::atomic<bool> g_real_ready{false};
+}  // namespace detail
+
 namespace {
 
-RealLibc g_real;
-std::atomic<bool> g_ready{false};
+using detail::g_real;
 
 template <typename F>
 void Resolve(F*& slot, const char* name) {
@@ -87,16 +92,14 @@ void Load() {
 
 }  // namespace
 
-const RealLibc& Real() {
-  // acquire; pairs with the release below. dlsym may run before main (another library's
-  // constructor calling open), so this is the only initialisation the table needs.
-  if (!g_ready.load(std::memory_order_acquire)) {
-    static std::once_flag once;
-    std::call_once(once, [] {
-      Load();
-      g_ready.store(true, std::memory_order_release);
-    });
-  }
+const RealLibc& detail::LoadReal() {
+  // dlsym may run before main (another library's constructor calling open), so this is the only
+  // initialisation the table needs.
+  static std::once_flag once;
+  std::call_once(once, [] {
+    Load();
+    g_real_ready.store(true, std::memory_order_release);
+  });
   return g_real;
 }
 

@@ -10,22 +10,26 @@
 #include <sys/uio.h>
 #include <time.h>
 
+#include <atomic>
+
 struct statx;
 struct timeval;
 
 namespace tern::shim {
 
+// The data-transfer calls are noexcept (libc never throws), so the shim's entry points can hand a
+// pass-through call on to them as a tail call.
 struct RealLibc {
   int (*open)(const char*, int, ...);
   int (*openat)(int, const char*, int, ...);
   int (*close)(int);
   int (*close_range)(unsigned, unsigned, int);
-  ssize_t (*read)(int, void*, size_t);
-  ssize_t (*write)(int, const void*, size_t);
-  ssize_t (*pread)(int, void*, size_t, off_t);
-  ssize_t (*pwrite)(int, const void*, size_t, off_t);
-  ssize_t (*readv)(int, const struct iovec*, int);
-  ssize_t (*writev)(int, const struct iovec*, int);
+  ssize_t (*read)(int, void*, size_t) noexcept;
+  ssize_t (*write)(int, const void*, size_t) noexcept;
+  ssize_t (*pread)(int, void*, size_t, off_t) noexcept;
+  ssize_t (*pwrite)(int, const void*, size_t, off_t) noexcept;
+  ssize_t (*readv)(int, const struct iovec*, int) noexcept;
+  ssize_t (*writev)(int, const struct iovec*, int) noexcept;
   ssize_t (*preadv)(int, const struct iovec*, int, off_t);
   ssize_t (*pwritev)(int, const struct iovec*, int, off_t);
   ssize_t (*preadv2)(int, const struct iovec*, int, off_t, int);
@@ -85,8 +89,18 @@ struct RealLibc {
   pid_t (*fork)();
 };
 
+namespace detail {
+extern RealLibc g_real;
+extern std::atomic<bool> g_real_ready;
+const RealLibc& LoadReal();
+}  // namespace detail
+
 // The table, resolved on first use (idempotent, thread-safe). A symbol dlsym cannot find stays
-// null and its entry point fails with ENOSYS.
-const RealLibc& Real();
+// null and its entry point fails with ENOSYS. Inline: every pass-through call goes through it.
+inline const RealLibc& Real() {
+  // acquire; pairs with the release in LoadReal.
+  if (detail::g_real_ready.load(std::memory_order_acquire)) [[likely]] return detail::g_real;
+  return detail::LoadReal();
+}
 
 }  // namespace tern::shim
