@@ -149,11 +149,20 @@ Status FileCore::EnsureSlot(LogPos pos) {
   }
 }
 
-Status FileCore::Grow(uint64_t min_blocks, GrowStep how) {
-  std::lock_guard lock(grow_mu_);
+uint64_t FileCore::AmortisedStep(uint64_t have) {
+  return std::max<uint64_t>(kBlocksPerGrowStep, have / 8);  // big files grow by an eighth
+}
+
+uint64_t FileCore::GrowAheadDistance(uint64_t have) {
+  // Half a step: the Pool's thread must finish growing and touching a step before the writer has
+  // used up what is left, and a step is bigger (and slower to prepare) the bigger the file.
+  return std::max(kGrowAheadBlocks, AmortisedStep(have) / 2);
+}
+
+Result<uint64_t> FileCore::ExtendBacking(uint64_t min_blocks, GrowStep how) {
+  // REQUIRES: grow_mu_ held.
   uint64_t have = alloc_->num_blocks();
-  uint64_t step = how == GrowStep::kAmortised ? std::max<uint64_t>(kBlocksPerGrowStep, have / 8)  // big files
-                                              : kBlocksPerGrowStep;
+  uint64_t step = how == GrowStep::kAmortised ? AmortisedStep(have) : kBlocksPerGrowStep;
   uint64_t want = have + ((std::max(min_blocks, step) + kBlocksPerGrowStep - 1) / kBlocksPerGrowStep) * kBlocksPerGrowStep;
   if (want > kMaxBlocks) {
     want = kMaxBlocks;
@@ -161,22 +170,42 @@ Status FileCore::Grow(uint64_t min_blocks, GrowStep how) {
   }
   int rc = pmem::GrowFile(backing_->fd(), have * kBlockSize, want * kBlockSize);
   if (rc != 0) return Status::Error(-rc, "grow backing file");
+  TERN_TRY(backing_->EnsureMapped(want));
+  return want;
+}
+
+void FileCore::PublishBlocks(uint64_t want) {
   // Another process may have grown meanwhile; num_blocks only ever moves up.
-  uint64_t cur = have;
+  uint64_t cur = alloc_->num_blocks();
   while (cur < want && !shared_->header()->num_blocks.compare_exchange_weak(cur, want)) {
   }
+}
+
+Status FileCore::Grow(uint64_t min_blocks, GrowStep how) {
+  std::lock_guard lock(grow_mu_);
+  TERN_ASSIGN_OR_RETURN(uint64_t want, ExtendBacking(min_blocks, how));
+  PublishBlocks(want);
   return backing_->EnsureMapped(alloc_->num_blocks());
 }
 
 void FileCore::GrowAhead() {
   if (!writable() || slot_ == kNoSlot) return;
   uint64_t have = alloc_->num_blocks();
-  if (have - alloc_->CountUsed() >= kGrowAheadBlocks) return;  // another grower got here first
-  if (!Grow(kBlocksPerGrowStep, GrowStep::kAmortised).ok()) return;  // the writer will meet the error itself
-  uint64_t now = alloc_->num_blocks();
-  if (now <= have) return;
-  const uint8_t* p = Resolve(LogicalBlock(static_cast<uint32_t>(have)), static_cast<uint32_t>(now - have));
-  if (p != nullptr) pmem::TouchForWrite(const_cast<uint8_t*>(p), (now - have) * kBlockSize);
+  if (have - alloc_->CountUsed() >= GrowAheadDistance(have)) return;  // another grower got here first
+  uint64_t want = 0;
+  {
+    std::lock_guard lock(grow_mu_);
+    if (alloc_->num_blocks() != have) return;  // a writer grew meanwhile
+    auto extended = ExtendBacking(kBlocksPerGrowStep, GrowStep::kAmortised);
+    if (!extended.ok()) return;  // the writer will meet the error itself
+    want = *extended;
+  }
+  // The new blocks are allocated and mapped but not yet published: touch them first, so that the
+  // writers that take them find them ready (a first touch costs microseconds a page on this VM).
+  // A writer that runs out meanwhile grows over the same range itself and publishes it at once.
+  const uint8_t* p = Resolve(LogicalBlock(static_cast<uint32_t>(have)), static_cast<uint32_t>(want - have));
+  if (p != nullptr) pmem::TouchForWrite(const_cast<uint8_t*>(p), (want - have) * kBlockSize);
+  PublishBlocks(want);
 }
 
 Status FileCore::Allocate(uint64_t nblocks, std::vector<BlockRun>* runs) {
@@ -224,7 +253,8 @@ Status FileCore::Allocate(uint64_t nblocks, std::vector<BlockRun>* runs) {
   const BlockRun& last = runs->back();
   if (Resolve(last.start, last.count) == nullptr) return Status::Error(EIO, "map allocated blocks");
   // Near the end of the file: have the Pool's thread grow and pre-touch the next step.
-  if (last.end().value() + kGrowAheadBlocks > alloc_->num_blocks() && !grow_ahead_scheduled_.exchange(true)) {
+  uint64_t nblocks_now = alloc_->num_blocks();
+  if (last.end().value() + GrowAheadDistance(nblocks_now) > nblocks_now && !grow_ahead_scheduled_.exchange(true)) {
     Pool::Default().Schedule(shared_from_this(), Pool::Job::kGrowAhead);
   }
   return Status::Ok();

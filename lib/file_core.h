@@ -229,7 +229,15 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // whole steps (a contiguous run for a record or checkpoint).
   enum class GrowStep { kAmortised, kExact };
   Status Grow(uint64_t min_blocks, GrowStep how);
-  static constexpr uint64_t kGrowAheadBlocks = 256;  // keep at least this much free space ahead
+  // Grows the backing file and maps the new blocks without publishing them; returns the new block
+  // count. REQUIRES: grow_mu_ held.
+  Result<uint64_t> ExtendBacking(uint64_t min_blocks, GrowStep how);
+  void PublishBlocks(uint64_t want);
+  static uint64_t AmortisedStep(uint64_t have);
+  // How close to the end of the backing file an allocation may come before the Pool's thread is
+  // asked to grow it.
+  static uint64_t GrowAheadDistance(uint64_t have);
+  static constexpr uint64_t kGrowAheadBlocks = 256;  // at least this much free space ahead
   Status Allocate(uint64_t nblocks, std::vector<BlockRun>* runs);
   Result<BlockRun> AllocateContiguous(uint32_t nblocks);
   // Ownership transitions of allocated blocks (allocator.h): our uncommitted blocks go back to the
