@@ -7,9 +7,13 @@ namespace tern {
 void BlockTable::SetRun(uint32_t v, uint32_t count, uint32_t l) {
   // Writers are serialised (header), so the entries and the count change under nobody else: plain
   // stores, no locked instructions (this runs for every block of every commit and of every load).
+  // Stores only what changes: readers of other threads load these lines on every operation, and
+  // a store, even of the same value, takes the line away from them.
   int64_t delta = map_.StoreRun(v, count, l);
-  mapped_count_.store(static_cast<uint64_t>(static_cast<int64_t>(mapped_count_.load(std::memory_order_relaxed)) + delta),
-                      std::memory_order_relaxed);
+  if (delta != 0) {
+    mapped_count_.store(static_cast<uint64_t>(static_cast<int64_t>(mapped_count_.load(std::memory_order_relaxed)) + delta),
+                        std::memory_order_relaxed);
+  }
 }
 
 void BlockTable::Apply(const Commit& c) {
@@ -20,16 +24,18 @@ void BlockTable::Apply(const Commit& c) {
   }
   c.ForEachRun([&](const MapRun& r) {
     SetRun(r.vblock.value(), r.count, r.lblock == kNoBlock ? 0 : r.lblock.value());
-    if (r.lblock != kNoBlock) mapped_end_ = std::max(mapped_end_, r.vblock.value() + r.count);
+    if (r.lblock != kNoBlock && r.vblock.value() + r.count > mapped_end_) mapped_end_ = r.vblock.value() + r.count;
   });
   switch (c.size_rule) {
-    case Commit::SizeRule::kExtendToEnd:
-      size_.store(std::max(size_.load(), (c.inline_run.vblock + BlockCount{c.inline_run.count}).ToBytes()));
+    case Commit::SizeRule::kExtendToEnd: {
+      uint64_t end = (c.inline_run.vblock + BlockCount{c.inline_run.count}).ToBytes();
+      if (end > size_.load()) size_.store(end);
       break;
+    }
     case Commit::SizeRule::kKeep:
       break;
     case Commit::SizeRule::kSet:
-      size_.store(c.size);
+      if (size_.load() != c.size) size_.store(c.size);
       break;
   }
 }

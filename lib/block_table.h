@@ -13,6 +13,7 @@
 #include "lib/atomic_array.h"
 #include "lib/commit.h"
 #include "lib/ext_record_format.h"
+#include "lib/layout_constants.h"
 
 namespace tern {
 
@@ -46,7 +47,8 @@ class BlockTable {
   void SetRun(uint32_t v, uint32_t count, uint32_t l);
 
   AtomicU32Array map_;
-  std::atomic<uint64_t> size_{0};
+  // Read by every operation; written only when they change (block_table.cc).
+  alignas(kCacheLine) std::atomic<uint64_t> size_{0};
   std::atomic<uint64_t> mapped_count_{0};
   uint32_t mapped_end_ = 0;
 };

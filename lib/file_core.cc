@@ -414,11 +414,17 @@ void FileCore::FlushCommitSlots() {
   }
 }
 
-void FileCore::FreeDurable() {
+void FileCore::FreeDurable(FreeWait wait) {
   LogPos durable = durable_.load();
   std::vector<uint32_t> ready;
   {
-    std::lock_guard lock(pending_mu_);
+    // An fsync only helps along: when another thread is freeing, it frees what this one would.
+    std::unique_lock lock(pending_mu_, std::defer_lock);
+    if (wait == FreeWait::kYes) {
+      lock.lock();
+    } else if (!lock.try_lock()) {
+      return;
+    }
     auto keep = std::partition(pending_.begin(), pending_.end(),
                                [&](const PendingFree& p) { return p.durable_after > durable; });
     for (auto it = keep; it != pending_.end(); ++it) ready.push_back(it->lblock);
@@ -427,17 +433,17 @@ void FileCore::FreeDurable() {
   for (uint32_t l : ready) alloc_->FreeClaimed(LogicalBlock(l));
 }
 
-Status FileCore::FlushLog() {
+Status FileCore::FlushLog(FreeWait wait) {
   TERN_TRY(Refresh().status());
   FlushCommitSlots();
-  FreeDurable();
+  FreeDurable(wait);
   return Status::Ok();
 }
 
 Status FileCore::Fsync() {
   OpGuard guard(this);
   TERN_TRY(guard.status());
-  return FlushLog();
+  return FlushLog(FreeWait::kNo);
 }
 
 Result<uint64_t> FileCore::Size() {

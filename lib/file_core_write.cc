@@ -36,6 +36,7 @@ struct WriteTx {
   uint32_t head_from = 0;           // bytes [0, head_from) of the head block come from the old one
   uint32_t tail_to = kBlockSize;    // bytes [tail_to, 4096) of the tail block come from the old one
   LogPos filled_at = 0;             // partial blocks hold the old bytes as of this position
+  bool filled = false;              // FillPartials has run since the last PrepareWrite
   bool has_record = false;          // an extended record place is reserved
 };
 
@@ -69,6 +70,7 @@ Status FileCore::PrepareWrite(WriteTx& tx, const uint8_t* data, size_t n, uint64
     if (v + r.count == tx.end) tx.tail = dst + uint64_t{r.count - 1} * kBlockSize;
     v += r.count;
   }
+  tx.filled = false;
   tx.head_from = static_cast<uint32_t>(offset - uint64_t{tx.first} * kBlockSize);
   tx.tail_to = static_cast<uint32_t>(write_end - uint64_t{tx.end - 1} * kBlockSize);
   tx.prepared = true;
@@ -79,6 +81,8 @@ Status FileCore::FillPartials(WriteTx& tx, LogPos pos, bool fresh) {
   bool head_partial = tx.head_from > 0;
   bool tail_partial = tx.tail_to < kBlockSize;
   if (!head_partial && !tail_partial) return Status::Ok();
+  fresh = fresh || !tx.filled;
+  tx.filled = true;
   bool head_stale = fresh, tail_stale = fresh;
   if (!fresh && tx.filled_at < pos) {
     TERN_ASSIGN_OR_RETURN(VRange h, ChangedIn(tx.filled_at, pos, tx.first, tx.first + 1));
@@ -105,6 +109,17 @@ Result<size_t> FileCore::Write(const void* buf, size_t n, uint64_t offset, bool 
   RecordPlace record{};
   SupersedeClaims superseded(this);
   Status failure = Status::Ok();
+  // New bytes do not depend on the log position: with the offset known, copy and persist them
+  // before reading the tail, so that the window in which another writer's commit can take the
+  // tail (and force a retry) holds only the partial-block fill and the claims.
+  if (!append && n > 0 && offset + n <= kMaxFileSize && offset + n > offset) {
+    failure = PrepareWrite(tx, data, n, offset);
+    if (!failure.ok()) {
+      ReleaseRuns(tx.runs);
+      return failure;
+    }
+    if (!test_hooks::SkipDataFence()) pmem::Drain();
+  }
   // OCC loop. An attempt is invalidated when another commit takes the tail slot first; the next
   // attempt refreshes, recopies partial blocks whose source changed, and tries the new tail.
   for (;;) {
