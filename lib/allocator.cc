@@ -57,7 +57,7 @@ BlockRun BlockAllocator::TryAllocate(uint32_t want, uint32_t me) {
         continue;
       }
       SetBits({LogicalBlock(first), claimed});
-      header_->alloc_hint.store(pos + claimed == 64 ? w + 1 : w, std::memory_order_relaxed);
+      StoreHint(pos + claimed == 64 ? w + 1 : w);
       return {LogicalBlock(first), claimed};
     }
   }
@@ -96,7 +96,7 @@ BlockRun BlockAllocator::TryAllocateContiguous(uint32_t want, uint32_t me) {
         uint32_t claimed = ClaimOwners(first, want, me);
         if (claimed == want) {
           SetBits({LogicalBlock(first), want});
-          header_->alloc_hint.store((first + want) / 64, std::memory_order_relaxed);
+          StoreHint((first + want) / 64);
           return {LogicalBlock(first), want};
         }
         // Block first + claimed is being claimed by somebody else: the run restarts after it.
@@ -106,6 +106,11 @@ BlockRun BlockAllocator::TryAllocateContiguous(uint32_t want, uint32_t me) {
     }
   }
   return {};
+}
+
+void BlockAllocator::StoreHint(uint64_t word) {
+  // Only a change is stored: every allocation of every process reads the hint's line.
+  if (header_->alloc_hint.load(std::memory_order_relaxed) != word) header_->alloc_hint.store(word, std::memory_order_relaxed);
 }
 
 uint32_t BlockAllocator::ClaimOwners(uint32_t first, uint32_t count, uint32_t me) {

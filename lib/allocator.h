@@ -72,6 +72,7 @@ class BlockAllocator {
   // Claims the owners of [first, first + count) for `me`, all or none. Returns count, or the index
   // of the first block somebody else holds (and then claims nothing).
   uint32_t ClaimOwners(uint32_t first, uint32_t count, uint32_t me);
+  void StoreHint(uint64_t word);
   // Bitmap word w with the bits past the end of the file set (they count as used).
   uint64_t WordWithTail(uint64_t w, uint64_t nblocks) const;
 

@@ -464,9 +464,26 @@ Status FileCore::Stat(struct stat* st) {
   return Status::Ok();
 }
 
+SharedCounters& FileCore::Counted() {
+  if (slot_ == kNoSlot) return shared_->header()->counters;
+  return shared_->cells(slot_)[ThreadOpCell()].counters;
+}
+
 FileCounters FileCore::Counters() const {
-  const SharedCounters& c = shared_->header()->counters;
-  return {c.commits.load(), c.conflicts.load(), c.recopies.load(), c.read_retries.load()};
+  FileCounters total{};
+  auto add = [&](const SharedCounters& c) {
+    total.commits += c.commits.load(std::memory_order_relaxed);
+    total.conflicts += c.conflicts.load(std::memory_order_relaxed);
+    total.recopies += c.recopies.load(std::memory_order_relaxed);
+    total.read_retries += c.read_retries.load(std::memory_order_relaxed);
+  };
+  add(shared_->header()->counters);
+  uint32_t slots = std::min(shared_->header()->slots_high.load(), kMaxSlots);
+  for (uint32_t slot = 0; slot < slots; ++slot) {
+    const OpCell* cells = shared_->cells(slot);
+    for (uint32_t c = 0; c < kOpCellsPerSlot; ++c) add(cells[c].counters);
+  }
+  return total;
 }
 
 Status FileCore::ReferencedNow(std::vector<uint64_t>* bits) {

@@ -72,6 +72,7 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   const std::string& path() const { return path_; }
   dev_t dev() const { return dev_; }
   ino_t ino() const { return ino_; }
+  // The file's counters: every process's op cells summed (each thread counts in its own).
   FileCounters Counters() const;
   // Compacts the log into a checkpoint and frees what it made unreachable, without stopping
   // readers or writers (file_core_gc.cc). EBUSY when another process is compacting this file.
@@ -220,6 +221,11 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   enum class FreeWait { kNo, kYes };
   Status FlushLog(FreeWait wait = FreeWait::kYes);
   void FlushCommitSlots();
+  // Where this thread counts commits, conflicts, recopies and read retries: its op cell, so that
+  // counting moves no cache line between threads; the shared header without a slot.
+  SharedCounters& Counted();
+  // This thread's op cell index (0 .. kOpCellsPerSlot-1), fixed for the thread's life.
+  static uint32_t ThreadOpCell();
   void FreeDurable(FreeWait wait);
   struct PendingFree {
     LogPos durable_after;  // free once durable_ reaches it

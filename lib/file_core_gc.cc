@@ -26,21 +26,16 @@
 #include "pmem/persist.h"
 
 namespace tern {
-namespace {
-
-
-uint32_t ThreadCell() {
+uint32_t FileCore::ThreadOpCell() {
   static std::atomic<uint32_t> next{0};
   thread_local uint32_t cell = next.fetch_add(1) % kOpCellsPerSlot;
   return cell;
 }
 
-}  // namespace
-
 FileCore::OpGuard::OpGuard(FileCore* core) : core_(core) {
   if (core_->slot_ == kNoSlot) return;
   SharedHeader* h = core_->shared_->header();
-  cell_ = &core_->shared_->cells(core_->slot_)[ThreadCell()];
+  cell_ = &core_->shared_->cells(core_->slot_)[ThreadOpCell()];
   // Count ourselves under the current parity; if GC flipped it meanwhile, move to the new one, so
   // GC never misses an operation that may read below its new floor.
   for (;;) {

@@ -69,13 +69,13 @@ Result<size_t> FileCore::Read(void* buf, size_t n, uint64_t offset) {
       }
       TERN_ASSIGN_OR_RETURN(VRange changed, ChangedIn(pos, now, first, end));
       if (!changed.empty()) {
-        shared_->header()->counters.read_retries.fetch_add(1, std::memory_order_relaxed);
+        Counted().read_retries.fetch_add(1, std::memory_order_relaxed);
         CopyRange(out, offset, len, changed.lo, changed.hi, lookup, address);
       }
       pos = now;
     }
     if (!size_changed) return static_cast<size_t>(len);
-    shared_->header()->counters.read_retries.fetch_add(1, std::memory_order_relaxed);
+    Counted().read_retries.fetch_add(1, std::memory_order_relaxed);
   }
 }
 

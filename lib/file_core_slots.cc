@@ -157,6 +157,9 @@ Status FileCore::AcquireSlot(bool* was_dirty) {
     }
     s.pid.store(static_cast<uint32_t>(getpid()));
     s.state.store(ProcessSlot::kUsed);
+    std::atomic<uint32_t>& high = shared_->header()->slots_high;
+    for (uint32_t cur = high.load(); cur < slot + 1 && !high.compare_exchange_weak(cur, slot + 1);) {
+    }
     shared_->header()->slot_hint.store(slot + 1);
     slot_ = slot;
     return Status::Ok();

@@ -33,12 +33,12 @@ Status FileCore::UnmapBlocks(uint32_t first, uint32_t end) {
     uint64_t expected = 0;
     uint64_t* slot = SlotAddress(pos);  // null when a checkpoint jump overtook pos: retry
     if (slot != nullptr && pmem::Cas64(slot, expected, entry)) {
-      shared_->header()->counters.commits.fetch_add(1, std::memory_order_relaxed);
+      Counted().commits.fetch_add(1, std::memory_order_relaxed);
       SettleRecord(record, true);
       superseded.Committed(pos);
       return Status::Ok();
     }
-    shared_->header()->counters.conflicts.fetch_add(1, std::memory_order_relaxed);
+    Counted().conflicts.fetch_add(1, std::memory_order_relaxed);
   }
 }
 

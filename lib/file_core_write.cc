@@ -90,7 +90,7 @@ Status FileCore::FillPartials(WriteTx& tx, LogPos pos, bool fresh) {
     head_stale = !h.empty();
     tail_stale = !t.empty();
     if ((head_stale && head_partial) || (tail_stale && tail_partial)) {
-      shared_->header()->counters.recopies.fetch_add(1, std::memory_order_relaxed);
+      Counted().recopies.fetch_add(1, std::memory_order_relaxed);
     }
   }
   if (head_partial && head_stale) FillFromCurrent(tx.head, tx.first, 0, tx.head_from);
@@ -179,7 +179,7 @@ Result<size_t> FileCore::Write(const void* buf, size_t n, uint64_t offset, bool 
     uint64_t expected = 0;
     uint64_t* slot = SlotAddress(pos);  // null when a checkpoint jump overtook pos: retry
     if (slot != nullptr && pmem::Cas64(slot, expected, entry)) {
-      shared_->header()->counters.commits.fetch_add(1, std::memory_order_relaxed);
+      Counted().commits.fetch_add(1, std::memory_order_relaxed);
       AdoptRuns(tx.runs);
       if (tx.has_record) SettleRecord(record, pmem::TagOf(entry) == pmem::EntryTag::kExtended);
       superseded.Committed(pos);
@@ -187,7 +187,7 @@ Result<size_t> FileCore::Write(const void* buf, size_t n, uint64_t offset, bool 
       *written_at = off;
       return n;
     }
-    shared_->header()->counters.conflicts.fetch_add(1, std::memory_order_relaxed);
+    Counted().conflicts.fetch_add(1, std::memory_order_relaxed);
   }
   ReleaseRuns(tx.runs);  // never committed, so never visible
   if (tx.has_record) SettleRecord(record, false);
@@ -267,7 +267,7 @@ Status FileCore::Resize(uint64_t new_size, bool grow_only) {
     uint64_t expected = 0;
     uint64_t* slot = SlotAddress(pos);  // null when a checkpoint jump overtook pos: retry
     if (slot != nullptr && pmem::Cas64(slot, expected, entry)) {
-      shared_->header()->counters.commits.fetch_add(1, std::memory_order_relaxed);
+      Counted().commits.fetch_add(1, std::memory_order_relaxed);
       SettleRecord(record, true);
       if (partial.count > 0) {
         if (runs.empty()) {
@@ -279,7 +279,7 @@ Status FileCore::Resize(uint64_t new_size, bool grow_only) {
       superseded.Committed(pos);
       return Status::Ok();
     }
-    shared_->header()->counters.conflicts.fetch_add(1, std::memory_order_relaxed);
+    Counted().conflicts.fetch_add(1, std::memory_order_relaxed);
   }
   if (partial.count > 0) alloc_->Release(partial, slot_);
   if (has_record) SettleRecord(record, false);
