@@ -254,7 +254,10 @@ Status FileCore::Allocate(uint64_t nblocks, std::vector<BlockRun>* runs) {
   if (Resolve(last.start, last.count) == nullptr) return Status::Error(EIO, "map allocated blocks");
   // Near the end of the file: have the Pool's thread grow and pre-touch the next step.
   uint64_t nblocks_now = alloc_->num_blocks();
-  if (last.end().value() + GrowAheadDistance(nblocks_now) > nblocks_now && !grow_ahead_scheduled_.exchange(true)) {
+  // Loaded before the exchange: a write to the flag's line, even of the same value, takes it from
+  // every other thread that reads it.
+  if (last.end().value() + GrowAheadDistance(nblocks_now) > nblocks_now && !grow_ahead_scheduled_.load() &&
+      !grow_ahead_scheduled_.exchange(true)) {
     Pool::Default().Schedule(shared_from_this(), Pool::Job::kGrowAhead);
   }
   return Status::Ok();
