@@ -12,6 +12,7 @@
 namespace tern::shim {
 
 std::atomic<Desc*>* detail::g_entries = nullptr;
+detail::FdHints detail::g_hints;
 
 namespace {
 
@@ -20,7 +21,6 @@ constexpr size_t kMaxChunks = 4096;
 
 using detail::g_entries;
 std::atomic<uint64_t>* g_internal = nullptr;  // kMaxFds bits
-std::atomic<int> g_max_tern_fd{-1};
 std::atomic<int> g_max_internal_fd{-1};
 int g_internal_base = 768;
 
@@ -159,7 +159,9 @@ void UnrefDesc(Desc* d) {
 
 void InstallFd(int fd, Desc* d) {
   RefDesc(d);
-  RaiseMax(g_max_tern_fd, fd);
+  // The hints first: a lookup that sees the entry must not have been told to pass by them.
+  RaiseMax(detail::g_hints.max_tern_fd, fd);
+  if (fd < detail::kLowFds) detail::g_hints.low[fd / 64].fetch_or(uint64_t{1} << (fd % 64));
   Desc* old = g_entries[fd].exchange(d);
   if (old != nullptr) UnrefDesc(old);
 }
@@ -167,10 +169,18 @@ void InstallFd(int fd, Desc* d) {
 Desc* TakeFd(int fd) {
   if (g_entries == nullptr || static_cast<unsigned>(fd) >= static_cast<unsigned>(kMaxFds)) return nullptr;
   if (g_entries[fd].load(std::memory_order_relaxed) == nullptr) return nullptr;
-  return g_entries[fd].exchange(nullptr);
+  Desc* d = g_entries[fd].exchange(nullptr);
+  if (fd < detail::kLowFds) {
+    uint64_t bit = uint64_t{1} << (fd % 64);
+    detail::g_hints.low[fd / 64].fetch_and(~bit);
+    // An InstallFd of the same fd number racing this close set its bit before its entry: put the
+    // bit back if an entry is there now (a stale bit costs a table look, a missing one a miss).
+    if (g_entries[fd].load() != nullptr) detail::g_hints.low[fd / 64].fetch_or(bit);
+  }
+  return d;
 }
 
-int MaxTernFd() { return g_max_tern_fd.load(); }
+int MaxTernFd() { return detail::g_hints.max_tern_fd.load(); }
 
 Desc* DescAtUnlocked(int fd) {
   if (g_entries == nullptr || static_cast<unsigned>(fd) >= static_cast<unsigned>(kMaxFds)) return nullptr;

@@ -52,6 +52,16 @@ bool FdTableReady();
 
 namespace detail {
 extern std::atomic<Desc*>* g_entries;  // kMaxFds entries; null until InitFdTable
+// What a pass-through call reads, on one cache line: after every system call this VM refills the
+// TLB, and each further page an entry point touches costs a page walk (~50 ns a call when the
+// table's page was one of them).
+inline constexpr int kLowFds = 512;
+struct alignas(64) FdHints {
+  std::atomic<int> max_tern_fd{-1};  // highest fd that ever named a tern file, -1: none
+  // Bit fd set: fd (< kLowFds) may name a tern file (set before its entry is, cleared after).
+  std::atomic<uint64_t> low[kLowFds / 64] = {};
+};
+extern FdHints g_hints;
 }  // namespace detail
 
 // True when the shim has nothing to do with fd: it names no tern file, or the engine itself runs on
@@ -60,7 +70,12 @@ extern std::atomic<Desc*>* g_entries;  // kMaxFds entries; null until InitFdTabl
 // (DescRef decides, and takes a reference).
 inline bool PassThrough(int fd) {
   std::atomic<Desc*>* entries = detail::g_entries;
-  return entries == nullptr || static_cast<unsigned>(fd) >= static_cast<unsigned>(kMaxFds) ||
+  if (entries == nullptr || fd > detail::g_hints.max_tern_fd.load(std::memory_order_relaxed)) return true;
+  if (static_cast<unsigned>(fd) < static_cast<unsigned>(detail::kLowFds) &&
+      ((detail::g_hints.low[fd / 64].load(std::memory_order_acquire) >> (fd % 64)) & 1) == 0) {
+    return true;
+  }
+  return static_cast<unsigned>(fd) >= static_cast<unsigned>(kMaxFds) ||
          entries[fd].load(std::memory_order_acquire) == nullptr || InEngine();
 }
 
