@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 
 #include "pmem/mapping.h"
 
@@ -27,6 +28,18 @@ Status Backing::ReplaceFdInChild(int fd) {
     if (rc != 0) return Status::Error(-rc, "map backing file again after fork");
   }
   return Status::Ok();
+}
+
+bool Backing::ReadThroughKernel(void* dst, uint64_t n, uint64_t at) const {
+  auto* out = static_cast<uint8_t*>(dst);
+  uint64_t done = 0;
+  while (done < n) {
+    ssize_t r = pread(fd_.load(), out + done, n - done, static_cast<off_t>(at + done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    done += static_cast<uint64_t>(r);
+  }
+  return true;
 }
 
 Status Backing::EnsureMapped(uint64_t nblocks) {
