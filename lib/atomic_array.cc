@@ -18,11 +18,6 @@ uint32_t AtomicU32Array::Set(uint32_t index, uint32_t value) {
   return cell == nullptr ? 0 : cell->exchange(value, std::memory_order_acq_rel);
 }
 
-void AtomicU32Array::Store(uint32_t index, uint32_t value) {
-  std::atomic<uint32_t>* cell = CellFor(index, value);
-  if (cell != nullptr) cell->store(value, std::memory_order_release);
-}
-
 int64_t AtomicU32Array::StoreRun(uint32_t begin, uint32_t count, uint32_t first) {
   int64_t delta = 0;
   for (uint32_t i = 0; i < count;) {

@@ -36,9 +36,6 @@ class AtomicU32Array {
   // Stores value at index and returns the previous value (acq_rel). Storing 0 where no node exists
   // allocates nothing (the value there is 0 already).
   uint32_t Set(uint32_t index, uint32_t value);
-  // The same without reading the old value back (release): for a caller that knows it, a plain
-  // store instead of a locked exchange.
-  void Store(uint32_t index, uint32_t value);
   // Stores first + i at index begin + i for every i < count (0 everywhere when first is 0), skipping
   // cells that hold it already, with one node lookup per chunk instead of per index (an opener loads
   // a whole file's mapping this way). Returns the number of cells that went from 0 to non-zero minus
