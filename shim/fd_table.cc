@@ -130,11 +130,6 @@ DescRef::~DescRef() {
   if (d_ != nullptr) UnrefDesc(d_);
 }
 
-bool IsTernFd(int fd) {
-  return g_entries != nullptr && static_cast<unsigned>(fd) < static_cast<unsigned>(kMaxFds) &&
-         g_entries[fd].load(std::memory_order_acquire) != nullptr;
-}
-
 Desc* NewDesc(File* file, uint32_t slot_index, uint32_t flags, std::string path) {
   Desc* d = AllocDescStorage();
   if (d == nullptr) return nullptr;
