@@ -203,8 +203,7 @@ void RunKernel(benchmark::State& state, Case c, size_t size) {
   if (prefill != 0 && (err = KernelPrefill(f, prefill)) != 0) return Fail(state, "prefill", err);
   if (c == Case::kAppendReuse && (ftruncate(f.fd, 0) != 0 || fsync(f.fd) != 0))
     return Fail(state, "truncate", errno);
-  std::vector<uint64_t> offs;
-  if (!IsAppend(c)) offs = MakeOffsets(size, c == Case::kSubBlock, 42);
+  std::vector<uint64_t> offs = CaseOffsets(c, size);
   size_t i = 0;
   PerfWindow perf_window;
   switch (c) {
@@ -300,8 +299,7 @@ void RunTern(benchmark::State& state, Case c, size_t size) {
       return;
     }
   }
-  std::vector<uint64_t> offs;
-  if (!IsAppend(c)) offs = MakeOffsets(size, c == Case::kSubBlock, 42);
+  std::vector<uint64_t> offs = CaseOffsets(c, size);
   tern::FileCounters before = t.f->Counters();
   size_t i = 0;
   bool failed = false;

@@ -93,6 +93,10 @@ enum class Case { kOverwrite, kAppend, kAppendReuse, kSubBlock, kRead };
 enum class Backend { kKernel, kTern, kRaw, kRawLog, kRawCow };
 
 inline bool IsAppend(Case c) { return c == Case::kAppend || c == Case::kAppendReuse; }
+// The random offsets a case writes or reads at, the same for every backend (none for appends).
+inline std::vector<uint64_t> CaseOffsets(Case c, size_t size) {
+  return IsAppend(c) ? std::vector<uint64_t>{} : MakeOffsets(size, c == Case::kSubBlock, 42);
+}
 // Bytes written before the timed loop (see engine_bench.cc).
 uint64_t PrefillBytes(Case c, const benchmark::State& state, size_t size);
 const char* CaseName(Case c);

@@ -62,8 +62,7 @@ void RunRaw(benchmark::State& state, Case c, size_t size) {
   uint64_t bytes = IsAppend(c) ? static_cast<uint64_t>(state.max_iterations) * size : g_file_bytes;
   int err = RawCreate(r, std::string("raw-") + CaseName(c), bytes);
   if (err) return Fail(state, "map " + r.path, err);
-  std::vector<uint64_t> offs;
-  if (!IsAppend(c)) offs = MakeOffsets(size, c == Case::kSubBlock, 42);
+  std::vector<uint64_t> offs = CaseOffsets(c, size);
   size_t i = 0;
   PerfWindow perf_window;
   switch (c) {
@@ -111,8 +110,7 @@ void RunRawLog(benchmark::State& state, Case c, size_t size) {
   std::memset(r.at(data_bytes), 0, log_bytes);
   tern::pmem::Persist(r.at(data_bytes), log_bytes);
   auto* log = reinterpret_cast<uint64_t*>(r.at(data_bytes));
-  std::vector<uint64_t> offs;
-  if (!IsAppend(c)) offs = MakeOffsets(size, c == Case::kSubBlock, 42);
+  std::vector<uint64_t> offs = CaseOffsets(c, size);
   size_t i = 0;
   uint64_t pos = 0;
   PerfWindow perf_window;

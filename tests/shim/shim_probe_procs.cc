@@ -22,6 +22,22 @@
 extern "C" char** environ;
 
 namespace shim_probe {
+namespace {
+
+// The parent's half of fork and exec: waits for the child that wrote through the inherited fd,
+// then shows the shared offset, writes after it and prints the file.
+int ParentAfterChild(pid_t pid, int fd, const char* path) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  Say("child status", WEXITSTATUS(status));
+  Say("offset after child", lseek(fd, 0, SEEK_CUR));
+  Say("write parent", write(fd, "parent-2\n", 9));
+  close(fd);
+  printf("content: %s", ReadWhole(path).c_str());
+  return 0;
+}
+
+}  // namespace
 
 int Fork() {
   int fd = open("forked", O_RDWR | O_CREAT | O_TRUNC, 0644);
@@ -29,14 +45,7 @@ int Fork() {
   fflush(stdout);
   pid_t pid = fork();
   if (pid == 0) _exit(write(fd, "child\n", 6) == 6 ? 0 : 1);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  Say("child status", WEXITSTATUS(status));
-  Say("offset after child", lseek(fd, 0, SEEK_CUR));
-  Say("write parent", write(fd, "parent-2\n", 9));
-  close(fd);
-  printf("content: %s", ReadWhole("forked").c_str());
-  return 0;
+  return ParentAfterChild(pid, fd, "forked");
 }
 
 int Exec(const char* self) {
@@ -49,14 +58,7 @@ int Exec(const char* self) {
     execl(self, self, "exec-child", arg.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  Say("child status", WEXITSTATUS(status));
-  Say("offset after child", lseek(fd, 0, SEEK_CUR));
-  Say("write parent", write(fd, "parent-2\n", 9));
-  close(fd);
-  printf("content: %s", ReadWhole("execed").c_str());
-  return 0;
+  return ParentAfterChild(pid, fd, "execed");
 }
 
 int ExecChild(int fd) {
