@@ -7,6 +7,7 @@
 #include <bit>
 #include <cstring>
 
+#include "lib/atomic_max.h"
 #include "lib/crc32c.h"
 #include "lib/pool.h"
 #include "pmem/log.h"
@@ -176,9 +177,7 @@ Result<uint64_t> FileCore::ExtendBacking(uint64_t min_blocks, GrowStep how) {
 
 void FileCore::PublishBlocks(uint64_t want) {
   // Another process may have grown meanwhile; num_blocks only ever moves up.
-  uint64_t cur = alloc_->num_blocks();
-  while (cur < want && !shared_->header()->num_blocks.compare_exchange_weak(cur, want)) {
-  }
+  RaiseAtomic(shared_->header()->num_blocks, want);
 }
 
 Status FileCore::Grow(uint64_t min_blocks, GrowStep how) {
@@ -412,9 +411,7 @@ void FileCore::FlushCommitSlots() {
     pos = until;
   }
   pmem::Drain();
-  LogPos cur = durable_.load();
-  while (cur < tail && !durable_.compare_exchange_weak(cur, tail)) {
-  }
+  RaiseAtomic(durable_, tail);
 }
 
 void FileCore::FreeDurable(FreeWait wait) {

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <thread>
 
+#include "lib/atomic_max.h"
 #include "lib/checkpoint_format.h"
 #include "lib/crc32c.h"
 #include "lib/file_core.h"
@@ -133,9 +134,7 @@ Status FileCore::RefreshCheckpointLocked() {
     table_.Load(ck.runs, h.nruns, h.size);
     applied_.store(h.position);
   }
-  uint64_t durable = durable_.load();
-  while (durable < h.position && !durable_.compare_exchange_weak(durable, h.position)) {
-  }
+  RaiseAtomic(durable_, h.position);
   ckpt_span_.store(ck.blocks.count);
   ckpt_block_.store(at);
   return Status::Ok();

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <utility>
 
+#include "lib/atomic_max.h"
 #include "lib/file_core.h"
 #include "lib/open_lock.h"
 #include "pmem/log.h"
@@ -157,9 +158,7 @@ Status FileCore::AcquireSlot(bool* was_dirty) {
     }
     s.pid.store(static_cast<uint32_t>(getpid()));
     s.state.store(ProcessSlot::kUsed);
-    std::atomic<uint32_t>& high = shared_->header()->slots_high;
-    for (uint32_t cur = high.load(); cur < slot + 1 && !high.compare_exchange_weak(cur, slot + 1);) {
-    }
+    RaiseAtomic(shared_->header()->slots_high, slot + 1);
     shared_->header()->slot_hint.store(slot + 1);
     slot_ = slot;
     return Status::Ok();

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "lib/atomic_max.h"
 #include "pmem/log.h"
 #include "shim/real_libc.h"
 
@@ -28,12 +29,6 @@ std::mutex g_desc_mu;  // guards the free list and chunk growth
 Desc* g_chunks[kMaxChunks];
 std::atomic<size_t> g_desc_count{0};
 Desc* g_free = nullptr;
-
-void RaiseMax(std::atomic<int>& max, int fd) {
-  int cur = max.load(std::memory_order_relaxed);
-  while (fd > cur && !max.compare_exchange_weak(cur, fd)) {
-  }
-}
 
 Desc* AllocDescStorage() {
   std::lock_guard lock(g_desc_mu);
@@ -155,7 +150,7 @@ void UnrefDesc(Desc* d) {
 void InstallFd(int fd, Desc* d) {
   RefDesc(d);
   // The hints first: a lookup that sees the entry must not have been told to pass by them.
-  RaiseMax(detail::g_hints.max_tern_fd, fd);
+  RaiseAtomic(detail::g_hints.max_tern_fd, fd);
   if (fd < detail::kLowFds) detail::g_hints.low[fd / 64].fetch_or(uint64_t{1} << (fd % 64));
   Desc* old = g_entries[fd].exchange(d);
   if (old != nullptr) UnrefDesc(old);
@@ -210,7 +205,7 @@ Result<File*> EnsureFile(Desc* d, int fd) {
 void MarkInternalFd(int fd) {
   if (g_internal == nullptr || fd < 0 || fd >= kMaxFds) return;
   g_internal[fd / 64].fetch_or(uint64_t{1} << (fd % 64));
-  RaiseMax(g_max_internal_fd, fd);
+  RaiseAtomic(g_max_internal_fd, fd);
 }
 
 void UnmarkInternalFd(int fd) {
