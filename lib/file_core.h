@@ -294,7 +294,7 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   Status UnmapBlocks(uint32_t first, uint32_t end);
   Status ZeroRange(uint64_t offset, uint64_t len);
   Status PrepareWrite(WriteTx& tx, const uint8_t* data, size_t n, uint64_t offset);
-  Status FillPartials(WriteTx& tx, LogPos pos, bool fresh);
+  Status FillPartials(WriteTx& tx, LogPos pos);
 
   std::string path_;
   dev_t dev_ = 0;

@@ -77,11 +77,12 @@ Status FileCore::PrepareWrite(WriteTx& tx, const uint8_t* data, size_t n, uint64
   return Status::Ok();
 }
 
-Status FileCore::FillPartials(WriteTx& tx, LogPos pos, bool fresh) {
+Status FileCore::FillPartials(WriteTx& tx, LogPos pos) {
   bool head_partial = tx.head_from > 0;
   bool tail_partial = tx.tail_to < kBlockSize;
   if (!head_partial && !tail_partial) return Status::Ok();
-  fresh = fresh || !tx.filled;
+  // Not filled since the blocks were prepared: fill from scratch; else only what changed since.
+  bool fresh = !tx.filled;
   tx.filled = true;
   bool head_stale = fresh, tail_stale = fresh;
   if (!fresh && tx.filled_at < pos) {
@@ -139,12 +140,11 @@ Result<size_t> FileCore::Write(const void* buf, size_t n, uint64_t offset, bool 
       failure = Status::Error(EFBIG, "write past the largest tern file");
       break;
     }
-    bool fresh = !tx.prepared || tx.offset != off;
-    if (fresh) {
+    if (!tx.prepared || tx.offset != off) {
       failure = PrepareWrite(tx, data, n, off);
       if (!failure.ok()) break;
     }
-    failure = FillPartials(tx, pos, fresh);
+    failure = FillPartials(tx, pos);
     if (!failure.ok()) break;
 
     uint64_t write_end = off + n;

@@ -36,7 +36,7 @@ int GrowFile(int fd, uint64_t old_length, uint64_t new_length);
 // the first-touch cost (~2 µs a page on this VM even after MAP_POPULATE) off the write path.
 void TouchForWrite(void* addr, uint64_t len);
 
-// Maps every page of [addr, addr+len) (a shared file mapping or shared memory) in one call
+// Maps every page of [addr, addr+len) (a file mapping, shared or anonymous memory) in one call
 // (MADV_POPULATE_READ/WRITE), so that a following pass over a large range — an opener's checksum of
 // a checkpoint, a rebuild of the shared allocator state — takes no page fault per 4 KiB page: one
 // batched call costs a fraction of the faults (each ~2–12 µs on this VM). Advisory: where the

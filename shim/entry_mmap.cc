@@ -10,6 +10,7 @@
 #include <algorithm>
 
 #include "pmem/log.h"
+#include "pmem/mapping.h"
 #include "shim/common.h"
 #include "shim/fd_table.h"
 #include "shim/ops.h"
@@ -53,7 +54,7 @@ void* MapTern(Desc* d, int fd, void* addr, size_t len, int prot, int flags, off_
     // fault per 2 MiB, populated here in one call (~0.15 ms for 2 MiB); elsewhere the populate
     // alone still beats a fault per page. Both are advice: failure leaves plain faults.
     if (len >= kHugePage) (void)madvise(p, len, MADV_HUGEPAGE);
-    (void)madvise(p, len, MADV_POPULATE_WRITE);
+    tern::pmem::Prefault(p, len, true);
     size_t n = static_cast<size_t>(std::min<off_t>(static_cast<off_t>(len), size - off));
     size_t done = 0;
     while (done < n) {
