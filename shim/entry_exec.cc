@@ -3,12 +3,16 @@
 // on; the new image's shim adopts them at start-up (adopt.cc). `e` (exec: the same process) hands the
 // slot references over; `s` (posix_spawn: a child) makes the child take its own.
 // vfork becomes fork, so the fork handlers run and slot references stay counted.
+// A program that is itself a tern file cannot be read by the kernel's exec (it would see the
+// backing file's format): its bytes are copied into a memfd that is executed instead, and a script's
+// `#!` line is followed here, so its interpreter opens the script by its own path, through the shim.
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <map>
@@ -132,14 +136,168 @@ std::vector<char*> CollectArgs(const char* arg, va_list ap, char* const** envp) 
   return args;
 }
 
+// What the real exec runs in place of a program stored as a tern file: a memfd holding its bytes
+// (by /proc/self/fd path, so that posix_spawn's child can open it too), or, for a script, its
+// interpreter with the script's path among the arguments (as the kernel would pass them).
+class ExecPlan {
+ public:
+  ExecPlan() = default;
+  ExecPlan(const ExecPlan&) = delete;
+  ExecPlan& operator=(const ExecPlan&) = delete;
+  ~ExecPlan() {
+    if (memfd_ >= 0) Real().close(memfd_);
+  }
+
+  // 1: `path` is a tern file and path()/argv() say what to run instead; 0: it is not (run it as
+  // is); -1: it cannot be run (errno set as the kernel's exec would: EACCES, ENOEXEC, ELOOP, EIO).
+  int Prepare(const char* path, char* const argv[]) {
+    for (int depth = 0;; ++depth) {
+      std::string abs;
+      if (InEngine() || !TernCandidate(AT_FDCWD, path, &abs)) return depth > 0 ? 1 : 0;
+      int saved = errno;
+      int fd = ShimOpen(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
+      if (fd < 0 || !IsTernFd(fd)) {  // missing, unreadable or plain: the real exec says why
+        if (fd >= 0) RoutedClose(fd);
+        errno = saved;
+        return depth > 0 ? 1 : 0;
+      }
+      int rc = access(path, X_OK) != 0 ? -1 : FromTernFile(fd, path, argv);
+      int err = errno;
+      RoutedClose(fd);
+      errno = err;
+      if (rc <= 0) return rc;
+      if (memfd_ >= 0) return 1;
+      // A script: its interpreter may be a tern file too (the kernel allows four levels).
+      if (depth == 4) {
+        errno = ELOOP;
+        return -1;
+      }
+      path = path_.c_str();
+      argv = argv_.data();
+    }
+  }
+  const char* path() const { return path_.c_str(); }
+  char* const* argv() const { return argv_.data(); }
+
+ private:
+  // 1 with the plan filled, -1 with errno.
+  int FromTernFile(int fd, const char* path, char* const argv[]) {
+    char head[256];
+    ssize_t n = RoutedPread(fd, head, sizeof(head) - 1, 0);
+    if (n < 0) return -1;
+    if (n >= 2 && head[0] == '#' && head[1] == '!') return FromScript(head, static_cast<size_t>(n), path, argv);
+    int mem = static_cast<int>(syscall(SYS_memfd_create, "tern-exec", MFD_CLOEXEC));
+    if (mem < 0) return -1;
+    static constexpr size_t kChunk = 1 << 20;
+    std::vector<char> buf(kChunk);
+    for (off_t off = 0;;) {
+      ssize_t got = RoutedPread(fd, buf.data(), kChunk, off);
+      if (got < 0) {
+        Real().close(mem);
+        return -1;
+      }
+      if (got == 0) break;
+      for (ssize_t put = 0; put < got;) {
+        ssize_t w = Real().write(mem, buf.data() + put, static_cast<size_t>(got - put));
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) {
+          Real().close(mem);
+          return -1;
+        }
+        put += w;
+      }
+      off += got;
+    }
+    memfd_ = mem;
+    path_ = "/proc/self/fd/" + std::to_string(mem);
+    std::vector<char*> args;  // argv may be argv_ itself (a script's interpreter)
+    for (char* const* a = argv; a != nullptr && *a != nullptr; ++a) args.push_back(*a);
+    args.push_back(nullptr);
+    argv_ = std::move(args);
+    return 1;
+  }
+
+  // "#!interpreter [one argument]": argv becomes interpreter, [argument,] path, argv[1..].
+  int FromScript(char* head, size_t n, const char* path, char* const argv[]) {
+    head[n] = '\0';
+    char* line = head + 2;
+    char* end = strchr(line, '\n');
+    if (end == nullptr && n == 255) {  // longer than the kernel's limit
+      errno = ENOEXEC;
+      return -1;
+    }
+    if (end != nullptr) *end = '\0';
+    auto blank = [](char c) { return c == ' ' || c == '\t'; };
+    while (blank(*line)) ++line;
+    char* stop = line;
+    while (*stop != '\0' && !blank(*stop)) ++stop;
+    std::string interpreter(line, stop);
+    while (blank(*stop)) ++stop;
+    std::string argument(stop);
+    while (!argument.empty() && blank(argument.back())) argument.pop_back();
+    if (interpreter.empty()) {
+      errno = ENOEXEC;
+      return -1;
+    }
+    std::vector<std::string> args{interpreter};
+    if (!argument.empty()) args.push_back(argument);
+    args.emplace_back(path);
+    if (argv != nullptr && argv[0] != nullptr) {
+      for (char* const* a = argv + 1; *a != nullptr; ++a) args.emplace_back(*a);
+    }
+    strings_ = std::move(args);  // the previous level's strings are copied in by now
+    path_ = strings_[0];
+    argv_.clear();
+    for (std::string& a : strings_) argv_.push_back(a.data());
+    argv_.push_back(nullptr);
+    return 1;
+  }
+
+  int memfd_ = -1;
+  std::string path_;
+  std::vector<std::string> strings_;
+  std::vector<char*> argv_;
+};
+
 int Execve(const char* path, char* const argv[], char* const envp[]) {
   if (!ShimReady()) return Real().execve(path, argv, envp);
+  ExecPlan plan;
+  int planned = plan.Prepare(path, argv);
+  if (planned < 0) return -1;
   ChildEnv env(envp, 'e');
-  return Real().execve(path, argv, env.get());
+  if (planned == 0) return Real().execve(path, argv, env.get());
+  return Real().execve(plan.path(), plan.argv(), env.get());
+}
+
+// The program execvp's PATH search would run: `file` itself when it names a path, else the first
+// executable PATH entry; empty when none is found (execvpe then reports it).
+std::string SearchPath(const char* file) {
+  if (strchr(file, '/') != nullptr) return file;
+  const char* path = getenv("PATH");
+  std::string dirs = path != nullptr ? path : "/bin:/usr/bin";
+  for (size_t from = 0; from <= dirs.size();) {
+    size_t to = dirs.find(':', from);
+    if (to == std::string::npos) to = dirs.size();
+    std::string dir = dirs.substr(from, to - from);
+    std::string candidate = (dir.empty() ? "." : dir) + "/" + file;
+    if (access(candidate.c_str(), X_OK) == 0) return candidate;
+    from = to + 1;
+  }
+  return {};
 }
 
 int Execvpe(const char* file, char* const argv[], char* const envp[]) {
   if (!ShimReady()) return Real().execvpe(file, argv, envp);
+  std::string found = SearchPath(file);
+  if (!found.empty()) {
+    ExecPlan plan;
+    int planned = plan.Prepare(found.c_str(), argv);
+    if (planned < 0) return -1;
+    if (planned > 0) {
+      ChildEnv env(envp, 'e');
+      return Real().execve(plan.path(), plan.argv(), env.get());
+    }
+  }
   ChildEnv env(envp, 'e');
   return Real().execvpe(file, argv, env.get());
 }
@@ -271,7 +429,11 @@ int TernPosixSpawn(pid_t* pid, const char* path, const posix_spawn_file_actions_
                    const posix_spawnattr_t* attr, char* const argv[], char* const envp[]) noexcept {
   TERN_ENTRY_TRY
   if (!ShimReady()) return Real().posix_spawn(pid, path, fa, attr, argv, envp);
+  ExecPlan plan;
+  int planned = plan.Prepare(path, argv);
+  if (planned < 0) return errno;
   ChildEnv env(envp, 's');
+  if (planned > 0) return Real().posix_spawn(pid, plan.path(), fa, attr, plan.argv(), env.get());
   return Real().posix_spawn(pid, path, fa, attr, argv, env.get());
   TERN_ENTRY_CATCH(ENOMEM)
 }
@@ -281,6 +443,13 @@ int TernPosixSpawnp(pid_t* pid, const char* file, const posix_spawn_file_actions
   TERN_ENTRY_TRY
   if (!ShimReady()) return Real().posix_spawnp(pid, file, fa, attr, argv, envp);
   ChildEnv env(envp, 's');
+  std::string found = SearchPath(file);
+  if (!found.empty()) {
+    ExecPlan plan;
+    int planned = plan.Prepare(found.c_str(), argv);
+    if (planned < 0) return errno;
+    if (planned > 0) return Real().posix_spawn(pid, plan.path(), fa, attr, plan.argv(), env.get());
+  }
   return Real().posix_spawnp(pid, file, fa, attr, argv, env.get());
   TERN_ENTRY_CATCH(ENOMEM)
 }

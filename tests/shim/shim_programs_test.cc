@@ -123,6 +123,23 @@ TEST_F(ShimPrograms, ExternalCommandsShareTheRedirectedFd) {
       "python3 -c 'import sys; sys.stdout.write(\"py\\n\")' >> h 2>/dev/null || echo py >> h; tail -n 1 h");
 }
 
+TEST_F(ShimPrograms, ProgramsStoredAsTernFilesRun) {
+  // The kernel's exec cannot read a tern file's backing bytes: binaries and scripts the program
+  // wrote under the root must still run, by path, through sh, PATH, subprocess and posix_spawn,
+  // with the kernel's argument conventions for `#!` lines (one optional argument, nesting) and its
+  // errors for a file without the execute bit.
+  ExpectSame(
+      "cp /bin/true t && ./t && echo ran-true; cp /bin/echo e && ./e hello; "
+      "printf '#!/bin/sh\\necho script \"$0\" \"$@\"\\n' > s.sh && chmod +x s.sh && ./s.sh a 'b c'; "
+      "printf '#!/bin/sh -e\\necho with-arg $0 $1\\n' > s2 && chmod +x s2 && ./s2 x; "
+      "printf '#!./s.sh\\n' > s3 && chmod +x s3 && ./s3 nested; "
+      "cp /bin/sh mysh && printf '#!./mysh\\necho tern-interpreter $0 $1\\n' > s4 && chmod +x s4 && ./s4 y; "
+      "sh -c './e via-sh'; PATH=$PWD:$PATH e via-path; "
+      "python3 -c 'import subprocess; print(subprocess.run([\"./e\", \"sub\"], capture_output=True, text=True).stdout.strip())'; "
+      "python3 -c 'import os; os.posix_spawn(\"./e\", [\"e\", \"spawned\"], os.environ); os.wait()'; "
+      "chmod -x s.sh; ./s.sh 2>/dev/null; echo noexec $?; ./missing 2>/dev/null; echo missing $?");
+}
+
 TEST_F(ShimPrograms, Sqlite3) {
   if (!HaveProgram("sqlite3")) GTEST_SKIP() << "sqlite3 is not installed";
   std::string sql = "create table t(id integer primary key, name text, v real);\n";
