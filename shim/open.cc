@@ -63,8 +63,10 @@ int ShimOpen(int dirfd, const char* path, int flags, mode_t mode) {
   if (exists && !S_ISREG(st.st_mode)) return KernelOpen(dirfd, path, flags, mode);
   if (!exists && (errno != ENOENT || (flags & O_CREAT) == 0)) return KernelOpen(dirfd, path, flags, mode);
   if (exists && (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL)) return Fail(EEXIST);
+  bool plain_by_default = PlainByDefault(abs);
+  if (!exists && plain_by_default) return KernelOpen(dirfd, path, flags, mode);
   if (exists && st.st_size % 4096 != 0) {
-    LogNotTern(abs, "its size is not a whole number of blocks");
+    if (!plain_by_default) LogNotTern(abs, "its size is not a whole number of blocks");
     return KernelOpen(dirfd, path, flags, mode);
   }
 
@@ -80,7 +82,7 @@ int ShimOpen(int dirfd, const char* path, int flags, mode_t mode) {
   }();
   if (!opened.ok()) {
     if (opened.status().err() == kNotTernFile) {
-      LogNotTern(abs, opened.status().context());
+      if (!plain_by_default) LogNotTern(abs, opened.status().context());
       return KernelOpen(dirfd, path, flags, mode);
     }
     return FailWith(opened.status());

@@ -120,6 +120,13 @@ bool UnderRoot(const std::string& abs) {
   return true;
 }
 
+bool PlainByDefault(const std::string& abs) {
+  static constexpr char kWalIndex[] = "-shm";
+  constexpr size_t n = sizeof(kWalIndex) - 1;
+  size_t slash = abs.rfind('/');
+  return abs.size() - slash - 1 > n && abs.compare(abs.size() - n, n, kWalIndex) == 0;
+}
+
 bool TernCandidate(int dirfd, const char* path, std::string* abs) {
   if (path == nullptr || path[0] == '\0') return false;
   if (!AbsolutePath(dirfd, path, abs)) return false;

@@ -28,6 +28,11 @@ bool AbsolutePath(int dirfd, const char* path, std::string* out);
 bool UnderRoot(const std::string& abs);
 // AbsolutePath + UnderRoot.
 bool TernCandidate(int dirfd, const char* path, std::string* abs);
+// True for SQLite's WAL index, "NAME-shm": shared memory that every connection maps writable
+// (which tern refuses for its files) and that holds nothing SQLite cannot rebuild from the WAL.
+// Such a file is created plain, so that WAL mode works under the shim; one that already is a tern
+// file stays one.
+bool PlainByDefault(const std::string& abs);
 
 // Lexical normalisation of an absolute path (exposed for tests).
 std::string NormalizePath(const std::string& abs);

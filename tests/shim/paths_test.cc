@@ -42,6 +42,15 @@ TEST_F(UnderRootTest, ExclusionsAndEngineObjects) {
   EXPECT_TRUE(UnderRoot("/dev/shm/tern-paths-test/root/tern.f"));
 }
 
+TEST(PlainByDefaultTest, OnlySqliteWalIndexNames) {
+  EXPECT_TRUE(PlainByDefault("/r/app.db-shm"));
+  EXPECT_TRUE(PlainByDefault("/r/d/x-shm"));
+  EXPECT_FALSE(PlainByDefault("/r/-shm"));  // no database name before the suffix
+  EXPECT_FALSE(PlainByDefault("/r/app.db-shm.bak"));
+  EXPECT_FALSE(PlainByDefault("/r/app.db-wal"));
+  EXPECT_FALSE(PlainByDefault("/r/shm"));
+}
+
 TEST_F(UnderRootTest, RelativePathsUseTheDirectory) {
   std::string abs;
   EXPECT_TRUE(AbsolutePath(AT_FDCWD, "/x/../dev/shm/tern-paths-test/root/./f", &abs));

@@ -161,6 +161,18 @@ TEST_F(ShimPrograms, Sqlite3) {
   EXPECT_NE(r.out.find("ok\n9231|"), std::string::npos) << r.out;
 }
 
+TEST_F(ShimPrograms, Sqlite3WalMode) {
+  // WAL mode maps NAME-shm shared and writable in every connection: it stays a plain file (the
+  // database and its WAL are tern files), so a writer and concurrent readers in other processes work.
+  if (!HaveProgram("sqlite3")) GTEST_SKIP() << "sqlite3 is not installed";
+  RunResult r = ExpectSame(
+      "sqlite3 w.db 'pragma journal_mode=wal; create table t(a integer);'; "
+      "( for i in $(seq 1 300); do echo \"insert into t values($i);\"; done | sqlite3 -cmd '.timeout 10000' w.db ) & "
+      "for i in 1 2 3 4 5 6; do sqlite3 -cmd '.timeout 10000' w.db 'select count(*) >= 0 from t;'; done; wait; "
+      "sqlite3 w.db 'pragma integrity_check; pragma journal_mode; select count(*), sum(a) from t;' && ls");
+  EXPECT_EQ(r.out, "wal\n1\n1\n1\n1\n1\n1\nok\nwal\n300|45150\nw.db\n");
+}
+
 TEST_F(ShimPrograms, Python) {
   if (!HaveProgram("python3")) GTEST_SKIP() << "python3 is not installed";
   WritePlain(s_.input_dir() + "/io.py", R"PY(
