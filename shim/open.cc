@@ -1,5 +1,7 @@
 // Opening paths: which opens become tern files, and how.
 #include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,7 +60,15 @@ int ShimOpen(int dirfd, const char* path, int flags, mode_t mode) {
   }
   // Only regular files (existing, or about to be created) are tern files.
   struct stat st;
-  int rc = (flags & O_NOFOLLOW) ? real.lstat(abs.c_str(), &st) : real.stat(abs.c_str(), &st);
+  int rc = real.lstat(abs.c_str(), &st);
+  if (rc == 0 && S_ISLNK(st.st_mode) && (flags & O_NOFOLLOW) == 0) {
+    // A symlink under the root to a file outside it (a venv's bin/python) names a kernel file.
+    char target[PATH_MAX];
+    if (realpath(abs.c_str(), target) != nullptr && !UnderRoot(NormalizePath(target))) {
+      return KernelOpen(dirfd, path, flags, mode);
+    }
+    rc = real.stat(abs.c_str(), &st);
+  }
   bool exists = rc == 0;
   if (exists && !S_ISREG(st.st_mode)) return KernelOpen(dirfd, path, flags, mode);
   if (!exists && (errno != ENOENT || (flags & O_CREAT) == 0)) return KernelOpen(dirfd, path, flags, mode);

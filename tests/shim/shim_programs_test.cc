@@ -140,6 +140,16 @@ TEST_F(ShimPrograms, ProgramsStoredAsTernFilesRun) {
       "chmod -x s.sh; ./s.sh 2>/dev/null; echo noexec $?; ./missing 2>/dev/null; echo missing $?");
 }
 
+TEST_F(ShimPrograms, SymlinksUnderTheRoot) {
+  // A link under the root to a file outside it is the kernel's, quietly (a venv's bin/python); a
+  // link to a tern file reads and appends through the shim; a dangling one creates its target.
+  ExpectSame(
+      "ln -s $INPUT/small.txt outside && cat outside && wc -c < outside; "
+      "echo data > real && ln -s real inside && cat inside && echo more >> inside && cat real; "
+      "ln -s target dangling && echo created > dangling && cat target",
+      /*same_stderr=*/true);
+}
+
 TEST_F(ShimPrograms, Sqlite3) {
   if (!HaveProgram("sqlite3")) GTEST_SKIP() << "sqlite3 is not installed";
   std::string sql = "create table t(id integer primary key, name text, v real);\n";
