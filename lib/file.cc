@@ -62,6 +62,8 @@ Result<uint64_t> File::Seek(int whence, uint64_t offset) {
 Status File::Fsync() { return core_->Fsync(); }
 Result<uint64_t> File::Size() { return core_->Size(); }
 Status File::Stat(struct stat* st) { return core_->Stat(st); }
+void File::NoteModified() { core_->NoteModified(); }
+
 FileCounters File::Counters() const { return core_->Counters(); }
 
 }  // namespace tern

@@ -85,6 +85,12 @@ class File {
   // stat of the backing file with the logical size, and blocks counted from the blocks mapped.
   Status Stat(struct stat* st);
 
+  // Tells inotify watchers of the file (tail -f, build watchers) that it changed: IN_MODIFY on the
+  // backing file, which stores through the engine's mapping never produce. At once when the last
+  // announcement is 10 ms old, else when that window closes (the background thread), so that a
+  // stream of writes costs at most 100 system calls a second. Changes nothing in the file.
+  void NoteModified();
+
   FileCounters Counters() const;
   int flags() const { return flags_; }
   FileCore& core() const { return *core_; }

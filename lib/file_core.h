@@ -85,6 +85,9 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // Background work for the Pool's thread: grows the file ahead of the allocator when free space
   // runs low, and touches the new pages so writers take no first-touch fault (file_core.cc).
   void GrowAhead();
+  // File::NoteModified; AnnounceOwedChange is the Pool's delayed job for it (file_core_space.cc).
+  void NoteModified();
+  void AnnounceOwedChange();
   // Log entries an opener would replay now.
   uint64_t LogLength() const { return applied_.load() - ckpt_pos_.load(); }
   // Takes the slots of dead processes back and hands what they left to GC's next full sweep (see
@@ -324,7 +327,11 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
  public:
   std::atomic<bool> compaction_scheduled_{false};  // the Pool's thread has it queued
   std::atomic<bool> grow_ahead_scheduled_{false};
+  std::atomic<bool> announce_owed_{false};  // a change waits for the Pool's delayed announcement
  private:
+  static constexpr int64_t kAnnounceIntervalNs = 10'000'000;
+  std::atomic<int64_t> announced_ns_{INT64_MIN / 2};  // CLOCK_MONOTONIC_COARSE of the last one
+  void AnnounceChange();
 
   uint32_t slot_ = kNoSlot;
   // Short sections that every writer and every fsync of the process enter: spin, never sleep.

@@ -1,11 +1,14 @@
-// FileCore: space calls — fallocate (allocate, punch hole, zero range) and SEEK_DATA/SEEK_HOLE.
+// FileCore: space calls — fallocate (allocate, punch hole, zero range) and SEEK_DATA/SEEK_HOLE —
+// and the change announcements for inotify watchers.
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <time.h>
 
 #include <algorithm>
 #include <vector>
 
 #include "lib/file_core.h"
+#include "lib/pool.h"
 #include "pmem/persist.h"
 
 namespace tern {
@@ -114,6 +117,43 @@ Result<uint64_t> FileCore::Seek(int whence, uint64_t offset) {
   }
   if (whence == SEEK_DATA) return Status::Error(ENXIO, "no data past the offset");
   return size;  // the end of the file counts as a hole
+}
+
+namespace {
+int64_t CoarseNowNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+}  // namespace
+
+void FileCore::NoteModified() {
+  int64_t now = CoarseNowNs();
+  int64_t last = announced_ns_.load(std::memory_order_relaxed);
+  if (now - last >= kAnnounceIntervalNs && announced_ns_.compare_exchange_strong(last, now)) {
+    AnnounceChange();
+    return;
+  }
+  // Inside the window (or another thread announces right now): one delayed announcement covers
+  // every change until it runs.
+  if (!announce_owed_.load(std::memory_order_relaxed) && !announce_owed_.exchange(true)) {
+    auto due = std::chrono::steady_clock::now() + std::chrono::nanoseconds(kAnnounceIntervalNs);
+    Pool::Default().ScheduleAt(shared_from_this(), Pool::Job::kAnnounceChange, due);
+  }
+}
+
+void FileCore::AnnounceOwedChange() {
+  if (!announce_owed_.exchange(false)) return;
+  announced_ns_.store(CoarseNowNs(), std::memory_order_relaxed);
+  AnnounceChange();
+}
+
+void FileCore::AnnounceChange() {
+  // The kernel reports a successful fallocate as a modification (fsnotify_modify); KEEP_SIZE over
+  // the meta block, which is always allocated, changes no byte and no size.
+  int saved = errno;
+  (void)fallocate(backing_->fd(), FALLOC_FL_KEEP_SIZE, 0, kBlockSize);
+  errno = saved;
 }
 
 }  // namespace tern

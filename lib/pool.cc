@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "pmem/log.h"
@@ -23,11 +24,22 @@ Pool& Pool::Default() {
 void Pool::Schedule(const std::shared_ptr<FileCore>& core, Job job) {
   std::lock_guard lock(gc_mu_);
   gc_queue_.emplace_back(core, job);
+  StartThreadLocked();
+  gc_cv_.notify_one();
+}
+
+void Pool::ScheduleAt(const std::shared_ptr<FileCore>& core, Job job, std::chrono::steady_clock::time_point due) {
+  std::lock_guard lock(gc_mu_);
+  delayed_.push_back({due, core, job});
+  StartThreadLocked();
+  gc_cv_.notify_one();
+}
+
+void Pool::StartThreadLocked() {
   if (!gc_thread_running_) {
     gc_thread_running_ = true;
     std::thread([this] { GcThreadMain(); }).detach();
   }
-  gc_cv_.notify_one();
 }
 
 std::atomic<void (*)()>& Pool::ThreadHook() {
@@ -44,12 +56,34 @@ void Pool::GcThreadMain() {
     std::pair<std::weak_ptr<FileCore>, Job> next;
     {
       std::unique_lock lock(gc_mu_);
-      gc_cv_.wait(lock, [this] { return !gc_queue_.empty(); });
+      for (;;) {
+        auto now = std::chrono::steady_clock::now();
+        auto earliest = std::chrono::steady_clock::time_point::max();
+        for (auto it = delayed_.begin(); it != delayed_.end();) {
+          if (it->due <= now) {
+            gc_queue_.emplace_back(it->core, it->job);
+            it = delayed_.erase(it);
+          } else {
+            earliest = std::min(earliest, it->due);
+            ++it;
+          }
+        }
+        if (!gc_queue_.empty()) break;
+        if (delayed_.empty()) {
+          gc_cv_.wait(lock);
+        } else {
+          gc_cv_.wait_until(lock, earliest);
+        }
+      }
       next = gc_queue_.front();
       gc_queue_.erase(gc_queue_.begin());
     }
     auto core = next.first.lock();
     if (core == nullptr) continue;
+    if (next.second == Job::kAnnounceChange) {
+      core->AnnounceOwedChange();
+      continue;
+    }
     if (next.second == Job::kGrowAhead) {
       core->GrowAhead();
       core->grow_ahead_scheduled_.store(false);
@@ -95,9 +129,14 @@ void Pool::ChildAfterFork() {
     if (auto core = weak.lock()) {
       core->compaction_scheduled_.store(false);
       core->grow_ahead_scheduled_.store(false);
+      core->announce_owed_.store(false);
     }
   }
+  for (auto& delayed : pool.delayed_) {
+    if (auto core = delayed.core.lock()) core->announce_owed_.store(false);
+  }
   pool.gc_queue_.clear();
+  pool.delayed_.clear();
   pool.gc_thread_running_ = false;
   pool.gc_mu_.unlock();
 }

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -33,8 +34,11 @@ class Pool {
   // Background work for a file, run on this process's one background thread (started on first
   // use): log compaction, growing ahead of the allocator. The caller sets the file's matching
   // *_scheduled_ flag first; the thread clears it when done.
-  enum class Job { kCompact, kGrowAhead };
+  // kAnnounceChange: a change announcement to inotify watchers that FileCore::NoteModified put off.
+  enum class Job { kCompact, kGrowAhead, kAnnounceChange };
   void Schedule(const std::shared_ptr<FileCore>& core, Job job);
+  // As Schedule, run no earlier than `due`.
+  void ScheduleAt(const std::shared_ptr<FileCore>& core, Job job, std::chrono::steady_clock::time_point due);
 
  private:
   static void PrepareFork();
@@ -51,6 +55,13 @@ class Pool {
   std::mutex gc_mu_;
   std::condition_variable gc_cv_;
   std::vector<std::pair<std::weak_ptr<FileCore>, Job>> gc_queue_;  // guarded by gc_mu_
+  struct Delayed {
+    std::chrono::steady_clock::time_point due;
+    std::weak_ptr<FileCore> core;
+    Job job;
+  };
+  std::vector<Delayed> delayed_;  // guarded by gc_mu_; moved to gc_queue_ when due
+  void StartThreadLocked();       // REQUIRES: gc_mu_ held
   bool gc_thread_running_ = false;                 // guarded by gc_mu_
   std::map<std::pair<dev_t, ino_t>, std::weak_ptr<FileCore>> cores_;  // guarded by mu_
 };

@@ -35,6 +35,12 @@ ssize_t SyncIfAsked(Desc* d, File* f, ssize_t n, int rwf) {
   return s.ok() ? n : FailWith(s);
 }
 
+// After a change through d: mtime is due (TouchIfDirty), and inotify watchers hear of it.
+void Written(Desc* d, File* f) {
+  d->dirty.store(true, std::memory_order_relaxed);
+  Engine([&] { f->NoteModified(); });
+}
+
 // Writes at the shared offset (or at EOF for O_APPEND / RWF_APPEND) and advances it.
 // REQUIRES: the slot lock held.
 ssize_t WriteLocked(Desc* d, File* f, const void* buf, size_t n, bool append, uint64_t off) {
@@ -47,7 +53,7 @@ ssize_t WriteLocked(Desc* d, File* f, const void* buf, size_t n, bool append, ui
     if (!r.ok()) return FailWith(r.status());
     d->slot->offset.store(off + *r);
   }
-  d->dirty.store(true, std::memory_order_relaxed);
+  Written(d, f);
   return static_cast<ssize_t>(n);
 }
 
@@ -118,7 +124,7 @@ ssize_t DescPwrite(Desc* d, int fd, const void* buf, size_t n, off_t off) {
     auto r = Engine([&] { return (*f)->Pwrite(buf, n, static_cast<uint64_t>(off)); });
     if (!r.ok()) return FailWith(r.status());
   }
-  d->dirty.store(true, std::memory_order_relaxed);
+  Written(d, *f);
   return SyncIfAsked(d, *f, static_cast<ssize_t>(n), 0);
 }
 
@@ -170,11 +176,11 @@ ssize_t DescWritev(Desc* d, int fd, const struct iovec* iov, int iovcnt, off_t o
   } else if (append) {
     auto at = Engine([&] { return (*f)->Append(data, total); });
     r = at.ok() ? static_cast<ssize_t>(total) : FailWith(at.status());
-    if (at.ok()) d->dirty.store(true, std::memory_order_relaxed);
+    if (at.ok()) Written(d, *f);
   } else {
     auto w = Engine([&] { return (*f)->Pwrite(data, total, static_cast<uint64_t>(off)); });
     r = w.ok() ? static_cast<ssize_t>(*w) : FailWith(w.status());
-    if (w.ok()) d->dirty.store(true, std::memory_order_relaxed);
+    if (w.ok()) Written(d, *f);
   }
   return r < 0 ? r : SyncIfAsked(d, *f, r, rwf);
 }
@@ -247,7 +253,7 @@ int DescTruncate(Desc* d, int fd, off_t len) {
   if (!f.ok()) return FailWith(f.status());
   Status s = Engine([&] { return (*f)->Truncate(static_cast<uint64_t>(len)); });
   if (!s.ok()) return FailWith(s);
-  d->dirty.store(true, std::memory_order_relaxed);
+  Written(d, *f);
   return 0;
 }
 
@@ -275,7 +281,9 @@ int DescFallocate(Desc* d, int fd, int mode, off_t off, off_t len) {
     // The engine unmaps whole blocks (they read as zeros and free their space) and zeroes the
     // partial blocks at the edges; it also grows the size for ZERO_RANGE without KEEP_SIZE.
     Status st = (*f)->Fallocate(mode, static_cast<uint64_t>(off), static_cast<uint64_t>(len));
-    return st.ok() ? 0 : FailWith(st);
+    if (!st.ok()) return FailWith(st);
+    Written(d, *f);
+    return 0;
   }
   if (op != 0) return Fail(EOPNOTSUPP);
   // Copy-on-write cannot reserve space for later overwrites, so mode 0 means the size only (as on

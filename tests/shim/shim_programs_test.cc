@@ -140,6 +140,18 @@ TEST_F(ShimPrograms, ProgramsStoredAsTernFilesRun) {
       "chmod -x s.sh; ./s.sh 2>/dev/null; echo noexec $?; ./missing 2>/dev/null; echo missing $?");
 }
 
+TEST_F(ShimPrograms, TailFollowsAppends) {
+  // `tail -f` sleeps on inotify: each change through the engine must reach it as IN_MODIFY,
+  // including the last of a burst of appends (announced when the rate limit's window closes).
+  if (!HaveProgram("timeout")) GTEST_SKIP() << "timeout is not installed";
+  ExpectSame(
+      "echo first > log; timeout 20 tail -f log > seen & "
+      "until grep -q first seen 2>/dev/null; do sleep 0.05; done; "
+      "for i in 1 2 3; do echo line$i >> log; done; printf 'a\\nb\\n' >> log; "
+      "for i in $(seq 1 200); do [ \"$(wc -l < seen)\" -ge 6 ] && break; sleep 0.05; done; "
+      "kill %1; wait; cat seen");
+}
+
 TEST_F(ShimPrograms, SymlinksUnderTheRoot) {
   // A link under the root to a file outside it is the kernel's, quietly (a venv's bin/python); a
   // link to a tern file reads and appends through the shim; a dangling one creates its target.
