@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <mutex>
+#include <string_view>
 
 #include "shim/env.h"
 
@@ -121,10 +122,12 @@ bool UnderRoot(const std::string& abs) {
 }
 
 bool PlainByDefault(const std::string& abs) {
-  static constexpr char kWalIndex[] = "-shm";
-  constexpr size_t n = sizeof(kWalIndex) - 1;
-  size_t slash = abs.rfind('/');
-  return abs.size() - slash - 1 > n && abs.compare(abs.size() - n, n, kWalIndex) == 0;
+  std::string_view name(abs);
+  name.remove_prefix(abs.rfind('/') + 1);
+  auto ends_with = [&](std::string_view suffix) { return name.size() > suffix.size() && name.ends_with(suffix); };
+  if (ends_with("-shm") || ends_with(".so")) return true;
+  size_t so = name.find(".so.");
+  return so != std::string_view::npos && so > 0 && so + 4 < name.size();
 }
 
 bool TernCandidate(int dirfd, const char* path, std::string* abs) {

@@ -28,10 +28,12 @@ bool AbsolutePath(int dirfd, const char* path, std::string* out);
 bool UnderRoot(const std::string& abs);
 // AbsolutePath + UnderRoot.
 bool TernCandidate(int dirfd, const char* path, std::string* abs);
-// True for SQLite's WAL index, "NAME-shm": shared memory that every connection maps writable
-// (which tern refuses for its files) and that holds nothing SQLite cannot rebuild from the WAL.
-// Such a file is created plain, so that WAL mode works under the shim; one that already is a tern
-// file stays one.
+// Files created plain (kernel files) under the root, because what uses them cannot go through
+// the shim; one that already is a tern file stays one:
+//  - SQLite's WAL index, "NAME-shm": shared memory every connection maps writable (which tern
+//    refuses for its files); it holds nothing SQLite cannot rebuild from the WAL;
+//  - shared objects, "NAME.so" and "NAME.so.VERSION": the dynamic loader opens and maps them with
+//    raw system calls, so a library a build writes under the root could not be loaded.
 bool PlainByDefault(const std::string& abs);
 
 // Lexical normalisation of an absolute path (exposed for tests).

@@ -42,13 +42,22 @@ TEST_F(UnderRootTest, ExclusionsAndEngineObjects) {
   EXPECT_TRUE(UnderRoot("/dev/shm/tern-paths-test/root/tern.f"));
 }
 
-TEST(PlainByDefaultTest, OnlySqliteWalIndexNames) {
+TEST(PlainByDefaultTest, SqliteWalIndexesAndSharedObjects) {
   EXPECT_TRUE(PlainByDefault("/r/app.db-shm"));
   EXPECT_TRUE(PlainByDefault("/r/d/x-shm"));
   EXPECT_FALSE(PlainByDefault("/r/-shm"));  // no database name before the suffix
   EXPECT_FALSE(PlainByDefault("/r/app.db-shm.bak"));
   EXPECT_FALSE(PlainByDefault("/r/app.db-wal"));
   EXPECT_FALSE(PlainByDefault("/r/shm"));
+  EXPECT_TRUE(PlainByDefault("/r/build/libfoo.so"));
+  EXPECT_TRUE(PlainByDefault("/r/libfoo.so.1"));
+  EXPECT_TRUE(PlainByDefault("/r/libfoo.so.1.2.3"));
+  EXPECT_TRUE(PlainByDefault("/r/ext.cpython-311-x86_64-linux-gnu.so"));
+  EXPECT_FALSE(PlainByDefault("/r/.so"));
+  EXPECT_FALSE(PlainByDefault("/r/libfoo.so."));
+  EXPECT_FALSE(PlainByDefault("/r/also.sorted"));
+  EXPECT_FALSE(PlainByDefault("/r/x.so/child"));
+  EXPECT_FALSE(PlainByDefault("/r/libfoo.a"));
 }
 
 TEST_F(UnderRootTest, RelativePathsUseTheDirectory) {

@@ -140,6 +140,18 @@ TEST_F(ShimPrograms, ProgramsStoredAsTernFilesRun) {
       "chmod -x s.sh; ./s.sh 2>/dev/null; echo noexec $?; ./missing 2>/dev/null; echo missing $?");
 }
 
+TEST_F(ShimPrograms, SharedLibrariesBuiltUnderTheRootLoad) {
+  // The dynamic loader reads libraries with raw system calls, so a library a build writes under
+  // the root is created plain; the program linked against it is a tern file and runs.
+  if (!HaveProgram("cc")) GTEST_SKIP() << "cc is not installed";
+  ExpectSame(
+      "printf 'int f(void){return 7;}\\n' > f.c && cc -shared -fPIC -o libf.so f.c && "
+      "printf 'int f(void);\\n#include <stdio.h>\\nint main(void){printf(\"%d\\\\n\", f());return 0;}\\n' > m.c && "
+      "cc -o m m.c -L. -lf && LD_LIBRARY_PATH=. ./m && "
+      "python3 -c 'import ctypes; print(ctypes.CDLL(\"./libf.so\").f())'",
+      /*same_stderr=*/true, /*plain_files=*/{"libf.so"});
+}
+
 TEST_F(ShimPrograms, TailFollowsAppends) {
   // `tail -f` sleeps on inotify: each change through the engine must reach it as IN_MODIFY,
   // including the last of a burst of appends (announced when the rate limit's window closes).
