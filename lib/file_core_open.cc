@@ -247,6 +247,8 @@ Status FileCore::RebuildSharedState() {
 }
 
 FileCore::~FileCore() {
+  // The Pool's delayed announcement can no longer reach this file: make it now.
+  if (announce_owed_.exchange(false)) AnnounceChange();
   if (shared_ != nullptr && slot_ != kNoSlot && backing_->writable()) {
     // Deferred frees wait for durability; closing settles them. As an operation: this process may
     // lag behind GC's floor, and the log blocks it would replay from may be gone.
