@@ -38,33 +38,38 @@ void ZeroNoDrain(void* dst, size_t len);
 static_assert(std::atomic_ref<uint64_t>::is_always_lock_free);
 static_assert(std::atomic_ref<uint32_t>::is_always_lock_free);
 
-// An 8-byte store to media that other threads and processes may read concurrently (release).
-// Not flushed.
-inline void Store64(uint64_t* addr, uint64_t value) {
-  std::atomic_ref<uint64_t>(*addr).store(value, std::memory_order_release);
-  if constexpr (kBuildOptions.pmem_trace) trace::OnStore(addr, sizeof(value));
+namespace detail {
+// The word store and CAS below; in trace builds the store and its record are one step
+// (trace::StoreAndRecord says why).
+template <typename T>
+inline void StoreWord(T* addr, T value) {
+  auto store = [&] {
+    std::atomic_ref<T>(*addr).store(value, std::memory_order_release);
+    return true;
+  };
+  if constexpr (kBuildOptions.pmem_trace) {
+    trace::StoreAndRecord(addr, sizeof(value), store);
+  } else {
+    store();
+  }
 }
-inline void Store32(uint32_t* addr, uint32_t value) {
-  std::atomic_ref<uint32_t>(*addr).store(value, std::memory_order_release);
-  if constexpr (kBuildOptions.pmem_trace) trace::OnStore(addr, sizeof(value));
+template <typename T>
+inline bool CasWord(T* addr, T& expected, T desired) {
+  auto cas = [&] { return std::atomic_ref<T>(*addr).compare_exchange_strong(expected, desired); };
+  if constexpr (kBuildOptions.pmem_trace) return trace::StoreAndRecord(addr, sizeof(desired), cas);
+  return cas();
 }
+}  // namespace detail
+
+// An 8- or 4-byte store to media that other threads and processes may read concurrently
+// (release). Not flushed.
+inline void Store64(uint64_t* addr, uint64_t value) { detail::StoreWord(addr, value); }
+inline void Store32(uint32_t* addr, uint32_t value) { detail::StoreWord(addr, value); }
 
 // Compare-and-swap of an 8- or 4-byte word on media (seq_cst: the commit point of tern's log).
 // On failure `expected` receives the current value. Not flushed.
-inline bool Cas64(uint64_t* addr, uint64_t& expected, uint64_t desired) {
-  bool ok = std::atomic_ref<uint64_t>(*addr).compare_exchange_strong(expected, desired);
-  if constexpr (kBuildOptions.pmem_trace) {
-    if (ok) trace::OnStore(addr, sizeof(desired));
-  }
-  return ok;
-}
-inline bool Cas32(uint32_t* addr, uint32_t& expected, uint32_t desired) {
-  bool ok = std::atomic_ref<uint32_t>(*addr).compare_exchange_strong(expected, desired);
-  if constexpr (kBuildOptions.pmem_trace) {
-    if (ok) trace::OnStore(addr, sizeof(desired));
-  }
-  return ok;
-}
+inline bool Cas64(uint64_t* addr, uint64_t& expected, uint64_t desired) { return detail::CasWord(addr, expected, desired); }
+inline bool Cas32(uint32_t* addr, uint32_t& expected, uint32_t desired) { return detail::CasWord(addr, expected, desired); }
 
 // Loads of media words that concurrent writers may change (acquire; pairs with Store*/Cas*).
 inline uint64_t Load64(const uint64_t* addr) {

@@ -33,9 +33,8 @@ const Region* Find(State& state, uintptr_t addr) {
   return nullptr;
 }
 
-void Record(EventKind kind, const void* addr, size_t len) {
-  State& state = GetState();
-  std::lock_guard lock(state.mu);
+// REQUIRES: state.mu held.
+void RecordLocked(State& state, EventKind kind, const void* addr, size_t len) {
   if (!state.recording) return;
   auto a = reinterpret_cast<uintptr_t>(addr);
   const Region* r = Find(state, a);
@@ -46,6 +45,12 @@ void Record(EventKind kind, const void* addr, size_t len) {
     memcpy(e.bytes.data(), addr, len);
   }
   state.events.push_back(std::move(e));
+}
+
+void Record(EventKind kind, const void* addr, size_t len) {
+  State& state = GetState();
+  std::lock_guard lock(state.mu);
+  RecordLocked(state, kind, addr, len);
 }
 
 }  // namespace
@@ -85,6 +90,14 @@ bool Recording() {
 
 void OnStore(const void* addr, size_t len) { Record(EventKind::kStore, addr, len); }
 void OnFlush(const void* addr, size_t len) { Record(EventKind::kFlush, addr, len); }
+
+bool StoreAndRecord(const void* addr, size_t len, const std::function<bool()>& store) {
+  State& state = GetState();
+  std::lock_guard lock(state.mu);
+  if (!store()) return false;
+  RecordLocked(state, EventKind::kStore, addr, len);
+  return true;
+}
 
 void OnFence() {
   State& state = GetState();

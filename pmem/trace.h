@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace tern::pmem::trace {
@@ -38,5 +39,12 @@ bool Recording();
 void OnStore(const void* addr, size_t len);
 void OnFlush(const void* addr, size_t len);
 void OnFence();
+// Runs `store` (an atomic store or CAS of [addr, addr+len) that other threads act on) and, when it
+// returns true, records the store, both under the trace's lock. A thread that sees the new word and
+// then records something it caused (a flush of the word's line, a store into a block the word
+// frees) waits for that lock, so its events come after the store, as they happened. Recorded
+// after an unlocked store, a commit could land in the sequence after another thread's flush of
+// it, and the crash simulator would call an fsync-acknowledged commit lost.
+bool StoreAndRecord(const void* addr, size_t len, const std::function<bool()>& store);
 
 }  // namespace tern::pmem::trace

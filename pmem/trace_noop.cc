@@ -12,5 +12,6 @@ bool Recording() { return false; }
 void OnStore(const void*, size_t) {}
 void OnFlush(const void*, size_t) {}
 void OnFence() {}
+bool StoreAndRecord(const void*, size_t, const std::function<bool()>& store) { return store(); }
 
 }  // namespace tern::pmem::trace
