@@ -340,8 +340,15 @@ void FileCore::SupersedeClaims::Update(uint32_t first, uint32_t end) {
   }
   held_.clear();
   if (!superseded_by_others.empty()) {
-    // Freed once that commit (somewhere below the table's position) is durable.
-    LogPos seen = core_->applied_.load();
+    // Freed once that commit is durable: it lies below applied_, but only once the replay that
+    // applied it to the table has finished (a replay applies an entry, then advances applied_),
+    // so read applied_ under the replay lock. Read without it, the block could be freed one
+    // commit early and reused before the commit superseding it reaches media.
+    LogPos seen;
+    {
+      std::lock_guard replay(core_->mu_);
+      seen = core_->applied_.load();
+    }
     std::lock_guard lock(core_->pending_mu_);
     for (uint32_t l : superseded_by_others) core_->pending_.push_back({seen, l});
   }
