@@ -1,6 +1,8 @@
 #include "lib/atomic_array.h"
 
 #include <algorithm>
+#include <new>
+#include <utility>
 
 namespace tern {
 
@@ -8,9 +10,35 @@ AtomicU32Array::~AtomicU32Array() {
   for (auto& m : top_) {
     Mid* mid = m.load(std::memory_order_relaxed);
     if (mid == nullptr) continue;
-    for (auto& c : mid->chunks) delete c.load(std::memory_order_relaxed);
+    for (auto& c : mid->chunks) {
+      Chunk* chunk = c.load(std::memory_order_relaxed);
+      if (!InSlab(chunk)) delete chunk;
+    }
     delete mid;
   }
+}
+
+AtomicU32Array::Chunk* AtomicU32Array::NewChunk() {
+  if (heap_chunks_ < kHeapChunks) {
+    ++heap_chunks_;
+    return new Chunk();
+  }
+  if (slabs_.empty() || slab_used_ == kSlabChunks) {
+    HugeBuffer slab = HugeBuffer::Map(HugeBuffer::kHugePage);
+    if (slab.data() == nullptr) return new Chunk();
+    slabs_.push_back(std::move(slab));
+    slab_used_ = 0;
+  }
+  return new (slabs_.back().data() + uint64_t{slab_used_++} * sizeof(Chunk)) Chunk();
+}
+
+bool AtomicU32Array::InSlab(const Chunk* chunk) const {
+  auto p = reinterpret_cast<uintptr_t>(chunk);
+  for (const HugeBuffer& slab : slabs_) {
+    auto base = reinterpret_cast<uintptr_t>(slab.data());
+    if (p >= base && p < base + slab.size()) return true;
+  }
+  return false;
 }
 
 uint32_t AtomicU32Array::Set(uint32_t index, uint32_t value) {
@@ -50,7 +78,7 @@ std::atomic<uint32_t>* AtomicU32Array::CellFor(uint32_t index, uint32_t value) {
   Chunk* chunk = slot.load(std::memory_order_acquire);
   if (chunk == nullptr) {
     if (value == 0) return nullptr;
-    chunk = new Chunk();
+    chunk = NewChunk();
     slot.store(chunk, std::memory_order_release);
   }
   return &chunk->v[index & (kChunkSize - 1)];

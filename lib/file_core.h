@@ -28,6 +28,7 @@
 #include "lib/checkpoint_format.h"
 #include "lib/commit.h"
 #include "lib/file.h"
+#include "lib/huge_buffer.h"
 #include "lib/log_block_format.h"
 #include "lib/meta_block_format.h"
 #include "lib/shared_state.h"
@@ -149,8 +150,9 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // retired (the caller is inside an OpGuard or is the compacting thread).
   struct Checkpoint {
     pmem::CheckpointHeader header;
-    const pmem::ExtRun* runs = nullptr;
+    const pmem::ExtRun* runs = nullptr;  // in the mapping, or in `copy`
     BlockRun blocks;
+    HugeBuffer copy;  // a large checkpoint's bytes, read through the kernel
   };
   Result<Checkpoint> ReadCheckpoint(LogicalBlock block);
   // The log position of the checkpoint at `block`, unvalidated (0 if it is out of range).

@@ -3,6 +3,7 @@
 // of the content, before and after closing and reopening.
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -548,6 +549,49 @@ TEST_F(FileIoTest, CompactionOfAFragmentedMapKeepsTheFileBounded) {
   auto unreferenced = f->core().UnreferencedInUse();
   TERN_ASSERT_OK(unreferenced);
   EXPECT_LE(unreferenced->size(), 1u) << "blocks leaked by the compaction";
+}
+
+TEST_F(FileIoTest, AFragmentedFileReopensFromALargeCheckpoint) {
+  // ~40,000 runs: the checkpoint (~640 KiB) is read through the kernel into huge pages, and the
+  // table (10 chunks) takes chunks from a huge-page slab. Both must give back every byte.
+  auto f = Create();
+  ASSERT_NE(f, nullptr);
+  constexpr uint64_t kBlocks = 40000;
+  Write(*f, 0, Pattern(1, 0, kBlocks * kBlockSize));
+  std::vector<uint8_t> block = Pattern(2, 0, kBlockSize);
+  for (uint64_t b = 0; b < kBlocks; b += 2) Write(*f, b * kBlockSize, block);
+  TERN_ASSERT_OK(f->Fsync());
+  auto stats = f->core().Compact();
+  TERN_ASSERT_OK(stats);
+  ASSERT_GT(stats->checkpoint_runs, 30000u);
+  ReopenAndExpect(f, "cold reopen from the checkpoint");
+  // Another process attaches to the shared state and loads its own table from the checkpoint.
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    auto other = File::Open(path_, O_RDONLY);
+    auto got = other.ok() ? test::ReadAll(**other) : Result<std::vector<uint8_t>>(other.status());
+    _exit(got.ok() && *got == model_ ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the attached open read other bytes";
+  f.reset();
+  // A damaged byte in the middle of the checkpoint's runs is caught by the checksum on the copy.
+  int fd = open(path_.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  uint64_t ck = 0;
+  ASSERT_EQ(pread(fd, &ck, sizeof(ck), 32), 8) << "MetaHeader::checkpoint";
+  ASSERT_NE(ck, 0u);
+  off_t at = static_cast<off_t>(ck * kBlockSize + 300 * 1024);
+  uint8_t byte = 0;
+  ASSERT_EQ(pread(fd, &byte, 1, at), 1);
+  byte ^= 0x10;
+  ASSERT_EQ(pwrite(fd, &byte, 1, at), 1);
+  close(fd);
+  auto damaged = File::Open(path_, O_RDWR);
+  ASSERT_FALSE(damaged.ok());
+  EXPECT_EQ(damaged.status().err(), EUCLEAN) << test::Describe(damaged.status());
 }
 
 TEST_F(FileIoTest, SharedStateIsRemovedAtLastClose) {
