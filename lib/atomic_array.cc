@@ -66,6 +66,20 @@ int64_t AtomicU32Array::StoreRun(uint32_t begin, uint32_t count, uint32_t first)
   return delta;
 }
 
+void AtomicU32Array::FillRun(uint32_t begin, uint32_t count, uint32_t first, FillCursor& cursor) {
+  for (uint32_t i = 0; i < count;) {
+    uint32_t index = begin + i;
+    uint32_t in_chunk = std::min(count - i, kChunkSize - (index & (kChunkSize - 1)));
+    if (index >> kChunkBits != cursor.chunk_index) {
+      cursor.chunk_index = index >> kChunkBits;
+      cursor.cells = CellFor(index & ~(kChunkSize - 1), first);
+    }
+    std::atomic<uint32_t>* cells = cursor.cells + (index & (kChunkSize - 1));
+    for (uint32_t k = 0; k < in_chunk; ++k) cells[k].store(first + i + k, std::memory_order_release);
+    i += in_chunk;
+  }
+}
+
 std::atomic<uint32_t>* AtomicU32Array::CellFor(uint32_t index, uint32_t value) {
   std::atomic<Mid*>& top = top_[index >> (kChunkBits + kMidBits)];
   Mid* mid = top.load(std::memory_order_acquire);

@@ -47,6 +47,14 @@ class AtomicU32Array {
   // a whole file's mapping this way). Returns the number of cells that went from 0 to non-zero minus
   // those that went to 0. REQUIRES: as Set.
   int64_t StoreRun(uint32_t begin, uint32_t count, uint32_t first);
+  // StoreRun into cells known to hold 0 (a table being loaded from scratch), without reading them
+  // first. The cursor carries the last chunk from one call to the next (a load's runs mostly share
+  // chunks; chunks never move). first != 0. REQUIRES: as Set; every cell of the run is 0.
+  struct FillCursor {
+    uint32_t chunk_index = UINT32_MAX;
+    std::atomic<uint32_t>* cells = nullptr;  // cell 0 of that chunk
+  };
+  void FillRun(uint32_t begin, uint32_t count, uint32_t first, FillCursor& cursor);
 
   // Calls fn(index, value) for every non-zero value with index < end, in index order, skipping
   // nodes never allocated (a sparse file costs what it maps, not its highest index).

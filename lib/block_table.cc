@@ -41,6 +41,19 @@ void BlockTable::Apply(const Commit& c) {
 }
 
 void BlockTable::Load(const pmem::ExtRun* runs, uint32_t nruns, uint64_t size) {
+  if (mapped_end_ == 0) {
+    // Nothing mapped yet (an opener): every cell is 0, so runs are stored without comparing.
+    AtomicU32Array::FillCursor cursor;
+    uint64_t mapped = 0;
+    for (uint32_t i = 0; i < nruns; ++i) {
+      map_.FillRun(runs[i].vblock, runs[i].nblocks, runs[i].lblock, cursor);
+      mapped += runs[i].nblocks;
+    }
+    mapped_count_.store(mapped, std::memory_order_relaxed);
+    mapped_end_ = nruns == 0 ? 0 : runs[nruns - 1].vblock + runs[nruns - 1].nblocks;
+    size_.store(size);
+    return;
+  }
   // One pass in vblock order, no scratch copy (an opener loads a whole fragmented file this way).
   // Gaps are cleared only below the old mapped end: past it everything is 0 already.
   uint32_t old_end = mapped_end_;
