@@ -564,19 +564,47 @@ TEST_F(FileIoTest, AFragmentedFileReopensFromALargeCheckpoint) {
   auto stats = f->core().Compact();
   TERN_ASSERT_OK(stats);
   ASSERT_GT(stats->checkpoint_runs, 30000u);
-  ReopenAndExpect(f, "cold reopen from the checkpoint");
-  // Another process attaches to the shared state and loads its own table from the checkpoint.
+  // Closed for good (the background thread may hold the engine a moment longer), so that the
+  // next open loads the checkpoint.
+  auto close_and_settle = [](std::unique_ptr<File>& file) {
+    std::weak_ptr<FileCore> core = file->core().shared_from_this();
+    file.reset();
+    while (!core.expired()) usleep(1000);
+  };
+  close_and_settle(f);
+  {
+    auto cold = File::Open(path_, O_RDWR);
+    TERN_ASSERT_OK(cold);
+    f = std::move(cold).value();
+  }
+  ExpectModel(*f, "cold reopen from the checkpoint");
+  close_and_settle(f);
+  // While another process holds the file open, an open here attaches to the shared state and
+  // loads its own table from the checkpoint.
+  int ready[2], go[2];
+  ASSERT_EQ(pipe(ready), 0);
+  ASSERT_EQ(pipe(go), 0);
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    auto other = File::Open(path_, O_RDONLY);
-    auto got = other.ok() ? test::ReadAll(**other) : Result<std::vector<uint8_t>>(other.status());
-    _exit(got.ok() && *got == model_ ? 0 : 1);
+    auto holder = File::Open(path_, O_RDONLY);
+    char c = holder.ok() ? 1 : 0;
+    if (write(ready[1], &c, 1) != 1 || read(go[0], &c, 1) != 1) _exit(2);
+    _exit(holder.ok() ? 0 : 1);
   }
+  char c = 0;
+  ASSERT_EQ(read(ready[0], &c, 1), 1);
+  ASSERT_EQ(c, 1) << "the holder process could not open the file";
+  {
+    auto attached = File::Open(path_, O_RDWR);
+    TERN_ASSERT_OK(attached);
+    ExpectModel(**attached, "attached open from the checkpoint");
+  }
+  ASSERT_EQ(write(go[1], &c, 1), 1);
   int status = 0;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the attached open read other bytes";
-  f.reset();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  for (int fd : {ready[0], ready[1], go[0], go[1]}) close(fd);
   // A damaged byte in the middle of the checkpoint's runs is caught by the checksum on the copy.
   int fd = open(path_.c_str(), O_RDWR);
   ASSERT_GE(fd, 0);
