@@ -15,6 +15,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <string>
@@ -188,25 +189,13 @@ class ExecPlan {
     if (n >= 2 && head[0] == '#' && head[1] == '!') return FromScript(head, static_cast<size_t>(n), path, argv);
     int mem = static_cast<int>(syscall(SYS_memfd_create, "tern-exec", MFD_CLOEXEC));
     if (mem < 0) return -1;
-    static constexpr size_t kChunk = 1 << 20;
-    std::vector<char> buf(kChunk);
     for (off_t off = 0;;) {
-      ssize_t got = RoutedPread(fd, buf.data(), kChunk, off);
+      ssize_t got = CopyThrough(fd, &off, mem, nullptr, SIZE_MAX);
       if (got < 0) {
         Real().close(mem);
         return -1;
       }
       if (got == 0) break;
-      for (ssize_t put = 0; put < got;) {
-        ssize_t w = Real().write(mem, buf.data() + put, static_cast<size_t>(got - put));
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) {
-          Real().close(mem);
-          return -1;
-        }
-        put += w;
-      }
-      off += got;
     }
     memfd_ = mem;
     path_ = "/proc/self/fd/" + std::to_string(mem);
@@ -289,16 +278,11 @@ std::string SearchPath(const char* file) {
 int Execvpe(const char* file, char* const argv[], char* const envp[]) {
   if (!ShimReady()) return Real().execvpe(file, argv, envp);
   std::string found = SearchPath(file);
-  if (!found.empty()) {
-    ExecPlan plan;
-    int planned = plan.Prepare(found.c_str(), argv);
-    if (planned < 0) return -1;
-    if (planned > 0) {
-      ChildEnv env(envp, 'e');
-      return Real().execve(plan.path(), plan.argv(), env.get());
-    }
-  }
+  ExecPlan plan;
+  int planned = found.empty() ? 0 : plan.Prepare(found.c_str(), argv);
+  if (planned < 0) return -1;
   ChildEnv env(envp, 'e');
+  if (planned > 0) return Real().execve(plan.path(), plan.argv(), env.get());
   return Real().execvpe(file, argv, env.get());
 }
 
@@ -442,14 +426,12 @@ int TernPosixSpawnp(pid_t* pid, const char* file, const posix_spawn_file_actions
                     const posix_spawnattr_t* attr, char* const argv[], char* const envp[]) noexcept {
   TERN_ENTRY_TRY
   if (!ShimReady()) return Real().posix_spawnp(pid, file, fa, attr, argv, envp);
-  ChildEnv env(envp, 's');
   std::string found = SearchPath(file);
-  if (!found.empty()) {
-    ExecPlan plan;
-    int planned = plan.Prepare(found.c_str(), argv);
-    if (planned < 0) return errno;
-    if (planned > 0) return Real().posix_spawn(pid, plan.path(), fa, attr, plan.argv(), env.get());
-  }
+  ExecPlan plan;
+  int planned = found.empty() ? 0 : plan.Prepare(found.c_str(), argv);
+  if (planned < 0) return errno;
+  ChildEnv env(envp, 's');
+  if (planned > 0) return Real().posix_spawn(pid, plan.path(), fa, attr, plan.argv(), env.get());
   return Real().posix_spawnp(pid, file, fa, attr, argv, env.get());
   TERN_ENTRY_CATCH(ENOMEM)
 }

@@ -46,52 +46,6 @@ ssize_t TernSplice(int in, off_t* off_in, int out, off_t* off_out, size_t len, u
 namespace {
 
 constexpr int kKnownRwf = RWF_HIPRI | RWF_DSYNC | RWF_SYNC | RWF_NOWAIT | RWF_APPEND;
-// Copy emulation moves at most this much per call; callers loop, as they must with the kernel.
-constexpr size_t kCopyChunk = size_t{1} << 20;
-constexpr size_t kCopyPerCall = size_t{64} << 20;
-
-// Writes all of buf to fd (at *off when off is not null, advancing it); returns bytes written, or -1
-// when nothing was written.
-ssize_t WriteAll(int fd, const char* buf, size_t n, off_t* off) {
-  size_t done = 0;
-  while (done < n) {
-    ssize_t r = off != nullptr ? RoutedPwrite(fd, buf + done, n - done, *off)
-                               : RoutedWrite(fd, buf + done, n - done);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return done > 0 ? static_cast<ssize_t>(done) : -1;
-    done += static_cast<size_t>(r);
-    if (off != nullptr) *off += r;
-  }
-  return static_cast<ssize_t>(done);
-}
-
-// Copies up to len bytes from `in` to `out` through a buffer, as copy_file_range and sendfile do,
-// when at least one side is a tern file. off_in/off_out null: the file offsets (advanced).
-ssize_t CopyThrough(int in, off_t* off_in, int out, off_t* off_out, size_t len) {
-  len = std::min(len, kCopyPerCall);
-  std::unique_ptr<char[]> buf(new char[std::min(len, kCopyChunk) + 1]);
-  size_t total = 0;
-  while (total < len) {
-    size_t want = std::min(len - total, kCopyChunk);
-    ssize_t got = off_in != nullptr ? RoutedPread(in, buf.get(), want, *off_in) : RoutedRead(in, buf.get(), want);
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0) return total > 0 ? static_cast<ssize_t>(total) : -1;
-    if (got == 0) break;
-    ssize_t put = WriteAll(out, buf.get(), static_cast<size_t>(got), off_out);
-    if (put < 0) {
-      if (off_in == nullptr) RoutedLseek(in, -got, SEEK_CUR);  // give back what was not written
-      return total > 0 ? static_cast<ssize_t>(total) : -1;
-    }
-    if (off_in != nullptr) *off_in += put;
-    total += static_cast<size_t>(put);
-    if (put < got) {
-      if (off_in == nullptr) RoutedLseek(in, put - got, SEEK_CUR);
-      break;
-    }
-  }
-  return static_cast<ssize_t>(total);
-}
-
 ssize_t Preadv(int fd, const struct iovec* iov, int iovcnt, off_t off) {
   DescRef d(fd);
   if (!d) return Real().preadv(fd, iov, iovcnt, off);

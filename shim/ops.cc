@@ -19,6 +19,10 @@
 namespace tern::shim {
 namespace {
 
+// Copy emulation moves at most this much per call; callers loop, as they must with the kernel.
+constexpr size_t kCopyChunk = size_t{1} << 20;
+constexpr size_t kCopyPerCall = size_t{64} << 20;
+
 bool CanRead(Desc* d) { return d->access() != O_WRONLY; }
 bool CanWrite(Desc* d) { return d->access() != O_RDONLY; }
 
@@ -315,6 +319,44 @@ ssize_t RoutedPwrite(int fd, const void* buf, size_t n, off_t off) {
 off_t RoutedLseek(int fd, off_t off, int whence) {
   DescRef d(fd);
   return d ? DescLseek(d.get(), fd, off, whence) : Real().lseek(fd, off, whence);
+}
+
+ssize_t WriteAll(int fd, const char* buf, size_t n, off_t* off) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t r = off != nullptr ? RoutedPwrite(fd, buf + done, n - done, *off)
+                               : RoutedWrite(fd, buf + done, n - done);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return done > 0 ? static_cast<ssize_t>(done) : -1;
+    done += static_cast<size_t>(r);
+    if (off != nullptr) *off += r;
+  }
+  return static_cast<ssize_t>(done);
+}
+
+ssize_t CopyThrough(int in, off_t* off_in, int out, off_t* off_out, size_t len) {
+  len = std::min(len, kCopyPerCall);
+  std::unique_ptr<char[]> buf(new char[std::min(len, kCopyChunk) + 1]);
+  size_t total = 0;
+  while (total < len) {
+    size_t want = std::min(len - total, kCopyChunk);
+    ssize_t got = off_in != nullptr ? RoutedPread(in, buf.get(), want, *off_in) : RoutedRead(in, buf.get(), want);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return total > 0 ? static_cast<ssize_t>(total) : -1;
+    if (got == 0) break;
+    ssize_t put = WriteAll(out, buf.get(), static_cast<size_t>(got), off_out);
+    if (put < 0) {
+      if (off_in == nullptr) RoutedLseek(in, -got, SEEK_CUR);  // give back what was not written
+      return total > 0 ? static_cast<ssize_t>(total) : -1;
+    }
+    if (off_in != nullptr) *off_in += put;
+    total += static_cast<size_t>(put);
+    if (put < got) {
+      if (off_in == nullptr) RoutedLseek(in, put - got, SEEK_CUR);
+      break;
+    }
+  }
+  return static_cast<ssize_t>(total);
 }
 
 void PatchPathStat(int dirfd, const char* path, bool follow, struct stat* st) {

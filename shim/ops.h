@@ -45,6 +45,13 @@ ssize_t RoutedPread(int fd, void* buf, size_t n, off_t off);
 ssize_t RoutedPwrite(int fd, const void* buf, size_t n, off_t off);
 off_t RoutedLseek(int fd, off_t off, int whence);
 int RoutedClose(int fd);
+// Writes all of buf to fd (at *off when off is not null, advancing it); returns bytes written, or -1
+// when nothing was written.
+ssize_t WriteAll(int fd, const char* buf, size_t n, off_t* off);
+// Copies up to len bytes (at most 64 MiB a call) from `in` to `out` through a buffer, as
+// copy_file_range and sendfile do when at least one side is a tern file. off_in/off_out null: the
+// file offsets (advanced). Returns bytes copied (0 at the end of `in`), or -1 when none were.
+ssize_t CopyThrough(int in, off_t* off_in, int out, off_t* off_out, size_t len);
 
 // stat of a path the kernel already stat'ed into *st: when it is a tern file, the logical size and
 // blocks replace the backing file's. `follow` as stat vs lstat.

@@ -52,15 +52,7 @@ ssize_t CookieRead(void* c, char* buf, size_t n) {
 }
 
 ssize_t CookieWrite(void* c, const char* buf, size_t n) {
-  int fd = static_cast<Cookie*>(c)->fd;
-  size_t done = 0;
-  while (done < n) {
-    ssize_t r = RoutedWrite(fd, buf + done, n - done);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return done > 0 ? static_cast<ssize_t>(done) : -1;
-    done += static_cast<size_t>(r);
-  }
-  return static_cast<ssize_t>(done);
+  return WriteAll(static_cast<Cookie*>(c)->fd, buf, n, nullptr);
 }
 
 int CookieSeek(void* c, off64_t* pos, int whence) {
