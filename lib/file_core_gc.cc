@@ -28,13 +28,6 @@
 #include "pmem/persist.h"
 
 namespace tern {
-namespace {
-
-// A checkpoint at least this long is read through the kernel (ReadCheckpoint says why).
-constexpr uint64_t kCheckpointCopyMin = 256 * 1024;
-
-}  // namespace
-
 uint32_t FileCore::ThreadOpCell() {
   static std::atomic<uint32_t> next{0};
   thread_local uint32_t cell = next.fetch_add(1) % kOpCellsPerSlot;
@@ -80,7 +73,7 @@ Result<FileCore::Checkpoint> FileCore::ReadCheckpoint(LogicalBlock block) {
   // costs an opener a first-touch fault (~5 µs here, even after MADV_POPULATE); the kernel's copy
   // into huge pages costs a fraction of that. A small one is read in place.
   uint64_t bytes = span * kBlockSize;
-  if (bytes >= kCheckpointCopyMin) {
+  if (bytes >= Backing::kKernelCopyMin) {
     HugeBuffer copy = HugeBuffer::Map(bytes);
     if (copy.data() != nullptr && backing_->ReadThroughKernel(copy.data(), bytes, block.ToBytes())) {
       ck.copy = std::move(copy);

@@ -10,10 +10,6 @@
 namespace tern {
 namespace {
 
-// A contiguous piece at least this long is copied by the kernel (Backing::ReadThroughKernel): the
-// system call costs ~1 µs, a page of the mapping this process has not touched yet ~5 µs.
-constexpr uint64_t kKernelCopyMin = 256 * 1024;
-
 // Copies the part of [offset, offset+len) that lies in virtual blocks [vlo, vhi) into out
 // (out corresponds to offset). Consecutive blocks that are consecutive on media go in one copy:
 // copy(dst, l, count, skip, n) copies n bytes from `skip` bytes into the run of `count` blocks at
@@ -53,7 +49,7 @@ Result<size_t> FileCore::Read(void* buf, size_t n, uint64_t offset) {
   // False only for a block this process cannot map (then the piece reads as zeros, as before, and
   // validation sees the commit that made it reachable).
   auto copy = [this](uint8_t* dst, uint32_t l, uint32_t count, uint64_t skip, uint64_t bytes) {
-    if (bytes >= kKernelCopyMin && backing_->ReadThroughKernel(dst, bytes, LogicalBlock(l).ToBytes() + skip)) {
+    if (bytes >= Backing::kKernelCopyMin && backing_->ReadThroughKernel(dst, bytes, LogicalBlock(l).ToBytes() + skip)) {
       return true;
     }
     const uint8_t* src = Resolve(LogicalBlock(l), count);
