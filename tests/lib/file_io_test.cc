@@ -3,20 +3,18 @@
 // of the content, before and after closing and reopening.
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "lib/file.h"
-#include "lib/file_core.h"
 #include "lib/layout_constants.h"
+#include "tests/lib/file_model_fixture.h"
 #include "tests/test_util.h"
 
 namespace tern {
@@ -26,57 +24,7 @@ using test::Pattern;
 
 constexpr int kCreate = O_RDWR | O_CREAT;
 
-class FileIoTest : public ::testing::Test {
- protected:
-  // The content the file must have: every write also lands here.
-  void ModelWrite(uint64_t offset, const std::vector<uint8_t>& data) {
-    if (model_.size() < offset + data.size()) model_.resize(offset + data.size(), 0);
-    std::copy(data.begin(), data.end(), model_.begin() + static_cast<ptrdiff_t>(offset));
-  }
-  void ModelTruncate(uint64_t size) { model_.resize(size, 0); }
-
-  // Writes through the engine and into the model.
-  void Write(File& f, uint64_t offset, const std::vector<uint8_t>& data) {
-    auto n = f.Pwrite(data.data(), data.size(), offset);
-    ASSERT_TRUE(n.ok()) << "pwrite " << data.size() << "@" << offset << ": " << test::Describe(n.status());
-    ASSERT_EQ(*n, data.size());
-    ModelWrite(offset, data);
-  }
-  void Truncate(File& f, uint64_t size) {
-    TERN_ASSERT_OK(f.Truncate(size));
-    ModelTruncate(size);
-  }
-
-  // The file's size and every byte equal the model.
-  void ExpectModel(File& f, const char* when) {
-    auto size = f.Size();
-    ASSERT_TRUE(size.ok()) << when;
-    ASSERT_EQ(*size, model_.size()) << when;
-    auto got = test::ReadAll(f);
-    ASSERT_TRUE(got.ok()) << when << ": " << test::Describe(got.status());
-    int64_t d = test::FirstDifference(*got, model_);
-    ASSERT_EQ(d, -1) << when << ": first wrong byte at offset " << d << " (size " << model_.size() << ")";
-  }
-
-  // Closes f, reopens the path and checks the model again.
-  void ReopenAndExpect(std::unique_ptr<File>& f, const char* when, int flags = O_RDWR) {
-    f.reset();
-    auto r = File::Open(path_, flags);
-    ASSERT_TRUE(r.ok()) << "reopen " << when << ": " << test::Describe(r.status());
-    f = std::move(r).value();
-    ExpectModel(*f, when);
-  }
-
-  std::unique_ptr<File> Create() {
-    auto r = File::Open(path_, kCreate, 0644);
-    EXPECT_TRUE(r.ok()) << test::Describe(r.status());
-    return r.ok() ? std::move(r).value() : nullptr;
-  }
-
-  test::TempDir dir_;
-  std::string path_ = dir_.File("f");
-  std::vector<uint8_t> model_;
-};
+class FileIoTest : public test::FileModelTest {};
 
 TEST_F(FileIoTest, CreateGivesAnEmptyFile) {
   auto f = Create();
@@ -464,187 +412,6 @@ TEST_F(FileIoTest, TwoOpensSeeEachOthersWrites) {
   ExpectModel(*b, "b sees a's truncate");
   a.reset();
   ExpectModel(*b, "b after a closed");
-}
-
-TEST_F(FileIoTest, ManySmallWritesSpillIntoLogBlocks) {
-  // 504 inline slots in the meta block, 510 per log block: 1500 commits need three log blocks.
-  auto f = Create();
-  ASSERT_NE(f, nullptr);
-  for (uint64_t i = 0; i < 1500; ++i) {
-    uint64_t offset = (i * 7919) % (300 * kBlockSize) + (i % 3);
-    Write(*f, offset, Pattern(1000 + i, offset, 1 + i % 50));
-  }
-  ExpectModel(*f, "after 1500 writes");
-  ReopenAndExpect(f, "reopen");
-  for (uint64_t i = 0; i < 600; ++i) {
-    auto at = f->Append(Pattern(5000 + i, 0, 5).data(), 5);
-    TERN_ASSERT_OK(at);
-    ModelWrite(*at, Pattern(5000 + i, 0, 5));
-  }
-  ReopenAndExpect(f, "reopen after appends");
-}
-
-TEST_F(FileIoTest, OverwritesAndTruncatesDoNotLeakBlocks) {
-  auto f = Create();
-  ASSERT_NE(f, nullptr);
-  auto churn = [&](int rounds, bool sync_each_round) {
-    for (int round = 0; round < rounds; ++round) {
-      Write(*f, 0, Pattern(static_cast<uint64_t>(round), 0, 16 * kBlockSize));
-      Write(*f, 100, Pattern(static_cast<uint64_t>(round) + 50, 0, 3 * kBlockSize));
-      Truncate(*f, 9 * kBlockSize + 10);
-      if (sync_each_round) {
-        TERN_ASSERT_OK(f->Fsync());
-      }
-    }
-  };
-  churn(100, false);
-  ExpectModel(*f, "after churn");
-  // Superseded blocks are freed once the superseding commit is durable: settle them first.
-  TERN_ASSERT_OK(f->Fsync());
-  auto reachable = f->core().BlocksReachable();
-  TERN_ASSERT_OK(reachable);
-  EXPECT_EQ(f->core().BlocksInUse(), *reachable) << "blocks in use but unreachable from the log";
-  ReopenAndExpect(f, "reopen");
-  reachable = f->core().BlocksReachable();
-  TERN_ASSERT_OK(reachable);
-  EXPECT_EQ(f->core().BlocksInUse(), *reachable);
-  // 10 data blocks are live. With every round made durable, what a round supersedes is free for
-  // the next one: a long churn must not grow the file.
-  struct stat before, after;
-  ASSERT_EQ(stat(path_.c_str(), &before), 0);
-  churn(300, true);
-  ExpectModel(*f, "after synced churn");
-  ASSERT_EQ(stat(path_.c_str(), &after), 0);
-  EXPECT_LE(after.st_size, std::max<off_t>(before.st_size, 4 << 20)) << "the file grew under synced churn";
-}
-
-// A checkpoint longer than one bitmap word of blocks (more than ~16,000 runs) needs a contiguous
-// run that a single allocator word cannot give; compaction once looped, growing the file until
-// memory ran out. Every other block of a 40,000-block file is overwritten: ~40,000 runs.
-TEST_F(FileIoTest, CompactionOfAFragmentedMapKeepsTheFileBounded) {
-  auto f = Create();
-  ASSERT_NE(f, nullptr);
-  constexpr uint64_t kBlocks = 40000;
-  std::vector<uint8_t> chunk = Pattern(1, 0, 1000 * kBlockSize);
-  for (uint64_t b = 0; b < kBlocks; b += 1000) {
-    TERN_ASSERT_OK(f->Pwrite(chunk.data(), chunk.size(), b * kBlockSize));
-  }
-  std::vector<uint8_t> block = Pattern(2, 0, kBlockSize);
-  for (uint64_t b = 0; b < kBlocks; b += 2) TERN_ASSERT_OK(f->Pwrite(block.data(), block.size(), b * kBlockSize));
-  TERN_ASSERT_OK(f->Fsync());
-  auto stats = f->core().Compact();
-  TERN_ASSERT_OK(stats);
-  EXPECT_GT(stats->checkpoint_runs, 30000u);
-  struct stat st;
-  ASSERT_EQ(stat(path_.c_str(), &st), 0);
-  EXPECT_LT(static_cast<uint64_t>(st.st_size), 2 * kBlocks * kBlockSize) << "compaction grew the file";
-  std::vector<uint8_t> got(kBlockSize);
-  for (uint64_t b : {uint64_t{0}, uint64_t{1}, kBlocks / 2, kBlocks - 1}) {
-    TERN_ASSERT_OK(f->Pread(got.data(), got.size(), b * kBlockSize));
-    const uint8_t* want = b % 2 == 0 ? block.data() : chunk.data() + (b % 1000) * kBlockSize;
-    EXPECT_EQ(std::memcmp(got.data(), want, kBlockSize), 0) << "block " << b;
-  }
-  // Everything in use is reachable, but for the record arena's current block: its records now
-  // live only in the checkpoint, and it stays with this process for the next record.
-  auto unreferenced = f->core().UnreferencedInUse();
-  TERN_ASSERT_OK(unreferenced);
-  EXPECT_LE(unreferenced->size(), 1u) << "blocks leaked by the compaction";
-}
-
-TEST_F(FileIoTest, AFragmentedFileReopensFromALargeCheckpoint) {
-  // ~40,000 runs: the checkpoint (~640 KiB) is read through the kernel into huge pages, and the
-  // table (10 chunks) takes chunks from a huge-page slab. Both must give back every byte.
-  auto f = Create();
-  ASSERT_NE(f, nullptr);
-  constexpr uint64_t kBlocks = 40000;
-  Write(*f, 0, Pattern(1, 0, kBlocks * kBlockSize));
-  std::vector<uint8_t> block = Pattern(2, 0, kBlockSize);
-  for (uint64_t b = 0; b < kBlocks; b += 2) Write(*f, b * kBlockSize, block);
-  TERN_ASSERT_OK(f->Fsync());
-  auto stats = f->core().Compact();
-  TERN_ASSERT_OK(stats);
-  ASSERT_GT(stats->checkpoint_runs, 30000u);
-  // Closed for good (the background thread may hold the engine a moment longer), so that the
-  // next open loads the checkpoint.
-  auto close_and_settle = [](std::unique_ptr<File>& file) {
-    std::weak_ptr<FileCore> core = file->core().shared_from_this();
-    file.reset();
-    while (!core.expired()) usleep(1000);
-  };
-  close_and_settle(f);
-  {
-    auto cold = File::Open(path_, O_RDWR);
-    TERN_ASSERT_OK(cold);
-    f = std::move(cold).value();
-  }
-  ExpectModel(*f, "cold reopen from the checkpoint");
-  close_and_settle(f);
-  // While another process holds the file open, an open here attaches to the shared state and
-  // loads its own table from the checkpoint.
-  int ready[2], go[2];
-  ASSERT_EQ(pipe(ready), 0);
-  ASSERT_EQ(pipe(go), 0);
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    auto holder = File::Open(path_, O_RDONLY);
-    char c = holder.ok() ? 1 : 0;
-    if (write(ready[1], &c, 1) != 1 || read(go[0], &c, 1) != 1) _exit(2);
-    _exit(holder.ok() ? 0 : 1);
-  }
-  char c = 0;
-  ASSERT_EQ(read(ready[0], &c, 1), 1);
-  ASSERT_EQ(c, 1) << "the holder process could not open the file";
-  {
-    auto attached = File::Open(path_, O_RDWR);
-    TERN_ASSERT_OK(attached);
-    ExpectModel(**attached, "attached open from the checkpoint");
-  }
-  ASSERT_EQ(write(go[1], &c, 1), 1);
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  for (int fd : {ready[0], ready[1], go[0], go[1]}) close(fd);
-  // A damaged byte in the middle of the checkpoint's runs is caught by the checksum on the copy.
-  int fd = open(path_.c_str(), O_RDWR);
-  ASSERT_GE(fd, 0);
-  uint64_t ck = 0;
-  ASSERT_EQ(pread(fd, &ck, sizeof(ck), 32), 8) << "MetaHeader::checkpoint";
-  ASSERT_NE(ck, 0u);
-  off_t at = static_cast<off_t>(ck * kBlockSize + 300 * 1024);
-  uint8_t byte = 0;
-  ASSERT_EQ(pread(fd, &byte, 1, at), 1);
-  byte ^= 0x10;
-  ASSERT_EQ(pwrite(fd, &byte, 1, at), 1);
-  close(fd);
-  auto damaged = File::Open(path_, O_RDWR);
-  ASSERT_FALSE(damaged.ok());
-  EXPECT_EQ(damaged.status().err(), EUCLEAN) << test::Describe(damaged.status());
-}
-
-TEST_F(FileIoTest, SharedStateIsRemovedAtLastClose) {
-  auto a = Create();
-  ASSERT_NE(a, nullptr);
-  auto r = File::Open(path_, O_RDONLY);
-  TERN_ASSERT_OK(r);
-  auto b = std::move(r).value();
-  EXPECT_FALSE(dir_.ShmEntries().empty()) << "no shared state while open";
-  a.reset();
-  EXPECT_FALSE(dir_.ShmEntries().empty()) << "removed while still open elsewhere";
-  b.reset();
-  EXPECT_TRUE(dir_.ShmEntries().empty()) << "left behind after last close";
-}
-
-TEST_F(FileIoTest, FsyncAndCounters) {
-  auto f = Create();
-  ASSERT_NE(f, nullptr);
-  FileCounters before = f->Counters();
-  for (int i = 0; i < 10; ++i) Write(*f, static_cast<uint64_t>(i) * 100, Pattern(90, 0, 100));
-  TERN_EXPECT_OK(f->Fsync());
-  FileCounters after = f->Counters();
-  EXPECT_GE(after.commits - before.commits, 10u);
-  EXPECT_EQ(after.conflicts, before.conflicts) << "one thread cannot conflict with itself";
-  ReopenAndExpect(f, "reopen");
 }
 
 TEST_F(FileIoTest, WritesPastTheSizeLimitFail) {
