@@ -10,10 +10,17 @@
 // The invariant that makes lock-free reads safe: a block is freed only by the writer whose commit
 // superseded it. Every path that frees blocks (overwrite, truncate) obeys it; readers catch reuse
 // because the superseding commit overlaps what they copied.
+//
+// The tail rule: the bytes of the last block past the end of the file are undefined. An append at
+// the end writes into them in place (file_core_tail.cc), and one that loses its commit, or dies,
+// leaves its bytes there. So every copy of a block's current content stops at the size (zeros
+// past it), and every growth that would expose them (truncate up, a write that starts past the
+// end) first replaces that block with a copy zeroed past the old end.
 #pragma once
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -276,6 +283,10 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
     void Committed(LogPos pos);
     // No commit: frees what others superseded, gives the rest back to the log.
     void Abandon();
+    // True when this holds the claim on lblock l at vblock v.
+    bool Holds(uint32_t v, uint32_t l) const {
+      return std::find(held_.begin(), held_.end(), std::make_pair(v, l)) != held_.end();
+    }
 
    private:
     FileCore* core_;
@@ -290,8 +301,8 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   uint64_t WriteRecord(const RecordPlace& place, pmem::ExtKind kind, uint64_t new_size,
                        const std::vector<pmem::ExtRun>& runs);
   // Writes bytes [from, to) of virtual block v's current content into the new block dst (zeros for
-  // a hole), flushed, unfenced.
-  void FillFromCurrent(uint8_t* dst, uint32_t v, uint32_t from, uint32_t to);
+  // a hole, and past `size`, the file's size as of the same table state), flushed, unfenced.
+  void FillFromCurrent(uint8_t* dst, uint32_t v, uint32_t from, uint32_t to, uint64_t size);
 
   // --- write path (file_core_write.cc, file_core_space.cc) ---
   // Sets the size (grow_only: only if that grows it, as of the commit point).
@@ -299,7 +310,18 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   Status UnmapBlocks(uint32_t first, uint32_t end);
   Status ZeroRange(uint64_t offset, uint64_t len);
   Status PrepareWrite(WriteTx& tx, const uint8_t* data, size_t n, uint64_t offset);
-  Status FillPartials(WriteTx& tx, LogPos pos);
+  Status FillPartials(WriteTx& tx, LogPos pos, uint64_t size);
+  // A write that starts past the end of the file, beyond its last block: the copy of that block,
+  // zeroed past the old end, that the commit maps with the write (the tail rule).
+  Status FillGap(WriteTx& tx, LogPos pos, uint64_t size);
+  // An append (or a write at exactly the end) that starts inside the last block: writes that
+  // block's unused tail in place under an exclusive claim on it, new blocks only past it, and
+  // commits one entry that remaps the block to itself and sets the size (file_core_tail.cc).
+  // Returns false, having changed nothing visible, when it cannot (the end is block-aligned or a
+  // hole, another writer holds the block, or a commit changed the end meanwhile): the caller
+  // takes the copy-on-write path. REQUIRES: inside an OpGuard.
+  Result<bool> AppendInPlace(const uint8_t* data, size_t n, bool append, uint64_t offset,
+                             uint64_t* written_at);
 
   std::string path_;
   dev_t dev_ = 0;

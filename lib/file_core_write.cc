@@ -38,17 +38,25 @@ struct WriteTx {
   LogPos filled_at = 0;             // partial blocks hold the old bytes as of this position
   bool filled = false;              // FillPartials has run since the last PrepareWrite
   bool has_record = false;          // an extended record place is reserved
+  // The write starts past the end, beyond the last block: its copy zeroed past the old end.
+  BlockRun gap{};                   // allocated, or count 0
+  uint32_t gap_v = 0;               // the old last block
+  uint64_t gap_size = 0;            // the size it was zeroed past
+  LogPos gap_filled_at = 0;
+  bool gap_used = false;            // this attempt's commit maps it
 };
 
-void FileCore::FillFromCurrent(uint8_t* dst, uint32_t v, uint32_t from, uint32_t to) {
+void FileCore::FillFromCurrent(uint8_t* dst, uint32_t v, uint32_t from, uint32_t to, uint64_t size) {
   if (from >= to) return;
+  uint64_t base = uint64_t{v} * kBlockSize;
+  // Past the end the block's bytes are undefined (the tail rule): copy only what lies before it.
+  uint32_t live = size <= base ? 0 : static_cast<uint32_t>(std::min<uint64_t>(size - base, kBlockSize));
+  uint32_t copy_to = std::clamp(live, from, to);
   uint32_t l = table_.Get(v);
   const uint8_t* src = l == 0 ? nullptr : Resolve(LogicalBlock(l), 1);
-  if (src == nullptr) {
-    pmem::ZeroNoDrain(dst + from, to - from);
-  } else {
-    pmem::CopyNoDrain(dst + from, src + from, to - from);
-  }
+  if (src == nullptr) copy_to = from;
+  if (copy_to > from) pmem::CopyNoDrain(dst + from, src + from, copy_to - from);
+  if (to > copy_to) pmem::ZeroNoDrain(dst + copy_to, to - copy_to);
 }
 
 Status FileCore::PrepareWrite(WriteTx& tx, const uint8_t* data, size_t n, uint64_t offset) {
@@ -77,7 +85,7 @@ Status FileCore::PrepareWrite(WriteTx& tx, const uint8_t* data, size_t n, uint64
   return Status::Ok();
 }
 
-Status FileCore::FillPartials(WriteTx& tx, LogPos pos) {
+Status FileCore::FillPartials(WriteTx& tx, LogPos pos, uint64_t size) {
   bool head_partial = tx.head_from > 0;
   bool tail_partial = tx.tail_to < kBlockSize;
   if (!head_partial && !tail_partial) return Status::Ok();
@@ -94,9 +102,30 @@ Status FileCore::FillPartials(WriteTx& tx, LogPos pos) {
       Counted().recopies.fetch_add(1, std::memory_order_relaxed);
     }
   }
-  if (head_partial && head_stale) FillFromCurrent(tx.head, tx.first, 0, tx.head_from);
-  if (tail_partial && tail_stale) FillFromCurrent(tx.tail, tx.end - 1, tx.tail_to, kBlockSize);
+  if (head_partial && head_stale) FillFromCurrent(tx.head, tx.first, 0, tx.head_from, size);
+  if (tail_partial && tail_stale) FillFromCurrent(tx.tail, tx.end - 1, tx.tail_to, kBlockSize, size);
   tx.filled_at = pos;
+  return Status::Ok();
+}
+
+Status FileCore::FillGap(WriteTx& tx, LogPos pos, uint64_t size) {
+  auto last = static_cast<uint32_t>(size / kBlockSize);
+  tx.gap_used = size % kBlockSize != 0 && last < tx.first && table_.Get(last) != 0;
+  if (!tx.gap_used) return Status::Ok();
+  bool stale = tx.gap.count == 0 || tx.gap_v != last || tx.gap_size != size;
+  if (tx.gap.count == 0) {
+    TERN_ASSIGN_OR_RETURN(tx.gap, AllocateContiguous(1));
+  }
+  if (!stale && tx.gap_filled_at < pos) {
+    TERN_ASSIGN_OR_RETURN(VRange changed, ChangedIn(tx.gap_filled_at, pos, last, last + 1));
+    stale = !changed.empty();
+  }
+  if (stale) {
+    FillFromCurrent(const_cast<uint8_t*>(Resolve(tx.gap.start, 1)), last, 0, kBlockSize, size);
+    tx.gap_v = last;
+    tx.gap_size = size;
+  }
+  tx.gap_filled_at = pos;
   return Status::Ok();
 }
 
@@ -106,6 +135,17 @@ Result<size_t> FileCore::Write(const void* buf, size_t n, uint64_t offset, bool 
   auto* data = static_cast<const uint8_t*>(buf);
   OpGuard guard(this);
   TERN_TRY(guard.status());
+  // Starting inside the last block at the end of the file: try writing its tail in place. The
+  // size read here is only a hint (AppendInPlace decides at the log tail); the table may not
+  // even hold this thread's last commit yet, hence the refresh.
+  if (n > 0 && (append || offset % kBlockSize != 0)) {
+    TERN_TRY(Refresh().status());
+    uint64_t size_hint = table_.size();
+    if (size_hint % kBlockSize != 0 && (append || offset == size_hint)) {
+      TERN_ASSIGN_OR_RETURN(bool done, AppendInPlace(data, n, append, offset, written_at));
+      if (done) return n;
+    }
+  }
   WriteTx tx;
   RecordPlace record{};
   SupersedeClaims superseded(this);
@@ -144,20 +184,24 @@ Result<size_t> FileCore::Write(const void* buf, size_t n, uint64_t offset, bool 
       failure = PrepareWrite(tx, data, n, off);
       if (!failure.ok()) break;
     }
-    failure = FillPartials(tx, pos);
+    failure = FillPartials(tx, pos, size);
+    if (!failure.ok()) break;
+    failure = FillGap(tx, pos, size);
     if (!failure.ok()) break;
 
     uint64_t write_end = off + n;
     uint32_t count = tx.end - tx.first;
     uint64_t entry = 0;
-    if (tx.runs.size() == 1 && pmem::FitsInline(VirtualBlock(tx.first), tx.runs[0].start, count)) {
+    if (!tx.gap_used && tx.runs.size() == 1 && pmem::FitsInline(VirtualBlock(tx.first), tx.runs[0].start, count)) {
       bool aligned_end = write_end % kBlockSize == 0;
       if (aligned_end || write_end <= size) {
         entry = pmem::EncodeInline({VirtualBlock(tx.first), tx.runs[0].start, count, aligned_end});
       }
     }
     if (entry == 0) {
-      auto bytes = static_cast<uint32_t>(pmem::ExtRecordBytes(static_cast<uint32_t>(tx.runs.size())));
+      std::vector<pmem::ExtRun> ext = ToExtRuns(tx.first, tx.runs);
+      if (tx.gap_used) ext.insert(ext.begin(), pmem::ExtRun{tx.gap_v, tx.gap.start.value(), 1, 0});
+      auto bytes = static_cast<uint32_t>(pmem::ExtRecordBytes(static_cast<uint32_t>(ext.size())));
       if (!tx.has_record || record.capacity < bytes) {
         auto place = ReserveRecord(bytes);
         if (!place.ok()) {
@@ -168,19 +212,19 @@ Result<size_t> FileCore::Write(const void* buf, size_t n, uint64_t offset, bool 
         record = *place;
         tx.has_record = true;
       }
-      entry = WriteRecord(record, pmem::ExtKind::kWrite, std::max(size, write_end),
-                          ToExtRuns(tx.first, tx.runs));
+      entry = WriteRecord(record, pmem::ExtKind::kWrite, std::max(size, write_end), ext);
     }
     failure = EnsureSlot(pos);
     if (!failure.ok()) break;
     // Data and record are durable before the commit can be.
     if (!test_hooks::SkipDataFence()) pmem::Drain();
-    superseded.Update(tx.first, tx.end);
+    superseded.Update(tx.gap_used ? tx.gap_v : tx.first, tx.end);
     uint64_t expected = 0;
     uint64_t* slot = SlotAddress(pos);  // null when a checkpoint jump overtook pos: retry
     if (slot != nullptr && pmem::Cas64(slot, expected, entry)) {
       Counted().commits.fetch_add(1, std::memory_order_relaxed);
       AdoptRuns(tx.runs);
+      if (tx.gap.count > 0) tx.gap_used ? alloc_->Adopt(tx.gap) : alloc_->Release(tx.gap, slot_);
       if (tx.has_record) SettleRecord(record, pmem::TagOf(entry) == pmem::EntryTag::kExtended);
       superseded.Committed(pos);
       MaybeScheduleCompaction(pos + 1);
@@ -190,6 +234,7 @@ Result<size_t> FileCore::Write(const void* buf, size_t n, uint64_t offset, bool 
     Counted().conflicts.fetch_add(1, std::memory_order_relaxed);
   }
   ReleaseRuns(tx.runs);  // never committed, so never visible
+  if (tx.gap.count > 0) alloc_->Release(tx.gap, slot_);
   if (tx.has_record) SettleRecord(record, false);
   return failure;
 }
@@ -205,8 +250,9 @@ Status FileCore::Resize(uint64_t new_size, bool grow_only) {
   if (new_size > kMaxFileSize) return Status::Error(EFBIG, "size past the largest tern file");
   RecordPlace record{};
   bool has_record = false;
-  BlockRun partial{};  // CoW copy of the new last block when the new size cuts inside it
+  BlockRun partial{};  // CoW copy of the last block that keeps bytes, when the edge is inside it
   LogPos filled_at = 0;
+  uint64_t filled_edge = 0;
   SupersedeClaims superseded(this);
   Status failure = Status::Ok();
   // OCC loop, as in Write: redone at the new tail when another commit got there first.
@@ -220,19 +266,23 @@ Status FileCore::Resize(uint64_t new_size, bool grow_only) {
     uint64_t size = table_.size();
     if (new_size == size || (grow_only && size > new_size)) break;
     auto keep = static_cast<uint32_t>(BlocksFor(new_size));
-    auto cut = static_cast<uint32_t>(new_size / kBlockSize);
-    uint32_t inner = static_cast<uint32_t>(new_size % kBlockSize);
+    // The last block that keeps bytes gets a copy zeroed past `edge`: when shrinking, so that the
+    // cut-off bytes read as zeros if the file grows again; when growing, because bytes past the
+    // old end are undefined (the tail rule).
+    uint64_t edge = std::min(new_size, size);
+    auto cut = static_cast<uint32_t>(edge / kBlockSize);
+    uint32_t inner = static_cast<uint32_t>(edge % kBlockSize);
     std::vector<pmem::ExtRun> runs;
-    if (new_size < size && inner != 0 && table_.Get(cut) != 0) {
-      bool stale = partial.count == 0;
-      if (stale) {
+    if (inner != 0 && table_.Get(cut) != 0) {
+      bool stale = partial.count == 0 || filled_edge != edge;
+      if (partial.count == 0) {
         auto got = AllocateContiguous(1);
         if (!got.ok()) {
           failure = got.status();
           break;
         }
         partial = *got;
-      } else if (filled_at < pos) {
+      } else if (!stale && filled_at < pos) {
         auto changed = ChangedIn(filled_at, pos, cut, cut + 1);
         if (!changed.ok()) {
           failure = changed.status();
@@ -241,11 +291,10 @@ Status FileCore::Resize(uint64_t new_size, bool grow_only) {
         stale = !changed->empty();
       }
       if (stale) {
-        // Bytes past the new end must read as zeros if the file grows again.
         auto* dst = const_cast<uint8_t*>(Resolve(partial.start, 1));
-        FillFromCurrent(dst, cut, 0, inner);
-        pmem::ZeroNoDrain(dst + inner, kBlockSize - inner);
+        FillFromCurrent(dst, cut, 0, kBlockSize, edge);
         filled_at = pos;
+        filled_edge = edge;
       }
       runs.push_back({cut, partial.start.value(), 1, 0});
     }

@@ -1,5 +1,5 @@
 // Switches that plant known bugs, for tests that must prove a checker catches them (the crash
-// simulator must find a missing fence). They exist only in trace builds (TERN_PMEM_TRACE); in
+// simulator must find a missing fence), and hooks that open a race window on demand. They exist only in trace builds (TERN_PMEM_TRACE); in
 // every other build they are constant false and the code they guard compiles away.
 #pragma once
 
@@ -17,6 +17,18 @@ inline std::atomic<bool>& SkipDataFenceFlag() {
 inline bool SkipDataFence() {
   if constexpr (kBuildOptions.pmem_trace) return SkipDataFenceFlag().load(std::memory_order_relaxed);
   return false;
+}
+
+// A callback run by an in-place append after its bytes are written and before it commits, so a
+// test can land a competing commit in exactly that window (file_core_tail.cc).
+inline std::atomic<void (*)()>& AfterInPlaceCopyFlag() {
+  static std::atomic<void (*)()> hook{nullptr};
+  return hook;
+}
+inline void RunAfterInPlaceCopy() {
+  if constexpr (kBuildOptions.pmem_trace) {
+    if (auto hook = AfterInPlaceCopyFlag().load(std::memory_order_relaxed)) hook();
+  }
 }
 
 }  // namespace tern::test_hooks

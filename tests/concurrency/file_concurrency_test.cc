@@ -264,5 +264,91 @@ TEST(FileConcurrencyTest, ConcurrentAppendsTileTheFile) {
   EXPECT_EQ(content->size(), expect_at);
 }
 
+// Appenders that write the last block in place race a thread that grows the file (fallocate): an
+// appender that loses its commit has already written past the end, and those bytes must never
+// show (the tail rule, lib/file_core.h). The file must hold each record once, where Append said,
+// and zeros between them.
+TEST(FileConcurrencyTest, AppendsRacingGrowthLeaveOnlyRecordsAndZeros) {
+  test::TempDir dir;
+  auto r = File::Open(dir.File("log"), O_RDWR | O_CREAT, 0644);
+  TERN_ASSERT_OK(r);
+  File& file = **r;
+  constexpr int kAppenders = 3;
+  constexpr uint32_t kPerThread = 600;
+  constexpr uint8_t kMagic = 0xA5;
+  // A record: magic, id (4 bytes), length (2 bytes), then nonzero payload bytes.
+  auto length_of = [](uint32_t id) { return 8 + static_cast<uint32_t>((id * 2654435761u) % 900); };
+  auto byte_of = [](uint32_t id, uint32_t j) { return static_cast<uint8_t>(test::PatternByte(id, j) | 1); };
+  std::vector<uint64_t> placed(kAppenders * kPerThread + 1, UINT64_MAX);
+  std::vector<std::string> errors(kAppenders + 1);
+  std::atomic<int> running{kAppenders};
+  std::latch start(kAppenders + 1);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kAppenders; ++t) {
+    threads.emplace_back([&, t] {
+      start.arrive_and_wait();
+      std::vector<uint8_t> rec;
+      for (uint32_t s = 0; s < kPerThread; ++s) {
+        uint32_t id = static_cast<uint32_t>(t) * kPerThread + s + 1;
+        uint32_t len = length_of(id);
+        rec.assign(len, 0);
+        rec[0] = kMagic;
+        memcpy(&rec[1], &id, 4);
+        memcpy(&rec[5], &len, 2);
+        rec[7] = 0x5A;
+        for (uint32_t j = 8; j < len; ++j) rec[j] = byte_of(id, j);
+        auto at = file.Append(rec.data(), rec.size());
+        if (!at.ok()) {
+          errors[static_cast<size_t>(t)] = test::Describe(at.status());
+          break;
+        }
+        placed[id] = *at;
+      }
+      running.fetch_sub(1);
+    });
+  }
+  threads.emplace_back([&] {
+    start.arrive_and_wait();
+    std::mt19937_64 rng(7);
+    while (running.load() > 0) {
+      auto size = file.Size();
+      Status st = size.ok() ? file.Fallocate(0, *size, 1 + rng() % 3000) : size.status();
+      if (!st.ok()) {
+        errors[kAppenders] = test::Describe(st);
+        break;
+      }
+    }
+  });
+  for (auto& th : threads) th.join();
+  for (const std::string& e : errors) ASSERT_EQ(e, "");
+  auto content = test::ReadAll(file);
+  TERN_ASSERT_OK(content);
+  const std::vector<uint8_t>& c = *content;
+  std::vector<bool> seen(placed.size(), false);
+  uint64_t records = 0;
+  for (uint64_t pos = 0; pos < c.size();) {
+    if (c[pos] == 0) {
+      ++pos;
+      continue;
+    }
+    ASSERT_EQ(c[pos], kMagic) << "a byte at " << pos << " belongs to no record (past an old end?)";
+    ASSERT_LE(pos + 8, c.size());
+    uint32_t id = 0, len = 0;
+    memcpy(&id, &c[pos + 1], 4);
+    memcpy(&len, &c[pos + 5], 2);
+    ASSERT_TRUE(id >= 1 && id < placed.size() && len == length_of(id)) << "bad record header at " << pos;
+    ASSERT_EQ(placed[id], pos) << "record " << id << " found where Append did not put it";
+    ASSERT_FALSE(seen[id]) << "record " << id << " twice";
+    seen[id] = true;
+    ASSERT_LE(pos + len, c.size());
+    for (uint32_t j = 8; j < len; ++j) ASSERT_EQ(c[pos + j], byte_of(id, j)) << "record " << id << " byte " << j;
+    pos += len;
+    ++records;
+  }
+  EXPECT_EQ(records, uint64_t{kAppenders} * kPerThread);
+  FileCounters counters = file.core().Counters();
+  ::testing::Test::RecordProperty("conflicts", static_cast<int>(counters.conflicts));
+}
+
 }  // namespace
 }  // namespace tern

@@ -171,7 +171,13 @@ class Judge {
       }
       if (!post_write) return;
       ++report_->post_writes;
-      // Starts inside the last block and ends unaligned: a CoW partial block and an extended record.
+      // First a hole past the end: whatever an append in flight at the crash left past the end of
+      // the last block must read as zeros (the tail rule).
+      uint64_t grown = content.size() + 700;
+      if (!(*f)->Truncate(grown).ok()) return Violation(p, image, "growing after recovery failed");
+      content.resize(grown, 0);
+      // Starts inside the last block and ends unaligned: an in-place tail, a new block, an
+      // extended record.
       std::vector<uint8_t> extra(5000);
       for (size_t i = 0; i < extra.size(); ++i) extra[i] = OpByte(~report_->distinct, content.size() + i);
       auto n = (*f)->Pwrite(extra.data(), extra.size(), content.size());

@@ -207,7 +207,13 @@ bool Timeline::Matches(const Op& op, uint64_t pos, uint64_t entry, std::string* 
       return false;
     }
   }
-  if (mapped.size() != end - first) {
+  // A write that starts past the end, beyond the last block, maps that block too: a copy zeroed
+  // past the old end (the tail rule, lib/file_core.h). Judged in log order only.
+  uint64_t old_size = ordered_.content().size();
+  bool gap_block = op.kind == OpKind::kWrite && pos == prefix_ && old_size % kBlockSize != 0 &&
+                   old_size / kBlockSize < first && mapped.size() == end - first + 1 &&
+                   mapped.begin()->first == old_size / kBlockSize && mapped.begin()->second != 0;
+  if (mapped.size() != end - first && !gap_block) {
     *why = "entry maps other blocks too";
     return false;
   }
