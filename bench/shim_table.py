@@ -8,6 +8,7 @@ import statistics
 MICRO = {
     "overwrite": ("4 KiB random overwrite + fsync (64 MiB file)", "≥ 4×"),
     "append": ("4 KiB append + fsync (O_APPEND)", "≥ 4×"),
+    "logappend": ("1,000-byte append + fsync (O_APPEND): a synced log", "(diagnostic)"),
     "randread": ("4 KiB random read (pread)", "≥ 4×"),
     "seqread": ("4 KiB sequential read (read)", "≥ 4×"),
     "mmaptable": ("LevelDB table open: mmap 2 MiB read-only, touch every page", "(diagnostic)"),
