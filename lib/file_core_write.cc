@@ -136,9 +136,10 @@ Result<size_t> FileCore::Write(const void* buf, size_t n, uint64_t offset, bool 
   OpGuard guard(this);
   TERN_TRY(guard.status());
   // Starting inside the last block at the end of the file: try writing its tail in place. The
-  // size read here is only a hint (AppendInPlace decides at the log tail); the table may not
-  // even hold this thread's last commit yet, hence the refresh.
-  if (n > 0 && (append || offset % kBlockSize != 0)) {
+  // sizes read here are only hints (AppendInPlace decides at the log tail). The table may not
+  // hold this thread's last commit yet, so a write at or past the size it shows refreshes first;
+  // an overwrite inside the file pays nothing.
+  if (n > 0 && (append || (offset % kBlockSize != 0 && offset >= table_.size()))) {
     TERN_TRY(Refresh().status());
     uint64_t size_hint = table_.size();
     if (size_hint % kBlockSize != 0 && (append || offset == size_hint)) {
