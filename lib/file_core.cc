@@ -118,6 +118,15 @@ Result<FileCore::VRange> FileCore::ChangedIn(LogPos from, LogPos to, uint32_t fi
   return out;
 }
 
+bool FileCore::CommitAt(LogPos pos, uint64_t entry) {
+  uint64_t expected = 0;
+  uint64_t* slot = SlotAddress(pos);
+  bool won = slot != nullptr && pmem::Cas64(slot, expected, entry);
+  SharedCounters& counted = Counted();
+  (won ? counted.commits : counted.conflicts).fetch_add(1, std::memory_order_relaxed);
+  return won;
+}
+
 Status FileCore::EnsureSlot(LogPos pos) {
   if (SlotAddress(pos) != nullptr) return Status::Ok();
   std::lock_guard lock(mu_);

@@ -219,6 +219,10 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   Status Damaged(const char* cause) const;
   // Makes sure the log block holding pos exists (links a new one if needed).
   Status EnsureSlot(LogPos pos);
+  // The commit point: CASes `entry` into the free slot at pos and counts a commit or a conflict.
+  // False when another commit took the slot first, or a checkpoint jump overtook pos (the slot is
+  // gone from this process's chain): the caller refreshes and retries at the new tail.
+  bool CommitAt(LogPos pos, uint64_t entry);
   // Union of virtual blocks in [first, end) that commits in [from, to) remapped; {0,0} if none.
   struct VRange { uint32_t lo = 0, hi = 0; bool empty() const { return lo >= hi; } };
   Result<VRange> ChangedIn(LogPos from, LogPos to, uint32_t first, uint32_t end);

@@ -33,15 +33,11 @@ Status FileCore::UnmapBlocks(uint32_t first, uint32_t end) {
     TERN_TRY(EnsureSlot(pos));
     pmem::Drain();
     superseded.Update(first, stop);
-    uint64_t expected = 0;
-    uint64_t* slot = SlotAddress(pos);  // null when a checkpoint jump overtook pos: retry
-    if (slot != nullptr && pmem::Cas64(slot, expected, entry)) {
-      Counted().commits.fetch_add(1, std::memory_order_relaxed);
+    if (CommitAt(pos, entry)) {
       SettleRecord(record, true);
       superseded.Committed(pos);
       return Status::Ok();
     }
-    Counted().conflicts.fetch_add(1, std::memory_order_relaxed);
   }
 }
 

@@ -108,10 +108,7 @@ Result<bool> FileCore::AppendInPlace(const uint8_t* data, size_t n, bool append,
     if (!failure.ok()) break;
     // Data and record are durable before the commit can be.
     if (!test_hooks::SkipDataFence()) pmem::Drain();
-    uint64_t expected = 0;
-    uint64_t* slot = SlotAddress(pos);  // null when a checkpoint jump overtook pos: retry
-    if (slot != nullptr && pmem::Cas64(slot, expected, entry)) {
-      Counted().commits.fetch_add(1, std::memory_order_relaxed);
+    if (CommitAt(pos, entry)) {
       AdoptRuns(runs);
       runs.clear();
       SettleRecord(record, true);
@@ -121,7 +118,6 @@ Result<bool> FileCore::AppendInPlace(const uint8_t* data, size_t n, bool append,
       committed = true;
       break;
     }
-    Counted().conflicts.fetch_add(1, std::memory_order_relaxed);
   }
   ReleaseRuns(runs);  // never committed, so never visible
   if (has_record) SettleRecord(record, false);

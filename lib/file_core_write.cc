@@ -220,19 +220,19 @@ Result<size_t> FileCore::Write(const void* buf, size_t n, uint64_t offset, bool 
     // Data and record are durable before the commit can be.
     if (!test_hooks::SkipDataFence()) pmem::Drain();
     superseded.Update(tx.gap_used ? tx.gap_v : tx.first, tx.end);
-    uint64_t expected = 0;
-    uint64_t* slot = SlotAddress(pos);  // null when a checkpoint jump overtook pos: retry
-    if (slot != nullptr && pmem::Cas64(slot, expected, entry)) {
-      Counted().commits.fetch_add(1, std::memory_order_relaxed);
+    if (CommitAt(pos, entry)) {
       AdoptRuns(tx.runs);
-      if (tx.gap.count > 0) tx.gap_used ? alloc_->Adopt(tx.gap) : alloc_->Release(tx.gap, slot_);
+      if (tx.gap.count > 0 && tx.gap_used) {
+        alloc_->Adopt(tx.gap);
+      } else if (tx.gap.count > 0) {
+        alloc_->Release(tx.gap, slot_);
+      }
       if (tx.has_record) SettleRecord(record, pmem::TagOf(entry) == pmem::EntryTag::kExtended);
       superseded.Committed(pos);
       MaybeScheduleCompaction(pos + 1);
       *written_at = off;
       return n;
     }
-    Counted().conflicts.fetch_add(1, std::memory_order_relaxed);
   }
   ReleaseRuns(tx.runs);  // never committed, so never visible
   if (tx.gap.count > 0) alloc_->Release(tx.gap, slot_);
@@ -314,10 +314,7 @@ Status FileCore::Resize(uint64_t new_size, bool grow_only) {
     pmem::Drain();
     // The blocks past the new end, and the old last block when it is replaced by a partial copy.
     superseded.Update(runs.empty() ? keep : cut, std::max(keep, static_cast<uint32_t>(BlocksFor(size))));
-    uint64_t expected = 0;
-    uint64_t* slot = SlotAddress(pos);  // null when a checkpoint jump overtook pos: retry
-    if (slot != nullptr && pmem::Cas64(slot, expected, entry)) {
-      Counted().commits.fetch_add(1, std::memory_order_relaxed);
+    if (CommitAt(pos, entry)) {
       SettleRecord(record, true);
       if (partial.count > 0) {
         if (runs.empty()) {
@@ -329,7 +326,6 @@ Status FileCore::Resize(uint64_t new_size, bool grow_only) {
       superseded.Committed(pos);
       return Status::Ok();
     }
-    Counted().conflicts.fetch_add(1, std::memory_order_relaxed);
   }
   if (partial.count > 0) alloc_->Release(partial, slot_);
   if (has_record) SettleRecord(record, false);
