@@ -307,17 +307,29 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // Writes bytes [from, to) of virtual block v's current content into the new block dst (zeros for
   // a hole, and past `size`, the file's size as of the same table state), flushed, unfenced.
   void FillFromCurrent(uint8_t* dst, uint32_t v, uint32_t from, uint32_t to, uint64_t size);
+  // A new block holding the current content of the block that contains byte `edge`, zeroed from
+  // `edge` on: what a truncate commits for its last partial block, and what a write that starts
+  // past the end commits for the old last block (the tail rule). Kept across OCC attempts.
+  struct EdgeCopy {
+    BlockRun block;        // allocated, or count 0
+    uint64_t edge = 0;     // the offset it is zeroed from (its virtual block is edge / 4096)
+    LogPos filled_at = 0;  // its content is current as of this log position
+    uint32_t vblock() const { return static_cast<uint32_t>(edge / kBlockSize); }
+  };
+  // Makes `copy` current for `edge` at log position pos: allocates its block once, and refills it
+  // when the edge moved or a commit since the last fill changed that virtual block.
+  Status FillEdgeCopy(EdgeCopy& copy, LogPos pos, uint64_t edge);
+  // Extended-record runs for `runs` laid out from virtual block `first` on.
+  static std::vector<pmem::ExtRun> ToExtRuns(uint32_t first, const std::vector<BlockRun>& runs);
 
   // --- write path (file_core_write.cc, file_core_space.cc) ---
+  friend struct WriteTx;  // one write's state across attempts; holds an EdgeCopy
   // Sets the size (grow_only: only if that grows it, as of the commit point).
   Status Resize(uint64_t new_size, bool grow_only);
   Status UnmapBlocks(uint32_t first, uint32_t end);
   Status ZeroRange(uint64_t offset, uint64_t len);
   Status PrepareWrite(WriteTx& tx, const uint8_t* data, size_t n, uint64_t offset);
   Status FillPartials(WriteTx& tx, LogPos pos, uint64_t size);
-  // A write that starts past the end of the file, beyond its last block: the copy of that block,
-  // zeroed past the old end, that the commit maps with the write (the tail rule).
-  Status FillGap(WriteTx& tx, LogPos pos, uint64_t size);
   // An append (or a write at exactly the end) that starts inside the last block: writes that
   // block's unused tail in place under an exclusive claim on it, new blocks only past it, and
   // commits one entry that remaps the block to itself and sets the size (file_core_tail.cc).

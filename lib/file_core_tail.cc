@@ -87,12 +87,8 @@ Result<bool> FileCore::AppendInPlace(const uint8_t* data, size_t n, bool append,
       written = true;
       test_hooks::RunAfterInPlaceCopy();
     }
-    std::vector<pmem::ExtRun> ext{{v, block, 1, 0}};
-    uint32_t next = v + 1;
-    for (const BlockRun& r : runs) {
-      ext.push_back({next, r.start.value(), r.count, 0});
-      next += r.count;
-    }
+    std::vector<pmem::ExtRun> ext = ToExtRuns(v + 1, runs);
+    ext.insert(ext.begin(), pmem::ExtRun{v, block, 1, 0});
     auto bytes = static_cast<uint32_t>(pmem::ExtRecordBytes(static_cast<uint32_t>(ext.size())));
     if (!has_record) {
       auto place = ReserveRecord(bytes);
@@ -123,7 +119,7 @@ Result<bool> FileCore::AppendInPlace(const uint8_t* data, size_t n, bool append,
   if (has_record) SettleRecord(record, false);
   // The claim goes back to the log, or, when a commit superseded the block meanwhile, the block
   // is freed (its superseder could not: we held it). Judged on a current table.
-  (void)Refresh();
+  if (claimed) (void)Refresh();
   tail.Abandon();
   if (!failure.ok()) return failure;
   return committed;

@@ -9,12 +9,10 @@
 #include "pmem/persist.h"
 
 namespace tern {
-namespace {
 
-
-std::vector<pmem::ExtRun> ToExtRuns(uint32_t first, const std::vector<BlockRun>& runs) {
+std::vector<pmem::ExtRun> FileCore::ToExtRuns(uint32_t first, const std::vector<BlockRun>& runs) {
   std::vector<pmem::ExtRun> out;
-  out.reserve(runs.size());
+  out.reserve(runs.size() + 1);  // callers may put one run in front
   uint32_t v = first;
   for (const BlockRun& r : runs) {
     out.push_back({v, r.start.value(), r.count, 0});
@@ -22,8 +20,6 @@ std::vector<pmem::ExtRun> ToExtRuns(uint32_t first, const std::vector<BlockRun>&
   }
   return out;
 }
-
-}  // namespace
 
 // The private state of one write across its OCC attempts.
 struct WriteTx {
@@ -38,12 +34,10 @@ struct WriteTx {
   LogPos filled_at = 0;             // partial blocks hold the old bytes as of this position
   bool filled = false;              // FillPartials has run since the last PrepareWrite
   bool has_record = false;          // an extended record place is reserved
-  // The write starts past the end, beyond the last block: its copy zeroed past the old end.
-  BlockRun gap{};                   // allocated, or count 0
-  uint32_t gap_v = 0;               // the old last block
-  uint64_t gap_size = 0;            // the size it was zeroed past
-  LogPos gap_filled_at = 0;
-  bool gap_used = false;            // this attempt's commit maps it
+  // The write starts past the end, beyond the last block: that block's copy zeroed past the old
+  // end (the tail rule), which this attempt's commit maps when gap_used.
+  FileCore::EdgeCopy gap;
+  bool gap_used = false;
 };
 
 void FileCore::FillFromCurrent(uint8_t* dst, uint32_t v, uint32_t from, uint32_t to, uint64_t size) {
@@ -108,24 +102,21 @@ Status FileCore::FillPartials(WriteTx& tx, LogPos pos, uint64_t size) {
   return Status::Ok();
 }
 
-Status FileCore::FillGap(WriteTx& tx, LogPos pos, uint64_t size) {
-  auto last = static_cast<uint32_t>(size / kBlockSize);
-  tx.gap_used = size % kBlockSize != 0 && last < tx.first && table_.Get(last) != 0;
-  if (!tx.gap_used) return Status::Ok();
-  bool stale = tx.gap.count == 0 || tx.gap_v != last || tx.gap_size != size;
-  if (tx.gap.count == 0) {
-    TERN_ASSIGN_OR_RETURN(tx.gap, AllocateContiguous(1));
+Status FileCore::FillEdgeCopy(EdgeCopy& copy, LogPos pos, uint64_t edge) {
+  uint32_t v = static_cast<uint32_t>(edge / kBlockSize);
+  bool stale = copy.block.count == 0 || copy.edge != edge;
+  if (copy.block.count == 0) {
+    TERN_ASSIGN_OR_RETURN(copy.block, AllocateContiguous(1));
   }
-  if (!stale && tx.gap_filled_at < pos) {
-    TERN_ASSIGN_OR_RETURN(VRange changed, ChangedIn(tx.gap_filled_at, pos, last, last + 1));
+  if (!stale && copy.filled_at < pos) {
+    TERN_ASSIGN_OR_RETURN(VRange changed, ChangedIn(copy.filled_at, pos, v, v + 1));
     stale = !changed.empty();
   }
   if (stale) {
-    FillFromCurrent(const_cast<uint8_t*>(Resolve(tx.gap.start, 1)), last, 0, kBlockSize, size);
-    tx.gap_v = last;
-    tx.gap_size = size;
+    FillFromCurrent(const_cast<uint8_t*>(Resolve(copy.block.start, 1)), v, 0, kBlockSize, edge);
+    copy.edge = edge;
   }
-  tx.gap_filled_at = pos;
+  copy.filled_at = pos;
   return Status::Ok();
 }
 
@@ -135,17 +126,13 @@ Result<size_t> FileCore::Write(const void* buf, size_t n, uint64_t offset, bool 
   auto* data = static_cast<const uint8_t*>(buf);
   OpGuard guard(this);
   TERN_TRY(guard.status());
-  // Starting inside the last block at the end of the file: try writing its tail in place. The
-  // sizes read here are only hints (AppendInPlace decides at the log tail). The table may not
-  // hold this thread's last commit yet, so a write at or past the size it shows refreshes first;
-  // an overwrite inside the file pays nothing.
+  // Possibly at the end of the file, inside its last block: try writing that block's tail in
+  // place (AppendInPlace decides at the log tail). The size the table shows is only a hint, and
+  // may lack this thread's last commit, so any unaligned write at or past it tries; an overwrite
+  // inside the file pays nothing.
   if (n > 0 && (append || (offset % kBlockSize != 0 && offset >= table_.size()))) {
-    TERN_TRY(Refresh().status());
-    uint64_t size_hint = table_.size();
-    if (size_hint % kBlockSize != 0 && (append || offset == size_hint)) {
-      TERN_ASSIGN_OR_RETURN(bool done, AppendInPlace(data, n, append, offset, written_at));
-      if (done) return n;
-    }
+    TERN_ASSIGN_OR_RETURN(bool done, AppendInPlace(data, n, append, offset, written_at));
+    if (done) return n;
   }
   WriteTx tx;
   RecordPlace record{};
@@ -187,8 +174,12 @@ Result<size_t> FileCore::Write(const void* buf, size_t n, uint64_t offset, bool 
     }
     failure = FillPartials(tx, pos, size);
     if (!failure.ok()) break;
-    failure = FillGap(tx, pos, size);
-    if (!failure.ok()) break;
+    auto last = static_cast<uint32_t>(size / kBlockSize);
+    tx.gap_used = size % kBlockSize != 0 && last < tx.first && table_.Get(last) != 0;
+    if (tx.gap_used) {
+      failure = FillEdgeCopy(tx.gap, pos, size);
+      if (!failure.ok()) break;
+    }
 
     uint64_t write_end = off + n;
     uint32_t count = tx.end - tx.first;
@@ -201,7 +192,7 @@ Result<size_t> FileCore::Write(const void* buf, size_t n, uint64_t offset, bool 
     }
     if (entry == 0) {
       std::vector<pmem::ExtRun> ext = ToExtRuns(tx.first, tx.runs);
-      if (tx.gap_used) ext.insert(ext.begin(), pmem::ExtRun{tx.gap_v, tx.gap.start.value(), 1, 0});
+      if (tx.gap_used) ext.insert(ext.begin(), pmem::ExtRun{tx.gap.vblock(), tx.gap.block.start.value(), 1, 0});
       auto bytes = static_cast<uint32_t>(pmem::ExtRecordBytes(static_cast<uint32_t>(ext.size())));
       if (!tx.has_record || record.capacity < bytes) {
         auto place = ReserveRecord(bytes);
@@ -219,13 +210,13 @@ Result<size_t> FileCore::Write(const void* buf, size_t n, uint64_t offset, bool 
     if (!failure.ok()) break;
     // Data and record are durable before the commit can be.
     if (!test_hooks::SkipDataFence()) pmem::Drain();
-    superseded.Update(tx.gap_used ? tx.gap_v : tx.first, tx.end);
+    superseded.Update(tx.gap_used ? tx.gap.vblock() : tx.first, tx.end);
     if (CommitAt(pos, entry)) {
       AdoptRuns(tx.runs);
-      if (tx.gap.count > 0 && tx.gap_used) {
-        alloc_->Adopt(tx.gap);
-      } else if (tx.gap.count > 0) {
-        alloc_->Release(tx.gap, slot_);
+      if (tx.gap.block.count > 0 && tx.gap_used) {
+        alloc_->Adopt(tx.gap.block);
+      } else if (tx.gap.block.count > 0) {
+        alloc_->Release(tx.gap.block, slot_);
       }
       if (tx.has_record) SettleRecord(record, pmem::TagOf(entry) == pmem::EntryTag::kExtended);
       superseded.Committed(pos);
@@ -235,7 +226,7 @@ Result<size_t> FileCore::Write(const void* buf, size_t n, uint64_t offset, bool 
     }
   }
   ReleaseRuns(tx.runs);  // never committed, so never visible
-  if (tx.gap.count > 0) alloc_->Release(tx.gap, slot_);
+  if (tx.gap.block.count > 0) alloc_->Release(tx.gap.block, slot_);
   if (tx.has_record) SettleRecord(record, false);
   return failure;
 }
@@ -251,9 +242,7 @@ Status FileCore::Resize(uint64_t new_size, bool grow_only) {
   if (new_size > kMaxFileSize) return Status::Error(EFBIG, "size past the largest tern file");
   RecordPlace record{};
   bool has_record = false;
-  BlockRun partial{};  // CoW copy of the last block that keeps bytes, when the edge is inside it
-  LogPos filled_at = 0;
-  uint64_t filled_edge = 0;
+  EdgeCopy partial;  // of the last block that keeps bytes, when the edge is inside it
   SupersedeClaims superseded(this);
   Status failure = Status::Ok();
   // OCC loop, as in Write: redone at the new tail when another commit got there first.
@@ -275,29 +264,9 @@ Status FileCore::Resize(uint64_t new_size, bool grow_only) {
     uint32_t inner = static_cast<uint32_t>(edge % kBlockSize);
     std::vector<pmem::ExtRun> runs;
     if (inner != 0 && table_.Get(cut) != 0) {
-      bool stale = partial.count == 0 || filled_edge != edge;
-      if (partial.count == 0) {
-        auto got = AllocateContiguous(1);
-        if (!got.ok()) {
-          failure = got.status();
-          break;
-        }
-        partial = *got;
-      } else if (!stale && filled_at < pos) {
-        auto changed = ChangedIn(filled_at, pos, cut, cut + 1);
-        if (!changed.ok()) {
-          failure = changed.status();
-          break;
-        }
-        stale = !changed->empty();
-      }
-      if (stale) {
-        auto* dst = const_cast<uint8_t*>(Resolve(partial.start, 1));
-        FillFromCurrent(dst, cut, 0, kBlockSize, edge);
-        filled_at = pos;
-        filled_edge = edge;
-      }
-      runs.push_back({cut, partial.start.value(), 1, 0});
+      failure = FillEdgeCopy(partial, pos, edge);
+      if (!failure.ok()) break;
+      runs.push_back({cut, partial.block.start.value(), 1, 0});
     }
     if (!has_record) {
       auto place = ReserveRecord(static_cast<uint32_t>(pmem::ExtRecordBytes(1)));
@@ -316,18 +285,18 @@ Status FileCore::Resize(uint64_t new_size, bool grow_only) {
     superseded.Update(runs.empty() ? keep : cut, std::max(keep, static_cast<uint32_t>(BlocksFor(size))));
     if (CommitAt(pos, entry)) {
       SettleRecord(record, true);
-      if (partial.count > 0) {
+      if (partial.block.count > 0) {
         if (runs.empty()) {
-          alloc_->Release(partial, slot_);
+          alloc_->Release(partial.block, slot_);
         } else {
-          alloc_->Adopt(partial);
+          alloc_->Adopt(partial.block);
         }
       }
       superseded.Committed(pos);
       return Status::Ok();
     }
   }
-  if (partial.count > 0) alloc_->Release(partial, slot_);
+  if (partial.block.count > 0) alloc_->Release(partial.block, slot_);
   if (has_record) SettleRecord(record, false);
   return failure;
 }

@@ -1,6 +1,7 @@
 // Switches that plant known bugs, for tests that must prove a checker catches them (the crash
-// simulator must find a missing fence), and hooks that open a race window on demand. They exist only in trace builds (TERN_PMEM_TRACE); in
-// every other build they are constant false and the code they guard compiles away.
+// simulator must find a missing fence), and hooks that open a race window on demand. They exist
+// only in trace builds (TERN_PMEM_TRACE); in every other build the switches are constant false,
+// the hooks do nothing, and the code they guard compiles away.
 #pragma once
 
 #include <atomic>
