@@ -61,6 +61,10 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   FileCore(const FileCore&) = delete;
   FileCore& operator=(const FileCore&) = delete;
 
+  // Writes an empty file's meta block (a new nonce, no log) at the start of fd, not yet synced: what
+  // a new file starts with, and what makes a recycled backing file empty (BackingCache).
+  static Status WriteEmptyMeta(int fd, const struct stat& st);
+
   Result<size_t> Read(void* buf, size_t n, uint64_t offset);
   // Writes at offset, or at EOF (atomically, inside the commit) when `append`; *written_at receives
   // the offset used. Volatile until Fsync.

@@ -9,6 +9,7 @@
 
 #include <cstring>
 
+#include "lib/backing_cache.h"
 #include "lib/crc32c.h"
 #include "lib/file_core.h"
 #include "lib/open_lock.h"
@@ -46,6 +47,13 @@ Status ReadHeader(int fd, const struct stat& st, const std::string& path, pmem::
     return Status::Error(errno == 0 ? EIO : errno, "read meta block");
   }
   return CheckHeader(*h, path);
+}
+
+// True when `path` still names the file opened as `st` (following a final symlink as open did).
+bool StillNamedBy(const std::string& path, int flags, const struct stat& st) {
+  struct stat now;
+  int rc = (flags & O_NOFOLLOW) ? lstat(path.c_str(), &now) : stat(path.c_str(), &now);
+  return rc == 0 && now.st_dev == st.st_dev && now.st_ino == st.st_ino;
 }
 
 }  // namespace
@@ -86,7 +94,14 @@ Result<std::shared_ptr<FileCore>> FileCore::Open(const std::string& path, int fl
     return Status::Error(kNotTernFile, "empty file opened read-only");
   }
 
-  auto backing = std::make_unique<Backing>(fd, writable, static_cast<uint32_t>(st.st_ino));
+  // A Backing this process kept from an earlier open of the same inode comes with its pages mapped.
+  std::unique_ptr<Backing> backing = BackingCache::Default().Take(st.st_dev, st.st_ino, static_cast<uint64_t>(st.st_size), writable);
+  if (backing != nullptr) {
+    close(fd);
+    fd = backing->fd();
+  } else {
+    backing = std::make_unique<Backing>(fd, writable, static_cast<uint32_t>(st.st_ino));
+  }
   std::shared_ptr<FileCore> core(new FileCore(path, std::move(backing)));
   core->dev_ = st.st_dev;
   core->ino_ = st.st_ino;
@@ -96,6 +111,12 @@ Result<std::shared_ptr<FileCore>> FileCore::Open(const std::string& path, int fl
     TERN_ASSIGN_OR_RETURN(bool exclusive, TryLockExclusive(fd));
     if (!exclusive) TERN_TRY(LockShared(fd));
     if (fstat(fd, &st) != 0) return Status::Error(errno, "fstat");
+    if (!StillNamedBy(path, flags, st)) {
+      // Unlinked (a process may recycle a deleted file's backing for a new file: BackingCache) or
+      // replaced after our open(2): this open comes after that change, so it starts over.
+      Unlock(fd);
+      return Status::Error(ESTALE, "file replaced while opening");
+    }
     if (st.st_size == 0) {
       if (access == O_RDONLY) return Status::Error(kNotTernFile, "empty file opened read-only");
       if (!exclusive) {  // a creator is formatting it right now; look again
@@ -139,6 +160,15 @@ Result<std::shared_ptr<FileCore>> FileCore::Open(const std::string& path, int fl
 Status FileCore::Format(const struct stat& st) {
   // The meta block goes in with one pwrite before the file grows: a crash leaves either an empty
   // file or a 4 KiB file with a valid header (grown at the next open), never an unmarked container.
+  int fd = backing_->fd();
+  TERN_TRY(WriteEmptyMeta(fd, st));
+  int rc = pmem::GrowFile(fd, kBlockSize, pmem::kGrowStep);
+  if (rc != 0) return Status::Error(-rc, "format");
+  if (fdatasync(fd) != 0) return Status::Error(errno, "format");
+  return Status::Ok();
+}
+
+Status FileCore::WriteEmptyMeta(int fd, const struct stat& st) {
   pmem::MetaBlock block{};
   block.header.magic = pmem::kMetaMagic;
   block.header.format_version = pmem::kFormatVersion;
@@ -146,13 +176,9 @@ Status FileCore::Format(const struct stat& st) {
     block.header.nonce = static_cast<uint64_t>(st.st_ino) ^ static_cast<uint64_t>(st.st_ctim.tv_nsec);
   }
   block.header.checksum = pmem::MetaChecksum(block.header);
-  int fd = backing_->fd();
   if (pwrite(fd, &block, sizeof(block), 0) != static_cast<ssize_t>(sizeof(block))) {
     return Status::Error(errno == 0 ? ENOSPC : errno, "format");
   }
-  int rc = pmem::GrowFile(fd, kBlockSize, pmem::kGrowStep);
-  if (rc != 0) return Status::Error(-rc, "format");
-  if (fdatasync(fd) != 0) return Status::Error(errno, "format");
   return Status::Ok();
 }
 
@@ -267,8 +293,13 @@ FileCore::~FileCore() {
     if (last.ok() && *last) SharedState::Remove(shared_name_);  // nobody else has the file open
   }
   alloc_.reset();
+  bool opened = shared_ != nullptr;
   shared_.reset();
-  backing_.reset();  // closes the fd, which drops the open lock
+  if (opened) {
+    BackingCache::Default().Put(dev_, ino_, std::move(backing_));  // drops the open lock; kept or closed
+  } else {
+    backing_.reset();  // closes the fd, which drops the open lock
+  }
 }
 
 }  // namespace tern

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <thread>
 
+#include "lib/backing_cache.h"
 #include "pmem/log.h"
 #include <sys/stat.h>
 #include <unistd.h>
@@ -102,6 +103,7 @@ void Pool::PrepareFork() {
   Pool& pool = Default();
   pool.gc_mu_.lock();
   pool.mu_.lock();
+  BackingCache::Default().LockForFork();
   for (auto& [key, weak] : pool.cores_) {
     if (auto core = weak.lock()) pool.forking_.push_back(std::move(core));
   }
@@ -110,6 +112,8 @@ void Pool::PrepareFork() {
 
 void Pool::ParentAfterFork() {
   Pool& pool = Default();
+  // First: dropping forking_ may close a file, which hands its backing to the cache.
+  BackingCache::Default().UnlockAfterFork();
   for (auto& core : pool.forking_) core->UnlockAfterFork();
   pool.forking_.clear();
   pool.mu_.unlock();
@@ -118,6 +122,9 @@ void Pool::ParentAfterFork() {
 
 void Pool::ChildAfterFork() {
   Pool& pool = Default();
+  // First: the entries are the parent's; the files the child closes from here on are its own.
+  BackingCache::Default().UnlockAfterFork();
+  BackingCache::Default().ForgetInChild();
   for (auto& core : pool.forking_) {
     core->UnlockAfterFork();
     core->AfterForkInChild();
@@ -143,11 +150,13 @@ void Pool::ChildAfterFork() {
 
 Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int flags, mode_t mode) {
   bool want_write = (flags & O_ACCMODE) != O_RDONLY;
+  bool exists = false;
   // Fast path: the file is open here already. The kernel still checks permission and existence
   // flags for this open: stat follows the path as open would.
   if ((flags & O_EXCL) == 0) {
     struct stat st;
     int rc = (flags & O_NOFOLLOW) ? lstat(path.c_str(), &st) : stat(path.c_str(), &st);
+    exists = rc == 0;
     if (rc == 0 && S_ISREG(st.st_mode)) {
       std::shared_ptr<FileCore> found;
       {
@@ -161,7 +170,15 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
       }
     }
   }
-  TERN_ASSIGN_OR_RETURN(std::shared_ptr<FileCore> core, FileCore::Open(path, flags, mode));
+  // A new file may take a spare backing file (BackingCache): it is then an existing empty tern
+  // file, so the open no longer creates it, and O_EXCL has been honoured by the placement.
+  if ((flags & O_CREAT) && !exists && BackingCache::Default().PlaceSpare(path, mode)) flags &= ~O_EXCL;
+  auto opened = FileCore::Open(path, flags, mode);
+  // A file unlinked (or replaced) between FileCore::Open's open(2) and its lock: open again.
+  for (int retry = 0; retry < kMaxStaleRetries && !opened.ok() && opened.status().err() == ESTALE; ++retry) {
+    opened = FileCore::Open(path, flags, mode);
+  }
+  TERN_ASSIGN_OR_RETURN(std::shared_ptr<FileCore> core, std::move(opened));
   std::lock_guard lock(mu_);
   cores_[{core->dev(), core->ino()}] = core;
   // Drop entries whose files were all closed.

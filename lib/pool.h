@@ -46,6 +46,7 @@ class Pool {
   static void ChildAfterFork();
 
   void GcThreadMain();
+  static constexpr int kMaxStaleRetries = 8;
  public:
   static std::atomic<void (*)()>& ThreadHook();
  private:

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "lib/backing_cache.h"
 #include "shim/common.h"
 #include "shim/fd_table.h"
 #include "shim/ofd_region.h"
@@ -74,6 +75,11 @@ const char* SelfPath() {
 class ChildEnv {
  public:
   ChildEnv(char* const* envp, char mode) {
+    if (mode == 'e') {
+      // Nothing of the engine survives exec: the spares it keeps would stay behind as files.
+      EngineScope engine;
+      tern::BackingCache::Default().DropSpares();
+    }
     fds_ = kFdsVar;
     fds_ += mode;
     fds_ += std::to_string(getpid());

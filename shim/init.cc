@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "lib/backing_cache.h"
 #include "lib/pool.h"
 #include "pmem/log.h"
 #include "shim/env.h"
@@ -185,6 +186,22 @@ void AdoptInheritedFds() {
   }
 }
 
+// Files this process deletes lend their mapped backing files to the files it creates next
+// (lib/backing_cache.h); TERN_RECYCLE=0 turns that off. Spares wait in a hidden directory beside
+// the root (/dev/shm/.tern-spares-UID for the default root): on the same filesystem unless the
+// root is a mount point (then nothing is recycled), and never in a directory a program lists.
+void EnableBackingCache() {
+  const char* recycle = EnvGet("TERN_RECYCLE");
+  if (recycle != nullptr && strcmp(recycle, "0") == 0) return;
+  const std::string& root = Paths().root;
+  size_t slash = root.rfind('/');
+  if (slash == std::string::npos || slash + 1 >= root.size()) return;  // the root is "/"
+  std::string parent = slash == 0 ? std::string() : root.substr(0, slash);
+  mode_t mask = Real().umask(0);  // the library constructor: no other thread creates files yet
+  Real().umask(mask);
+  BackingCache::Default().Enable(parent + "/.tern-spares-" + std::to_string(geteuid()), mask);
+}
+
 void InitShim() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -198,6 +215,7 @@ void InitShim() {
     // The engine's background thread (compaction, growing files ahead) is engine code for its
     // whole life: its libc calls go straight to the kernel.
     SetEngineThreadHook([] { ++t_engine_depth; });
+    EnableBackingCache();
     g_ready.store(true, std::memory_order_release);
     AdoptInheritedFds();
   });
@@ -217,4 +235,6 @@ __attribute__((destructor)) static void TernShimDestructor() {
   if (!tern::shim::ShimReady()) return;
   fflush(nullptr);
   tern::shim::ReleaseSharedSlotsAtExit();
+  tern::shim::EngineScope engine;
+  tern::BackingCache::Default().DropSpares();
 }

@@ -88,6 +88,8 @@ void Load() {
   Resolve(r.spawn_addopen, "posix_spawn_file_actions_addopen");
   Resolve(r.spawn_destroy, "posix_spawn_file_actions_destroy");
   Resolve(r.fork, "fork");
+  Resolve(r.unlinkat, "unlinkat");
+  Resolve(r.umask, "umask");
 }
 
 }  // namespace

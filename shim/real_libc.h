@@ -87,6 +87,8 @@ struct RealLibc {
   int (*spawn_addopen)(posix_spawn_file_actions_t*, int, const char*, int, mode_t);
   int (*spawn_destroy)(posix_spawn_file_actions_t*);
   pid_t (*fork)();
+  int (*unlinkat)(int, const char*, int);
+  mode_t (*umask)(mode_t);
 };
 
 namespace detail {

@@ -244,6 +244,43 @@ print(sorted(os.listdir('.')))
   ExpectSame("python3 $INPUT/io.py");
 }
 
+// One process writes files, reads them back, deletes some and creates others: the new files take
+// over the deleted ones' backing files (lib/backing_cache.h). They must read exactly as new files
+// do on the kernel — the old bytes (all non-zero) never show in a hole or a grown end — with the
+// mode the umask gives, for this process and the next; and no spare is left in the root.
+TEST_F(ShimPrograms, DeletedFilesLendTheirBackingToNewFiles) {
+  if (!HaveProgram("python3")) GTEST_SKIP() << "python3 is not installed";
+  WritePlain(s_.input_dir() + "/recycle.py", R"PY(
+import os
+for i in range(12):
+    with open(f'f{i}', 'wb') as f:
+        f.write(bytes([65 + i]) * (50000 + 4000 * i))
+for i in range(12):
+    with open(f'f{i}', 'rb') as f:
+        assert f.read() == bytes([65 + i]) * (50000 + 4000 * i)
+for i in range(8):
+    os.unlink(f'f{i}')
+os.umask(0o027)
+for i in range(8):
+    with open(f'g{i}', 'wb') as f:
+        f.write(b'new')
+        f.seek(30000 + 1000 * i)
+        f.write(b'end')
+    os.truncate(f'g{i}', 70000 + i)
+for i in range(8):
+    with open(f'g{i}', 'rb') as f:
+        d = f.read()
+    print(len(d), d[:3], d[30000 + 1000 * i:30003 + 1000 * i], d.count(0), oct(os.stat(f'g{i}').st_mode & 0o777))
+print(sorted(os.listdir('.')))
+)PY");
+  RunResult tern = ExpectSame("TERN_LOG=debug python3 $INPUT/recycle.py && cat g3 g5 | md5sum && ls -A");
+  EXPECT_NE(tern.err.find(" 8 new files made of them"), std::string::npos)
+      << "every new file took a deleted one's backing:\n" << tern.err;
+  struct stat st;
+  std::string spares = s_.tern_dir().substr(0, s_.tern_dir().rfind('/')) + "/.tern-spares-" + std::to_string(geteuid());
+  EXPECT_NE(stat(spares.c_str(), &st), 0) << "no spare directory is left beside the root";
+}
+
 TEST_F(ShimPrograms, LevelDb) {
 #ifndef LEVELDB_PROBE_BIN
   GTEST_SKIP() << "LevelDB (libleveldb-dev) was not found at configure time";

@@ -1,0 +1,299 @@
+#include "lib/backing_cache.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <vector>
+
+#include "lib/file_core.h"
+#include "lib/open_lock.h"
+#include "pmem/log.h"
+
+namespace tern {
+namespace {
+
+bool SameInode(const struct stat& a, dev_t dev, ino_t ino) { return a.st_dev == dev && a.st_ino == ino; }
+
+// True when `path` names the inode (dev, ino), without following a final symlink.
+bool PathNames(const std::string& path, dev_t dev, ino_t ino) {
+  struct stat st;
+  return lstat(path.c_str(), &st) == 0 && SameInode(st, dev, ino);
+}
+
+std::string DirOf(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+}  // namespace
+
+BackingCache& BackingCache::Default() {
+  static auto* cache = new BackingCache();  // never destroyed: files may close during exit
+  return *cache;
+}
+
+void BackingCache::Enable(std::string spare_dir, mode_t umask) {
+  std::lock_guard lock(mu_);
+  enabled_ = true;
+  spare_dir_ = std::move(spare_dir);
+  swept_ = false;
+  umask_ = umask;
+}
+
+bool BackingCache::enabled() const {
+  std::lock_guard lock(mu_);
+  return enabled_;
+}
+
+void BackingCache::SetUmask(mode_t umask) {
+  std::lock_guard lock(mu_);
+  umask_ = umask;
+}
+
+void BackingCache::TrimLocked(std::list<Entry>& list, size_t max_entries, uint64_t max_bytes,
+                              std::vector<Entry>* dropped) {
+  uint64_t bytes = 0;
+  size_t kept = 0;
+  for (auto it = list.begin(); it != list.end();) {
+    bytes += it->backing->mapped_blocks() * kBlockSize;
+    if (++kept <= max_entries && bytes <= max_bytes) {
+      ++it;
+      continue;
+    }
+    dropped->push_back(std::move(*it));
+    it = list.erase(it);
+  }
+}
+
+void BackingCache::Put(dev_t dev, ino_t ino, std::unique_ptr<Backing> backing) {
+  Unlock(backing->fd());  // closed for everyone else now, exactly as a close(2) would make it
+  struct stat st;
+  // A file already deleted (by someone else, or renamed over) is of no use, and would hold its space.
+  bool linked = fstat(backing->fd(), &st) == 0 && st.st_nlink > 0;
+  std::vector<Entry> dropped;
+  {
+    std::lock_guard lock(mu_);
+    if (!enabled_ || !linked || !backing->writable() || backing->mapped_blocks() * kBlockSize > kMaxBackingBytes) {
+      dropped.push_back({dev, ino, std::move(backing), {}});
+    } else {
+      // Two engines of one inode (a read-only one, then a writable one) close one after the other.
+      for (auto it = closed_.begin(); it != closed_.end(); ++it) {
+        if (it->dev == dev && it->ino == ino) {
+          dropped.push_back(std::move(*it));
+          closed_.erase(it);
+          break;
+        }
+      }
+      closed_.push_front({dev, ino, std::move(backing), {}});
+      TrimLocked(closed_, kMaxClosed, kMaxClosedBytes, &dropped);
+    }
+  }
+  // Unmapped and closed outside the lock.
+}
+
+std::unique_ptr<Backing> BackingCache::Take(dev_t dev, ino_t ino, uint64_t file_bytes, bool writable) {
+  std::unique_ptr<Backing> found;
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = closed_.begin(); it != closed_.end(); ++it) {
+      if (it->dev != dev || it->ino != ino) continue;
+      found = std::move(it->backing);
+      closed_.erase(it);
+      break;
+    }
+    if (found == nullptr) return nullptr;
+    if (found->writable() == writable && found->mapped_blocks() * kBlockSize <= file_bytes) {
+      ++adopted_;
+      return found;
+    }
+  }
+  return nullptr;  // unusable: unmapped and closed here
+}
+
+bool BackingCache::Retire(const std::string& path) {
+  std::string spare_dir;
+  Entry entry;
+  struct stat st;
+  {
+    std::lock_guard lock(mu_);
+    if (!enabled_ || path.starts_with(spare_dir_ + "/")) return false;
+    spare_dir = spare_dir_;
+  }
+  if (lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_uid != geteuid()) {
+    return false;
+  }
+  {
+    std::lock_guard lock(mu_);
+    auto it = closed_.begin();
+    while (it != closed_.end() && !(it->dev == st.st_dev && it->ino == st.st_ino)) ++it;
+    if (it == closed_.end()) return false;
+    entry = std::move(*it);
+    closed_.erase(it);
+  }
+  SweepOrphansOnce();
+  int fd = entry.backing->fd();
+  // Exclusive open lock: nobody (no other process, no other engine of this one) has it open, and
+  // nobody can open it until the lock is let go.
+  auto exclusive = TryLockExclusive(fd);
+  if (!exclusive.ok() || !*exclusive) return false;
+  struct stat dir_st;
+  if ((mkdir(spare_dir.c_str(), 0700) != 0 && errno != EEXIST) || stat(spare_dir.c_str(), &dir_st) != 0 ||
+      dir_st.st_dev != st.st_dev) {
+    return false;  // entry destroyed: its file is about to be unlinked
+  }
+  uint64_t seq;
+  {
+    std::lock_guard lock(mu_);
+    seq = next_spare_++;
+  }
+  char name[64];
+  snprintf(name, sizeof(name), "/%d.%llu", static_cast<int>(getpid()), static_cast<unsigned long long>(seq));
+  entry.spare_path = spare_dir + name;
+  if (rename(path.c_str(), entry.spare_path.c_str()) != 0) return false;
+  if (!PathNames(entry.spare_path, st.st_dev, st.st_ino)) {
+    // The name was replaced between the look and the rename: what it named is what unlink removes.
+    (void)unlink(entry.spare_path.c_str());
+    return true;
+  }
+  std::vector<Entry> dropped;
+  {
+    std::lock_guard lock(mu_);
+    ++retired_;
+    spares_.push_front(std::move(entry));
+    TrimLocked(spares_, kMaxSpares, kMaxSpareBytes, &dropped);
+  }
+  for (Entry& e : dropped) {
+    if (PathNames(e.spare_path, e.dev, e.ino)) (void)unlink(e.spare_path.c_str());
+  }
+  return true;
+}
+
+Status BackingCache::MakeEmpty(Entry& spare, const std::string& path, mode_t mode) {
+  int fd = spare.backing->fd();
+  struct stat dir_st, st;
+  if (stat(DirOf(path).c_str(), &dir_st) != 0) return Status::Error(errno, "stat directory");
+  if (dir_st.st_dev != spare.dev) return Status::Error(EXDEV, "spare on another filesystem");
+  if (fstat(fd, &st) != 0) return Status::Error(errno, "fstat spare");
+  // A created file's group: the directory's when it is set-group-ID, else the creator's.
+  gid_t gid = (dir_st.st_mode & S_ISGID) ? dir_st.st_gid : getegid();
+  if (st.st_gid != gid && fchown(fd, static_cast<uid_t>(-1), gid) != 0) return Status::Error(errno, "chown spare");
+  mode_t mask;
+  {
+    std::lock_guard lock(mu_);
+    mask = umask_;
+  }
+  if (fchmod(fd, mode & 07777 & ~mask) != 0) return Status::Error(errno, "chmod spare");
+  TERN_TRY(FileCore::WriteEmptyMeta(fd, st));
+  if (fdatasync(fd) != 0) return Status::Error(errno, "sync spare");
+  if (futimens(fd, nullptr) != 0) return Status::Error(errno, "touch spare");
+  return Status::Ok();
+}
+
+bool BackingCache::PlaceSpare(const std::string& path, mode_t mode) {
+  Entry spare;
+  {
+    std::lock_guard lock(mu_);
+    if (!enabled_ || spares_.empty() || path.starts_with(spare_dir_ + "/")) return false;
+    spare = std::move(spares_.front());
+    spares_.pop_front();
+  }
+  bool placed = false;
+  bool keep = true;
+  Status made = MakeEmpty(spare, path, mode);
+  if (made.ok()) {
+    if (renameat2(AT_FDCWD, spare.spare_path.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) == 0) {
+      placed = true;
+    } else if (errno == ENOENT && !PathNames(spare.spare_path, spare.dev, spare.ino)) {
+      keep = false;  // somebody removed the spare itself
+    }
+  } else if (made.err() != EXDEV) {
+    TERN_LOG_DEBUG("%s: spare not used: %s", path.c_str(), made.context());
+  }
+  if (placed) Unlock(spare.backing->fd());  // an ordinary empty tern file now: others may open it
+  std::lock_guard lock(mu_);
+  if (placed) {
+    ++placed_;
+    spare.spare_path.clear();
+    closed_.push_front(std::move(spare));
+  } else if (keep) {
+    spares_.push_front(std::move(spare));
+  }
+  return placed;
+}
+
+void BackingCache::SweepOrphansOnce() {
+  std::string dir_path;
+  {
+    std::lock_guard lock(mu_);
+    if (swept_) return;
+    swept_ = true;
+    dir_path = spare_dir_;
+  }
+  DIR* dir = opendir(dir_path.c_str());
+  if (dir == nullptr) return;
+  uint64_t swept = 0;
+  while (struct dirent* e = readdir(dir)) {
+    if (e->d_name[0] == '.') continue;
+    std::string path = dir_path + "/" + e->d_name;
+    int fd = open(path.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) continue;
+    struct stat st;
+    // A live process holds its spares' open locks; a free lock means the owner is gone.
+    auto free_lock = TryLockExclusive(fd);
+    if (free_lock.ok() && *free_lock && fstat(fd, &st) == 0 && PathNames(path, st.st_dev, st.st_ino) &&
+        unlink(path.c_str()) == 0) {
+      ++swept;
+    }
+    close(fd);
+  }
+  closedir(dir);
+  if (swept > 0) TERN_LOG_INFO("%s: removed %llu spare files of processes that are gone", dir_path.c_str(),
+                               static_cast<unsigned long long>(swept));
+}
+
+void BackingCache::DropSpares() {
+  std::list<Entry> spares, closed;
+  std::string dir;
+  bool made_spares;
+  {
+    std::lock_guard lock(mu_);
+    spares.swap(spares_);
+    closed.swap(closed_);
+    dir = spare_dir_;
+    made_spares = retired_ > 0;
+    if (made_spares) {
+      TERN_LOG_DEBUG("backing cache: %llu backings adopted again, %llu deleted files kept as spares, %llu new files made of them",
+                     static_cast<unsigned long long>(adopted_), static_cast<unsigned long long>(retired_),
+                     static_cast<unsigned long long>(placed_));
+    }
+  }
+  for (Entry& e : spares) {
+    if (PathNames(e.spare_path, e.dev, e.ino)) (void)unlink(e.spare_path.c_str());
+  }
+  if (made_spares) (void)rmdir(dir.c_str());  // fails while other processes keep spares there
+}
+
+void BackingCache::LockForFork() { mu_.lock(); }
+void BackingCache::UnlockAfterFork() { mu_.unlock(); }
+
+void BackingCache::ForgetInChild() {
+  std::list<Entry> spares, closed;
+  {
+    std::lock_guard lock(mu_);
+    spares.swap(spares_);
+    closed.swap(closed_);
+  }
+  // Destroying closes the child's descriptors: the parent's hold the open file descriptions (and
+  // the spares' locks) alive.
+}
+
+BackingCache::Counts BackingCache::counts() const {
+  std::lock_guard lock(mu_);
+  return {closed_.size(), spares_.size(), adopted_, retired_, placed_};
+}
+
+}  // namespace tern

@@ -1,0 +1,119 @@
+// BackingCache: this process keeps the mapped backing files of tern files it closed, and reuses
+// those of files it deleted for the files it creates next.
+//
+// Why: on this kind of machine the first touch of a page a process has not mapped before costs
+// ~2–5 µs (a shadow-page fill under the hypervisor), far more than the copy it serves. A program
+// that writes a stream of new files and deletes old ones (LevelDB's tables and logs, a build's
+// objects) paid that for every page of every new file, where the kernel copies into its own page
+// cache for free. Kept mappings pay it once.
+//
+// Two kinds of entry, both keyed by (device, inode) and bounded in number and size:
+//  - closed: the Backing of a file whose last open in this process closed. Its open lock is
+//    released, so the file is as closed to everyone else as before; the mapping only keeps this
+//    process's page tables. A later open of the same inode adopts it (FileCore::Open).
+//  - spare: a closed file that was then unlinked here while nobody else had it open. Instead of
+//    unlinking it, Retire renames it into the spare directory (same filesystem) and keeps its
+//    open lock exclusively, so no other process can open or sweep it. A create (PlaceSpare)
+//    writes a fresh empty meta block into it (every old block becomes free space: nothing of the
+//    old file is reachable through the engine), gives it the new file's mode, group and times,
+//    and renames it to the new path without replacing anything there. The new file is then an
+//    ordinary empty tern file whose backing already has touched, mapped blocks.
+// Spares this process leaves behind (exit, exec) are unlinked by DropSpares; those of a killed
+// process are swept by the next process that makes a spare (their open locks are free).
+//
+// Disabled until Enable: an engine user that does not ask for it sees plain unlink and create.
+// Thread-safe; fork: Pool's handlers call the fork hooks.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "lib/backing.h"
+
+namespace tern {
+
+class BackingCache {
+ public:
+  static BackingCache& Default();
+
+  // Turns the cache on. `spare_dir` holds the spares (created when the first one is made); it must
+  // be on the same filesystem as the files for a spare to be made or placed. `umask` is the
+  // process's file mode creation mask (see SetUmask).
+  void Enable(std::string spare_dir, mode_t umask);
+  bool enabled() const;
+  // The process's umask changed (the shim reports umask(2) calls): created files get its mode.
+  void SetUmask(mode_t umask);
+
+  // ~FileCore hands over the Backing of a closed file (open lock already released by the caller
+  // or not: Put releases it). Kept when enabled, writable and small enough; else destroyed.
+  void Put(dev_t dev, ino_t ino, std::unique_ptr<Backing> backing);
+  // FileCore::Open: the kept Backing of this inode, or nullptr. Only one that the file is still
+  // large enough for (nothing shrinks backing files today; this keeps a mapping from ever reaching
+  // past the end) and writable when `writable`.
+  std::unique_ptr<Backing> Take(dev_t dev, ino_t ino, uint64_t file_bytes, bool writable);
+
+  // unlink(path) for a tern file: when this process keeps its Backing and nobody has it open,
+  // moves it aside as a spare and returns true (the name is gone, as unlink promises). False when
+  // it did nothing; the caller unlinks.
+  bool Retire(const std::string& path);
+  // Before an O_CREAT open of `path`: puts a spare there, reformatted empty, with `mode` as a
+  // created file's, if the name does not exist. True when it did (the open then finds an existing
+  // empty tern file); false when it did nothing (no spare, the name exists, another filesystem).
+  bool PlaceSpare(const std::string& path, mode_t mode);
+
+  // Unlinks every spare and forgets every entry (exit and exec: nothing may outlive the process).
+  void DropSpares();
+
+  // fork: the child forgets every entry without touching the files (they are the parent's).
+  void LockForFork();
+  void UnlockAfterFork();
+  void ForgetInChild();
+
+  // Counts for tests and `tern stat`-style reports.
+  struct Counts {
+    uint64_t closed, spares, adopted, retired, placed;
+  };
+  Counts counts() const;
+
+  // Bounds: entries of either kind (each holds a descriptor), their backing bytes (a closed entry
+  // whose file somebody else deletes holds that space until it ages out), and the largest backing
+  // file kept.
+  static constexpr size_t kMaxClosed = 64;
+  static constexpr size_t kMaxSpares = 16;
+  static constexpr uint64_t kMaxClosedBytes = 256ull << 20;
+  static constexpr uint64_t kMaxSpareBytes = 128ull << 20;
+  static constexpr uint64_t kMaxBackingBytes = 32ull << 20;
+
+ private:
+  struct Entry {
+    dev_t dev;
+    ino_t ino;
+    std::unique_ptr<Backing> backing;
+    std::string spare_path;  // spares only
+  };
+  // Unlinks the spares of processes that are gone. Once per process.
+  void SweepOrphansOnce();
+  Status MakeEmpty(Entry& spare, const std::string& path, mode_t mode);
+
+  // Moves the oldest entries of `list` past the bounds into *dropped. REQUIRES: mu_ held.
+  static void TrimLocked(std::list<Entry>& list, size_t max_entries, uint64_t max_bytes, std::vector<Entry>* dropped);
+
+  mutable std::mutex mu_;
+  bool enabled_ = false;        // guarded by mu_
+  std::string spare_dir_;       // guarded by mu_
+  mode_t umask_ = 022;          // guarded by mu_
+  bool swept_ = false;          // guarded by mu_
+  uint64_t next_spare_ = 0;     // guarded by mu_
+  std::list<Entry> closed_;     // guarded by mu_; newest first
+  std::list<Entry> spares_;     // guarded by mu_; newest first
+  uint64_t adopted_ = 0, retired_ = 0, placed_ = 0;  // guarded by mu_
+};
+
+}  // namespace tern

@@ -1,0 +1,217 @@
+// BackingCache (lib/backing_cache.h): a file this process closed and then deleted lends its mapped
+// backing file to the next file it creates. The recycled file must be an ordinary empty file —
+// nothing of the old content readable through any path, the mode and group a create would give —
+// and recycling must never happen while anyone else has the old file open.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <dirent.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lib/backing_cache.h"
+#include "lib/file.h"
+#include "lib/file_core.h"
+#include "lib/fsck.h"
+#include "tests/test_util.h"
+
+namespace tern {
+namespace {
+
+using test::Pattern;
+
+std::vector<std::string> Names(const std::string& dir) {
+  std::vector<std::string> names;
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return names;
+  while (struct dirent* e = readdir(d)) {
+    if (e->d_name[0] != '.') names.push_back(e->d_name);
+  }
+  closedir(d);
+  return names;
+}
+
+ino_t InodeOf(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
+class BackingCacheTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    spare_dir_ = dir_.File(".spares");
+    BackingCache::Default().Enable(spare_dir_, 022);
+    base_ = BackingCache::Default().counts();
+  }
+  void TearDown() override { BackingCache::Default().DropSpares(); }
+
+  // Creates `name` holding `bytes` of pattern `seed`, closes it, and reads it back once (closed
+  // again): the cache then keeps its backing.
+  void WriteClosed(const std::string& name, uint64_t seed, size_t bytes) {
+    auto f = File::Open(dir_.File(name), O_RDWR | O_CREAT, 0644);
+    TERN_ASSERT_OK(f);
+    std::vector<uint8_t> data = Pattern(seed, 0, bytes);
+    TERN_ASSERT_OK((*f)->Pwrite(data.data(), data.size(), 0));
+    f->reset();
+    auto again = File::Open(dir_.File(name), O_RDONLY);
+    TERN_ASSERT_OK(again);
+    auto got = test::ReadAll(**again);
+    TERN_ASSERT_OK(got);
+    ASSERT_EQ(*got, data);
+  }
+  BackingCache::Counts Delta() const {
+    auto now = BackingCache::Default().counts();
+    return {now.closed, now.spares, now.adopted - base_.adopted, now.retired - base_.retired,
+            now.placed - base_.placed};
+  }
+
+  test::TempDir dir_;
+  std::string spare_dir_;
+  BackingCache::Counts base_{};
+};
+
+// The whole cycle: the deleted file's inode comes back as the new file, empty; a write with a hole
+// and a truncate upwards show zeros wherever the old file had bytes; the file checks clean.
+TEST_F(BackingCacheTest, ADeletedFileBecomesTheNextNewFileWithNothingOfTheOld) {
+  WriteClosed("old", 7, 300 * 1024);
+  EXPECT_EQ(Delta().adopted, 1u) << "the read-back open adopts the backing the writer's close kept";
+  ino_t old_ino = InodeOf(dir_.File("old"));
+  ASSERT_TRUE(BackingCache::Default().Retire(dir_.File("old")));
+  struct stat st;
+  EXPECT_NE(stat(dir_.File("old").c_str(), &st), 0) << "the name is gone, as unlink promises";
+  EXPECT_EQ(Names(spare_dir_).size(), 1u);
+
+  auto f = File::Open(dir_.File("new"), O_RDWR | O_CREAT | O_EXCL, 0666);
+  TERN_ASSERT_OK(f);
+  EXPECT_EQ(Delta().placed, 1u);
+  EXPECT_EQ(InodeOf(dir_.File("new")), old_ino) << "the spare is the new file";
+  EXPECT_TRUE(Names(spare_dir_).empty());
+  ASSERT_EQ(stat(dir_.File("new").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0644u) << "0666 under umask 022";
+  auto size = (*f)->Size();
+  TERN_ASSERT_OK(size);
+  EXPECT_EQ(*size, 0u);
+
+  std::vector<uint8_t> model(200 * 1024, 0);
+  std::vector<uint8_t> head = Pattern(9, 0, 100);
+  std::vector<uint8_t> far = Pattern(9, 150000, 50);
+  TERN_ASSERT_OK((*f)->Pwrite(head.data(), head.size(), 0));
+  TERN_ASSERT_OK((*f)->Pwrite(far.data(), far.size(), 150000));
+  std::copy(head.begin(), head.end(), model.begin());
+  std::copy(far.begin(), far.end(), model.begin() + 150000);
+  TERN_ASSERT_OK((*f)->Truncate(model.size()));
+  auto got = test::ReadAll(**f);
+  TERN_ASSERT_OK(got);
+  EXPECT_EQ(test::FirstDifference(*got, model), -1) << "holes and the grown end read as zeros";
+  auto data = (*f)->Seek(SEEK_DATA, 4096);
+  TERN_ASSERT_OK(data);
+  EXPECT_EQ(*data, 150000u / 4096 * 4096) << "the old file's blocks are no data of the new one";
+  TERN_ASSERT_OK((*f)->Fsync());
+  f->reset();
+
+  auto report = CheckFile(dir_.File("new"));
+  TERN_ASSERT_OK(report);
+  EXPECT_TRUE(report->clean());
+  auto reopened = File::Open(dir_.File("new"), O_RDONLY);
+  TERN_ASSERT_OK(reopened);
+  auto again = test::ReadAll(**reopened);
+  TERN_ASSERT_OK(again);
+  EXPECT_EQ(test::FirstDifference(*again, model), -1) << "after reopening";
+}
+
+// A file another process has open is deleted the ordinary way: that process keeps reading the
+// old bytes, and nothing becomes a spare.
+TEST_F(BackingCacheTest, AFileOpenElsewhereIsNotRecycled) {
+  WriteClosed("shared", 3, 64 * 1024);
+  int ready[2], done[2];
+  ASSERT_EQ(pipe(ready), 0);
+  ASSERT_EQ(pipe(done), 0);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    auto f = File::Open(dir_.File("shared"), O_RDONLY);
+    if (!f.ok()) _exit(2);
+    (void)!write(ready[1], "r", 1);
+    char c;
+    (void)!read(done[0], &c, 1);
+    auto got = test::ReadAll(**f);
+    _exit(got.ok() && *got == Pattern(3, 0, 64 * 1024) ? 0 : 3);
+  }
+  char c;
+  ASSERT_EQ(read(ready[0], &c, 1), 1);
+  EXPECT_FALSE(BackingCache::Default().Retire(dir_.File("shared")));
+  ASSERT_EQ(unlink(dir_.File("shared").c_str()), 0);
+  auto f = File::Open(dir_.File("after"), O_RDWR | O_CREAT, 0644);
+  TERN_ASSERT_OK(f);
+  EXPECT_EQ(Delta().placed, 0u);
+  ASSERT_EQ(write(done[1], "d", 1), 1);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the child read the deleted file's bytes";
+}
+
+// A name that exists is never replaced: O_CREAT opens it, O_EXCL fails, and the spare stays.
+TEST_F(BackingCacheTest, AnExistingNameIsNeverReplaced) {
+  WriteClosed("gone", 1, 8192);
+  WriteClosed("kept", 2, 8192);
+  ASSERT_TRUE(BackingCache::Default().Retire(dir_.File("gone")));
+  auto excl = File::Open(dir_.File("kept"), O_RDWR | O_CREAT | O_EXCL, 0644);
+  TERN_EXPECT_ERRNO(excl, EEXIST);
+  auto open = File::Open(dir_.File("kept"), O_RDWR | O_CREAT, 0644);
+  TERN_ASSERT_OK(open);
+  auto got = test::ReadAll(**open);
+  TERN_ASSERT_OK(got);
+  EXPECT_EQ(*got, Pattern(2, 0, 8192));
+  EXPECT_EQ(Delta().placed, 0u);
+  EXPECT_EQ(Names(spare_dir_).size(), 1u);
+}
+
+// Spares end with the process (DropSpares at exit and exec); those of a process that was killed
+// are swept by the next process that makes one.
+TEST_F(BackingCacheTest, SparesDoNotOutliveTheirProcess) {
+  WriteClosed("a", 1, 8192);
+  ASSERT_TRUE(BackingCache::Default().Retire(dir_.File("a")));
+  ASSERT_EQ(Names(spare_dir_).size(), 1u);
+  BackingCache::Default().DropSpares();
+  struct stat st;
+  EXPECT_NE(stat(spare_dir_.c_str(), &st), 0) << "the emptied spare directory is removed";
+
+  // A killed process's spare: a file in the spare directory whose open lock nobody holds.
+  ASSERT_EQ(mkdir(spare_dir_.c_str(), 0700), 0);
+  WriteClosed("orphan", 4, 8192);
+  ASSERT_EQ(rename(dir_.File("orphan").c_str(), (spare_dir_ + "/99999.0").c_str()), 0);
+  BackingCache::Default().Enable(spare_dir_, 022);  // a new process: its first spare sweeps
+  WriteClosed("b", 5, 8192);
+  ASSERT_TRUE(BackingCache::Default().Retire(dir_.File("b")));
+  std::vector<std::string> left = Names(spare_dir_);
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_NE(left[0], "99999.0");
+}
+
+// A forked child forgets the parent's spares (both would otherwise hand out the same inode).
+TEST_F(BackingCacheTest, AForkedChildDoesNotTakeTheParentsSpares) {
+  WriteClosed("a", 1, 8192);
+  ino_t spare_ino = InodeOf(dir_.File("a"));
+  ASSERT_TRUE(BackingCache::Default().Retire(dir_.File("a")));
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    auto f = File::Open(dir_.File("child"), O_RDWR | O_CREAT, 0644);
+    _exit(f.ok() && InodeOf(dir_.File("child")) != spare_ino ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  auto f = File::Open(dir_.File("parent"), O_RDWR | O_CREAT, 0644);
+  TERN_ASSERT_OK(f);
+  EXPECT_EQ(InodeOf(dir_.File("parent")), spare_ino) << "the parent still has its spare";
+}
+
+}  // namespace
+}  // namespace tern
