@@ -15,14 +15,6 @@
 namespace tern {
 namespace {
 
-bool SameInode(const struct stat& a, dev_t dev, ino_t ino) { return a.st_dev == dev && a.st_ino == ino; }
-
-// True when `path` names the inode (dev, ino), without following a final symlink.
-bool PathNames(const std::string& path, dev_t dev, ino_t ino) {
-  struct stat st;
-  return lstat(path.c_str(), &st) == 0 && SameInode(st, dev, ino);
-}
-
 std::string DirOf(const std::string& path) {
   size_t slash = path.rfind('/');
   if (slash == std::string::npos) return ".";
@@ -30,6 +22,12 @@ std::string DirOf(const std::string& path) {
 }
 
 }  // namespace
+
+bool PathNames(const std::string& path, bool follow, dev_t dev, ino_t ino) {
+  struct stat st;
+  int rc = follow ? stat(path.c_str(), &st) : lstat(path.c_str(), &st);
+  return rc == 0 && st.st_dev == dev && st.st_ino == ino;
+}
 
 BackingCache& BackingCache::Default() {
   static auto* cache = new BackingCache();  // never destroyed: files may close during exit
@@ -117,6 +115,7 @@ std::unique_ptr<Backing> BackingCache::Take(dev_t dev, ino_t ino, uint64_t file_
 bool BackingCache::Retire(const std::string& path) {
   std::string spare_dir;
   Entry entry;
+  uint64_t seq;
   struct stat st;
   {
     std::lock_guard lock(mu_);
@@ -133,6 +132,7 @@ bool BackingCache::Retire(const std::string& path) {
     if (it == closed_.end()) return false;
     entry = std::move(*it);
     closed_.erase(it);
+    seq = next_spare_++;
   }
   SweepOrphansOnce();
   int fd = entry.backing->fd();
@@ -145,16 +145,11 @@ bool BackingCache::Retire(const std::string& path) {
       dir_st.st_dev != st.st_dev) {
     return false;  // entry destroyed: its file is about to be unlinked
   }
-  uint64_t seq;
-  {
-    std::lock_guard lock(mu_);
-    seq = next_spare_++;
-  }
   char name[64];
   snprintf(name, sizeof(name), "/%d.%llu", static_cast<int>(getpid()), static_cast<unsigned long long>(seq));
   entry.spare_path = spare_dir + name;
   if (rename(path.c_str(), entry.spare_path.c_str()) != 0) return false;
-  if (!PathNames(entry.spare_path, st.st_dev, st.st_ino)) {
+  if (!PathNames(entry.spare_path, false, st.st_dev, st.st_ino)) {
     // The name was replaced between the look and the rename: what it named is what unlink removes.
     (void)unlink(entry.spare_path.c_str());
     return true;
@@ -167,7 +162,7 @@ bool BackingCache::Retire(const std::string& path) {
     TrimLocked(spares_, kMaxSpares, kMaxSpareBytes, &dropped);
   }
   for (Entry& e : dropped) {
-    if (PathNames(e.spare_path, e.dev, e.ino)) (void)unlink(e.spare_path.c_str());
+    if (PathNames(e.spare_path, false, e.dev, e.ino)) (void)unlink(e.spare_path.c_str());
   }
   return true;
 }
@@ -207,7 +202,7 @@ bool BackingCache::PlaceSpare(const std::string& path, mode_t mode) {
   if (made.ok()) {
     if (renameat2(AT_FDCWD, spare.spare_path.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) == 0) {
       placed = true;
-    } else if (errno == ENOENT && !PathNames(spare.spare_path, spare.dev, spare.ino)) {
+    } else if (errno == ENOENT && !PathNames(spare.spare_path, false, spare.dev, spare.ino)) {
       keep = false;  // somebody removed the spare itself
     }
   } else if (made.err() != EXDEV) {
@@ -244,7 +239,7 @@ void BackingCache::SweepOrphansOnce() {
     struct stat st;
     // A live process holds its spares' open locks; a free lock means the owner is gone.
     auto free_lock = TryLockExclusive(fd);
-    if (free_lock.ok() && *free_lock && fstat(fd, &st) == 0 && PathNames(path, st.st_dev, st.st_ino) &&
+    if (free_lock.ok() && *free_lock && fstat(fd, &st) == 0 && PathNames(path, false, st.st_dev, st.st_ino) &&
         unlink(path.c_str()) == 0) {
       ++swept;
     }
@@ -272,7 +267,7 @@ void BackingCache::DropSpares() {
     }
   }
   for (Entry& e : spares) {
-    if (PathNames(e.spare_path, e.dev, e.ino)) (void)unlink(e.spare_path.c_str());
+    if (PathNames(e.spare_path, false, e.dev, e.ino)) (void)unlink(e.spare_path.c_str());
   }
   if (made_spares) (void)rmdir(dir.c_str());  // fails while other processes keep spares there
 }

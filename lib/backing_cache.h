@@ -39,6 +39,11 @@
 
 namespace tern {
 
+// True when `path` names the inode (dev, ino) now; `follow`: a final symlink is followed (as open
+// without O_NOFOLLOW does). Recycling moves inodes between names, so whoever holds an inode and a
+// path checks that they still agree.
+bool PathNames(const std::string& path, bool follow, dev_t dev, ino_t ino);
+
 class BackingCache {
  public:
   static BackingCache& Default();

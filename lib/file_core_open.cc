@@ -49,13 +49,6 @@ Status ReadHeader(int fd, const struct stat& st, const std::string& path, pmem::
   return CheckHeader(*h, path);
 }
 
-// True when `path` still names the file opened as `st` (following a final symlink as open did).
-bool StillNamedBy(const std::string& path, int flags, const struct stat& st) {
-  struct stat now;
-  int rc = (flags & O_NOFOLLOW) ? lstat(path.c_str(), &now) : stat(path.c_str(), &now);
-  return rc == 0 && now.st_dev == st.st_dev && now.st_ino == st.st_ino;
-}
-
 }  // namespace
 
 Result<std::shared_ptr<FileCore>> FileCore::Open(const std::string& path, int flags, mode_t mode) {
@@ -111,7 +104,7 @@ Result<std::shared_ptr<FileCore>> FileCore::Open(const std::string& path, int fl
     TERN_ASSIGN_OR_RETURN(bool exclusive, TryLockExclusive(fd));
     if (!exclusive) TERN_TRY(LockShared(fd));
     if (fstat(fd, &st) != 0) return Status::Error(errno, "fstat");
-    if (!StillNamedBy(path, flags, st)) {
+    if (!PathNames(path, (flags & O_NOFOLLOW) == 0, st.st_dev, st.st_ino)) {
       // Unlinked (a process may recycle a deleted file's backing for a new file: BackingCache) or
       // replaced after our open(2): this open comes after that change, so it starts over.
       Unlock(fd);
