@@ -348,19 +348,7 @@ void FileCore::SupersedeClaims::Update(uint32_t first, uint32_t end) {
     }
   }
   held_.clear();
-  if (!superseded_by_others.empty()) {
-    // Freed once that commit is durable: it lies below applied_, but only once the replay that
-    // applied it to the table has finished (a replay applies an entry, then advances applied_),
-    // so read applied_ under the replay lock. Read without it, the block could be freed one
-    // commit early and reused before the commit superseding it reaches media.
-    LogPos seen;
-    {
-      std::lock_guard replay(core_->mu_);
-      seen = core_->applied_.load();
-    }
-    std::lock_guard lock(core_->pending_mu_);
-    for (uint32_t l : superseded_by_others) core_->pending_.push_back({seen, l});
-  }
+  core_->FreeOnceSupersedingIsDurable(superseded_by_others);
   std::vector<std::pair<uint32_t, uint32_t>> fresh;
   auto it = kept.begin();
   for (uint32_t v = first; v < end; ++v) {
@@ -387,6 +375,21 @@ void FileCore::SupersedeClaims::Update(uint32_t first, uint32_t end) {
     }
   }
   std::sort(held_.begin(), held_.end());
+}
+
+void FileCore::FreeOnceSupersedingIsDurable(const std::vector<uint32_t>& claimed) {
+  if (claimed.empty()) return;
+  // The superseding commit lies below applied_, but only once the replay that applied it to the
+  // table has finished (a replay applies an entry, then advances applied_), so read applied_
+  // under the replay lock. Read without it, a block could be freed one commit early and reused
+  // before the commit superseding it reaches media.
+  LogPos seen;
+  {
+    std::lock_guard replay(mu_);
+    seen = applied_.load();
+  }
+  std::lock_guard lock(pending_mu_);
+  for (uint32_t l : claimed) pending_.push_back({seen, l});
 }
 
 void FileCore::SupersedeClaims::Committed(LogPos pos) {

@@ -125,6 +125,26 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   Result<std::vector<std::pair<uint32_t, uint16_t>>> UnreferencedInUse();
   Result<uint64_t> BlocksReachable();
 
+  // Pinning, for mappings that show the file's blocks themselves (file_core_pin.cc; the shim's
+  // mmap maps the backing file where they lie).
+  struct PinnedBlocks {
+    uint64_t size = 0;  // the file's size when they were pinned
+    std::vector<std::pair<uint32_t, uint32_t>> blocks;  // (vblock, lblock), ascending; holes left out
+  };
+  // Pins the blocks that hold the whole virtual blocks in [first, end) now — those below the
+  // file's last partial block — so that none of them is freed or reused until UnpinBlocks, even
+  // when a commit supersedes it (it stays claimed by this process, and its superseder leaves it
+  // to the claimer). What a pinned block shows never changes: writes are copy-on-write, and
+  // in-place appends touch only the last partial block. EBUSY when one of them is claimed
+  // already (a writer superseding it, another pin): the caller copies instead. ENOTSUP without a
+  // process slot. The pin belongs to this process: a forked child must not unpin it.
+  Result<PinnedBlocks> PinBlocks(uint32_t first, uint32_t end);
+  // Ends a pin: blocks still in place go back to the log; superseded ones are freed once the
+  // superseding commit is durable.
+  void UnpinBlocks(const std::vector<std::pair<uint32_t, uint32_t>>& blocks);
+  // The backing file's descriptor, for mapping pinned blocks (valid while this FileCore lives).
+  int backing_fd() const { return backing_->fd(); }
+
   // BlockResolver: address of `count` mapped blocks starting at `block`, mapping more if needed.
   const uint8_t* Resolve(LogicalBlock block, uint32_t count) override;
 
@@ -247,6 +267,9 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // This thread's op cell index (0 .. kOpCellsPerSlot-1), fixed for the thread's life.
   static uint32_t ThreadOpCell();
   void FreeDurable(FreeWait wait);
+  // Frees blocks this process claimed that a commit now in the table superseded, once that
+  // commit is durable (the table is at least as new as the commit). REQUIRES: mu_ not held.
+  void FreeOnceSupersedingIsDurable(const std::vector<uint32_t>& claimed);
   struct PendingFree {
     LogPos durable_after;  // free once durable_ reaches it
     uint32_t lblock;       // claimed by this process

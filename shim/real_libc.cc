@@ -65,6 +65,8 @@ void Load() {
   Resolve(r.flock, "flock");
   Resolve(r.lockf, "lockf64");
   Resolve(r.mmap, "mmap64");
+  Resolve(r.munmap, "munmap");
+  Resolve(r.mremap, "mremap");
   Resolve(r.copy_file_range, "copy_file_range");
   Resolve(r.sendfile, "sendfile64");
   Resolve(r.splice, "splice");

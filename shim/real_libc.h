@@ -62,6 +62,8 @@ struct RealLibc {
   int (*flock)(int, int);
   int (*lockf)(int, int, off_t);
   void* (*mmap)(void*, size_t, int, int, int, off_t);
+  int (*munmap)(void*, size_t);
+  void* (*mremap)(void*, size_t, size_t, int, ...);
   ssize_t (*copy_file_range)(int, off_t*, int, off_t*, size_t, unsigned);
   ssize_t (*sendfile)(int, int, off_t*, size_t);
   ssize_t (*splice)(int, off_t*, int, off_t*, size_t, unsigned);

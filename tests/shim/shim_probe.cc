@@ -12,6 +12,7 @@
 //   shim_probe stdio            fopen/fprintf/fseek/fread/fdopen/freopen(stdout)
 //   shim_probe locks            fcntl record locks, OFD locks, flock, lockf
 //   shim_probe mmap             read-only and private mappings; shared writable (errno only)
+//   shim_probe mmap-pins        (tern only) mappings show the file's blocks until munmap
 //   shim_probe fstream          C++ ofstream/ifstream
 //   shim_probe dupflags         dup/dup2/fcntl flags and shared offsets
 //   shim_probe spawn            posix_spawn with addopen/adddup2 file actions
@@ -466,6 +467,7 @@ int main(int argc, char** argv) {
   if (cmd == "locks") return Locks();
   if (cmd == "mmap") return Mmap();
   if (cmd == "mmap-shared-writable") return SharedWritableMmap();
+  if (cmd == "mmap-pins") return MmapPins();
   if (cmd == "fstream") return Fstream();
   if (cmd == "dupflags") return DupFlags();
   if (cmd == "threads") return Threads();

@@ -24,5 +24,6 @@ int Append2(int n);
 int Threads();
 int Spawn();
 int Splice();
+int MmapPins();  // shim_probe_mmap.cc
 
 }  // namespace shim_probe

@@ -1,0 +1,124 @@
+#include "shim/map_pins.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+
+#include "pmem/log.h"
+#include "shim/common.h"
+
+namespace tern::shim {
+namespace detail {
+std::atomic<size_t> g_pinned_mappings{0};
+}  // namespace detail
+
+namespace {
+
+struct Pin {
+  std::shared_ptr<FileCore> core;
+  std::vector<std::pair<uint32_t, uint32_t>> blocks;
+  pid_t pinned_by = 0;
+  size_t ranges = 0;  // pieces of its mapping still in the address space
+};
+
+struct Range {
+  uintptr_t end;
+  std::shared_ptr<Pin> pin;
+};
+
+struct PinTable {
+  std::mutex mu;
+  // Pieces of pinned mappings still mapped, by start: disjoint, as the address space is.
+  std::map<uintptr_t, Range> live;       // guarded by mu
+  std::vector<std::shared_ptr<Pin>> kept;  // guarded by mu; remapped: held until exit
+};
+
+// Never destroyed: a mapping may be unmapped by another library's destructor after ours ran.
+PinTable& Table() {
+  static auto* table = new PinTable;
+  return *table;
+}
+
+void Unpin(Pin& pin) {
+  EngineScope engine;
+  // A forked child has the parent's table but a slot of its own: the claims are the parent's.
+  if (pin.pinned_by == getpid()) pin.core->UnpinBlocks(pin.blocks);
+  pin.core.reset();  // the last reference closes the file
+}
+
+// Takes the pieces overlapping [lo, hi) out of `live`, putting back what lies outside it, and
+// returns the pins that lost a piece, each once. REQUIRES: t.mu held.
+std::vector<std::shared_ptr<Pin>> CutOut(PinTable& t, uintptr_t lo, uintptr_t hi) {
+  std::vector<std::shared_ptr<Pin>> touched;
+  auto it = t.live.upper_bound(lo);
+  if (it != t.live.begin() && std::prev(it)->second.end > lo) --it;
+  while (it != t.live.end() && it->first < hi) {
+    uintptr_t start = it->first;
+    Range r = std::move(it->second);
+    it = t.live.erase(it);
+    --r.pin->ranges;
+    if (start < lo) {
+      t.live.emplace(start, Range{lo, r.pin});
+      ++r.pin->ranges;
+    }
+    if (r.end > hi) {
+      it = t.live.emplace(hi, Range{r.end, r.pin}).first;
+      ++r.pin->ranges;
+      ++it;
+    }
+    touched.push_back(std::move(r.pin));
+  }
+  std::sort(touched.begin(), touched.end());
+  touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
+  return touched;
+}
+
+}  // namespace
+
+void RememberPinnedMapping(void* addr, size_t len, std::shared_ptr<FileCore> core,
+                           std::vector<std::pair<uint32_t, uint32_t>> blocks) {
+  auto lo = reinterpret_cast<uintptr_t>(addr);
+  auto pin = std::make_shared<Pin>(Pin{std::move(core), std::move(blocks), getpid(), 1});
+  PinTable& t = Table();
+  std::lock_guard lock(t.mu);
+  t.live.emplace(lo, Range{lo + len, std::move(pin)});
+  detail::g_pinned_mappings.fetch_add(1);
+}
+
+void NoteUnmapped(const void* addr, size_t len) {
+  if (!AnyPinnedMappings() || len == 0) return;
+  auto lo = reinterpret_cast<uintptr_t>(addr);
+  std::vector<std::shared_ptr<Pin>> gone;
+  {
+    PinTable& t = Table();
+    std::lock_guard lock(t.mu);
+    for (auto& pin : CutOut(t, lo, lo + len)) {
+      if (pin->ranges == 0) {
+        detail::g_pinned_mappings.fetch_sub(1);
+        gone.push_back(std::move(pin));
+      }
+    }
+  }
+  for (auto& pin : gone) Unpin(*pin);
+}
+
+void NoteRemapped(const void* addr, size_t len) {
+  if (!AnyPinnedMappings()) return;
+  auto lo = reinterpret_cast<uintptr_t>(addr);
+  PinTable& t = Table();
+  std::lock_guard lock(t.mu);
+  for (auto& pin : CutOut(t, lo, lo + std::max<size_t>(len, 1))) {
+    if (pin->ranges == 0) {
+      detail::g_pinned_mappings.fetch_sub(1);
+    } else {
+      // Its other pieces may still be unmapped later; the pin must outlive them all the same.
+      pin->pinned_by = 0;
+    }
+    TERN_LOG_INFO("shim: mremap of a mapping of a tern file: its blocks stay pinned until exit");
+    t.kept.push_back(std::move(pin));
+  }
+}
+
+}  // namespace tern::shim
