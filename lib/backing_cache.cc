@@ -192,7 +192,11 @@ bool BackingCache::PlaceSpare(const std::string& path, mode_t mode) {
   Entry spare;
   {
     std::lock_guard lock(mu_);
-    if (!enabled_ || spares_.empty() || path.starts_with(spare_dir_ + "/")) return false;
+    if (!enabled_ || path.starts_with(spare_dir_ + "/")) return false;
+    if (spares_.empty()) {
+      ++unplaced_;
+      return false;
+    }
     spare = std::move(spares_.front());
     spares_.pop_front();
   }
@@ -261,9 +265,10 @@ void BackingCache::DropSpares() {
     dir = spare_dir_;
     made_spares = retired_ > 0;
     if (made_spares) {
-      TERN_LOG_DEBUG("backing cache: %llu backings adopted again, %llu deleted files kept as spares, %llu new files made of them",
+      TERN_LOG_DEBUG("backing cache: %llu backings adopted again, %llu deleted files kept as spares, %llu new files "
+                     "made of them, %llu made while none waited",
                      static_cast<unsigned long long>(adopted_), static_cast<unsigned long long>(retired_),
-                     static_cast<unsigned long long>(placed_));
+                     static_cast<unsigned long long>(placed_), static_cast<unsigned long long>(unplaced_));
     }
   }
   for (Entry& e : spares) {

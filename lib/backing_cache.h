@@ -119,6 +119,7 @@ class BackingCache {
   std::list<Entry> closed_;     // guarded by mu_; newest first
   std::list<Entry> spares_;     // guarded by mu_; newest first
   uint64_t adopted_ = 0, retired_ = 0, placed_ = 0;  // guarded by mu_
+  uint64_t unplaced_ = 0;  // guarded by mu_: new files made while no spare waited
 };
 
 }  // namespace tern
