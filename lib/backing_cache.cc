@@ -232,16 +232,32 @@ void BackingCache::SweepOrphansOnce() {
     swept_ = true;
     dir_path = spare_dir_;
   }
-  DIR* dir = opendir(dir_path.c_str());
-  if (dir == nullptr) return;
+  auto swept = SweepOrphans(dir_path);
+  if (swept.ok() && *swept > 0) {
+    TERN_LOG_INFO("%s: removed %llu spare files of processes that are gone", dir_path.c_str(),
+                  static_cast<unsigned long long>(*swept));
+  }
+}
+
+std::string BackingCache::SpareDirFor(const std::string& root, uid_t uid) {
+  size_t slash = root.rfind('/');
+  if (slash == std::string::npos || slash + 1 >= root.size()) return std::string();  // "/" or relative
+  return root.substr(0, slash) + "/.tern-spares-" + std::to_string(uid);
+}
+
+Result<uint64_t> BackingCache::SweepOrphans(const std::string& spare_dir) {
+  DIR* dir = opendir(spare_dir.c_str());
+  if (dir == nullptr) {
+    if (errno == ENOENT) return uint64_t{0};
+    return Status::Error(errno, "open the spare directory");
+  }
   uint64_t swept = 0;
   while (struct dirent* e = readdir(dir)) {
     if (e->d_name[0] == '.') continue;
-    std::string path = dir_path + "/" + e->d_name;
+    std::string path = spare_dir + "/" + e->d_name;
     int fd = open(path.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) continue;
     struct stat st;
-    // A live process holds its spares' open locks; a free lock means the owner is gone.
     auto free_lock = TryLockExclusive(fd);
     if (free_lock.ok() && *free_lock && fstat(fd, &st) == 0 && PathNames(path, false, st.st_dev, st.st_ino) &&
         unlink(path.c_str()) == 0) {
@@ -250,8 +266,7 @@ void BackingCache::SweepOrphansOnce() {
     close(fd);
   }
   closedir(dir);
-  if (swept > 0) TERN_LOG_INFO("%s: removed %llu spare files of processes that are gone", dir_path.c_str(),
-                               static_cast<unsigned long long>(swept));
+  return swept;
 }
 
 void BackingCache::DropSpares() {

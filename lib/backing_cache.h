@@ -76,6 +76,14 @@ class BackingCache {
   // Unlinks every spare and forgets every entry (exit and exec: nothing may outlive the process).
   void DropSpares();
 
+  // Where the processes of user `uid` keep spares for files under `root`: beside the root, in
+  // `.tern-spares-UID` (on the root's filesystem unless the root is a mount point). Empty when
+  // the root is "/".
+  static std::string SpareDirFor(const std::string& root, uid_t uid);
+  // Unlinks the spares in `spare_dir` whose process is gone (their open lock is free: a live
+  // process holds its spares' locks); returns how many. A missing directory is 0 spares.
+  static Result<uint64_t> SweepOrphans(const std::string& spare_dir);
+
   // fork: the child forgets every entry without touching the files (they are the parent's).
   void LockForFork();
   void UnlockAfterFork();
@@ -103,7 +111,7 @@ class BackingCache {
     std::unique_ptr<Backing> backing;
     std::string spare_path;  // spares only
   };
-  // Unlinks the spares of processes that are gone. Once per process.
+  // SweepOrphans of this process's spare directory, once per process.
   void SweepOrphansOnce();
   Status MakeEmpty(Entry& spare, const std::string& path, mode_t mode);
 

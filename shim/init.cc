@@ -193,13 +193,11 @@ void AdoptInheritedFds() {
 void EnableBackingCache() {
   const char* recycle = EnvGet("TERN_RECYCLE");
   if (recycle != nullptr && strcmp(recycle, "0") == 0) return;
-  const std::string& root = Paths().root;
-  size_t slash = root.rfind('/');
-  if (slash == std::string::npos || slash + 1 >= root.size()) return;  // the root is "/"
-  std::string parent = slash == 0 ? std::string() : root.substr(0, slash);
+  std::string spare_dir = BackingCache::SpareDirFor(Paths().root, geteuid());
+  if (spare_dir.empty()) return;  // the root is "/"
   mode_t mask = Real().umask(0);  // the library constructor: no other thread creates files yet
   Real().umask(mask);
-  BackingCache::Default().Enable(parent + "/.tern-spares-" + std::to_string(geteuid()), mask);
+  BackingCache::Default().Enable(std::move(spare_dir), mask);
 }
 
 void InitShim() {

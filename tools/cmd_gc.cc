@@ -1,10 +1,14 @@
-// tern gc FILE: compacts a file's log now; tern stat FILE: live counters of a file.
+// tern gc FILE: compacts a file's log now; tern gc --spares: removes the spares of processes that
+// are gone; tern stat FILE: live counters of a file.
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <string>
 
+#include "lib/backing_cache.h"
 #include "lib/file.h"
 #include "lib/file_core.h"
 #include "tools/cmd_common.h"
@@ -14,11 +18,17 @@ namespace {
 
 constexpr const char kGcUsage[] =
     "usage: tern gc FILE...\n"
+    "       tern gc --spares [--root DIR]\n"
     "\n"
     "Compacts each tern file's commit log into a checkpoint now (tern also does this by itself, in\n"
     "the background of a writing process, once a log passes 64 log blocks), and frees the log blocks\n"
     "it retires once no reader can be in them; then frees every block the log no longer references\n"
     "(what killed processes left, old records). Readers and writers keep going meanwhile.\n"
+    "\n"
+    "--spares: a process under tern keeps files it deletes as spares for its next new files, in\n"
+    ".tern-spares-UID beside the root (DIR, else $TERN_ROOT, else /dev/shm/tern), and removes them\n"
+    "when it exits; a killed process cannot. This removes the spares of your processes that are\n"
+    "gone (the next process that deletes a file under the root also does, once).\n"
     "Exit status: 0 success, 1 failure (not a tern file, damaged, or being compacted), 2 usage.\n";
 
 constexpr const char kStatUsage[] =
@@ -52,9 +62,42 @@ int CheckArgs(int argc, char** argv, const char* usage) {
   return -1;
 }
 
+int SweepSpares(int argc, char** argv) {
+  std::string root;
+  for (int i = 0; i < argc; ++i) {
+    if (strcmp(argv[i], "--root") == 0 && i + 1 < argc) {
+      root = argv[++i];
+    } else if (strncmp(argv[i], "--root=", 7) == 0) {
+      root = argv[i] + 7;
+    } else {
+      fputs(kGcUsage, stderr);
+      return kExitUsage;
+    }
+  }
+  if (root.empty()) {
+    const char* env = getenv("TERN_ROOT");
+    root = (env != nullptr && env[0] != '\0') ? env : "/dev/shm/tern";
+  }
+  while (root.size() > 1 && root.back() == '/') root.pop_back();
+  if (root[0] != '/') {
+    fprintf(stderr, "tern gc: the root must be an absolute path: %s\n", root.c_str());
+    return kExitUsage;
+  }
+  std::string dir = BackingCache::SpareDirFor(root, geteuid());
+  auto swept = BackingCache::SweepOrphans(dir);
+  if (!swept.ok()) {
+    fprintf(stderr, "tern gc: %s: %s: %s\n", dir.c_str(), swept.status().context(), strerror(swept.status().err()));
+    return kExitFailure;
+  }
+  printf("%s: %llu spare files of processes that are gone removed\n", dir.c_str(),
+         static_cast<unsigned long long>(*swept));
+  return kExitOk;
+}
+
 }  // namespace
 
 int CmdGc(int argc, char** argv) {
+  if (argc >= 1 && strcmp(argv[0], "--spares") == 0) return SweepSpares(argc - 1, argv + 1);
   if (int rc = CheckArgs(argc, argv, kGcUsage); rc >= 0) return rc;
   int status = kExitOk;
   for (int i = 0; i < argc; ++i) {

@@ -194,6 +194,28 @@ TEST_F(BackingCacheTest, SparesDoNotOutliveTheirProcess) {
   EXPECT_NE(left[0], "99999.0");
 }
 
+// `tern gc --spares`: only spares whose process is gone go; a live process's stay (it holds their
+// open locks). The directory is the root's sibling.
+TEST_F(BackingCacheTest, SweepingOrphansLeavesLiveSpares) {
+  EXPECT_EQ(BackingCache::SpareDirFor("/dev/shm/tern", 1000), "/dev/shm/.tern-spares-1000");
+  EXPECT_EQ(BackingCache::SpareDirFor("/tern", 0), "/.tern-spares-0");
+  EXPECT_EQ(BackingCache::SpareDirFor("/", 0), "");
+  WriteClosed("orphan", 2, 8192);  // made first: a create would take the live spare
+  WriteClosed("live", 1, 8192);
+  ASSERT_TRUE(BackingCache::Default().Retire(dir_.File("live")));
+  ASSERT_EQ(rename(dir_.File("orphan").c_str(), (spare_dir_ + "/99999.0").c_str()), 0);
+  ASSERT_EQ(Names(spare_dir_).size(), 2u);
+  auto swept = BackingCache::SweepOrphans(spare_dir_);
+  TERN_ASSERT_OK(swept);
+  EXPECT_EQ(*swept, 1u);
+  std::vector<std::string> left = Names(spare_dir_);
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_NE(left[0], "99999.0");
+  auto none = BackingCache::SweepOrphans(dir_.File("no-such-dir"));
+  TERN_ASSERT_OK(none);
+  EXPECT_EQ(*none, 0u);
+}
+
 // A forked child forgets the parent's spares (both would otherwise hand out the same inode).
 TEST_F(BackingCacheTest, AForkedChildDoesNotTakeTheParentsSpares) {
   WriteClosed("a", 1, 8192);

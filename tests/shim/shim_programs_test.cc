@@ -1,6 +1,7 @@
 // Unmodified programs under `tern run`, each compared with the same run on the kernel: same exit
 // status, same output, and the files left in the tern root are valid tern files with the bytes the
 // kernel run left in its plain directory (DESIGN §9, issue 3).
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -396,6 +397,33 @@ TEST_F(ShimPrograms, ExcludedPathsStayPlain) {
   EXPECT_EQ(ReadPlain(s_.tern_dir() + "/k/f"), "kernel\n");
   auto t = File::Open(s_.tern_dir() + "/t", O_RDONLY);
   EXPECT_TRUE(t.ok());
+}
+
+// A process killed while it keeps a deleted file as a spare leaves it beside the root; `tern gc
+// --spares` removes it (and leaves the spares of live processes alone: see backing_cache_test).
+TEST_F(ShimPrograms, TernGcSparesRemovesWhatKilledProcessesLeft) {
+  RunResult killed = s_.Run({"python3", "-c",
+                             "import os\n"
+                             "with open('doomed', 'wb') as f: f.write(b'x' * 9000)\n"
+                             "os.unlink('doomed')\n"
+                             "os.kill(os.getpid(), 9)\n"},
+                            true);
+  EXPECT_EQ(killed.status, 128 + 9) << killed.err;
+  std::string spares = s_.base() + "/.tern-spares-" + std::to_string(geteuid());
+  auto count = [&] {
+    size_t n = 0;
+    if (DIR* d = opendir(spares.c_str())) {
+      while (struct dirent* e = readdir(d)) n += e->d_name[0] != '.';
+      closedir(d);
+    }
+    return n;
+  };
+  ASSERT_EQ(count(), 1u) << "the killed process's spare";
+  RunResult gc = s_.Run({TERN_BIN, "gc", "--spares", "--root", s_.tern_dir()}, false);
+  EXPECT_EQ(gc.status, 0) << gc.err;
+  EXPECT_EQ(gc.out, spares + ": 1 spare files of processes that are gone removed\n");
+  EXPECT_EQ(count(), 0u);
+  EXPECT_EQ(s_.Run({TERN_BIN, "gc", "--spares", "--bogus"}, false).status, 2);
 }
 
 TEST_F(ShimPrograms, ImportAndExport) {
