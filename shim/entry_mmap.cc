@@ -200,7 +200,9 @@ void* TernMmap(void* addr, size_t len, int prot, int flags, int fd, off_t off) n
     DescRef d(fd);
     if (d) return MapTern(d.get(), fd, addr, len, prot, flags, off);
   }
-  return Real().mmap(addr, len, prot, flags, fd, off);
+  void* p = Real().mmap(addr, len, prot, flags, fd, off);
+  if (p != MAP_FAILED && (flags & MAP_FIXED) && AnyPinnedMappings()) NoteUnmapped(p, len);  // replaced
+  return p;
   TERN_ENTRY_CATCH(MAP_FAILED)
 }
 

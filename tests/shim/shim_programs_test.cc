@@ -373,8 +373,9 @@ TEST_F(ShimPrograms, MappingsShowPinnedBlocksUntilMunmap) {
       << tern.err;
   struct stat st = {};
   ASSERT_EQ(stat((s_.tern_dir() + "/pinned").c_str(), &st), 0);
-  // 64 map-overwrite-unmap rounds of 65 blocks: ~16 MiB if unmapping left the blocks pinned.
-  EXPECT_LE(st.st_size, 8 << 20) << "backing file size";
+  // 4 MiB here; 64 map-overwrite-unmap rounds of 65 blocks leave 18 MiB if no unmapping ends a
+  // pin, 10 MiB if only MAP_FIXED over the mapping does not.
+  EXPECT_LE(st.st_size, 6 << 20) << "backing file size";
   auto f = File::Open(s_.tern_dir() + "/pinned", O_RDONLY);
   ASSERT_TRUE(f.ok());
   auto size = (*f)->Size();
