@@ -100,8 +100,9 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // File::NoteModified; AnnounceOwedChange is the Pool's delayed job for it (file_core_space.cc).
   void NoteModified();
   void AnnounceOwedChange();
-  // Log entries an opener would replay now.
-  uint64_t LogLength() const { return applied_.load() - ckpt_pos_.load(); }
+  // Log entries an opener would replay now: past the newest checkpoint, which another process
+  // may have written since this one last looked (adopted first).
+  uint64_t LogLength();
   // Takes the slots of dead processes back and hands what they left to GC's next full sweep (see
   // Compact); returns how many dead slots it found.
   Result<uint64_t> ReclaimDeadSlots();
@@ -113,7 +114,7 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
     uint64_t log_entries;            // an opener would replay these
     uint64_t blocks_total, blocks_in_use;
   };
-  Stats GetStats() const;
+  Stats GetStats();
 
   // fork support (called by the Pool's pthread_atfork handlers).
   void LockForFork();

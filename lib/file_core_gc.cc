@@ -181,6 +181,19 @@ Result<CompactStats> FileCore::Compact(GcMode mode) {
   return result;
 }
 
+uint64_t FileCore::LogLength() {
+  {
+    OpGuard guard(this);
+    if (guard.status().ok() && Refresh().ok()) {
+      std::lock_guard lock(mu_);
+      (void)RefreshCheckpointLocked();  // on failure: the length as of the checkpoint known
+    }
+  }
+  LogPos applied = applied_.load();
+  LogPos from = ckpt_pos_.load();
+  return applied > from ? applied - from : 0;
+}
+
 Result<CompactStats> FileCore::CompactLocked(GcMode mode) {
   CompactStats stats{};
   SharedHeader* h = shared_->header();

@@ -210,7 +210,7 @@ std::vector<ProcessInfo> FileCore::AttachedProcesses() const {
   return out;
 }
 
-FileCore::Stats FileCore::GetStats() const {
+FileCore::Stats FileCore::GetStats() {
   const SharedHeader* h = shared_->header();
   return {Counters(),           h->gc_runs.load(),      h->gc_freed_blocks.load(),
           h->reclaimed_blocks.load(), h->reclaimed_slots.load(), LogLength(),
