@@ -84,12 +84,13 @@ size_t MapDirect(Desc* d, int fd, char* p, size_t len, int prot, int flags, off_
     EngineScope engine;
     core->UnpinBlocks(blocks);
   };
-  size_t runs = 0;
-  for (size_t i = 0; i < blocks.size(); ++i) {
-    bool continues = i > 0 && blocks[i].first == blocks[i - 1].first + 1 && blocks[i].second == blocks[i - 1].second + 1;
-    runs += continues ? 0 : 1;
-  }
+  // Block i continues the run of block i - 1: next in the file and next in the backing file.
+  auto continues = [&](size_t i) {
+    return blocks[i].first == blocks[i - 1].first + 1 && blocks[i].second == blocks[i - 1].second + 1;
+  };
   if (blocks.empty()) return 0;
+  size_t runs = 1;
+  for (size_t i = 1; i < blocks.size(); ++i) runs += continues(i) ? 0u : 1u;
   if (runs > kMaxDirectRuns) {
     unpin();
     return 0;
@@ -117,7 +118,7 @@ size_t MapDirect(Desc* d, int fd, char* p, size_t len, int prot, int flags, off_
   }
   for (size_t i = 0; i < blocks.size();) {
     size_t j = i + 1;
-    while (j < blocks.size() && blocks[j].first == blocks[j - 1].first + 1 && blocks[j].second == blocks[j - 1].second + 1) ++j;
+    while (j < blocks.size() && continues(j)) ++j;
     char* at = p + uint64_t{blocks[i].first - first} * kBlockSize;
     void* got = Real().mmap(at, (j - i) * kBlockSize, prot, kernel_flags, map_fd,
                             static_cast<off_t>(uint64_t{blocks[i].second} * kBlockSize));

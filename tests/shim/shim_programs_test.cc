@@ -369,6 +369,8 @@ TEST_F(ShimPrograms, MappingsShowPinnedBlocksUntilMunmap) {
             "rest unchanged after a partial munmap: 1\n"
             "private maps the file itself: 1\n"
             "file unchanged by private stores: 1\n"
+            "fragmented maps the file itself: 0\n"
+            "fragmented content: 1\n"
             "done\n")
       << tern.err;
   struct stat st = {};
