@@ -20,6 +20,7 @@
 #include "pmem/log.h"
 #include "shim/env.h"
 #include "shim/fd_table.h"
+#include "shim/map_pins.h"
 #include "shim/ofd_region.h"
 #include "shim/ops.h"
 #include "shim/paths.h"
@@ -49,6 +50,7 @@ void EarlyParent() {
 void EarlyChild() {
   ++t_engine_depth;
   RefreshCachedPid();
+  ForgetPinsInChild();
   FdTableChildAfterFork();
   StdioAfterFork();
 }

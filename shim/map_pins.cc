@@ -36,14 +36,22 @@ struct PinTable {
 };
 
 // Never destroyed: a mapping may be unmapped by another library's destructor after ours ran.
+// Replaced (the old one leaked) in a forked child.
+std::atomic<PinTable*> g_table{nullptr};
+
 PinTable& Table() {
-  static auto* table = new PinTable;
-  return *table;
+  PinTable* t = g_table.load(std::memory_order_acquire);
+  if (t != nullptr) return *t;
+  auto* fresh = new PinTable;
+  if (g_table.compare_exchange_strong(t, fresh)) return *fresh;
+  delete fresh;
+  return *t;
 }
 
 void Unpin(Pin& pin) {
   EngineScope engine;
-  // A forked child has the parent's table but a slot of its own: the claims are the parent's.
+  // Pins are the pinning process's claims (a forked child forgets the table; this is the second
+  // line of defence).
   if (pin.pinned_by == getpid()) pin.core->UnpinBlocks(pin.blocks);
   pin.core.reset();  // the last reference closes the file
 }
@@ -76,6 +84,13 @@ std::vector<std::shared_ptr<Pin>> CutOut(PinTable& t, uintptr_t lo, uintptr_t hi
 }
 
 }  // namespace
+
+void ForgetPinsInChild() {
+  // The parent's table (its lock possibly held by a parent thread at the fork) and the parent's
+  // claims stay behind: the child's munmaps of what it inherited end nothing.
+  g_table.store(nullptr);
+  detail::g_pinned_mappings.store(0);
+}
 
 void RememberPinnedMapping(void* addr, size_t len, std::shared_ptr<FileCore> core,
                            std::vector<std::pair<uint32_t, uint32_t>> blocks) {

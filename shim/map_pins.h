@@ -6,7 +6,8 @@
 //
 // Conservative where it cannot follow: a mapping mremap touches keeps its pin for the life of the
 // process (space held, never data lost). A forked child inherits the mappings, not the pins: it
-// never unpins what the parent pinned (the parent's munmap may then let the child's copy change).
+// never unpins what the parent pinned (the parent's munmap may then let the child's copy change;
+// FileCores the parent's pins held stay open in the child until it exits).
 // Thread-safe.
 #pragma once
 
@@ -37,5 +38,7 @@ void NoteUnmapped(const void* addr, size_t len);
 // mremap is about to move or resize [addr, addr + len): the pins of mappings it touches are kept
 // until exit, since the table can no longer tell when their pages go.
 void NoteRemapped(const void* addr, size_t len);
+// fork, in the child: starts an empty table (the pins and their claims are the parent's).
+void ForgetPinsInChild();
 
 }  // namespace tern::shim
