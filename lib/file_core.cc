@@ -10,6 +10,7 @@
 #include "lib/atomic_max.h"
 #include "lib/crc32c.h"
 #include "lib/pool.h"
+#include "lib/test_hooks.h"
 #include "pmem/log.h"
 #include "pmem/mapping.h"
 #include "pmem/persist.h"
@@ -87,6 +88,7 @@ Status FileCore::ReplayLocked() {
     auto commit = DecodeCommit(entry, alloc_->num_blocks(), *this, /*verify_crc=*/true);
     if (!commit.ok()) return Damaged(commit.status().context());
     table_.Apply(*commit);
+    test_hooks::AfterReplayApply().Run();
     applied_.store(pos + 1);
   }
 }
@@ -454,6 +456,7 @@ void FileCore::FreeDurable(FreeWait wait) {
 
 Status FileCore::FlushLog(FreeWait wait) {
   TERN_TRY(Refresh().status());
+  test_hooks::AfterFlushRefresh().Run();
   FlushCommitSlots();
   FreeDurable(wait);
   return Status::Ok();

@@ -32,4 +32,31 @@ inline void RunAfterInPlaceCopy() {
   }
 }
 
+// A callback slot that opens a race window at one point of the engine: a test stores a function,
+// the engine runs it there (trace builds only; elsewhere Run compiles away).
+struct WindowHook {
+  std::atomic<void (*)()> callback{nullptr};
+  void Run() const {
+    if constexpr (kBuildOptions.pmem_trace) {
+      if (auto f = callback.load(std::memory_order_acquire)) f();
+    }
+  }
+};
+// In ReplayLocked (file_core.cc), after an entry is applied to the table and before the replay
+// position passes it; the replay lock is held.
+inline WindowHook& AfterReplayApply() {
+  static WindowHook hook;
+  return hook;
+}
+// In FlushLog (file_core.cc), after its Refresh, before it flushes the commit slots.
+inline WindowHook& AfterFlushRefresh() {
+  static WindowHook hook;
+  return hook;
+}
+// In UnpinBlocks (file_core_pin.cc), after its Refresh, before it looks where the blocks are.
+inline WindowHook& AfterUnpinRefresh() {
+  static WindowHook hook;
+  return hook;
+}
+
 }  // namespace tern::test_hooks
