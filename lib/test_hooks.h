@@ -20,18 +20,6 @@ inline bool SkipDataFence() {
   return false;
 }
 
-// A callback run by an in-place append after its bytes are written and before it commits, so a
-// test can land a competing commit in exactly that window (file_core_tail.cc).
-inline std::atomic<void (*)()>& AfterInPlaceCopyFlag() {
-  static std::atomic<void (*)()> hook{nullptr};
-  return hook;
-}
-inline void RunAfterInPlaceCopy() {
-  if constexpr (kBuildOptions.pmem_trace) {
-    if (auto hook = AfterInPlaceCopyFlag().load(std::memory_order_relaxed)) hook();
-  }
-}
-
 // A callback slot that opens a race window at one point of the engine: a test stores a function,
 // the engine runs it there (trace builds only; elsewhere Run compiles away).
 struct WindowHook {
@@ -42,6 +30,12 @@ struct WindowHook {
     }
   }
 };
+// In an in-place append (file_core_tail.cc), after its bytes are written and before it commits,
+// so a test can land a competing commit in exactly that window.
+inline WindowHook& AfterInPlaceCopy() {
+  static WindowHook hook;
+  return hook;
+}
 // In ReplayLocked (file_core.cc), after an entry is applied to the table and before the replay
 // position passes it; the replay lock is held.
 inline WindowHook& AfterReplayApply() {
