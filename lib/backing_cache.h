@@ -76,9 +76,9 @@ class BackingCache {
   // Unlinks every spare and forgets every entry (exit and exec: nothing may outlive the process).
   void DropSpares();
 
-  // Where the processes of user `uid` keep spares for files under `root`: beside the root, in
-  // `.tern-spares-UID` (on the root's filesystem unless the root is a mount point). Empty when
-  // the root is "/".
+  // Where the processes of user `uid` keep spares for files under `root` (absolute and lexically
+  // normalised, NormalizePath): beside the root, in `.tern-spares-UID` (on the root's filesystem
+  // unless the root is a mount point). Empty when the root is "/".
   static std::string SpareDirFor(const std::string& root, uid_t uid);
   // Unlinks the spares in `spare_dir` whose process is gone (their open lock is free: a live
   // process holds its spares' locks); returns how many. A missing directory is 0 spares.

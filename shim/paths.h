@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "lib/lexical_path.h"  // NormalizePath, the lexical form every root check uses
+
 namespace tern::shim {
 
 struct PathOptions {
@@ -35,8 +37,5 @@ bool TernCandidate(int dirfd, const char* path, std::string* abs);
 //  - shared objects, "NAME.so" and "NAME.so.VERSION": the dynamic loader opens and maps them with
 //    raw system calls, so a library a build writes under the root could not be loaded.
 bool PlainByDefault(const std::string& abs);
-
-// Lexical normalisation of an absolute path (exposed for tests).
-std::string NormalizePath(const std::string& abs);
 
 }  // namespace tern::shim

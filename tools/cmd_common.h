@@ -2,6 +2,8 @@
 // the process exit status: 0 success, 1 failure, 2 usage error (`run` returns only on failure).
 #pragma once
 
+#include <string>
+
 namespace tern::tools {
 
 inline constexpr int kExitOk = 0;
@@ -19,5 +21,9 @@ int RunFsck(int argc, char** argv);
 
 // True when argv[i] is -h or --help.
 bool IsHelp(const char* arg);
+
+// The tern root a command works on: `flag` (its --root), else $TERN_ROOT, else /dev/shm/tern, made
+// absolute against the cwd as the shim does with TERN_ROOT. Empty when the cwd cannot be read.
+std::string ResolveRoot(const std::string& flag);
 
 }  // namespace tern::tools

@@ -2,7 +2,6 @@
 // are gone; tern stat FILE: live counters of a file.
 #include <fcntl.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -11,6 +10,7 @@
 #include "lib/backing_cache.h"
 #include "lib/file.h"
 #include "lib/file_core.h"
+#include "lib/lexical_path.h"
 #include "tools/cmd_common.h"
 
 namespace tern::tools {
@@ -74,16 +74,13 @@ int SweepSpares(int argc, char** argv) {
       return kExitUsage;
     }
   }
+  root = ResolveRoot(root);
   if (root.empty()) {
-    const char* env = getenv("TERN_ROOT");
-    root = (env != nullptr && env[0] != '\0') ? env : "/dev/shm/tern";
+    perror("tern gc: getcwd");
+    return kExitFailure;
   }
-  while (root.size() > 1 && root.back() == '/') root.pop_back();
-  if (root[0] != '/') {
-    fprintf(stderr, "tern gc: the root must be an absolute path: %s\n", root.c_str());
-    return kExitUsage;
-  }
-  std::string dir = BackingCache::SpareDirFor(root, geteuid());
+  // The shim's own form of the root (shim/paths.cc), so that this is the directory it uses.
+  std::string dir = BackingCache::SpareDirFor(NormalizePath(root), geteuid());
   auto swept = BackingCache::SweepOrphans(dir);
   if (!swept.ok()) {
     fprintf(stderr, "tern gc: %s: %s: %s\n", dir.c_str(), swept.status().context(), strerror(swept.status().err()));

@@ -117,17 +117,10 @@ int CmdRun(int argc, char** argv) {
     fputs(kRunUsage, stderr);
     return kExitUsage;
   }
+  root = ResolveRoot(root);
   if (root.empty()) {
-    const char* env = getenv("TERN_ROOT");
-    root = (env != nullptr && env[0] != '\0') ? env : "/dev/shm/tern";
-  }
-  if (root[0] != '/') {
-    char cwd[PATH_MAX];
-    if (getcwd(cwd, sizeof(cwd)) == nullptr) {
-      perror("tern run: getcwd");
-      return kExitFailure;
-    }
-    root = std::string(cwd) + "/" + root;
+    perror("tern run: getcwd");
+    return kExitFailure;
   }
   if (!MakeDirs(root)) {
     fprintf(stderr, "tern run: cannot create the root %s: %s\n", root.c_str(), strerror(errno));

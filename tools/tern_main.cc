@@ -1,5 +1,6 @@
 // tern: the command-line front end (DESIGN §8). `tern run -- PROG ARGS` runs a program on tern;
 // `tern import` / `tern export` convert between plain and tern files.
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,20 @@
 namespace tern::tools {
 
 bool IsHelp(const char* arg) { return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0; }
+
+std::string ResolveRoot(const std::string& flag) {
+  std::string root = flag;
+  if (root.empty()) {
+    const char* env = getenv("TERN_ROOT");
+    root = (env != nullptr && env[0] != '\0') ? env : "/dev/shm/tern";
+  }
+  if (root[0] != '/') {
+    char cwd[PATH_MAX];
+    if (getcwd(cwd, sizeof(cwd)) == nullptr) return std::string();
+    root = std::string(cwd) + "/" + root;
+  }
+  return root;
+}
 
 namespace {
 

@@ -426,6 +426,9 @@ TEST_F(ShimPrograms, TernGcSparesRemovesWhatKilledProcessesLeft) {
   EXPECT_EQ(gc.status, 0) << gc.err;
   EXPECT_EQ(gc.out, spares + ": 1 spare files of processes that are gone removed\n");
   EXPECT_EQ(count(), 0u);
+  // The root in another spelling names the same spare directory (the shim's lexical form).
+  RunResult again = s_.Run({TERN_BIN, "gc", "--spares", "--root=" + s_.tern_dir() + "/./"}, false);
+  EXPECT_EQ(again.out, spares + ": 0 spare files of processes that are gone removed\n") << again.err;
   EXPECT_EQ(s_.Run({TERN_BIN, "gc", "--spares", "--bogus"}, false).status, 2);
 }
 
