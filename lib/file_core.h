@@ -191,6 +191,9 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   uint64_t CheckpointPositionAt(LogicalBlock block);
   // Adopts the newest checkpoint (and jumps the table to it when behind). REQUIRES: mu_ held.
   Status RefreshCheckpointLocked();
+  // Refresh, then RefreshCheckpointLocked; returns the log tail Refresh reached. REQUIRES: inside
+  // an OpGuard, mu_ not held.
+  Result<LogPos> RefreshWithCheckpoint();
   Result<CompactStats> CompactLocked(GcMode mode);
   // Writes a checkpoint of the log up to `position` and publishes it; appends what it retires
   // (older log blocks, the previous checkpoint) to *retired. REQUIRES: inside an OpGuard.

@@ -181,13 +181,18 @@ Result<CompactStats> FileCore::Compact(GcMode mode) {
   return result;
 }
 
+Result<LogPos> FileCore::RefreshWithCheckpoint() {
+  TERN_ASSIGN_OR_RETURN(LogPos position, Refresh());
+  std::lock_guard lock(mu_);
+  TERN_TRY(RefreshCheckpointLocked());
+  return position;
+}
+
 uint64_t FileCore::LogLength() {
   {
     OpGuard guard(this);
-    if (guard.status().ok() && Refresh().ok()) {
-      std::lock_guard lock(mu_);
-      (void)RefreshCheckpointLocked();  // on failure: the length as of the checkpoint known
-    }
+    // On failure: the length as of the log and checkpoint this process knows.
+    if (guard.status().ok()) (void)RefreshWithCheckpoint();
   }
   LogPos applied = applied_.load();
   LogPos from = ckpt_pos_.load();
@@ -202,11 +207,7 @@ Result<CompactStats> FileCore::CompactLocked(GcMode mode) {
   {
     OpGuard guard(this);
     TERN_TRY(guard.status());
-    TERN_ASSIGN_OR_RETURN(position, Refresh());
-    {
-      std::lock_guard lock(mu_);
-      TERN_TRY(RefreshCheckpointLocked());
-    }
+    TERN_ASSIGN_OR_RETURN(position, RefreshWithCheckpoint());
     LogPos from = ckpt_pos_.load();
     stats.entries_before = position - from;
     stats.entries_after = stats.entries_before;
