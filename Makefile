@@ -97,9 +97,9 @@ BENCH_ARGS ?=
 # the process-kill tests, which the plain tree already runs.
 test-crash-sim: deps
 	$(call configure,build-trace,-DTERN_PMEM_TRACE=ON -DTERN_BUILD_BENCH=OFF)
-	cmake --build build-trace -j $(JOBS) --target crash_sim_test planted_bug_test tail_race_test free_order_test
+	cmake --build build-trace -j $(JOBS) --target crash_sim_test planted_bug_test tail_race_test free_order_test grow_ahead_test
 	cd build-trace && ctest --output-on-failure --no-tests=error -j $(CTEST_JOBS) \
-	  -R '^(CrashSim|PlantedBug|TailRaceTest|FreeOrderTest)\.'
+	  -R '^(CrashSim|PlantedBug|TailRaceTest|FreeOrderTest|GrowAheadTest)\.'
 
 # libFuzzer targets, CI-sized (fuzz/run.sh: its own clang ASan tree in build-fuzz/, a fixed number
 # of executions per target, then every saved regression input).

@@ -199,9 +199,13 @@ Status FileCore::Grow(uint64_t min_blocks, GrowStep how) {
 }
 
 void FileCore::GrowAhead() {
+  test_hooks::AtGrowAhead().Run();
   if (!writable() || slot_ == kNoSlot) return;
   uint64_t have = alloc_->num_blocks();
-  if (have - alloc_->CountUsed() >= GrowAheadDistance(have)) return;  // another grower got here first
+  if (have - alloc_->CountUsed() >= GrowAheadDistance(have)) {  // freed space, or another grower came first
+    grow_ahead_enough_at_.store(have, std::memory_order_relaxed);
+    return;
+  }
   uint64_t want = 0;
   {
     std::lock_guard lock(grow_mu_);
@@ -266,8 +270,12 @@ Status FileCore::Allocate(uint64_t nblocks, std::vector<BlockRun>* runs) {
   uint64_t nblocks_now = alloc_->num_blocks();
   // Loaded before the exchange: a write to the flag's line, even of the same value, takes it from
   // every other thread that reads it.
-  if (last.end().value() + GrowAheadDistance(nblocks_now) > nblocks_now && !grow_ahead_scheduled_.load() &&
-      !grow_ahead_scheduled_.exchange(true)) {
+  bool near_end = last.end().value() + GrowAheadDistance(nblocks_now) > nblocks_now;
+  uint64_t enough_at = grow_ahead_enough_at_.load(std::memory_order_relaxed);
+  if (!near_end) {
+    // Away from the end (the allocator wrapped round to freed space): look again next time.
+    if (enough_at != 0) grow_ahead_enough_at_.store(0, std::memory_order_relaxed);
+  } else if (enough_at != nblocks_now && !grow_ahead_scheduled_.load() && !grow_ahead_scheduled_.exchange(true)) {
     Pool::Default().Schedule(shared_from_this(), Pool::Job::kGrowAhead);
   }
   return Status::Ok();

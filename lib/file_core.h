@@ -398,6 +398,11 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
  public:
   std::atomic<bool> compaction_scheduled_{false};  // the Pool's thread has it queued
   std::atomic<bool> grow_ahead_scheduled_{false};
+  // The block count at which the Pool's thread last found enough free space to need no growth
+  // (0: not found). Until the allocator leaves the end of the file again, writers near the end
+  // do not schedule it again: each schedule wakes that thread (a futex wake-up, microseconds
+  // here), and an overwrite-only file near its end would otherwise do so every few writes.
+  std::atomic<uint64_t> grow_ahead_enough_at_{0};
   std::atomic<bool> announce_owed_{false};  // a change waits for the Pool's delayed announcement
  private:
   static constexpr int64_t kAnnounceIntervalNs = 10'000'000;

@@ -53,4 +53,11 @@ inline WindowHook& AfterUnpinRefresh() {
   return hook;
 }
 
+// At the start of GrowAhead (file_core.cc), the Pool thread's job a writer near the end of the
+// backing file schedules: a test counts how often writers wake that thread.
+inline WindowHook& AtGrowAhead() {
+  static WindowHook hook;
+  return hook;
+}
+
 }  // namespace tern::test_hooks

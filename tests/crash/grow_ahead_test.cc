@@ -1,0 +1,66 @@
+// A writer that allocates near the end of the backing file asks the Pool's thread to grow it ahead
+// (FileCore::Allocate, lib/file_core.cc), and each ask wakes that thread. An overwrite-only file
+// has freed space to wrap round to, so the job finds nothing to do; it must then not be asked again
+// until the allocator has left the end and come back (once per pass over the file), or a writer
+// near the end wakes it every few writes. Counted with a hook (trace builds only; label crash).
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "lib/file.h"
+#include "lib/file_core.h"
+#include "lib/layout_constants.h"
+#include "lib/test_hooks.h"
+#include "tests/test_util.h"
+
+namespace tern {
+namespace {
+
+// Bytes of the backing file (the kernel's view of the container).
+off_t BackingBytes(const std::string& path) {
+  struct stat st{};
+  return stat(path.c_str(), &st) == 0 ? st.st_size : -1;
+}
+
+std::atomic<int> g_grow_ahead_jobs{0};
+void CountGrowAhead() { g_grow_ahead_jobs.fetch_add(1); }
+
+TEST(GrowAheadTest, OverwritesWakeThePoolAtMostOncePerPassOverTheFile) {
+  test::TempDir dir;
+  auto opened = File::Open(dir.File("f"), O_RDWR | O_CREAT, 0644);
+  TERN_ASSERT_OK(opened);
+  File& f = **opened;
+  constexpr uint32_t kFileBlocks = 1024;  // 4 MiB: near the end is a good part of the file
+  std::vector<uint8_t> block(kBlockSize, 0x5a);
+  for (uint32_t b = 0; b < kFileBlocks; ++b) TERN_ASSERT_OK(f.Pwrite(block.data(), block.size(), uint64_t{b} * kBlockSize));
+  TERN_ASSERT_OK(f.Fsync());
+  off_t backing_before = BackingBytes(dir.File("f"));
+  ASSERT_GT(backing_before, 0);
+
+  g_grow_ahead_jobs.store(0);
+  test_hooks::AtGrowAhead().callback.store(CountGrowAhead);
+  constexpr uint32_t kPasses = 4;
+  std::mt19937 rng(7);
+  for (uint32_t i = 0; i < kPasses * kFileBlocks; ++i) {
+    block[0] = static_cast<uint8_t>(i);
+    TERN_ASSERT_OK(f.Pwrite(block.data(), block.size(), uint64_t{rng() % kFileBlocks} * kBlockSize));
+    TERN_ASSERT_OK(f.Fsync());
+  }
+  test_hooks::AtGrowAhead().callback.store(nullptr);
+
+  // Each pass over the backing file comes near its end once; a few more for the passes the
+  // allocator's first-fit scan makes over the space freed behind it.
+  EXPECT_LE(g_grow_ahead_jobs.load(), static_cast<int>(4 * kPasses)) << "the Pool's thread was woken for nothing";
+  // Overwrites reuse the space they free: the file did not have to grow for them.
+  EXPECT_LE(BackingBytes(dir.File("f")), backing_before + static_cast<off_t>(kBlocksPerGrowStep * kBlockSize));
+}
+
+}  // namespace
+}  // namespace tern
