@@ -359,7 +359,8 @@ void FileCore::SupersedeClaims::Update(uint32_t first, uint32_t end) {
   }
   held_.clear();
   core_->FreeOnceSupersedingIsDurable(superseded_by_others);
-  std::vector<std::pair<uint32_t, uint32_t>> fresh;
+  // held_ is rebuilt in vblock order: the claims kept from the last attempt, and fresh ones.
+  bool claimed_fresh = false;
   auto it = kept.begin();
   for (uint32_t v = first; v < end; ++v) {
     while (it != kept.end() && it->first < v) ++it;
@@ -368,23 +369,31 @@ void FileCore::SupersedeClaims::Update(uint32_t first, uint32_t end) {
       continue;
     }
     uint32_t l = core_->table_.Get(v);
-    if (l != 0 && alloc.Claim(LogicalBlock(l), kLogOwner, core_->slot_)) fresh.emplace_back(v, l);
+    if (l != 0 && alloc.Claim(LogicalBlock(l), kLogOwner, core_->slot_)) {
+      held_.emplace_back(v, l);
+      claimed_fresh = true;
+    }
   }
-  if (fresh.empty()) return;
+  if (!claimed_fresh) return;
   // Our table may be behind the log: the block it maps at v may have been superseded by another
   // process, freed and reused elsewhere (log-owned again, in a new life) before our claim took it
   // (ABA). Now that nobody else can free it, look again: a block no longer mapped at v is given
   // back, never freed as superseded. (One merely superseded since our first look stays log-owned
-  // and unreferenced until a sweep collects it: space, never data.)
+  // and unreferenced until a sweep collects it: space, never data.) Claims kept from the last
+  // attempt were looked at then and stay as they are.
   bool refreshed = core_->Refresh().ok();
-  for (auto [v, l] : fresh) {
-    if (refreshed && core_->table_.Get(v) == l) {
-      held_.emplace_back(v, l);
+  size_t out = 0;
+  it = kept.begin();
+  for (auto [v, l] : held_) {
+    while (it != kept.end() && it->first < v) ++it;
+    bool was_kept = it != kept.end() && it->first == v;
+    if (was_kept || (refreshed && core_->table_.Get(v) == l)) {
+      held_[out++] = {v, l};
     } else {
       alloc.Unclaim(LogicalBlock(l));
     }
   }
-  std::sort(held_.begin(), held_.end());
+  held_.resize(out);
 }
 
 void FileCore::FreeOnceSupersedingIsDurable(const std::vector<uint32_t>& claimed) {
@@ -445,21 +454,18 @@ void FileCore::FlushCommitSlots() {
 
 void FileCore::FreeDurable(FreeWait wait) {
   LogPos durable = durable_.load();
-  std::vector<uint32_t> ready;
-  {
-    // An fsync only helps along: when another thread is freeing, it frees what this one would.
-    std::unique_lock lock(pending_mu_, std::defer_lock);
-    if (wait == FreeWait::kYes) {
-      lock.lock();
-    } else if (!lock.try_lock()) {
-      return;
-    }
-    auto keep = std::partition(pending_.begin(), pending_.end(),
-                               [&](const PendingFree& p) { return p.durable_after > durable; });
-    for (auto it = keep; it != pending_.end(); ++it) ready.push_back(it->lblock);
-    pending_.erase(keep, pending_.end());
+  // An fsync only helps along: when another thread is freeing, it frees what this one would.
+  std::unique_lock lock(pending_mu_, std::defer_lock);
+  if (wait == FreeWait::kYes) {
+    lock.lock();
+  } else if (!lock.try_lock()) {
+    return;
   }
-  for (uint32_t l : ready) alloc_->FreeClaimed(LogicalBlock(l));
+  // Freed under the lock (a bit clear and a store each): no list to gather them into.
+  auto keep = std::partition(pending_.begin(), pending_.end(),
+                             [&](const PendingFree& p) { return p.durable_after > durable; });
+  for (auto it = keep; it != pending_.end(); ++it) alloc_->FreeClaimed(LogicalBlock(it->lblock));
+  pending_.erase(keep, pending_.end());
 }
 
 Status FileCore::FlushLog(FreeWait wait) {
