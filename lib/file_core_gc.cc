@@ -365,13 +365,11 @@ bool FileCore::WaitForOldOperations(uint32_t parity) {
   return false;
 }
 
-}  // namespace tern
-
-namespace tern {
 void FileCore::MaybeScheduleCompaction(LogPos tail) {
   if (tail - ckpt_pos_.load(std::memory_order_relaxed) < kAutoCompactEntries) return;
   // Loaded first: once queued, later commits only read the flag (see Allocate's grow-ahead flag).
   if (compaction_scheduled_.load(std::memory_order_relaxed) || compaction_scheduled_.exchange(true)) return;
   Pool::Default().Schedule(shared_from_this(), Pool::Job::kCompact);
 }
+
 }  // namespace tern
