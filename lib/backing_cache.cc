@@ -245,16 +245,16 @@ std::string BackingCache::SpareDirFor(const std::string& root, uid_t uid) {
   return root.substr(0, slash) + "/.tern-spares-" + std::to_string(uid);
 }
 
-Result<uint64_t> BackingCache::SweepOrphans(const std::string& spare_dir) {
-  DIR* dir = opendir(spare_dir.c_str());
+Result<uint64_t> UnlinkUnlockedFiles(const std::string& dir_path, bool (*wanted)(std::string_view name)) {
+  DIR* dir = opendir(dir_path.c_str());
   if (dir == nullptr) {
     if (errno == ENOENT) return uint64_t{0};
     return Status::Error(errno, "open the spare directory");
   }
   uint64_t swept = 0;
   while (struct dirent* e = readdir(dir)) {
-    if (e->d_name[0] == '.') continue;
-    std::string path = spare_dir + "/" + e->d_name;
+    if (!wanted(e->d_name)) continue;
+    std::string path = dir_path + "/" + e->d_name;
     int fd = open(path.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) continue;
     struct stat st;
@@ -267,6 +267,10 @@ Result<uint64_t> BackingCache::SweepOrphans(const std::string& spare_dir) {
   }
   closedir(dir);
   return swept;
+}
+
+Result<uint64_t> BackingCache::SweepOrphans(const std::string& spare_dir) {
+  return UnlinkUnlockedFiles(spare_dir, [](std::string_view name) { return name[0] != '.'; });
 }
 
 void BackingCache::DropSpares() {

@@ -33,6 +33,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "lib/backing.h"
@@ -43,6 +44,11 @@ namespace tern {
 // without O_NOFOLLOW does). Recycling moves inodes between names, so whoever holds an inode and a
 // path checks that they still agree.
 bool PathNames(const std::string& path, bool follow, dev_t dev, ino_t ino);
+
+// Unlinks the files in `dir` whose name `wanted` accepts and whose open lock (open_lock.h) is
+// free: a live process holds the lock of every spare it keeps, so these are a dead one's. Returns
+// how many; a missing directory is 0.
+Result<uint64_t> UnlinkUnlockedFiles(const std::string& dir, bool (*wanted)(std::string_view name));
 
 class BackingCache {
  public:

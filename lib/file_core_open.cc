@@ -2,7 +2,8 @@
 //
 // The first opener of a file (the one that gets the open lock exclusively, see open_lock.h) formats
 // a new file, replays the log, scrubs the tail and rebuilds the shared state; later openers wait for
-// it, then attach to the shared state and replay. The last closer removes the shared state.
+// it, then attach to the shared state and replay. The last closer removes the shared state's name
+// (keeping the object for reuse when it can: shared_state_spares.h).
 #include <fcntl.h>
 #include <sys/random.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include "lib/crc32c.h"
 #include "lib/file_core.h"
 #include "lib/open_lock.h"
+#include "lib/shared_state_spares.h"
 #include "pmem/log.h"
 #include "pmem/mapping.h"
 #include "pmem/persist.h"
@@ -178,7 +180,12 @@ Status FileCore::WriteEmptyMeta(int fd, const struct stat& st) {
 Status FileCore::Recover(bool exclusive, const struct stat& st) {
   auto nblocks = static_cast<uint64_t>(st.st_size) / kBlockSize;
   if (exclusive) {
-    TERN_ASSIGN_OR_RETURN(shared_, SharedState::CreateUnpublished(st, nblocks));
+    // An object this process kept from a file it closed has its pages mapped already.
+    std::string dir = shared_name_.substr(0, shared_name_.rfind('/'));
+    shared_ = SharedStateSpares::Default().Take(dir, st, nblocks);
+    if (shared_ == nullptr) {
+      TERN_ASSIGN_OR_RETURN(shared_, SharedState::CreateUnpublished(st, nblocks));
+    }
     alloc_ = std::make_unique<BlockAllocator>(shared_.get());
   }
   TERN_TRY(backing_->EnsureMapped(alloc_->num_blocks()));
@@ -275,7 +282,8 @@ FileCore::~FileCore() {
     Status st = guard.status().ok() ? FlushLog() : guard.status();
     if (!st.ok()) TERN_LOG_WARN("%s: at close: %s", path_.c_str(), st.context());
   }
-  if (shared_ != nullptr) {
+  bool opened = shared_ != nullptr;  // (Keep below may take shared_)
+  if (opened) {
     {
       std::lock_guard lock(arena_mu_);
       // The arena block goes to the log: if no record in it committed, a later sweep frees it.
@@ -283,10 +291,12 @@ FileCore::~FileCore() {
     }
     ReleaseSlot();
     auto last = TryLockExclusive(backing_->fd());
-    if (last.ok() && *last) SharedState::Remove(shared_name_);  // nobody else has the file open
+    // Nobody else has the file open: the name goes, and the object is kept for reuse or unmapped.
+    if (last.ok() && *last && !SharedStateSpares::Default().Keep(shared_, shared_name_)) {
+      SharedState::Remove(shared_name_);
+    }
   }
   alloc_.reset();
-  bool opened = shared_ != nullptr;
   shared_.reset();
   if (opened) {
     BackingCache::Default().Put(dev_, ino_, std::move(backing_));  // drops the open lock; kept or closed

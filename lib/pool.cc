@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "lib/backing_cache.h"
+#include "lib/shared_state_spares.h"
 #include "pmem/log.h"
 #include <sys/stat.h>
 #include <unistd.h>
@@ -104,6 +105,7 @@ void Pool::PrepareFork() {
   pool.gc_mu_.lock();
   pool.mu_.lock();
   BackingCache::Default().LockForFork();
+  SharedStateSpares::Default().LockForFork();
   for (auto& [key, weak] : pool.cores_) {
     if (auto core = weak.lock()) pool.forking_.push_back(std::move(core));
   }
@@ -114,6 +116,8 @@ void Pool::ParentAfterFork() {
   Pool& pool = Default();
   // First: dropping forking_ may close a file, which hands its backing to the cache.
   BackingCache::Default().UnlockAfterFork();
+  SharedStateSpares::Default().UnlockAfterFork();
+  SharedState::NoteFork();  // objects mapped now may be the child's too: never kept as spares
   for (auto& core : pool.forking_) core->UnlockAfterFork();
   pool.forking_.clear();
   pool.mu_.unlock();
@@ -125,6 +129,9 @@ void Pool::ChildAfterFork() {
   // First: the entries are the parent's; the files the child closes from here on are its own.
   BackingCache::Default().UnlockAfterFork();
   BackingCache::Default().ForgetInChild();
+  SharedStateSpares::Default().UnlockAfterFork();
+  SharedStateSpares::Default().ForgetInChild();
+  SharedState::NoteFork();
   for (auto& core : pool.forking_) {
     core->UnlockAfterFork();
     core->AfterForkInChild();

@@ -4,9 +4,13 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
+#include "lib/open_lock.h"
 #include "pmem/log.h"
 
 namespace tern {
@@ -63,6 +67,14 @@ Result<std::unique_ptr<SharedState>> SharedState::CreateUnpublished(const struct
 }
 
 Status SharedState::Publish(const std::string& path) {
+  if (!spare_path_.empty()) {
+    // A kept object (shared_state_spares.h): its spare name moves to the file's, replacing a
+    // stale object as below; the lock that marked it kept is no longer needed.
+    if (rename(spare_path_.c_str(), path.c_str()) != 0) return Status::Error(errno, "publish shared state");
+    spare_path_.clear();
+    Unlock(fd_);
+    return Status::Ok();
+  }
   // O_TMPFILE objects get a name with linkat; a temporary unique name then rename() replaces a
   // stale object left by a crash atomically.
   char fdpath[64];
@@ -109,9 +121,43 @@ Result<std::unique_ptr<SharedState>> SharedState::Attach(const std::string& path
 
 void SharedState::Remove(const std::string& path) { unlink(path.c_str()); }
 
+namespace {
+std::atomic<uint64_t> g_forks{0};
+}  // namespace
+
+SharedState::SharedState(int fd, void* base) : fd_(fd), base_(base), forks_at_map_(g_forks.load()) {}
+
+void SharedState::NoteFork() { g_forks.fetch_add(1); }
+
+bool SharedState::MappedAcrossFork() const { return g_forks.load() != forks_at_map_; }
+
+Status SharedState::ResetFor(const struct stat& like, uint64_t num_blocks) {
+  mode_t mode = like.st_mode & 0666;
+  if (geteuid() == 0 && fchown(fd_, like.st_uid, like.st_gid) != 0) {
+    TERN_LOG_DEBUG("shared state: fchown failed: errno %d", errno);
+  }
+  if (fchmod(fd_, mode) != 0) return Status::Error(errno, "reset shared state");
+  // What the last file used: its blocks (never shrink) and its slots (each with its op cells).
+  SharedHeader* h = header();
+  uint64_t used_blocks = std::min<uint64_t>(h->num_blocks.load(), kMaxBlocks);
+  uint64_t used_slots = std::min<uint64_t>(h->slots_high.load(), kMaxSlots);
+  auto* base = static_cast<char*>(base_);
+  memset(base + kSlotsOffset, 0, used_slots * sizeof(ProcessSlot));
+  memset(base + kCellsOffset, 0, used_slots * kOpCellsPerSlot * sizeof(OpCell));
+  memset(base + kBitmapOffset, 0, (used_blocks + 63) / 64 * sizeof(uint64_t));
+  memset(base + kOwnersOffset, 0, used_blocks * sizeof(BlockOwner));
+  memset(base, 0, kBlockSize);
+  h->magic = kSharedMagic;
+  h->version = kSharedVersion;
+  h->num_blocks.store(num_blocks);
+  h->alloc_hint.store(0);
+  return Status::Ok();
+}
+
 SharedState::~SharedState() {
   munmap(base_, kObjectSize);
   close(fd_);
+  if (!spare_path_.empty()) unlink(spare_path_.c_str());  // a spare nobody took: it was ours
 }
 
 }  // namespace tern

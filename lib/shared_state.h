@@ -2,7 +2,8 @@
 // can always be rebuilt from the file itself — the free-block bitmap, the backing file's block
 // count, live counters. It lives in DRAM (a file in TERN_SHM_DIR, default /dev/shm), never on PM, so
 // allocation needs no flush. It exists while somebody has the file open: the first opener (who
-// holds the open lock exclusively, see open_lock.h) builds it from the log; the last closer removes it.
+// holds the open lock exclusively, see open_lock.h) builds it from the log; the last closer removes
+// its name (and may keep the object for its next first open: shared_state_spares.h).
 //
 // Thread-safety: all fields are atomics shared across processes.
 #pragma once
@@ -129,7 +130,20 @@ class SharedState {
   // True if both map the same object (the same inode of /dev/shm).
   bool SameObjectAs(const SharedState& other) const;
 
-  SharedState(int fd, void* base) : fd_(fd), base_(base) {}
+  // Reuse of an object a closed file left (shared_state_spares.h). A spare is named `path` (its
+  // owner unlinks it at destruction unless it was published or disowned). ResetFor zeroes what
+  // the last file used and makes it what CreateUnpublished makes for a file like `like`.
+  void SetSparePath(std::string path) { spare_path_ = std::move(path); }
+  const std::string& spare_path() const { return spare_path_; }
+  void Disown() { spare_path_.clear(); }
+  Status ResetFor(const struct stat& like, uint64_t num_blocks);
+  // True when this process forked while the object was mapped here: a child may use it too.
+  bool MappedAcrossFork() const;
+  // Pool's fork handlers call it in the parent and the child.
+  static void NoteFork();
+  int fd() const { return fd_; }
+
+  SharedState(int fd, void* base);
   ~SharedState();
   SharedState(const SharedState&) = delete;
   SharedState& operator=(const SharedState&) = delete;
@@ -151,6 +165,8 @@ class SharedState {
  private:
   int fd_;
   void* base_;
+  uint64_t forks_at_map_;    // NoteFork's count when mapped
+  std::string spare_path_;   // non-empty while this is a kept spare under that name
 };
 
 // TERN_SHM_DIR or /dev/shm.

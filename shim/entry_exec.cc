@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "lib/backing_cache.h"
+#include "lib/shared_state_spares.h"
 #include "shim/common.h"
 #include "shim/fd_table.h"
 #include "shim/ofd_region.h"
@@ -79,6 +80,7 @@ class ChildEnv {
       // Nothing of the engine survives exec: the spares it keeps would stay behind as files.
       EngineScope engine;
       tern::BackingCache::Default().DropSpares();
+      tern::SharedStateSpares::Default().DropAll();
     }
     fds_ = kFdsVar;
     fds_ += mode;

@@ -17,6 +17,7 @@
 
 #include "lib/backing_cache.h"
 #include "lib/pool.h"
+#include "lib/shared_state_spares.h"
 #include "pmem/log.h"
 #include "shim/env.h"
 #include "shim/fd_table.h"
@@ -192,9 +193,12 @@ void AdoptInheritedFds() {
 // (lib/backing_cache.h); TERN_RECYCLE=0 turns that off. Spares wait in a hidden directory beside
 // the root (/dev/shm/.tern-spares-UID for the default root): on the same filesystem unless the
 // root is a mount point (then nothing is recycled), and never in a directory a program lists.
+// The same switch keeps the shared-state objects of closed files for the next files opened
+// (lib/shared_state_spares.h).
 void EnableBackingCache() {
   const char* recycle = EnvGet("TERN_RECYCLE");
   if (recycle != nullptr && strcmp(recycle, "0") == 0) return;
+  SharedStateSpares::Default().Enable();
   std::string spare_dir = BackingCache::SpareDirFor(Paths().root, geteuid());
   if (spare_dir.empty()) return;  // the root is "/"
   mode_t mask = Real().umask(0);  // the library constructor: no other thread creates files yet
@@ -237,4 +241,5 @@ __attribute__((destructor)) static void TernShimDestructor() {
   tern::shim::ReleaseSharedSlotsAtExit();
   tern::shim::EngineScope engine;
   tern::BackingCache::Default().DropSpares();
+  tern::SharedStateSpares::Default().DropAll();
 }

@@ -11,6 +11,7 @@
 #include "lib/file.h"
 #include "lib/file_core.h"
 #include "lib/lexical_path.h"
+#include "lib/shared_state_spares.h"
 #include "tools/cmd_common.h"
 
 namespace tern::tools {
@@ -28,7 +29,8 @@ constexpr const char kGcUsage[] =
     "--spares: a process under tern keeps files it deletes as spares for its next new files, in\n"
     ".tern-spares-UID beside the root (DIR, else $TERN_ROOT, else /dev/shm/tern), and removes them\n"
     "when it exits; a killed process cannot. This removes the spares of your processes that are\n"
-    "gone (the next process that deletes a file under the root also does, once).\n"
+    "gone (the next process that deletes a file under the root also does, once), and the shared-state\n"
+    "objects such processes kept for reuse in $TERN_SHM_DIR (default /dev/shm).\n"
     "Exit status: 0 success, 1 failure (not a tern file, damaged, or being compacted), 2 usage.\n";
 
 constexpr const char kStatUsage[] =
@@ -88,6 +90,14 @@ int SweepSpares(int argc, char** argv) {
   }
   printf("%s: %llu spare files of processes that are gone removed\n", dir.c_str(),
          static_cast<unsigned long long>(*swept));
+  std::string shm_dir = SharedStateDir();
+  auto states = SharedStateSpares::SweepOrphans(shm_dir);
+  if (!states.ok()) {
+    fprintf(stderr, "tern gc: %s: %s: %s\n", shm_dir.c_str(), states.status().context(), strerror(states.status().err()));
+    return kExitFailure;
+  }
+  printf("%s: %llu spare shared-state objects of processes that are gone removed\n", shm_dir.c_str(),
+         static_cast<unsigned long long>(*states));
   return kExitOk;
 }
 

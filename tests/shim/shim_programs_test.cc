@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "lib/file.h"
+#include "lib/shared_state_spares.h"
 #include "tests/shim/shim_test_util.h"
 
 namespace tern::shim_test {
@@ -404,32 +405,71 @@ TEST_F(ShimPrograms, ExcludedPathsStayPlain) {
 
 // A process killed while it keeps a deleted file as a spare leaves it beside the root; `tern gc
 // --spares` removes it (and leaves the spares of live processes alone: see backing_cache_test).
+// Names in `dir` that start with `prefix` (every name when it is empty, dot names left out then).
+size_t CountNames(const std::string& dir, const std::string& prefix) {
+  size_t n = 0;
+  if (DIR* d = opendir(dir.c_str())) {
+    while (struct dirent* e = readdir(d)) {
+      std::string name = e->d_name;
+      n += prefix.empty() ? name[0] != '.' : name.starts_with(prefix);
+    }
+    closedir(d);
+  }
+  return n;
+}
+
 TEST_F(ShimPrograms, TernGcSparesRemovesWhatKilledProcessesLeft) {
+  // A private shared-state directory, so that other processes' objects do not count.
+  std::string shm = s_.base() + "/shm";
+  ASSERT_EQ(mkdir(shm.c_str(), 0700), 0);
+  std::vector<std::string> env = {"TERN_SHM_DIR=" + shm};
   RunResult killed = s_.Run({"python3", "-c",
                              "import os\n"
                              "with open('doomed', 'wb') as f: f.write(b'x' * 9000)\n"
                              "os.unlink('doomed')\n"
                              "os.kill(os.getpid(), 9)\n"},
-                            true);
+                            true, env);
   EXPECT_EQ(killed.status, 128 + 9) << killed.err;
   std::string spares = s_.base() + "/.tern-spares-" + std::to_string(geteuid());
-  auto count = [&] {
-    size_t n = 0;
-    if (DIR* d = opendir(spares.c_str())) {
-      while (struct dirent* e = readdir(d)) n += e->d_name[0] != '.';
-      closedir(d);
-    }
-    return n;
-  };
-  ASSERT_EQ(count(), 1u) << "the killed process's spare";
-  RunResult gc = s_.Run({TERN_BIN, "gc", "--spares", "--root", s_.tern_dir()}, false);
+  const std::string state_prefix = SharedStateSpares::kPrefix;
+  ASSERT_EQ(CountNames(spares, ""), 1u) << "the killed process's spare";
+  ASSERT_EQ(CountNames(shm, state_prefix), 1u) << "the shared state it kept after closing doomed";
+  RunResult gc = s_.Run({TERN_BIN, "gc", "--spares", "--root", s_.tern_dir()}, false, env);
   EXPECT_EQ(gc.status, 0) << gc.err;
-  EXPECT_EQ(gc.out, spares + ": 1 spare files of processes that are gone removed\n");
-  EXPECT_EQ(count(), 0u);
+  EXPECT_EQ(gc.out, spares + ": 1 spare files of processes that are gone removed\n" + shm +
+                        ": 1 spare shared-state objects of processes that are gone removed\n");
+  EXPECT_EQ(CountNames(spares, ""), 0u);
+  EXPECT_EQ(CountNames(shm, state_prefix), 0u);
   // The root in another spelling names the same spare directory (the shim's lexical form).
-  RunResult again = s_.Run({TERN_BIN, "gc", "--spares", "--root=" + s_.tern_dir() + "/./"}, false);
-  EXPECT_EQ(again.out, spares + ": 0 spare files of processes that are gone removed\n") << again.err;
+  RunResult again = s_.Run({TERN_BIN, "gc", "--spares", "--root=" + s_.tern_dir() + "/./"}, false, env);
+  EXPECT_EQ(again.out, spares + ": 0 spare files of processes that are gone removed\n" + shm +
+                           ": 0 spare shared-state objects of processes that are gone removed\n")
+      << again.err;
   EXPECT_EQ(s_.Run({TERN_BIN, "gc", "--spares", "--bogus"}, false).status, 2);
+}
+
+// A shell that writes, reads back and deletes many small files: the files' shared-state objects
+// are reused from one file to the next (what makes such a loop several times faster), and
+// nothing of them is left once the programs have exited.
+TEST_F(ShimPrograms, SmallFilesReuseSharedStateAndLeaveNothingBehind) {
+  std::string shm = s_.base() + "/shm";
+  ASSERT_EQ(mkdir(shm.c_str(), 0700), 0);
+  std::vector<std::string> env = {"TERN_SHM_DIR=" + shm, "TERN_LOG=debug"};
+  const std::string script =
+      "for i in $(seq 1 40); do echo \"line $i\" > f$i; read -r x < f$i; echo \"$x\" >> all; rm f$i; done\n"
+      "echo kept > kept.txt; cat all | wc -l";
+  RunResult plain = s_.Bash(script, false);
+  RunResult tern = s_.Bash(script, true, env);
+  EXPECT_EQ(tern.status, 0) << tern.err;
+  EXPECT_EQ(tern.out, plain.out);
+  EXPECT_EQ(tern.out, "40\n");
+  ExpectSameTrees(s_);
+  size_t at = tern.err.rfind("shared-state spares: ");  // the shell's own, at its exit (the last)
+  ASSERT_NE(at, std::string::npos) << tern.err;
+  unsigned long kept = 0, reused = 0;
+  ASSERT_EQ(sscanf(tern.err.c_str() + at, "shared-state spares: %lu kept at a last close, %lu reused", &kept, &reused), 2);
+  EXPECT_GE(reused, 40u) << tern.err;
+  EXPECT_EQ(CountNames(shm, ".tern"), 0u) << "no spare and no published object outlives the programs";
 }
 
 TEST_F(ShimPrograms, ImportAndExport) {
