@@ -38,16 +38,25 @@ Result<void*> MapObject(int fd) {
 
 }  // namespace
 
-Result<std::unique_ptr<SharedState>> SharedState::CreateUnpublished(const struct stat& like,
-                                                                    uint64_t num_blocks) {
-  mode_t mode = like.st_mode & 0666;
-  int fd = open(SharedStateDir(), O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
-  if (fd < 0) return Status::Error(errno, "create shared state");
+Status SharedState::TakeOwnerAndMode(const struct stat& like) {
   // Same owner and mode as the data file: whoever may open the file may share its state, nobody else.
-  if (geteuid() == 0 && fchown(fd, like.st_uid, like.st_gid) != 0) {
+  mode_t mode = like.st_mode & 0666;
+  if (like.st_uid == uid_ && like.st_gid == gid_ && mode == mode_) return Status::Ok();  // a reuse for the same owner
+  if (geteuid() == 0 && fchown(fd_, like.st_uid, like.st_gid) != 0) {
     TERN_LOG_DEBUG("shared state: fchown failed: errno %d", errno);
   }
-  if (fchmod(fd, mode) != 0 || ftruncate(fd, static_cast<off_t>(kObjectSize)) != 0) {
+  if (fchmod(fd_, mode) != 0) return Status::Error(errno, "set the mode of shared state");
+  uid_ = like.st_uid;
+  gid_ = like.st_gid;
+  mode_ = mode;
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<SharedState>> SharedState::CreateUnpublished(const struct stat& like,
+                                                                    uint64_t num_blocks) {
+  int fd = open(SharedStateDir(), O_TMPFILE | O_RDWR | O_CLOEXEC, like.st_mode & 0666);
+  if (fd < 0) return Status::Error(errno, "create shared state");
+  if (ftruncate(fd, static_cast<off_t>(kObjectSize)) != 0) {
     int err = errno;
     close(fd);
     return Status::Error(err, "size shared state");
@@ -58,6 +67,7 @@ Result<std::unique_ptr<SharedState>> SharedState::CreateUnpublished(const struct
     return base.status();
   }
   auto state = std::make_unique<SharedState>(fd, *base);
+  TERN_TRY(state->TakeOwnerAndMode(like));
   SharedHeader* h = state->header();
   h->magic = kSharedMagic;
   h->version = kSharedVersion;
@@ -132,11 +142,7 @@ void SharedState::NoteFork() { g_forks.fetch_add(1); }
 bool SharedState::MappedAcrossFork() const { return g_forks.load() != forks_at_map_; }
 
 Status SharedState::ResetFor(const struct stat& like, uint64_t num_blocks) {
-  mode_t mode = like.st_mode & 0666;
-  if (geteuid() == 0 && fchown(fd_, like.st_uid, like.st_gid) != 0) {
-    TERN_LOG_DEBUG("shared state: fchown failed: errno %d", errno);
-  }
-  if (fchmod(fd_, mode) != 0) return Status::Error(errno, "reset shared state");
+  TERN_TRY(TakeOwnerAndMode(like));
   // What the last file used: its blocks (never shrink) and its slots (each with its op cells).
   SharedHeader* h = header();
   uint64_t used_blocks = std::min<uint64_t>(h->num_blocks.load(), kMaxBlocks);

@@ -163,8 +163,14 @@ class SharedState {
   }
 
  private:
+  // Gives the object the owner and mode of the data file `like` (skipped when it has them).
+  Status TakeOwnerAndMode(const struct stat& like);
+
   int fd_;
   void* base_;
+  uid_t uid_ = static_cast<uid_t>(-1);  // what TakeOwnerAndMode last set
+  gid_t gid_ = static_cast<gid_t>(-1);
+  mode_t mode_ = 0;
   uint64_t forks_at_map_;    // NoteFork's count when mapped
   std::string spare_path_;   // non-empty while this is a kept spare under that name
 };

@@ -81,23 +81,20 @@ int SweepSpares(int argc, char** argv) {
     perror("tern gc: getcwd");
     return kExitFailure;
   }
+  // One sweep's line: "DIR: N <what> of processes that are gone removed"; false on failure.
+  auto report = [](const std::string& dir, const Result<uint64_t>& swept, const char* what) {
+    if (!swept.ok()) {
+      fprintf(stderr, "tern gc: %s: %s: %s\n", dir.c_str(), swept.status().context(), strerror(swept.status().err()));
+      return false;
+    }
+    printf("%s: %llu %s of processes that are gone removed\n", dir.c_str(), static_cast<unsigned long long>(*swept), what);
+    return true;
+  };
   // The shim's own form of the root (shim/paths.cc), so that this is the directory it uses.
   std::string dir = BackingCache::SpareDirFor(NormalizePath(root), geteuid());
-  auto swept = BackingCache::SweepOrphans(dir);
-  if (!swept.ok()) {
-    fprintf(stderr, "tern gc: %s: %s: %s\n", dir.c_str(), swept.status().context(), strerror(swept.status().err()));
-    return kExitFailure;
-  }
-  printf("%s: %llu spare files of processes that are gone removed\n", dir.c_str(),
-         static_cast<unsigned long long>(*swept));
+  if (!report(dir, BackingCache::SweepOrphans(dir), "spare files")) return kExitFailure;
   std::string shm_dir = SharedStateDir();
-  auto states = SharedStateSpares::SweepOrphans(shm_dir);
-  if (!states.ok()) {
-    fprintf(stderr, "tern gc: %s: %s: %s\n", shm_dir.c_str(), states.status().context(), strerror(states.status().err()));
-    return kExitFailure;
-  }
-  printf("%s: %llu spare shared-state objects of processes that are gone removed\n", shm_dir.c_str(),
-         static_cast<unsigned long long>(*states));
+  if (!report(shm_dir, SharedStateSpares::SweepOrphans(shm_dir), "spare shared-state objects")) return kExitFailure;
   return kExitOk;
 }
 
