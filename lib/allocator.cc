@@ -167,14 +167,16 @@ void BlockAllocator::MarkUsed(BlockRun run) {
   SetBits(run);
 }
 
-void BlockAllocator::MarkUsedBitmap(const std::vector<uint64_t>& used) {
+void BlockAllocator::MarkUsedBitmap(const std::vector<uint64_t>& used, uint64_t resident_blocks) {
   uint64_t nblocks = header_->num_blocks.load();
   uint64_t nwords = std::min<uint64_t>((nblocks + 63) / 64, used.size());
-  // A fresh shared object: every page touched below is a first touch; one call maps them all.
   uint64_t used_words = nwords;
   while (used_words > 0 && used[used_words - 1] == 0) --used_words;
-  pmem::Prefault(words_, used_words * sizeof(words_[0]), true);
-  pmem::Prefault(owners_, used_words * 64 * sizeof(owners_[0]), true);
+  if (used_words * 64 > resident_blocks) {
+    // Fresh pages of the shared object: each touch below would be a first touch; one call maps them all.
+    pmem::Prefault(words_, used_words * sizeof(words_[0]), true);
+    pmem::Prefault(owners_, used_words * 64 * sizeof(owners_[0]), true);
+  }
   for (uint64_t w = 0; w < nwords; ++w) {
     uint64_t bits = used[w];
     if (w == nblocks / 64) bits &= MaskOf(0, static_cast<uint32_t>(nblocks % 64));

@@ -60,8 +60,10 @@ class BlockAllocator {
   // Marks blocks in use and log-owned without checking (rebuild from the log at first open).
   void MarkUsed(BlockRun run);
   // The same for every block whose bit is set in `used` (one bit per block, as the bitmap).
+  // Blocks below `resident_blocks` have their bitmap and owner-map pages mapped already; when the
+  // used ones reach past it, the pages are mapped in one call first (a fresh object's are not).
   // REQUIRES: nobody else uses the state yet (it is unpublished).
-  void MarkUsedBitmap(const std::vector<uint64_t>& used);
+  void MarkUsedBitmap(const std::vector<uint64_t>& used, uint64_t resident_blocks);
   // Number of blocks in use below num_blocks (tests, stat).
   uint64_t CountUsed() const;
   uint64_t num_blocks() const { return header_->num_blocks.load(); }

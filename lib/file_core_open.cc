@@ -75,22 +75,22 @@ Result<std::shared_ptr<FileCore>> FileCore::Open(const std::string& path, int fl
     close(fd);
     return Status::Error(S_ISDIR(st.st_mode) ? EISDIR : kNotTernFile, "not a regular file");
   }
+  // A Backing this process kept from an earlier open of the same inode comes with its pages mapped
+  // (and was a tern file then: the header is checked under the open lock below, as for any file).
+  std::unique_ptr<Backing> backing = BackingCache::Default().Take(st.st_dev, st.st_ino, static_cast<uint64_t>(st.st_size), writable);
   pmem::MetaHeader header{};
-  if (st.st_size != 0) {
+  if (backing == nullptr && st.st_size != 0) {
     Status s = ReadHeader(fd, st, path, &header);
     if (!s.ok()) {
       close(fd);
       return s;
     }
-  } else if (!writable || access == O_RDONLY) {
+  } else if (backing == nullptr && (!writable || access == O_RDONLY)) {
     // Formatting is a change; a read-only open never makes one. The empty file reads as empty
     // through the kernel just as well.
     close(fd);
     return Status::Error(kNotTernFile, "empty file opened read-only");
   }
-
-  // A Backing this process kept from an earlier open of the same inode comes with its pages mapped.
-  std::unique_ptr<Backing> backing = BackingCache::Default().Take(st.st_dev, st.st_ino, static_cast<uint64_t>(st.st_size), writable);
   if (backing != nullptr) {
     close(fd);
     fd = backing->fd();
@@ -268,7 +268,8 @@ Status FileCore::RebuildSharedState() {
   std::vector<uint64_t> used;
   std::lock_guard lock(mu_);
   TERN_TRY(CollectReferenced(&used));
-  alloc_->MarkUsedBitmap(used);
+  // A reused object (shared_state_spares.h) has the pages of its last file's blocks mapped already.
+  alloc_->MarkUsedBitmap(used, shared_->resident_blocks());
   return Status::Ok();
 }
 

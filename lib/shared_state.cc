@@ -153,6 +153,7 @@ Status SharedState::ResetFor(const struct stat& like, uint64_t num_blocks) {
   memset(base + kBitmapOffset, 0, (used_blocks + 63) / 64 * sizeof(uint64_t));
   memset(base + kOwnersOffset, 0, used_blocks * sizeof(BlockOwner));
   memset(base, 0, kBlockSize);
+  resident_blocks_ = std::max(resident_blocks_, used_blocks);
   h->magic = kSharedMagic;
   h->version = kSharedVersion;
   h->num_blocks.store(num_blocks);

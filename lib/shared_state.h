@@ -137,6 +137,9 @@ class SharedState {
   const std::string& spare_path() const { return spare_path_; }
   void Disown() { spare_path_.clear(); }
   Status ResetFor(const struct stat& like, uint64_t num_blocks);
+  // Blocks whose bitmap and owner-map pages are mapped here already: the last file's, after
+  // ResetFor; 0 for a created object.
+  uint64_t resident_blocks() const { return resident_blocks_; }
   // True when this process forked while the object was mapped here: a child may use it too.
   bool MappedAcrossFork() const;
   // Pool's fork handlers call it in the parent and the child.
@@ -172,6 +175,7 @@ class SharedState {
   gid_t gid_ = static_cast<gid_t>(-1);
   mode_t mode_ = 0;
   uint64_t forks_at_map_;    // NoteFork's count when mapped
+  uint64_t resident_blocks_ = 0;
   std::string spare_path_;   // non-empty while this is a kept spare under that name
 };
 

@@ -156,6 +156,28 @@ TEST_F(BackingCacheTest, AFileOpenElsewhereIsNotRecycled) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the child read the deleted file's bytes";
 }
 
+// A kept backing is not trusted for what the file is now: a file whose header was overwritten
+// through the kernel since is refused at open (not a tern file) and left byte for byte as it was.
+TEST_F(BackingCacheTest, AKeptBackingOfAFileRewrittenThroughTheKernelIsRefused) {
+  WriteClosed("k", 5, 3 * kBlockSize);
+  ASSERT_EQ(BackingCache::Default().counts().closed, 1u);
+  int fd = open(dir_.File("k").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  const char junk[] = "plain bytes, not a tern header";
+  ASSERT_EQ(pwrite(fd, junk, sizeof(junk), 0), static_cast<ssize_t>(sizeof(junk)));
+  std::string before(static_cast<size_t>(lseek(fd, 0, SEEK_END)), '\0');
+  ASSERT_EQ(pread(fd, before.data(), before.size(), 0), static_cast<ssize_t>(before.size()));
+  uint64_t adopted = Delta().adopted;
+  auto f = File::Open(dir_.File("k"), O_RDWR);
+  ASSERT_FALSE(f.ok());
+  EXPECT_EQ(f.status().err(), kNotTernFile);
+  EXPECT_EQ(Delta().adopted, adopted + 1) << "the open took the kept backing";
+  std::string after(before.size(), '\0');
+  ASSERT_EQ(pread(fd, after.data(), after.size(), 0), static_cast<ssize_t>(after.size()));
+  EXPECT_TRUE(after == before) << "the refused open changed the file";
+  close(fd);
+}
+
 // A name that exists is never replaced: O_CREAT opens it, O_EXCL fails, and the spare stays.
 TEST_F(BackingCacheTest, AnExistingNameIsNeverReplaced) {
   WriteClosed("gone", 1, 8192);
