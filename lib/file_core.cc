@@ -88,7 +88,7 @@ Status FileCore::ReplayLocked() {
     auto commit = DecodeCommit(entry, alloc_->num_blocks(), *this, /*verify_crc=*/true);
     if (!commit.ok()) return Damaged(commit.status().context());
     table_.Apply(*commit);
-    test_hooks::AfterReplayApply().Run();
+    test_hooks::after_replay_apply.Run();
     applied_.store(pos + 1);
   }
 }
@@ -199,7 +199,7 @@ Status FileCore::Grow(uint64_t min_blocks, GrowStep how) {
 }
 
 void FileCore::GrowAhead() {
-  test_hooks::AtGrowAhead().Run();
+  test_hooks::at_grow_ahead.Run();
   if (!writable() || slot_ == kNoSlot) return;
   uint64_t have = alloc_->num_blocks();
   if (have - alloc_->CountUsed() >= GrowAheadDistance(have)) {  // freed space, or another grower came first
@@ -470,7 +470,7 @@ void FileCore::FreeDurable(FreeWait wait) {
 
 Status FileCore::FlushLog(FreeWait wait) {
   TERN_TRY(Refresh().status());
-  test_hooks::AfterFlushRefresh().Run();
+  test_hooks::after_flush_refresh.Run();
   FlushCommitSlots();
   FreeDurable(wait);
   return Status::Ok();

@@ -44,7 +44,7 @@ Result<FileCore::PinnedBlocks> FileCore::PinBlocks(uint32_t first, uint32_t end)
 void FileCore::UnpinBlocks(const std::vector<std::pair<uint32_t, uint32_t>>& blocks) {
   OpGuard guard(this);
   bool current = guard.status().ok() && Refresh().ok();
-  test_hooks::AfterUnpinRefresh().Run();
+  test_hooks::after_unpin_refresh.Run();
   std::vector<uint32_t> superseded;
   for (auto [v, l] : blocks) {
     // Without a current table nothing can be proven superseded: back to the log, where GC's full

@@ -85,7 +85,7 @@ Result<bool> FileCore::AppendInPlace(const uint8_t* data, size_t n, bool append,
         }
       }
       written = true;
-      test_hooks::AfterInPlaceCopy().Run();
+      test_hooks::after_in_place_copy.Run();
     }
     std::vector<pmem::ExtRun> ext = ToExtRuns(v + 1, runs);
     ext.insert(ext.begin(), pmem::ExtRun{v, block, 1, 0});

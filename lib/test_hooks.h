@@ -30,34 +30,19 @@ struct WindowHook {
     }
   }
 };
+// The hooks, each a place in the engine (constant-initialized: usable before any constructor runs).
 // In an in-place append (file_core_tail.cc), after its bytes are written and before it commits,
 // so a test can land a competing commit in exactly that window.
-inline WindowHook& AfterInPlaceCopy() {
-  static WindowHook hook;
-  return hook;
-}
+inline constinit WindowHook after_in_place_copy;
 // In ReplayLocked (file_core.cc), after an entry is applied to the table and before the replay
 // position passes it; the replay lock is held.
-inline WindowHook& AfterReplayApply() {
-  static WindowHook hook;
-  return hook;
-}
+inline constinit WindowHook after_replay_apply;
 // In FlushLog (file_core.cc), after its Refresh, before it flushes the commit slots.
-inline WindowHook& AfterFlushRefresh() {
-  static WindowHook hook;
-  return hook;
-}
+inline constinit WindowHook after_flush_refresh;
 // In UnpinBlocks (file_core_pin.cc), after its Refresh, before it looks where the blocks are.
-inline WindowHook& AfterUnpinRefresh() {
-  static WindowHook hook;
-  return hook;
-}
-
+inline constinit WindowHook after_unpin_refresh;
 // At the start of GrowAhead (file_core.cc), the Pool thread's job a writer near the end of the
 // backing file schedules: a test counts how often writers wake that thread.
-inline WindowHook& AtGrowAhead() {
-  static WindowHook hook;
-  return hook;
-}
+inline constinit WindowHook at_grow_ahead;
 
 }  // namespace tern::test_hooks

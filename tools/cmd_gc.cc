@@ -90,7 +90,7 @@ int SweepSpares(int argc, char** argv) {
     printf("%s: %llu %s of processes that are gone removed\n", dir.c_str(), static_cast<unsigned long long>(*swept), what);
     return true;
   };
-  // The shim's own form of the root (shim/paths.cc), so that this is the directory it uses.
+  // The shim's own lexical form of the root (lib/lexical_path.h), so that this is the directory it uses.
   std::string dir = BackingCache::SpareDirFor(NormalizePath(root), geteuid());
   if (!report(dir, BackingCache::SweepOrphans(dir), "spare files")) return kExitFailure;
   std::string shm_dir = SharedStateDir();

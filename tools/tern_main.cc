@@ -40,7 +40,7 @@ constexpr const char kUsage[] =
     "  info FILE...                           describe tern files (layout, log, blocks, damage)\n"
     "  fsck [--repair] FILE|DIR...            check tern files; repair what can be repaired\n"
     "  gc FILE...                             compact tern files' logs now\n"
-    "  gc --spares [--root DIR]               remove spare files that killed processes left\n"
+    "  gc --spares [--root DIR]               remove the spares that killed processes left\n"
     "  stat FILE...                           live counters of tern files\n"
     "\n"
     "`tern COMMAND --help` describes each command. Exit status: 0 success, 1 failure, 2 usage error.\n"

@@ -71,7 +71,7 @@ void FlusherPause() {
 // look (it must wait for the replay lock), then let the flusher flush and free what it may.
 void ReplayPause() {
   Stages& s = *g_stages;
-  test_hooks::AfterReplayApply().callback.store(nullptr);  // once
+  test_hooks::after_replay_apply.callback.store(nullptr);  // once
   s.used_at_pause = s.file->core().BlocksInUse();
   s.replay_paused.store(true);
   s.unpinner_go.store(true);
@@ -96,8 +96,8 @@ TEST(FreeOrderTest, ASupersededBlockIsFreedOnlyOnceItsSupersederIsDurable) {
   Stages stages;
   stages.file = &f;
   g_stages = &stages;
-  test_hooks::AfterUnpinRefresh().callback.store(UnpinnerPause);
-  test_hooks::AfterFlushRefresh().callback.store(FlusherPause);
+  test_hooks::after_unpin_refresh.callback.store(UnpinnerPause);
+  test_hooks::after_flush_refresh.callback.store(FlusherPause);
   std::thread unpinner([&] {
     stages.unpinner = std::this_thread::get_id();
     f.core().UnpinBlocks(pinned->blocks);  // pauses after its Refresh
@@ -114,14 +114,14 @@ TEST(FreeOrderTest, ASupersededBlockIsFreedOnlyOnceItsSupersederIsDurable) {
   ASSERT_TRUE(WaitFor(stages.flusher_waits, kLong));
   // Both looked at the log before this commit, which supersedes the pinned block; whichever
   // thread replays it first pauses there.
-  test_hooks::AfterReplayApply().callback.store(ReplayPause);
+  test_hooks::after_replay_apply.callback.store(ReplayPause);
   TERN_ASSERT_OK(f.Pwrite(new_bytes.data(), new_bytes.size(), 0));
   TERN_ASSERT_OK(f.Size());
   unpinner.join();
   flusher.join();
-  test_hooks::AfterUnpinRefresh().callback.store(nullptr);
-  test_hooks::AfterFlushRefresh().callback.store(nullptr);
-  test_hooks::AfterReplayApply().callback.store(nullptr);
+  test_hooks::after_unpin_refresh.callback.store(nullptr);
+  test_hooks::after_flush_refresh.callback.store(nullptr);
+  test_hooks::after_replay_apply.callback.store(nullptr);
   g_stages = nullptr;
 
   ASSERT_TRUE(stages.replay_paused.load()) << "the superseding commit was never replayed";

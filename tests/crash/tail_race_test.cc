@@ -1,5 +1,5 @@
 // The races of an in-place append (lib/file_core_tail.cc), each landed on purpose: the hook
-// test_hooks::AfterInPlaceCopy() runs a competing operation after the appender has written its
+// test_hooks::after_in_place_copy runs a competing operation after the appender has written its
 // bytes past the end and before it commits. The appender must lose, take the copy-on-write path,
 // and its bytes left past the old end must never show. Trace builds only (the hook compiles away
 // elsewhere); label crash.
@@ -28,14 +28,14 @@ class Window {
  public:
   explicit Window(std::function<void()> competitor) : competitor_(std::move(competitor)) {
     g_competitor = &competitor_;
-    test_hooks::AfterInPlaceCopy().callback = [] {
+    test_hooks::after_in_place_copy.callback = [] {
       std::function<void()>* c = g_competitor;
       g_competitor = nullptr;  // the competitor's own appends must not run it again
       if (c != nullptr) (*c)();
     };
   }
   ~Window() {
-    test_hooks::AfterInPlaceCopy().callback = nullptr;
+    test_hooks::after_in_place_copy.callback = nullptr;
     g_competitor = nullptr;
   }
   bool ran() const { return g_competitor == nullptr; }
