@@ -23,6 +23,7 @@ namespace tern {
 namespace {
 
 constexpr int kMaxOpenAttempts = 100;
+constexpr int kSpinAttempts = 8;  // then each attempt waits a little (a preempted sweeper)
 
 // kNotTernFile when the bytes are not a tern file at all; EUCLEAN when they are a damaged one.
 Status CheckHeader(const pmem::MetaHeader& h, const std::string& path) {
@@ -130,8 +131,10 @@ Result<std::shared_ptr<FileCore>> FileCore::Open(const std::string& path, int fl
     }
     auto shared = SharedState::Attach(core->shared_name_);
     if (!shared.ok() && shared.status().err() == ENOENT) {
-      // The last opener closed and removed it between our lock and here: start over.
+      // The last opener closed and removed it between our lock and here, or a sweep has the name
+      // set aside for a moment (shared_state_sweep.cc): start over, and let the sweeper run.
       Unlock(fd);
+      if (attempt >= kSpinAttempts) usleep(200);
       continue;
     }
     if (!shared.ok()) return shared.status();

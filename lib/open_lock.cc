@@ -45,6 +45,12 @@ void Unlock(int fd) {
   fcntl(fd, F_OFD_SETLK, &fl);
 }
 
+Result<bool> OpenedElsewhere(int fd) {
+  struct flock fl = LockOf(F_WRLCK, kOpenLockOffset);
+  if (fcntl(fd, F_OFD_GETLK, &fl) != 0) return Status::Error(errno, "query open lock");
+  return fl.l_type != F_UNLCK;
+}
+
 Result<bool> TryLockSlot(int fd, uint32_t slot) { return TryLock(fd, F_WRLCK, kSlotLockBase + slot); }
 
 void UnlockSlot(int fd, uint32_t slot) {

@@ -28,6 +28,9 @@ Result<bool> TryLockExclusive(int fd);
 Status LockShared(int fd);
 // Releases the open lock of this open file description.
 void Unlock(int fd);
+// True while an open file description other than fd's holds the open lock (the file is open
+// somewhere, in any process). Takes no lock.
+Result<bool> OpenedElsewhere(int fd);
 
 // Tries to take slot `slot`'s lock without waiting. Returns true if taken.
 Result<bool> TryLockSlot(int fd, uint32_t slot);

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "lib/open_lock.h"
+#include "lib/test_hooks.h"
 #include "pmem/log.h"
 
 namespace tern {
@@ -67,6 +68,7 @@ Result<std::unique_ptr<SharedState>> SharedState::CreateUnpublished(const struct
     return base.status();
   }
   auto state = std::make_unique<SharedState>(fd, *base);
+  TERN_TRY(LockShared(fd));  // before it has a name: no sweep can take it for an orphan
   TERN_TRY(state->TakeOwnerAndMode(like));
   SharedHeader* h = state->header();
   h->magic = kSharedMagic;
@@ -79,11 +81,10 @@ Result<std::unique_ptr<SharedState>> SharedState::CreateUnpublished(const struct
 Status SharedState::Publish(const std::string& path) {
   if (!spare_path_.empty()) {
     // A kept object (shared_state_spares.h): its spare name moves to the file's, replacing a
-    // stale object as below; the lock that marked it kept is no longer needed.
+    // stale object as below; the exclusive lock that marked it kept becomes a mapper's shared one.
     if (rename(spare_path_.c_str(), path.c_str()) != 0) return Status::Error(errno, "publish shared state");
     spare_path_.clear();
-    Unlock(fd_);
-    return Status::Ok();
+    return LockShared(fd_);
   }
   // O_TMPFILE objects get a name with linkat; a temporary unique name then rename() replaces a
   // stale object left by a crash atomically.
@@ -112,8 +113,18 @@ bool SharedState::SameObjectAs(const SharedState& other) const {
 Result<std::unique_ptr<SharedState>> SharedState::Attach(const std::string& path) {
   int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) return Status::Error(errno, "open shared state");
+  test_hooks::after_state_attach_open.Run();
+  Status locked = LockShared(fd);
   struct stat st;
-  if (fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) != kObjectSize) {
+  if (!locked.ok() || fstat(fd, &st) != 0) {
+    close(fd);
+    return locked.ok() ? Status::Error(errno, "fstat of shared state") : locked;
+  }
+  if (st.st_nlink == 0) {  // a sweep found its lock free before ours and removed it
+    close(fd);
+    return Status::Error(ENOENT, "shared state removed while attaching");
+  }
+  if (static_cast<uint64_t>(st.st_size) != kObjectSize) {
     close(fd);
     return Status::Error(EUCLEAN, "shared state has the wrong size");
   }

@@ -5,6 +5,11 @@
 // holds the open lock exclusively, see open_lock.h) builds it from the log; the last closer removes
 // its name (and may keep the object for its next first open: shared_state_spares.h).
 //
+// Every process that maps a published object holds the object's own open lock (open_lock.h, on
+// the object's descriptor) shared, so a process killed as the file's last opener leaves an object
+// whose lock is free: SweepOrphans removes those. A first opener that publishes a fresh object
+// replaces a stale one by rename, and Attach refuses an object a sweep unlinked under it.
+//
 // Thread-safety: all fields are atomics shared across processes.
 #pragma once
 
@@ -22,7 +27,7 @@
 namespace tern {
 
 inline constexpr uint64_t kSharedMagic = 0x5348535445524E31ull;
-inline constexpr uint32_t kSharedVersion = 5;
+inline constexpr uint32_t kSharedVersion = 6;  // 6: mappers hold the object's lock
 
 struct SharedCounters {
   std::atomic<uint64_t> commits;
@@ -124,9 +129,23 @@ class SharedState {
                                                                 uint64_t num_blocks);
   // Makes an object built by CreateUnpublished visible at `path`, replacing any stale one.
   Status Publish(const std::string& path);
-  // Maps an existing object. ENOENT if there is none.
+  // Maps an existing object and takes its lock shared. ENOENT if there is none (or a sweep removed
+  // it meanwhile).
   static Result<std::unique_ptr<SharedState>> Attach(const std::string& path);
   static void Remove(const std::string& path);
+
+  // Removes, in `dir`, the objects no process maps (their lock is free): those of files whose last
+  // opener was killed, and names a killed publisher or sweeper left half-way. Returns how many.
+  // Safe against openers and publishers running meanwhile (shared_state_sweep.cc says how).
+  static Result<uint64_t> SweepOrphans(const std::string& dir);
+  // SweepOrphans, unless one of this user's processes swept `dir` less than `interval_s` seconds ago
+  // (a marker file's time says so). Costs one stat when not due.
+  static void SweepOrphansIfDue(const std::string& dir, int interval_s = 60);
+  // Name prefixes in a shared-state directory: published objects, and objects a sweep set aside.
+  static constexpr const char* kPublishedPrefix = ".tern.";
+  static constexpr const char* kAsidePrefix = ".tern-swept-state.";
+  // SweepOrphansIfDue's marker (one empty file per user, kept).
+  static constexpr const char* kSweepMarkerPrefix = ".tern-state-sweep.";
   // True if both map the same object (the same inode of /dev/shm).
   bool SameObjectAs(const SharedState& other) const;
 

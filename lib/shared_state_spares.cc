@@ -99,6 +99,8 @@ void SharedStateSpares::SweepOrphansOnce(const std::string& dir) {
     TERN_LOG_INFO("%s: removed %llu spare shared-state objects of processes that are gone", dir.c_str(),
                   static_cast<unsigned long long>(*swept));
   }
+  // Published objects whose last opener was killed: every process could look, so one does a minute.
+  SharedState::SweepOrphansIfDue(dir);
 }
 
 Result<uint64_t> SharedStateSpares::SweepOrphans(const std::string& dir) {

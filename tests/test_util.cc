@@ -14,6 +14,10 @@
 
 #include <gtest/gtest.h>
 
+#include "lib/file_core.h"
+#include "lib/open_lock.h"
+#include "lib/shared_state.h"
+
 namespace tern::test {
 
 std::string Describe(Status s) {
@@ -66,7 +70,8 @@ std::vector<std::string> TempDir::ShmEntries() const {
   if (d == nullptr) return names;
   while (struct dirent* e = readdir(d)) {
     std::string name = e->d_name;
-    if (name != "." && name != "..") names.push_back(name);
+    // The sweep's time marker (SharedState::SweepOrphansIfDue) is not a file's state.
+    if (name != "." && name != ".." && !name.starts_with(SharedState::kSweepMarkerPrefix)) names.push_back(name);
   }
   closedir(d);
   return names;
@@ -214,6 +219,27 @@ ChildOutcome RunIsolated(const std::function<int()>& fn, unsigned watchdog_secon
     out.signal = WTERMSIG(status);
   }
   return out;
+}
+
+void CloseAndSettle(std::unique_ptr<tern::File> f) {
+  std::string path = f->core().path();
+  std::weak_ptr<FileCore> core = f->core().shared_from_this();
+  f.reset();
+  // Destruction starts once the last reference goes (possibly on the background thread); the open
+  // lock goes at its very end.
+  while (!core.expired()) usleep(1000);
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;  // renamed or deleted: nothing to look at
+  for (int waited_ms = 0;; ++waited_ms) {
+    auto elsewhere = OpenedElsewhere(fd);
+    if (!elsewhere.ok() || !*elsewhere) break;
+    if (waited_ms == 10000) {
+      ADD_FAILURE() << path << " still open somewhere after 10 s";
+      break;
+    }
+    usleep(1000);
+  }
+  close(fd);
 }
 
 }  // namespace tern::test

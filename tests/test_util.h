@@ -86,6 +86,10 @@ Result<std::vector<uint8_t>> ReadAll(tern::File& f, size_t chunk = 1 << 20);
 int64_t FirstDifference(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b);
 int64_t FirstDifference(const uint8_t* a, const uint8_t* b, size_t len);
 
+// Closes f and waits until its last close has run to the end: the engine's background thread may
+// hold the file and close it a moment later. Then the file's open lock is free (no open anywhere).
+void CloseAndSettle(std::unique_ptr<tern::File> f);
+
 // What happened to a child process run by RunIsolated.
 struct ChildOutcome {
   bool exited = false;      // exited normally; `code` is valid

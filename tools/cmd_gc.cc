@@ -11,6 +11,7 @@
 #include "lib/file.h"
 #include "lib/file_core.h"
 #include "lib/lexical_path.h"
+#include "lib/shared_state.h"
 #include "lib/shared_state_spares.h"
 #include "tools/cmd_common.h"
 
@@ -29,8 +30,10 @@ constexpr const char kGcUsage[] =
     "--spares: a process under tern keeps files it deletes as spares for its next new files, in\n"
     ".tern-spares-UID beside the root (DIR, else $TERN_ROOT, else /dev/shm/tern), and removes them\n"
     "when it exits; a killed process cannot. This removes the spares of your processes that are\n"
-    "gone (the next process that deletes a file under the root also does, once), and the shared-state\n"
-    "objects such processes kept for reuse in $TERN_SHM_DIR (default /dev/shm).\n"
+    "gone (the next process that deletes a file under the root also does, once), the shared-state\n"
+    "objects such processes kept for reuse in $TERN_SHM_DIR (default /dev/shm), and there the\n"
+    "shared state of files whose last open was in a killed process (processes under tern also\n"
+    "remove those, at most once a minute).\n"
     "Exit status: 0 success, 1 failure (not a tern file, damaged, or being compacted), 2 usage.\n";
 
 constexpr const char kStatUsage[] =
@@ -81,20 +84,21 @@ int SweepSpares(int argc, char** argv) {
     perror("tern gc: getcwd");
     return kExitFailure;
   }
-  // One sweep's line: "DIR: N <what> of processes that are gone removed"; false on failure.
+  // One sweep's line: "DIR: N <what> removed"; false on failure.
   auto report = [](const std::string& dir, const Result<uint64_t>& swept, const char* what) {
     if (!swept.ok()) {
       fprintf(stderr, "tern gc: %s: %s: %s\n", dir.c_str(), swept.status().context(), strerror(swept.status().err()));
       return false;
     }
-    printf("%s: %llu %s of processes that are gone removed\n", dir.c_str(), static_cast<unsigned long long>(*swept), what);
+    printf("%s: %llu %s removed\n", dir.c_str(), static_cast<unsigned long long>(*swept), what);
     return true;
   };
   // The shim's own lexical form of the root (lib/lexical_path.h), so that this is the directory it uses.
   std::string dir = BackingCache::SpareDirFor(NormalizePath(root), geteuid());
-  if (!report(dir, BackingCache::SweepOrphans(dir), "spare files")) return kExitFailure;
+  if (!report(dir, BackingCache::SweepOrphans(dir), "spare files of processes that are gone")) return kExitFailure;
   std::string shm_dir = SharedStateDir();
-  if (!report(shm_dir, SharedStateSpares::SweepOrphans(shm_dir), "spare shared-state objects")) return kExitFailure;
+  if (!report(shm_dir, SharedStateSpares::SweepOrphans(shm_dir), "spare shared-state objects of processes that are gone")) return kExitFailure;
+  if (!report(shm_dir, SharedState::SweepOrphans(shm_dir), "shared-state objects of files whose processes are gone")) return kExitFailure;
   return kExitOk;
 }
 

@@ -124,21 +124,15 @@ TEST_F(FileLogTest, AFragmentedFileReopensFromALargeCheckpoint) {
   auto stats = f->core().Compact();
   TERN_ASSERT_OK(stats);
   ASSERT_GT(stats->checkpoint_runs, 30000u);
-  // Closed for good (the background thread may hold the engine a moment longer), so that the
-  // next open loads the checkpoint.
-  auto close_and_settle = [](std::unique_ptr<File>& file) {
-    std::weak_ptr<FileCore> core = file->core().shared_from_this();
-    file.reset();
-    while (!core.expired()) usleep(1000);
-  };
-  close_and_settle(f);
+  // Closed for good, so that the next open loads the checkpoint.
+  test::CloseAndSettle(std::move(f));
   {
     auto cold = File::Open(path_, O_RDWR);
     TERN_ASSERT_OK(cold);
     f = std::move(cold).value();
   }
   ExpectModel(*f, "cold reopen from the checkpoint");
-  close_and_settle(f);
+  test::CloseAndSettle(std::move(f));
   // While another process holds the file open, an open here attaches to the shared state and
   // loads its own table from the checkpoint.
   int ready[2], go[2];

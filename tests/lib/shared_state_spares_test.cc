@@ -21,6 +21,7 @@
 namespace tern {
 namespace {
 
+using test::CloseAndSettle;
 using test::Pattern;
 
 size_t SpareNames(const test::TempDir& dir) {
@@ -48,14 +49,6 @@ void ExpectNoStrayUsedBlocks(File& f) {
   auto reachable = f.core().BlocksReachable();
   TERN_ASSERT_OK(reachable);
   EXPECT_EQ(f.core().BlocksInUse(), *reachable);
-}
-
-// Closes f and waits until the engine's background thread has let go of the file too (it holds it
-// while growing the file ahead of writers): then the last close has run.
-void CloseAndSettle(std::unique_ptr<File> f) {
-  std::weak_ptr<FileCore> core = f->core().shared_from_this();
-  f.reset();
-  while (!core.expired()) usleep(1000);
 }
 
 class SharedStateSparesTest : public ::testing::Test {

@@ -1,0 +1,182 @@
+// The races of the shared-state orphan sweep (lib/shared_state_sweep.cc), each forced open with a
+// trace-build hook (label crash):
+//  - a first opener publishes a fresh object over the stale one after the sweeper locked the stale
+//    one: the sweep must leave the fresh object published;
+//  - an opener opened the object, its last mapper closed, and a sweep removed it before the opener
+//    locked it: the opener must notice and build a fresh one rather than use an unlinked object.
+// Either mistake leaves an open file whose shared state has no name, so the next process cannot
+// attach to it (or builds a second one): the tests check the name and a second process's open.
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lib/file.h"
+#include "lib/file_core.h"
+#include "lib/open_lock.h"
+#include "lib/shared_state.h"
+#include "lib/test_hooks.h"
+#include "tests/test_util.h"
+
+namespace tern {
+namespace {
+
+using test::Pattern;
+
+constexpr uint64_t kBytes = 5 * kBlockSize;
+
+size_t Published(const test::TempDir& dir) {
+  size_t n = 0;
+  for (const std::string& name : dir.ShmEntries()) n += name.starts_with(SharedState::kPublishedPrefix);
+  return n;
+}
+
+int WaitExit(pid_t pid) {
+  int status = 0;
+  if (pid <= 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
+  return WEXITSTATUS(status);
+}
+
+// A child writes `path` and dies with it open: its object stays published, with a free lock.
+void DieWithFileOpen(const std::string& path, uint64_t seed) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    auto f = File::Open(path, O_RDWR | O_CREAT, 0644);
+    std::vector<uint8_t> data = Pattern(seed, 0, kBytes);
+    _exit(f.ok() && (*f)->Pwrite(data.data(), data.size(), 0).ok() && (*f)->Fsync().ok() ? 0 : 1);
+  }
+  ASSERT_EQ(WaitExit(pid), 0);
+}
+
+bool Reads(File& f, uint64_t seed) {
+  std::vector<uint8_t> got(kBytes);
+  auto n = f.Pread(got.data(), got.size(), 0);
+  return n.ok() && *n == kBytes && got == Pattern(seed, 0, kBytes);
+}
+
+// A second process opens `path` and reads it: it attaches to the published object.
+int ChildReads(const std::string& path, uint64_t seed) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    auto f = File::Open(path, O_RDONLY);
+    _exit(!f.ok() ? 2 : Reads(**f, seed) ? 0 : 3);
+  }
+  return WaitExit(pid);
+}
+
+std::string g_path;
+std::unique_ptr<File> g_opened;
+void OpenFileOnce() {
+  if (g_opened != nullptr) return;
+  auto f = File::Open(g_path, O_RDWR);
+  if (f.ok()) g_opened = std::move(f).value();
+}
+
+TEST(StateSweepRaceTest, AnObjectPublishedWhileTheSweeperHeldTheStaleOneStaysPublished) {
+  test::TempDir dir;
+  g_path = dir.File("f");
+  DieWithFileOpen(g_path, 1);
+  ASSERT_EQ(Published(dir), 1u);
+
+  // Between the sweeper's lock on the stale object and its next step, a first open replaces it.
+  test_hooks::after_state_sweep_lock.callback.store(OpenFileOnce);
+  auto swept = SharedState::SweepOrphans(dir.shm_dir());
+  test_hooks::after_state_sweep_lock.callback.store(nullptr);
+  TERN_ASSERT_OK(swept);
+  ASSERT_NE(g_opened, nullptr) << "the hook ran and the open succeeded";
+  EXPECT_EQ(*swept, 0u) << "the stale object went with the publish; the fresh one is not an orphan";
+  EXPECT_EQ(Published(dir), 1u) << "the fresh object keeps its name";
+  EXPECT_EQ(dir.ShmEntries().size(), 1u) << "nothing left set aside";
+  EXPECT_EQ(ChildReads(g_path, 1), 0) << "a second process attaches to it";
+  EXPECT_TRUE(Reads(*g_opened, 1));
+  test::CloseAndSettle(std::move(g_opened));
+}
+
+// The attaching child tells the parent (pipe) when it has opened the object, and waits for the
+// parent's answer before it locks it.
+int g_to_parent = -1, g_from_parent = -1;
+void HandOverToParentOnce() {
+  static bool done = false;
+  if (done) return;
+  done = true;
+  char c = 'o';
+  if (write(g_to_parent, &c, 1) != 1 || read(g_from_parent, &c, 1) != 1) _exit(10);
+}
+
+TEST(StateSweepRaceTest, AnOpenerWhoseObjectWasSweptBeforeItLockedItBuildsAFreshOne) {
+  test::TempDir dir;
+  std::string path = dir.File("f");
+  int up[2], down[2];
+  ASSERT_EQ(pipe(up), 0);
+  ASSERT_EQ(pipe(down), 0);
+  // Forked before the parent opens the file, so that it inherits no mapping of the object.
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    g_to_parent = up[1];
+    g_from_parent = down[0];
+    char go;
+    if (read(g_from_parent, &go, 1) != 1) _exit(9);
+    test_hooks::after_state_attach_open.callback.store(HandOverToParentOnce);
+    auto f = File::Open(path, O_RDWR);  // the parent holds it: this one attaches
+    if (!f.ok()) _exit(2);
+    if (!Reads(**f, 2)) _exit(3);
+    auto reachable = (*f)->core().BlocksReachable();
+    if (!reachable.ok() || (*f)->core().BlocksInUse() != *reachable) _exit(4);
+    // Its object must be the published one, so that others can share it.
+    if (Published(dir) != 1) _exit(5);
+    pid_t grandchild = fork();
+    if (grandchild == 0) {
+      auto g = File::Open(path, O_RDONLY);
+      _exit(g.ok() && Reads(**g, 2) ? 0 : 1);
+    }
+    int code = WaitExit(grandchild) == 0 ? 0 : 6;
+    test::CloseAndSettle(std::move(*f));  // a last close: removes the name
+    _exit(code);
+  }
+  close(up[1]);
+  close(down[0]);
+  auto holder = File::Open(path, O_RDWR | O_CREAT, 0644);
+  TERN_ASSERT_OK(holder);
+  std::vector<uint8_t> data = Pattern(2, 0, kBytes);
+  TERN_ASSERT_OK((*holder)->Pwrite(data.data(), data.size(), 0));
+  TERN_ASSERT_OK((*holder)->Fsync());
+  char c = 'g';
+  ASSERT_EQ(write(down[1], &c, 1), 1);
+  ASSERT_EQ(read(up[0], &c, 1), 1) << "the child opened the object and waits";
+  // The holder closes: the child holds the file open, so this is not a last close and the object
+  // keeps its name, with no process mapping it; the sweep removes it.
+  std::string object;
+  for (const std::string& name : dir.ShmEntries()) {
+    if (name.starts_with(SharedState::kPublishedPrefix)) object = dir.shm_dir() + "/" + name;
+  }
+  int object_fd = open(object.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(object_fd, 0) << object;
+  holder->reset();
+  // Not CloseAndSettle: the child holds the file open. Wait until the close (perhaps on the
+  // background thread) has unmapped the object and dropped its lock.
+  for (int ms = 0; ms < 10000; ++ms) {
+    auto mapped = OpenedElsewhere(object_fd);
+    ASSERT_TRUE(mapped.ok());
+    if (!*mapped) break;
+    usleep(1000);
+  }
+  close(object_fd);
+  auto swept = SharedState::SweepOrphans(dir.shm_dir());
+  TERN_ASSERT_OK(swept);
+  EXPECT_EQ(*swept, 1u);
+  ASSERT_EQ(write(down[1], &c, 1), 1);
+  EXPECT_EQ(WaitExit(pid), 0) << "2: open failed, 3: bytes, 4: free-block count, 5: no name, 6: a second "
+                                 "process could not attach";
+  close(up[0]);
+  close(down[1]);
+  EXPECT_EQ(Published(dir), 0u) << "the child's last close removed its object";
+}
+
+}  // namespace
+}  // namespace tern
