@@ -67,7 +67,12 @@ void BackingCache::TrimLocked(std::list<Entry>& list, size_t max_entries, uint64
   }
 }
 
-void BackingCache::Put(dev_t dev, ino_t ino, std::unique_ptr<Backing> backing) {
+bool BackingCache::WouldKeep(const Backing& backing) const {
+  std::lock_guard lock(mu_);
+  return enabled_ && backing.writable() && backing.mapped_blocks() * kBlockSize <= kMaxBackingBytes;
+}
+
+void BackingCache::Put(dev_t dev, ino_t ino, std::unique_ptr<Backing> backing, std::unique_ptr<KeptTable> table) {
   Unlock(backing->fd());  // closed for everyone else now, exactly as a close(2) would make it
   struct stat st;
   // A file already deleted (by someone else, or renamed over) is of no use, and would hold its space.
@@ -86,7 +91,7 @@ void BackingCache::Put(dev_t dev, ino_t ino, std::unique_ptr<Backing> backing) {
           break;
         }
       }
-      closed_.push_front({dev, ino, std::move(backing), {}});
+      closed_.push_front({dev, ino, std::move(backing), {}, st.st_ctim, std::move(table)});
       TrimLocked(closed_, kMaxClosed, kMaxClosedBytes, &dropped);
     }
   }
@@ -112,6 +117,24 @@ std::unique_ptr<Backing> BackingCache::Take(dev_t dev, ino_t ino, uint64_t file_
   return nullptr;  // unusable: unmapped and closed here
 }
 
+std::unique_ptr<Backing> BackingCache::TakeUnchanged(const struct stat& st, std::unique_ptr<KeptTable>* table) {
+  std::lock_guard lock(mu_);
+  for (auto it = closed_.begin(); it != closed_.end(); ++it) {
+    if (it->dev != st.st_dev || it->ino != st.st_ino) continue;
+    if (it->ctime.tv_sec != st.st_ctim.tv_sec || it->ctime.tv_nsec != st.st_ctim.tv_nsec ||
+        it->backing->mapped_blocks() * kBlockSize > static_cast<uint64_t>(st.st_size)) {
+      return nullptr;
+    }
+    std::unique_ptr<Backing> found = std::move(it->backing);
+    *table = std::move(it->table);
+    closed_.erase(it);
+    ++adopted_;
+    ++adopted_unchanged_;
+    return found;
+  }
+  return nullptr;
+}
+
 bool BackingCache::Retire(const std::string& path) {
   std::string spare_dir;
   Entry entry;
@@ -134,6 +157,7 @@ bool BackingCache::Retire(const std::string& path) {
     closed_.erase(it);
     seq = next_spare_++;
   }
+  entry.table.reset();  // a spare becomes a new file with a log of its own
   SweepOrphansOnce();
   int fd = entry.backing->fd();
   // Exclusive open lock: nobody (no other process, no other engine of this one) has it open, and
@@ -312,7 +336,7 @@ void BackingCache::ForgetInChild() {
 
 BackingCache::Counts BackingCache::counts() const {
   std::lock_guard lock(mu_);
-  return {closed_.size(), spares_.size(), adopted_, retired_, placed_};
+  return {closed_.size(), spares_.size(), adopted_, retired_, placed_, adopted_unchanged_};
 }
 
 }  // namespace tern

@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "lib/backing.h"
+#include "lib/kept_table.h"
 
 namespace tern {
 
@@ -64,11 +65,21 @@ class BackingCache {
 
   // ~FileCore hands over the Backing of a closed file (open lock already released by the caller
   // or not: Put releases it). Kept when enabled, writable and small enough; else destroyed.
-  void Put(dev_t dev, ino_t ino, std::unique_ptr<Backing> backing);
+  // `table` (may be null) is kept with it for TakeUnchanged (kept_table.h).
+  void Put(dev_t dev, ino_t ino, std::unique_ptr<Backing> backing, std::unique_ptr<KeptTable> table = nullptr);
+  // True when Put would keep `backing` now (so the caller may prepare a table for it).
+  bool WouldKeep(const Backing& backing) const;
   // FileCore::Open: the kept Backing of this inode, or nullptr. Only one that the file is still
   // large enough for (nothing shrinks backing files today; this keeps a mapping from ever reaching
   // past the end) and writable when `writable`.
   std::unique_ptr<Backing> Take(dev_t dev, ino_t ino, uint64_t file_bytes, bool writable);
+  // Pool::OpenCore, before any open(2), with the path's stat: the kept Backing of that inode if
+  // the inode's ctime is the one it had when kept (no chmod, chown, link count change or write
+  // through the kernel since; tern's writers set the times at close, before Put) and the file still
+  // covers its mapping; else nullptr, and the entry stays for Take. The caller still checks
+  // access (faccessat), and the open checks the header under its lock, as for any open. The table
+  // kept with it, if any, goes to *table.
+  std::unique_ptr<Backing> TakeUnchanged(const struct stat& st, std::unique_ptr<KeptTable>* table);
 
   // unlink(path) for a tern file: when this process keeps its Backing and nobody has it open,
   // moves it aside as a spare and returns true (the name is gone, as unlink promises). False when
@@ -98,6 +109,7 @@ class BackingCache {
   // Counts for tests and `tern stat`-style reports.
   struct Counts {
     uint64_t closed, spares, adopted, retired, placed;
+    uint64_t adopted_unchanged = 0;  // of `adopted`: by TakeUnchanged, without an open(2)
   };
   Counts counts() const;
 
@@ -116,6 +128,8 @@ class BackingCache {
     ino_t ino;
     std::unique_ptr<Backing> backing;
     std::string spare_path;  // spares only
+    struct timespec ctime {};  // closed entries: the inode's ctime when kept
+    std::unique_ptr<KeptTable> table = nullptr;  // closed entries: what the closer knew of the log
   };
   // SweepOrphans of this process's spare directory, once per process.
   void SweepOrphansOnce();
@@ -132,7 +146,7 @@ class BackingCache {
   uint64_t next_spare_ = 0;     // guarded by mu_
   std::list<Entry> closed_;     // guarded by mu_; newest first
   std::list<Entry> spares_;     // guarded by mu_; newest first
-  uint64_t adopted_ = 0, retired_ = 0, placed_ = 0;  // guarded by mu_
+  uint64_t adopted_ = 0, retired_ = 0, placed_ = 0, adopted_unchanged_ = 0;  // guarded by mu_
   uint64_t unplaced_ = 0;  // guarded by mu_: new files made while no spare waited
 };
 

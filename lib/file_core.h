@@ -36,6 +36,7 @@
 #include "lib/commit.h"
 #include "lib/file.h"
 #include "lib/huge_buffer.h"
+#include "lib/kept_table.h"
 #include "lib/log_block_format.h"
 #include "lib/meta_block_format.h"
 #include "lib/shared_state.h"
@@ -57,6 +58,14 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // log, and attaches to (or, as the only opener, rebuilds) its shared state. Flags as File::Open;
   // O_TRUNC and O_APPEND are the caller's business. Errors as File::Open.
   static Result<std::shared_ptr<FileCore>> Open(const std::string& path, int flags, mode_t mode);
+  // Open with a Backing this process kept for the inode `st` describes (BackingCache::
+  // TakeUnchanged), instead of open(2): the caller checked that `path` named it and that this
+  // process may read and write it.
+  // `table`, when not null, is what this process knew of the file when it last closed it
+  // (kept_table.h); it is used if the file still has the same format nonce.
+  static Result<std::shared_ptr<FileCore>> OpenKept(const std::string& path, int flags,
+                                                    std::unique_ptr<Backing> kept, const struct stat& st,
+                                                    std::unique_ptr<KeptTable> table);
   ~FileCore() override;
   FileCore(const FileCore&) = delete;
   FileCore& operator=(const FileCore&) = delete;
@@ -150,6 +159,15 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   const uint8_t* Resolve(LogicalBlock block, uint32_t count) override;
 
  private:
+  // Open's steps once the backing file is open (`st` its fstat): lock, format or check, attach or
+  // rebuild the shared state, replay.
+  static Result<std::shared_ptr<FileCore>> OpenWith(const std::string& path, int flags,
+                                                    std::unique_ptr<Backing> backing, struct stat st,
+                                                    std::unique_ptr<KeptTable> table);
+  // At this process's last close: the table and log position to keep with the Backing.
+  std::unique_ptr<KeptTable> KeepTable();
+  // Starts from a kept table instead of the checkpoint. REQUIRES: nobody else uses this core yet.
+  void AdoptKeptTable(const KeptTable& kept);
   FileCore(std::string path, std::unique_ptr<Backing> backing) : path_(std::move(path)), backing_(std::move(backing)) {}
 
   // --- open & recovery (file_core_open.cc) ---

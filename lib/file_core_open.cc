@@ -52,6 +52,16 @@ Status ReadHeader(int fd, const struct stat& st, const std::string& path, pmem::
   return CheckHeader(*h, path);
 }
 
+// The header under the open lock: out of the mapping when the Backing was kept mapped (the same
+// bytes, without a system call), else read as above.
+Status ReadHeaderLocked(const Backing& backing, const struct stat& st, const std::string& path, pmem::MetaHeader* h) {
+  if (st.st_size >= kBlockSize && st.st_size % kBlockSize == 0 && backing.mapped_blocks() > 0) {
+    memcpy(h, backing.BlockAddress(LogicalBlock(0)), sizeof(*h));
+    return CheckHeader(*h, path);
+  }
+  return ReadHeader(backing.fd(), st, path, h);
+}
+
 }  // namespace
 
 Result<std::shared_ptr<FileCore>> FileCore::Open(const std::string& path, int flags, mode_t mode) {
@@ -94,10 +104,24 @@ Result<std::shared_ptr<FileCore>> FileCore::Open(const std::string& path, int fl
   }
   if (backing != nullptr) {
     close(fd);
-    fd = backing->fd();
   } else {
     backing = std::make_unique<Backing>(fd, writable, static_cast<uint32_t>(st.st_ino));
   }
+  return OpenWith(path, flags, std::move(backing), st, nullptr);
+}
+
+Result<std::shared_ptr<FileCore>> FileCore::OpenKept(const std::string& path, int flags,
+                                                     std::unique_ptr<Backing> kept, const struct stat& st,
+                                                     std::unique_ptr<KeptTable> table) {
+  return OpenWith(path, flags, std::move(kept), st, std::move(table));
+}
+
+Result<std::shared_ptr<FileCore>> FileCore::OpenWith(const std::string& path, int flags,
+                                                     std::unique_ptr<Backing> backing, struct stat st,
+                                                     std::unique_ptr<KeptTable> table) {
+  int access = flags & O_ACCMODE;
+  int fd = backing->fd();
+  pmem::MetaHeader header{};
   std::shared_ptr<FileCore> core(new FileCore(path, std::move(backing)));
   core->dev_ = st.st_dev;
   core->ino_ = st.st_ino;
@@ -122,8 +146,10 @@ Result<std::shared_ptr<FileCore>> FileCore::Open(const std::string& path, int fl
       TERN_TRY(core->Format(st));
       if (fstat(fd, &st) != 0) return Status::Error(errno, "fstat");
     }
-    TERN_TRY(ReadHeader(fd, st, path, &header));
+    TERN_TRY(ReadHeaderLocked(*core->backing_, st, path, &header));
     core->shared_name_ = SharedState::NameFor(st, header.nonce);
+    if (table != nullptr && table->nonce == header.nonce) core->AdoptKeptTable(*table);
+    table.reset();
     if (exclusive) {
       TERN_TRY(core->Recover(true, st));
       TERN_TRY(LockShared(fd));  // downgrade: others may come in now
@@ -153,6 +179,33 @@ Result<std::shared_ptr<FileCore>> FileCore::Open(const std::string& path, int fl
     return core;
   }
   return Status::Error(EAGAIN, "file kept changing while opening");
+}
+
+std::unique_ptr<KeptTable> FileCore::KeepTable() {
+  auto kept = std::make_unique<KeptTable>();
+  std::lock_guard lock(mu_);
+  kept->nonce = meta()->header.nonce;
+  kept->applied = applied_.load();
+  kept->size = table_.size();
+  for (const MapRun& r : table_.Runs()) kept->runs.push_back({r.vblock.value(), r.lblock.value(), r.count, 0});
+  kept->chain_first = chain_first_.load();
+  for (uint32_t k = kept->chain_first; k < chain_len_.load(); ++k) kept->chain.push_back(chain_.Get(k));
+  kept->ckpt_pos = ckpt_pos_.load();
+  kept->ckpt_block = ckpt_block_.load();
+  kept->ckpt_span = ckpt_span_.load();
+  return kept;
+}
+
+void FileCore::AdoptKeptTable(const KeptTable& kept) {
+  table_.Load(kept.runs.data(), static_cast<uint32_t>(kept.runs.size()), kept.size);
+  for (size_t i = 0; i < kept.chain.size(); ++i) chain_.Set(kept.chain_first + static_cast<uint32_t>(i), kept.chain[i]);
+  chain_first_.store(kept.chain_first);
+  chain_len_.store(kept.chain_first + static_cast<uint32_t>(kept.chain.size()), std::memory_order_release);
+  ckpt_pos_.store(kept.ckpt_pos);
+  ckpt_span_.store(kept.ckpt_span);
+  ckpt_block_.store(kept.ckpt_block);
+  applied_.store(kept.applied);
+  durable_.store(kept.applied);  // the close that kept it flushed the log up to there
 }
 
 Status FileCore::Format(const struct stat& st) {
@@ -279,13 +332,18 @@ Status FileCore::RebuildSharedState() {
 FileCore::~FileCore() {
   // The Pool's delayed announcement can no longer reach this file: make it now.
   if (announce_owed_.exchange(false)) AnnounceChange();
+  bool flushed = false;
   if (shared_ != nullptr && slot_ != kNoSlot && backing_->writable()) {
     // Deferred frees wait for durability; closing settles them. As an operation: this process may
     // lag behind GC's floor, and the log blocks it would replay from may be gone.
     OpGuard guard(this);
     Status st = guard.status().ok() ? FlushLog() : guard.status();
     if (!st.ok()) TERN_LOG_WARN("%s: at close: %s", path_.c_str(), st.context());
+    flushed = st.ok();
   }
+  // What this process knows of the log goes with the Backing, if that is kept (BackingCache).
+  std::unique_ptr<KeptTable> kept_table;
+  if (flushed && BackingCache::Default().WouldKeep(*backing_)) kept_table = KeepTable();
   bool opened = shared_ != nullptr;  // (Keep below may take shared_)
   if (opened) {
     {
@@ -303,7 +361,7 @@ FileCore::~FileCore() {
   alloc_.reset();
   shared_.reset();
   if (opened) {
-    BackingCache::Default().Put(dev_, ino_, std::move(backing_));  // drops the open lock; kept or closed
+    BackingCache::Default().Put(dev_, ino_, std::move(backing_), std::move(kept_table));  // drops the open lock; kept or closed
   } else {
     backing_.reset();  // closes the fd, which drops the open lock
   }

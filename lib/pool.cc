@@ -4,6 +4,7 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <new>
 #include <thread>
 
 #include "lib/backing_cache.h"
@@ -152,12 +153,19 @@ void Pool::ChildAfterFork() {
   pool.gc_queue_.clear();
   pool.delayed_.clear();
   pool.gc_thread_running_ = false;
+  // The parent's GC thread may have been waiting on the condition variable: the child's copy
+  // still counts that waiter, and glibc's signal then waits for it to wake — forever (a child's
+  // first write that schedules work hung). A fresh one; the old is not destroyed (that waits too).
+  new (&pool.gc_cv_) std::condition_variable();
   pool.gc_mu_.unlock();
 }
 
 Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int flags, mode_t mode) {
   bool want_write = (flags & O_ACCMODE) != O_RDONLY;
   bool exists = false;
+  std::unique_ptr<Backing> kept;
+  std::unique_ptr<KeptTable> kept_table;
+  struct stat kept_st {};
   // Fast path: the file is open here already. The kernel still checks permission and existence
   // flags for this open: stat follows the path as open would.
   if ((flags & O_EXCL) == 0) {
@@ -175,12 +183,19 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
       if (found != nullptr && (!want_write || found->writable()) && faccessat(AT_FDCWD, path.c_str(), access, AT_EACCESS) == 0) {
         return found;
       }
+      // Closed here last, its Backing kept and the inode unchanged since: no open(2) is needed.
+      // It was opened read-write (kept Backings are), which open would do now too if allowed.
+      if (found == nullptr) {
+        kept = BackingCache::Default().TakeUnchanged(st, &kept_table);
+        if (kept != nullptr && faccessat(AT_FDCWD, path.c_str(), R_OK | W_OK, AT_EACCESS) != 0) kept.reset();
+        kept_st = st;
+      }
     }
   }
   // A new file may take a spare backing file (BackingCache): it is then an existing empty tern
   // file, so the open no longer creates it, and O_EXCL has been honoured by the placement.
   if ((flags & O_CREAT) && !exists && BackingCache::Default().PlaceSpare(path, mode)) flags &= ~O_EXCL;
-  auto opened = FileCore::Open(path, flags, mode);
+  auto opened = kept != nullptr ? FileCore::OpenKept(path, flags, std::move(kept), kept_st, std::move(kept_table)) : FileCore::Open(path, flags, mode);
   // A file unlinked (or replaced) between FileCore::Open's open(2) and its lock: open again.
   for (int retry = 0; retry < kMaxStaleRetries && !opened.ok() && opened.status().err() == ESTALE; ++retry) {
     opened = FileCore::Open(path, flags, mode);

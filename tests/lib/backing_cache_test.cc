@@ -178,6 +178,54 @@ TEST_F(BackingCacheTest, AKeptBackingOfAFileRewrittenThroughTheKernelIsRefused) 
   close(fd);
 }
 
+// Reopening a file this process closed takes its kept backing without an open(2) while the inode
+// is as it was kept; after a chmod (a new ctime) the open goes through open(2) and still adopts it.
+TEST_F(BackingCacheTest, AnUnchangedFileIsReopenedFromItsKeptBackingWithoutOpen) {
+  WriteClosed("r", 8, 5 * kBlockSize);
+  uint64_t unchanged = BackingCache::Default().counts().adopted_unchanged;
+  {
+    auto f = File::Open(dir_.File("r"), O_RDWR);
+    TERN_ASSERT_OK(f);
+    auto got = test::ReadAll(**f);
+    TERN_ASSERT_OK(got);
+    EXPECT_EQ(*got, Pattern(8, 0, 5 * kBlockSize));
+    test::CloseAndSettle(std::move(*f));
+  }
+  EXPECT_EQ(BackingCache::Default().counts().adopted_unchanged, unchanged + 1);
+  ASSERT_EQ(chmod(dir_.File("r").c_str(), 0640), 0);
+  uint64_t adopted = Delta().adopted;
+  auto f = File::Open(dir_.File("r"), O_RDONLY);
+  TERN_ASSERT_OK(f);
+  EXPECT_EQ(BackingCache::Default().counts().adopted_unchanged, unchanged + 1) << "a changed inode is opened";
+  EXPECT_EQ(Delta().adopted, adopted + 1) << "and its kept backing still used";
+  auto got = test::ReadAll(**f);
+  TERN_ASSERT_OK(got);
+  EXPECT_EQ(*got, Pattern(8, 0, 5 * kBlockSize));
+}
+
+// Taking a kept backing without open(2) still checks that this process may open the file now.
+TEST_F(BackingCacheTest, AKeptBackingIsNotTakenByAUserWhoMayNotOpenTheFile) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root: the test switches to another user with seteuid";
+  {
+    auto f = File::Open(dir_.File("private"), O_RDWR | O_CREAT, 0600);
+    TERN_ASSERT_OK(f);
+    std::vector<uint8_t> data = Pattern(9, 0, 8192);
+    TERN_ASSERT_OK((*f)->Pwrite(data.data(), data.size(), 0));
+    test::CloseAndSettle(std::move(*f));
+  }
+  ASSERT_EQ(BackingCache::Default().counts().closed, 1u);
+  ASSERT_EQ(chmod(dir_.path().c_str(), 0755), 0);  // the directory is searchable for others
+  ASSERT_EQ(seteuid(65534), 0);
+  auto denied = File::Open(dir_.File("private"), O_RDONLY);
+  ASSERT_EQ(seteuid(0), 0);
+  TERN_EXPECT_ERRNO(denied, EACCES);
+  auto f = File::Open(dir_.File("private"), O_RDONLY);
+  TERN_ASSERT_OK(f);
+  auto got = test::ReadAll(**f);
+  TERN_ASSERT_OK(got);
+  EXPECT_EQ(*got, Pattern(9, 0, 8192));
+}
+
 // A name that exists is never replaced: O_CREAT opens it, O_EXCL fails, and the spare stays.
 TEST_F(BackingCacheTest, AnExistingNameIsNeverReplaced) {
   WriteClosed("gone", 1, 8192);
