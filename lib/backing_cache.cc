@@ -269,28 +269,33 @@ std::string BackingCache::SpareDirFor(const std::string& root, uid_t uid) {
   return root.substr(0, slash) + "/.tern-spares-" + std::to_string(uid);
 }
 
-Result<uint64_t> UnlinkUnlockedFiles(const std::string& dir_path, bool (*wanted)(std::string_view name)) {
+Result<uint64_t> RemoveUnlockedFiles(const std::string& dir_path, bool (*wanted)(std::string_view name),
+                                     const std::function<bool(const std::string& path, int fd, const struct stat& st)>& remove) {
   DIR* dir = opendir(dir_path.c_str());
   if (dir == nullptr) {
     if (errno == ENOENT) return uint64_t{0};
-    return Status::Error(errno, "open the spare directory");
+    return Status::Error(errno, "open the directory to sweep");
   }
-  uint64_t swept = 0;
+  uint64_t removed = 0;
   while (struct dirent* e = readdir(dir)) {
     if (!wanted(e->d_name)) continue;
     std::string path = dir_path + "/" + e->d_name;
+    // Files of other users are theirs to sweep: opening them fails here.
     int fd = open(path.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) continue;
     struct stat st;
     auto free_lock = TryLockExclusive(fd);
-    if (free_lock.ok() && *free_lock && fstat(fd, &st) == 0 && PathNames(path, false, st.st_dev, st.st_ino) &&
-        unlink(path.c_str()) == 0) {
-      ++swept;
-    }
+    if (free_lock.ok() && *free_lock && fstat(fd, &st) == 0 && remove(path, fd, st)) ++removed;
     close(fd);
   }
   closedir(dir);
-  return swept;
+  return removed;
+}
+
+Result<uint64_t> UnlinkUnlockedFiles(const std::string& dir_path, bool (*wanted)(std::string_view name)) {
+  return RemoveUnlockedFiles(dir_path, wanted, [](const std::string& path, int, const struct stat& st) {
+    return PathNames(path, false, st.st_dev, st.st_ino) && unlink(path.c_str()) == 0;
+  });
 }
 
 Result<uint64_t> BackingCache::SweepOrphans(const std::string& spare_dir) {

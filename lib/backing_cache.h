@@ -29,6 +29,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -46,9 +47,13 @@ namespace tern {
 // path checks that they still agree.
 bool PathNames(const std::string& path, bool follow, dev_t dev, ino_t ino);
 
-// Unlinks the files in `dir` whose name `wanted` accepts and whose open lock (open_lock.h) is
-// free: a live process holds the lock of every spare it keeps, so these are a dead one's. Returns
-// how many; a missing directory is 0.
+// For each file in `dir` whose name `wanted` accepts and whose open lock (open_lock.h) is free —
+// taken here exclusively, on the descriptor `fd` that `remove` gets, until it returns — calls
+// remove(path, fd, fstat of fd); returns how many it returned true for. A missing directory is 0.
+Result<uint64_t> RemoveUnlockedFiles(const std::string& dir, bool (*wanted)(std::string_view name),
+                                     const std::function<bool(const std::string& path, int fd, const struct stat& st)>& remove);
+// RemoveUnlockedFiles that unlinks each such file: a live process holds the lock of every spare it
+// keeps, so these are a dead one's.
 Result<uint64_t> UnlinkUnlockedFiles(const std::string& dir, bool (*wanted)(std::string_view name));
 
 class BackingCache {

@@ -16,7 +16,6 @@
 //    published since, which needs the file's open lock exclusively, i.e. every mapper of the one set
 //    aside gone: then it is an orphan too and is unlinked.
 // An opener that finds the name missing during that window retries (file_core_open.cc).
-#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -27,6 +26,7 @@
 #include <string>
 #include <string_view>
 
+#include "lib/backing_cache.h"
 #include "lib/open_lock.h"
 #include "lib/shared_state.h"
 #include "lib/test_hooks.h"
@@ -37,11 +37,9 @@ namespace {
 
 bool SameInode(const struct stat& a, const struct stat& b) { return a.st_dev == b.st_dev && a.st_ino == b.st_ino; }
 
-// Unlinks the object at `path`, which this process has open as `fd` and locked exclusively.
-// Returns true if that object was unlinked.
-bool RemoveLockedObject(const std::string& dir, const std::string& path, int fd, bool published_name) {
-  struct stat locked;
-  if (fstat(fd, &locked) != 0) return false;
+// Unlinks the object at `path`, which this process has open and locked exclusively (`locked` is
+// its fstat). Returns true if that object was unlinked.
+bool RemoveLockedObject(const std::string& dir, const std::string& path, const struct stat& locked, bool published_name) {
   if (!published_name) return unlink(path.c_str()) == 0;  // a unique name nobody publishes to
   test_hooks::after_state_sweep_lock.Run();
   static std::atomic<uint32_t> counter{0};
@@ -62,32 +60,15 @@ bool RemoveLockedObject(const std::string& dir, const std::string& path, int fd,
 
 }  // namespace
 
-Result<uint64_t> SharedState::SweepOrphans(const std::string& dir_path) {
-  DIR* dir = opendir(dir_path.c_str());
-  if (dir == nullptr) {
-    if (errno == ENOENT) return uint64_t{0};
-    return Status::Error(errno, "open the shared-state directory");
-  }
-  uint64_t swept = 0;
-  while (struct dirent* e = readdir(dir)) {
-    std::string_view name = e->d_name;
-    bool published = name.starts_with(kPublishedPrefix);  // also a publisher's temporary name
-    if (!published && !name.starts_with(kAsidePrefix)) continue;
-    bool temporary = published && name.find(".tmp.") != std::string_view::npos;
-    std::string path = dir_path + "/" + e->d_name;
-    // Objects of other users' files are theirs to sweep: opening them fails here.
-    int fd = open(path.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) continue;
-    struct stat st;
-    auto unmapped = TryLockExclusive(fd);
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) == kObjectSize &&
-        unmapped.ok() && *unmapped && RemoveLockedObject(dir_path, path, fd, published && !temporary)) {
-      ++swept;
-    }
-    close(fd);
-  }
-  closedir(dir);
-  return swept;
+Result<uint64_t> SharedState::SweepOrphans(const std::string& dir) {
+  auto ours = [](std::string_view name) { return name.starts_with(kPublishedPrefix) || name.starts_with(kAsidePrefix); };
+  return RemoveUnlockedFiles(dir, ours, [&dir](const std::string& path, int, const struct stat& st) {
+    if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != kObjectSize) return false;  // not an object
+    std::string_view name = std::string_view(path).substr(dir.size() + 1);
+    // A publisher's temporary name (".tern.….tmp.PID.N") is unique, as an aside name is.
+    bool published = name.starts_with(kPublishedPrefix) && name.find(".tmp.") == std::string_view::npos;
+    return RemoveLockedObject(dir, path, st, published);
+  });
 }
 
 void SharedState::SweepOrphansIfDue(const std::string& dir, int interval_s) {
