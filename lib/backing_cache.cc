@@ -191,7 +191,7 @@ bool BackingCache::Retire(const std::string& path) {
   return true;
 }
 
-Status BackingCache::MakeEmpty(Entry& spare, const std::string& path, mode_t mode) {
+Status BackingCache::MakeEmpty(Entry& spare, const std::string& path, mode_t mode, struct stat* made) {
   int fd = spare.backing->fd();
   struct stat dir_st, st;
   if (stat(DirOf(path).c_str(), &dir_st) != 0) return Status::Error(errno, "stat directory");
@@ -209,24 +209,25 @@ Status BackingCache::MakeEmpty(Entry& spare, const std::string& path, mode_t mod
   TERN_TRY(FileCore::WriteEmptyMeta(fd, st));
   if (fdatasync(fd) != 0) return Status::Error(errno, "sync spare");
   if (futimens(fd, nullptr) != 0) return Status::Error(errno, "touch spare");
+  *made = st;  // device, inode and size; the open reads the rest under its lock
   return Status::Ok();
 }
 
-bool BackingCache::PlaceSpare(const std::string& path, mode_t mode) {
+std::unique_ptr<Backing> BackingCache::PlaceSpare(const std::string& path, mode_t mode, struct stat* st) {
   Entry spare;
   {
     std::lock_guard lock(mu_);
-    if (!enabled_ || path.starts_with(spare_dir_ + "/")) return false;
+    if (!enabled_ || path.starts_with(spare_dir_ + "/")) return nullptr;
     if (spares_.empty()) {
       ++unplaced_;
-      return false;
+      return nullptr;
     }
     spare = std::move(spares_.front());
     spares_.pop_front();
   }
   bool placed = false;
   bool keep = true;
-  Status made = MakeEmpty(spare, path, mode);
+  Status made = MakeEmpty(spare, path, mode, st);
   if (made.ok()) {
     if (renameat2(AT_FDCWD, spare.spare_path.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) == 0) {
       placed = true;
@@ -236,16 +237,17 @@ bool BackingCache::PlaceSpare(const std::string& path, mode_t mode) {
   } else if (made.err() != EXDEV) {
     TERN_LOG_DEBUG("%s: spare not used: %s", path.c_str(), made.context());
   }
-  if (placed) Unlock(spare.backing->fd());  // an ordinary empty tern file now: others may open it
-  std::lock_guard lock(mu_);
   if (placed) {
+    Unlock(spare.backing->fd());  // an ordinary empty tern file now: others may open it
+    std::lock_guard lock(mu_);
     ++placed_;
-    spare.spare_path.clear();
-    closed_.push_front(std::move(spare));
-  } else if (keep) {
+    return std::move(spare.backing);
+  }
+  if (keep) {
+    std::lock_guard lock(mu_);
     spares_.push_front(std::move(spare));
   }
-  return placed;
+  return nullptr;
 }
 
 void BackingCache::SweepOrphansOnce() {

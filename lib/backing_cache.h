@@ -17,7 +17,8 @@
 //    writes a fresh empty meta block into it (every old block becomes free space: nothing of the
 //    old file is reachable through the engine), gives it the new file's mode, group and times,
 //    and renames it to the new path without replacing anything there. The new file is then an
-//    ordinary empty tern file whose backing already has touched, mapped blocks.
+//    ordinary empty tern file whose backing already has touched, mapped blocks; the creating open
+//    uses that Backing as it is (no second open(2), which a mode like 0444 would refuse).
 // Spares this process leaves behind (exit, exec) are unlinked by DropSpares; those of a killed
 // process are swept by the next process that makes a spare (their open locks are free).
 //
@@ -91,9 +92,11 @@ class BackingCache {
   // it did nothing; the caller unlinks.
   bool Retire(const std::string& path);
   // Before an O_CREAT open of `path`: puts a spare there, reformatted empty, with `mode` as a
-  // created file's, if the name does not exist. True when it did (the open then finds an existing
-  // empty tern file); false when it did nothing (no spare, the name exists, another filesystem).
-  bool PlaceSpare(const std::string& path, mode_t mode);
+  // created file's, if the name does not exist, and returns its Backing (open read-write, as a
+  // create's open is whatever the mode; `*st` its stat) for FileCore::OpenKept: an ordinary empty
+  // tern file others may open too. nullptr when it did nothing (no spare, the name exists, another
+  // filesystem).
+  std::unique_ptr<Backing> PlaceSpare(const std::string& path, mode_t mode, struct stat* st);
 
   // Unlinks every spare and forgets every entry (exit and exec: nothing may outlive the process).
   void DropSpares();
@@ -138,7 +141,7 @@ class BackingCache {
   };
   // SweepOrphans of this process's spare directory, once per process.
   void SweepOrphansOnce();
-  Status MakeEmpty(Entry& spare, const std::string& path, mode_t mode);
+  Status MakeEmpty(Entry& spare, const std::string& path, mode_t mode, struct stat* made);
 
   // Moves the oldest entries of `list` past the bounds into *dropped. REQUIRES: mu_ held.
   static void TrimLocked(std::list<Entry>& list, size_t max_entries, uint64_t max_bytes, std::vector<Entry>* dropped);

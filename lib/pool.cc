@@ -193,8 +193,11 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
     }
   }
   // A new file may take a spare backing file (BackingCache): it is then an existing empty tern
-  // file, so the open no longer creates it, and O_EXCL has been honoured by the placement.
-  if ((flags & O_CREAT) && !exists && BackingCache::Default().PlaceSpare(path, mode)) flags &= ~O_EXCL;
+  // file whose Backing the open uses as it is (O_EXCL has been honoured by the placement).
+  if ((flags & O_CREAT) && !exists) {
+    kept = BackingCache::Default().PlaceSpare(path, mode, &kept_st);
+    if (kept != nullptr) flags &= ~O_EXCL;
+  }
   auto opened = kept != nullptr ? FileCore::OpenKept(path, flags, std::move(kept), kept_st, std::move(kept_table)) : FileCore::Open(path, flags, mode);
   // A file unlinked (or replaced) between FileCore::Open's open(2) and its lock: open again.
   for (int retry = 0; retry < kMaxStaleRetries && !opened.ok() && opened.status().err() == ESTALE; ++retry) {

@@ -226,6 +226,40 @@ TEST_F(BackingCacheTest, AKeptBackingIsNotTakenByAUserWhoMayNotOpenTheFile) {
   EXPECT_EQ(*got, Pattern(9, 0, 8192));
 }
 
+// A create may give the new file a mode that forbids writing (git writes its objects 0444); the
+// creating open still may write, as open(2) with O_CREAT allows. With a spare placed, the open
+// uses the spare's own descriptor instead of opening the path again (which that mode refuses).
+TEST_F(BackingCacheTest, ACreatorMayWriteAFileCreatedReadOnlyFromASpare) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root: the test switches to another user with seteuid (root may open anything)";
+  ASSERT_EQ(chmod(dir_.path().c_str(), 0777), 0);
+  ASSERT_EQ(chmod(dir_.shm_dir().c_str(), 0777), 0);
+  struct BackToRoot {
+    ~BackToRoot() { (void)seteuid(0); }
+  } back_to_root;
+  ASSERT_EQ(seteuid(65534), 0);
+  {
+    auto old = File::Open(dir_.File("old"), O_RDWR | O_CREAT, 0644);
+    TERN_ASSERT_OK(old);
+    std::vector<uint8_t> data = Pattern(11, 0, 3 * kBlockSize);
+    TERN_ASSERT_OK((*old)->Pwrite(data.data(), data.size(), 0));
+    test::CloseAndSettle(std::move(*old));
+  }
+  ASSERT_TRUE(BackingCache::Default().Retire(dir_.File("old")));
+  uint64_t placed = Delta().placed;
+  auto created = File::Open(dir_.File("readonly"), O_RDWR | O_CREAT | O_EXCL, 0444);
+  TERN_ASSERT_OK(created);
+  EXPECT_EQ(Delta().placed, placed + 1) << "the spare became the new file";
+  std::vector<uint8_t> data = Pattern(12, 0, 5000);
+  TERN_ASSERT_OK((*created)->Pwrite(data.data(), data.size(), 0));
+  auto got = test::ReadAll(**created);
+  TERN_ASSERT_OK(got);
+  EXPECT_EQ(*got, data);
+  struct stat st;
+  ASSERT_EQ(stat(dir_.File("readonly").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0444u);
+  EXPECT_EQ(st.st_uid, 65534u);
+}
+
 // A name that exists is never replaced: O_CREAT opens it, O_EXCL fails, and the spare stays.
 TEST_F(BackingCacheTest, AnExistingNameIsNeverReplaced) {
   WriteClosed("gone", 1, 8192);
