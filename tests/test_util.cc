@@ -242,4 +242,38 @@ void CloseAndSettle(std::unique_ptr<tern::File> f) {
   close(fd);
 }
 
+int WaitExitStatus(pid_t pid) {
+  int status = 0;
+  if (pid <= 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
+  return WEXITSTATUS(status);
+}
+
+size_t PublishedObjects(const TempDir& dir) {
+  size_t n = 0;
+  for (const std::string& name : dir.ShmEntries()) n += name.starts_with(SharedState::kPublishedPrefix);
+  return n;
+}
+
+int DieWithFileOpen(const std::string& path, uint64_t seed, size_t bytes) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    auto f = tern::File::Open(path, O_RDWR | O_CREAT, 0644);
+    std::vector<uint8_t> data = Pattern(seed, 0, bytes);
+    _exit(f.ok() && (*f)->Pwrite(data.data(), data.size(), 0).ok() && (*f)->Fsync().ok() ? 0 : 1);
+  }
+  return WaitExitStatus(pid);
+}
+
+int ChildReads(const std::string& path, uint64_t seed, size_t bytes) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    auto f = tern::File::Open(path, O_RDONLY);
+    if (!f.ok()) _exit(2);
+    std::vector<uint8_t> got(bytes);
+    auto n = (*f)->Pread(got.data(), got.size(), 0);
+    _exit(n.ok() && *n == bytes && got == Pattern(seed, 0, bytes) ? 0 : 3);
+  }
+  return WaitExitStatus(pid);
+}
+
 }  // namespace tern::test

@@ -90,6 +90,19 @@ int64_t FirstDifference(const uint8_t* a, const uint8_t* b, size_t len);
 // hold the file and close it a moment later. Then the file's open lock is free (no open anywhere).
 void CloseAndSettle(std::unique_ptr<tern::File> f);
 
+// Waits for child `pid`; its exit status, or -1 when it did not exit normally (or pid <= 0).
+int WaitExitStatus(pid_t pid);
+// Shared-state objects published in `dir`'s private shared-state directory (one per file open
+// somewhere, or left by processes killed while they had it open).
+size_t PublishedObjects(const TempDir& dir);
+// A child process writes `bytes` of pattern `seed` at offset 0 of `path` (created if missing),
+// fsyncs, and exits without closing, as a kill would leave it: the kernel drops its locks, nothing
+// else happens. Returns the child's exit status (0 when every step worked), -1 if it did not exit.
+int DieWithFileOpen(const std::string& path, uint64_t seed, size_t bytes);
+// A child process opens `path` read-only and checks that it holds `bytes` of pattern `seed`.
+// Returns its exit status: 0 when it does, 2 when the open failed, 3 when the bytes differ.
+int ChildReads(const std::string& path, uint64_t seed, size_t bytes);
+
 // What happened to a child process run by RunIsolated.
 struct ChildOutcome {
   bool exited = false;      // exited normally; `code` is valid

@@ -30,43 +30,10 @@ using test::Pattern;
 
 constexpr uint64_t kBytes = 5 * kBlockSize;
 
-size_t Published(const test::TempDir& dir) {
-  size_t n = 0;
-  for (const std::string& name : dir.ShmEntries()) n += name.starts_with(SharedState::kPublishedPrefix);
-  return n;
-}
-
-int WaitExit(pid_t pid) {
-  int status = 0;
-  if (pid <= 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
-  return WEXITSTATUS(status);
-}
-
-// A child writes `path` and dies with it open: its object stays published, with a free lock.
-void DieWithFileOpen(const std::string& path, uint64_t seed) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    auto f = File::Open(path, O_RDWR | O_CREAT, 0644);
-    std::vector<uint8_t> data = Pattern(seed, 0, kBytes);
-    _exit(f.ok() && (*f)->Pwrite(data.data(), data.size(), 0).ok() && (*f)->Fsync().ok() ? 0 : 1);
-  }
-  ASSERT_EQ(WaitExit(pid), 0);
-}
-
 bool Reads(File& f, uint64_t seed) {
   std::vector<uint8_t> got(kBytes);
   auto n = f.Pread(got.data(), got.size(), 0);
   return n.ok() && *n == kBytes && got == Pattern(seed, 0, kBytes);
-}
-
-// A second process opens `path` and reads it: it attaches to the published object.
-int ChildReads(const std::string& path, uint64_t seed) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    auto f = File::Open(path, O_RDONLY);
-    _exit(!f.ok() ? 2 : Reads(**f, seed) ? 0 : 3);
-  }
-  return WaitExit(pid);
 }
 
 std::string g_path;
@@ -80,8 +47,8 @@ void OpenFileOnce() {
 TEST(StateSweepRaceTest, AnObjectPublishedWhileTheSweeperHeldTheStaleOneStaysPublished) {
   test::TempDir dir;
   g_path = dir.File("f");
-  DieWithFileOpen(g_path, 1);
-  ASSERT_EQ(Published(dir), 1u);
+  ASSERT_EQ(test::DieWithFileOpen(g_path, 1, kBytes), 0);
+  ASSERT_EQ(test::PublishedObjects(dir), 1u);
 
   // Between the sweeper's lock on the stale object and its next step, a first open replaces it.
   test_hooks::after_state_sweep_lock.callback.store(OpenFileOnce);
@@ -90,9 +57,9 @@ TEST(StateSweepRaceTest, AnObjectPublishedWhileTheSweeperHeldTheStaleOneStaysPub
   TERN_ASSERT_OK(swept);
   ASSERT_NE(g_opened, nullptr) << "the hook ran and the open succeeded";
   EXPECT_EQ(*swept, 0u) << "the stale object went with the publish; the fresh one is not an orphan";
-  EXPECT_EQ(Published(dir), 1u) << "the fresh object keeps its name";
+  EXPECT_EQ(test::PublishedObjects(dir), 1u) << "the fresh object keeps its name";
   EXPECT_EQ(dir.ShmEntries().size(), 1u) << "nothing left set aside";
-  EXPECT_EQ(ChildReads(g_path, 1), 0) << "a second process attaches to it";
+  EXPECT_EQ(test::ChildReads(g_path, 1, kBytes), 0) << "a second process attaches to it";
   EXPECT_TRUE(Reads(*g_opened, 1));
   test::CloseAndSettle(std::move(g_opened));
 }
@@ -129,13 +96,8 @@ TEST(StateSweepRaceTest, AnOpenerWhoseObjectWasSweptBeforeItLockedItBuildsAFresh
     auto reachable = (*f)->core().BlocksReachable();
     if (!reachable.ok() || (*f)->core().BlocksInUse() != *reachable) _exit(4);
     // Its object must be the published one, so that others can share it.
-    if (Published(dir) != 1) _exit(5);
-    pid_t grandchild = fork();
-    if (grandchild == 0) {
-      auto g = File::Open(path, O_RDONLY);
-      _exit(g.ok() && Reads(**g, 2) ? 0 : 1);
-    }
-    int code = WaitExit(grandchild) == 0 ? 0 : 6;
+    if (test::PublishedObjects(dir) != 1) _exit(5);
+    int code = test::ChildReads(path, 2, kBytes) == 0 ? 0 : 6;
     test::CloseAndSettle(std::move(*f));  // a last close: removes the name
     _exit(code);
   }
@@ -171,11 +133,11 @@ TEST(StateSweepRaceTest, AnOpenerWhoseObjectWasSweptBeforeItLockedItBuildsAFresh
   TERN_ASSERT_OK(swept);
   EXPECT_EQ(*swept, 1u);
   ASSERT_EQ(write(down[1], &c, 1), 1);
-  EXPECT_EQ(WaitExit(pid), 0) << "2: open failed, 3: bytes, 4: free-block count, 5: no name, 6: a second "
+  EXPECT_EQ(test::WaitExitStatus(pid), 0) << "2: open failed, 3: bytes, 4: free-block count, 5: no name, 6: a second "
                                  "process could not attach";
   close(up[0]);
   close(down[1]);
-  EXPECT_EQ(Published(dir), 0u) << "the child's last close removed its object";
+  EXPECT_EQ(test::PublishedObjects(dir), 0u) << "the child's last close removed its object";
 }
 
 }  // namespace

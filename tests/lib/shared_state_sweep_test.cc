@@ -22,57 +22,23 @@ namespace {
 
 using test::Pattern;
 
-size_t NamesStartingWith(const test::TempDir& dir, const std::string& prefix) {
-  size_t n = 0;
-  for (const std::string& name : dir.ShmEntries()) n += name.starts_with(prefix);
-  return n;
-}
-size_t Published(const test::TempDir& dir) { return NamesStartingWith(dir, SharedState::kPublishedPrefix); }
-
 constexpr uint32_t kBlocks = 5;
+constexpr size_t kBytes = uint64_t{kBlocks} * kBlockSize;
 
-// A child process writes `path` and dies with it open, as a kill would leave it (no destructor,
-// no close: the kernel drops its locks, nothing else happens).
-void DieWithFileOpen(const std::string& path, uint64_t seed) {
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    auto f = File::Open(path, O_RDWR | O_CREAT, 0644);
-    std::vector<uint8_t> data = Pattern(seed, 0, uint64_t{kBlocks} * kBlockSize);
-    bool ok = f.ok() && (*f)->Pwrite(data.data(), data.size(), 0).ok() && (*f)->Fsync().ok();
-    _exit(ok ? 0 : 1);
-  }
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-}
 
 void ExpectContents(File& f, uint64_t seed) {
-  std::vector<uint8_t> got(uint64_t{kBlocks} * kBlockSize);
+  std::vector<uint8_t> got(kBytes);
   auto n = f.Pread(got.data(), got.size(), 0);
   TERN_ASSERT_OK(n);
   EXPECT_EQ(*n, got.size());
   EXPECT_TRUE(got == Pattern(seed, 0, got.size()));
 }
 
-// A child opens `path` (attaching to the published object: this process has it open) and reads it.
-bool ChildReads(const std::string& path, uint64_t seed) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    auto f = File::Open(path, O_RDONLY);
-    std::vector<uint8_t> got(uint64_t{kBlocks} * kBlockSize);
-    bool ok = f.ok() && (*f)->Pread(got.data(), got.size(), 0).ok() && got == Pattern(seed, 0, got.size());
-    _exit(ok ? 0 : 1);
-  }
-  int status = 0;
-  return pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-}
-
 TEST(SharedStateSweepTest, TheObjectOfAKilledLastOpenerIsRemovedAndTheFileOpensAgain) {
   test::TempDir dir;
-  DieWithFileOpen(dir.File("a"), 1);
-  DieWithFileOpen(dir.File("b"), 2);
-  ASSERT_EQ(Published(dir), 2u) << "the dead processes' objects stay published";
+  ASSERT_EQ(test::DieWithFileOpen(dir.File("a"), 1, kBytes), 0);
+  ASSERT_EQ(test::DieWithFileOpen(dir.File("b"), 2, kBytes), 0);
+  ASSERT_EQ(test::PublishedObjects(dir), 2u) << "the dead processes' objects stay published";
 
   auto swept = SharedState::SweepOrphans(dir.shm_dir());
   TERN_ASSERT_OK(swept);
@@ -89,21 +55,21 @@ TEST(SharedStateSweepTest, TheObjectOfAKilledLastOpenerIsRemovedAndTheFileOpensA
 
 TEST(SharedStateSweepTest, AnObjectThatSomeProcessMapsStays) {
   test::TempDir dir;
-  DieWithFileOpen(dir.File("a"), 3);
+  ASSERT_EQ(test::DieWithFileOpen(dir.File("a"), 3, kBytes), 0);
   auto a = File::Open(dir.File("a"), O_RDWR);  // replaces the dead opener's object with its own
   TERN_ASSERT_OK(a);
-  ASSERT_EQ(Published(dir), 1u);
+  ASSERT_EQ(test::PublishedObjects(dir), 1u);
 
   auto swept = SharedState::SweepOrphans(dir.shm_dir());
   TERN_ASSERT_OK(swept);
   EXPECT_EQ(*swept, 0u);
-  EXPECT_EQ(Published(dir), 1u);
-  EXPECT_TRUE(ChildReads(dir.File("a"), 3)) << "a second process still attaches to it";
-  std::vector<uint8_t> data = Pattern(4, 0, uint64_t{kBlocks} * kBlockSize);
+  EXPECT_EQ(test::PublishedObjects(dir), 1u);
+  EXPECT_EQ(test::ChildReads(dir.File("a"), 3, kBytes), 0) << "a second process still attaches to it";
+  std::vector<uint8_t> data = Pattern(4, 0, kBytes);
   TERN_ASSERT_OK((*a)->Pwrite(data.data(), data.size(), 0));
   ExpectContents(**a, 4);
   test::CloseAndSettle(std::move(*a));
-  EXPECT_EQ(Published(dir), 0u) << "the last close removes it as before";
+  EXPECT_EQ(test::PublishedObjects(dir), 0u) << "the last close removes it as before";
 }
 
 TEST(SharedStateSweepTest, NamesLeftHalfWayAreRemovedAndForeignFilesStay) {
@@ -147,14 +113,14 @@ TEST(SharedStateSweepTest, NamesLeftHalfWayAreRemovedAndForeignFilesStay) {
 
 TEST(SharedStateSweepTest, SweepIfDueSweepsAtMostOncePerInterval) {
   test::TempDir dir;
-  DieWithFileOpen(dir.File("a"), 5);
+  ASSERT_EQ(test::DieWithFileOpen(dir.File("a"), 5, kBytes), 0);
   SharedState::SweepOrphansIfDue(dir.shm_dir(), 3600);
-  EXPECT_EQ(Published(dir), 0u) << "the first sweep in a directory is due";
-  DieWithFileOpen(dir.File("b"), 6);
+  EXPECT_EQ(test::PublishedObjects(dir), 0u) << "the first sweep in a directory is due";
+  ASSERT_EQ(test::DieWithFileOpen(dir.File("b"), 6, kBytes), 0);
   SharedState::SweepOrphansIfDue(dir.shm_dir(), 3600);
-  EXPECT_EQ(Published(dir), 1u) << "swept a moment ago: not due";
+  EXPECT_EQ(test::PublishedObjects(dir), 1u) << "swept a moment ago: not due";
   SharedState::SweepOrphansIfDue(dir.shm_dir(), 0);
-  EXPECT_EQ(Published(dir), 0u);
+  EXPECT_EQ(test::PublishedObjects(dir), 0u);
   EXPECT_TRUE(dir.ShmEntries().empty());
   std::string marker = dir.shm_dir() + "/" + SharedState::kSweepMarkerPrefix + std::to_string(geteuid());
   EXPECT_EQ(access(marker.c_str(), F_OK), 0) << "one marker per user says when the last sweep ran";
