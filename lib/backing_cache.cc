@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <vector>
 
@@ -67,9 +68,17 @@ void BackingCache::TrimLocked(std::list<Entry>& list, size_t max_entries, uint64
   }
 }
 
+bool BackingCache::KeepableLocked(const Backing& backing) const {
+  return enabled_ && backing.writable() && backing.mapped_blocks() * kBlockSize <= kMaxBackingBytes;
+}
+
+std::list<BackingCache::Entry>::iterator BackingCache::FindClosedLocked(dev_t dev, ino_t ino) {
+  return std::find_if(closed_.begin(), closed_.end(), [&](const Entry& e) { return e.dev == dev && e.ino == ino; });
+}
+
 bool BackingCache::WouldKeep(const Backing& backing) const {
   std::lock_guard lock(mu_);
-  return enabled_ && backing.writable() && backing.mapped_blocks() * kBlockSize <= kMaxBackingBytes;
+  return KeepableLocked(backing);
 }
 
 void BackingCache::Put(dev_t dev, ino_t ino, std::unique_ptr<Backing> backing, std::unique_ptr<KeptTable> table) {
@@ -80,16 +89,13 @@ void BackingCache::Put(dev_t dev, ino_t ino, std::unique_ptr<Backing> backing, s
   std::vector<Entry> dropped;
   {
     std::lock_guard lock(mu_);
-    if (!enabled_ || !linked || !backing->writable() || backing->mapped_blocks() * kBlockSize > kMaxBackingBytes) {
+    if (!linked || !KeepableLocked(*backing)) {
       dropped.push_back({dev, ino, std::move(backing), {}});
     } else {
       // Two engines of one inode (a read-only one, then a writable one) close one after the other.
-      for (auto it = closed_.begin(); it != closed_.end(); ++it) {
-        if (it->dev == dev && it->ino == ino) {
-          dropped.push_back(std::move(*it));
-          closed_.erase(it);
-          break;
-        }
+      if (auto it = FindClosedLocked(dev, ino); it != closed_.end()) {
+        dropped.push_back(std::move(*it));
+        closed_.erase(it);
       }
       closed_.push_front({dev, ino, std::move(backing), {}, st.st_ctim, std::move(table)});
       TrimLocked(closed_, kMaxClosed, kMaxClosedBytes, &dropped);
@@ -102,13 +108,10 @@ std::unique_ptr<Backing> BackingCache::Take(dev_t dev, ino_t ino, uint64_t file_
   std::unique_ptr<Backing> found;
   {
     std::lock_guard lock(mu_);
-    for (auto it = closed_.begin(); it != closed_.end(); ++it) {
-      if (it->dev != dev || it->ino != ino) continue;
-      found = std::move(it->backing);
-      closed_.erase(it);
-      break;
-    }
-    if (found == nullptr) return nullptr;
+    auto it = FindClosedLocked(dev, ino);
+    if (it == closed_.end()) return nullptr;
+    found = std::move(it->backing);
+    closed_.erase(it);
     if (found->writable() == writable && found->mapped_blocks() * kBlockSize <= file_bytes) {
       ++adopted_;
       return found;
@@ -119,20 +122,17 @@ std::unique_ptr<Backing> BackingCache::Take(dev_t dev, ino_t ino, uint64_t file_
 
 std::unique_ptr<Backing> BackingCache::TakeUnchanged(const struct stat& st, std::unique_ptr<KeptTable>* table) {
   std::lock_guard lock(mu_);
-  for (auto it = closed_.begin(); it != closed_.end(); ++it) {
-    if (it->dev != st.st_dev || it->ino != st.st_ino) continue;
-    if (it->ctime.tv_sec != st.st_ctim.tv_sec || it->ctime.tv_nsec != st.st_ctim.tv_nsec ||
-        it->backing->mapped_blocks() * kBlockSize > static_cast<uint64_t>(st.st_size)) {
-      return nullptr;
-    }
-    std::unique_ptr<Backing> found = std::move(it->backing);
-    *table = std::move(it->table);
-    closed_.erase(it);
-    ++adopted_;
-    ++adopted_unchanged_;
-    return found;
+  auto it = FindClosedLocked(st.st_dev, st.st_ino);
+  if (it == closed_.end() || it->ctime.tv_sec != st.st_ctim.tv_sec || it->ctime.tv_nsec != st.st_ctim.tv_nsec ||
+      it->backing->mapped_blocks() * kBlockSize > static_cast<uint64_t>(st.st_size)) {
+    return nullptr;
   }
-  return nullptr;
+  std::unique_ptr<Backing> found = std::move(it->backing);
+  *table = std::move(it->table);
+  closed_.erase(it);
+  ++adopted_;
+  ++adopted_unchanged_;
+  return found;
 }
 
 bool BackingCache::Retire(const std::string& path) {
@@ -150,8 +150,7 @@ bool BackingCache::Retire(const std::string& path) {
   }
   {
     std::lock_guard lock(mu_);
-    auto it = closed_.begin();
-    while (it != closed_.end() && !(it->dev == st.st_dev && it->ino == st.st_ino)) ++it;
+    auto it = FindClosedLocked(st.st_dev, st.st_ino);
     if (it == closed_.end()) return false;
     entry = std::move(*it);
     closed_.erase(it);

@@ -93,7 +93,7 @@ class BackingCache {
   bool Retire(const std::string& path);
   // Before an O_CREAT open of `path`: puts a spare there, reformatted empty, with `mode` as a
   // created file's, if the name does not exist, and returns its Backing (open read-write, as a
-  // create's open is whatever the mode; `*st` its stat) for FileCore::OpenKept: an ordinary empty
+  // create's open is whatever the mode; `*st` its stat) for FileCore::OpenWith: an ordinary empty
   // tern file others may open too. nullptr when it did nothing (no spare, the name exists, another
   // filesystem).
   std::unique_ptr<Backing> PlaceSpare(const std::string& path, mode_t mode, struct stat* st);
@@ -141,6 +141,10 @@ class BackingCache {
   };
   // SweepOrphans of this process's spare directory, once per process.
   void SweepOrphansOnce();
+  // Whether Put keeps a closed file's Backing (enabled, writable, small enough). REQUIRES: mu_ held.
+  bool KeepableLocked(const Backing& backing) const;
+  // The closed entry of the inode, or closed_.end(). REQUIRES: mu_ held.
+  std::list<Entry>::iterator FindClosedLocked(dev_t dev, ino_t ino);
   Status MakeEmpty(Entry& spare, const std::string& path, mode_t mode, struct stat* made);
 
   // Moves the oldest entries of `list` past the bounds into *dropped. REQUIRES: mu_ held.

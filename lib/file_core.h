@@ -58,13 +58,14 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // log, and attaches to (or, as the only opener, rebuilds) its shared state. Flags as File::Open;
   // O_TRUNC and O_APPEND are the caller's business. Errors as File::Open.
   static Result<std::shared_ptr<FileCore>> Open(const std::string& path, int flags, mode_t mode);
-  // Open with a Backing this process kept for the inode `st` describes (BackingCache::
-  // TakeUnchanged), instead of open(2): the caller checked that `path` named it and that this
-  // process may read and write it.
-  // `table`, when not null, is what this process knew of the file when it last closed it
-  // (kept_table.h); it is used if the file still has the same format nonce.
-  static Result<std::shared_ptr<FileCore>> OpenKept(const std::string& path, int flags,
-                                                    std::unique_ptr<Backing> kept, const struct stat& st,
+  // Open's steps once the backing file is open, as `backing` (`st` its stat): lock, format or
+  // check, attach or rebuild the shared state, replay. Pool::OpenCore calls it directly with a
+  // Backing this process kept (BackingCache::TakeUnchanged) or a spare it placed at `path`
+  // (BackingCache::PlaceSpare), having checked that `path` names it and that this process may
+  // read and write it. `table`, when not null, is what this process knew of the file at its last
+  // close (kept_table.h); it is used if the file still has the same format nonce.
+  static Result<std::shared_ptr<FileCore>> OpenWith(const std::string& path, int flags,
+                                                    std::unique_ptr<Backing> backing, struct stat st,
                                                     std::unique_ptr<KeptTable> table);
   ~FileCore() override;
   FileCore(const FileCore&) = delete;
@@ -159,11 +160,6 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   const uint8_t* Resolve(LogicalBlock block, uint32_t count) override;
 
  private:
-  // Open's steps once the backing file is open (`st` its fstat): lock, format or check, attach or
-  // rebuild the shared state, replay.
-  static Result<std::shared_ptr<FileCore>> OpenWith(const std::string& path, int flags,
-                                                    std::unique_ptr<Backing> backing, struct stat st,
-                                                    std::unique_ptr<KeptTable> table);
   // At this process's last close: the table and log position to keep with the Backing.
   std::unique_ptr<KeptTable> KeepTable();
   // Starts from a kept table instead of the checkpoint. REQUIRES: nobody else uses this core yet.

@@ -110,12 +110,6 @@ Result<std::shared_ptr<FileCore>> FileCore::Open(const std::string& path, int fl
   return OpenWith(path, flags, std::move(backing), st, nullptr);
 }
 
-Result<std::shared_ptr<FileCore>> FileCore::OpenKept(const std::string& path, int flags,
-                                                     std::unique_ptr<Backing> kept, const struct stat& st,
-                                                     std::unique_ptr<KeptTable> table) {
-  return OpenWith(path, flags, std::move(kept), st, std::move(table));
-}
-
 Result<std::shared_ptr<FileCore>> FileCore::OpenWith(const std::string& path, int flags,
                                                      std::unique_ptr<Backing> backing, struct stat st,
                                                      std::unique_ptr<KeptTable> table) {

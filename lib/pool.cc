@@ -198,7 +198,7 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
     kept = BackingCache::Default().PlaceSpare(path, mode, &kept_st);
     if (kept != nullptr) flags &= ~O_EXCL;
   }
-  auto opened = kept != nullptr ? FileCore::OpenKept(path, flags, std::move(kept), kept_st, std::move(kept_table)) : FileCore::Open(path, flags, mode);
+  auto opened = kept != nullptr ? FileCore::OpenWith(path, flags, std::move(kept), kept_st, std::move(kept_table)) : FileCore::Open(path, flags, mode);
   // A file unlinked (or replaced) between FileCore::Open's open(2) and its lock: open again.
   for (int retry = 0; retry < kMaxStaleRetries && !opened.ok() && opened.status().err() == ESTALE; ++retry) {
     opened = FileCore::Open(path, flags, mode);

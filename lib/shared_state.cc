@@ -70,12 +70,16 @@ Result<std::unique_ptr<SharedState>> SharedState::CreateUnpublished(const struct
   auto state = std::make_unique<SharedState>(fd, *base);
   TERN_TRY(LockShared(fd));  // before it has a name: no sweep can take it for an orphan
   TERN_TRY(state->TakeOwnerAndMode(like));
-  SharedHeader* h = state->header();
+  state->InitHeader(num_blocks);
+  return state;
+}
+
+void SharedState::InitHeader(uint64_t num_blocks) {
+  SharedHeader* h = header();
   h->magic = kSharedMagic;
   h->version = kSharedVersion;
   h->num_blocks.store(num_blocks);
   h->alloc_hint.store(0);
-  return state;
 }
 
 Status SharedState::Publish(const std::string& path) {
@@ -165,10 +169,7 @@ Status SharedState::ResetFor(const struct stat& like, uint64_t num_blocks) {
   memset(base + kOwnersOffset, 0, used_blocks * sizeof(BlockOwner));
   memset(base, 0, kBlockSize);
   resident_blocks_ = std::max(resident_blocks_, used_blocks);
-  h->magic = kSharedMagic;
-  h->version = kSharedVersion;
-  h->num_blocks.store(num_blocks);
-  h->alloc_hint.store(0);
+  InitHeader(num_blocks);
   return Status::Ok();
 }
 

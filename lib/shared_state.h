@@ -187,6 +187,8 @@ class SharedState {
  private:
   // Gives the object the owner and mode of the data file `like` (skipped when it has them).
   Status TakeOwnerAndMode(const struct stat& like);
+  // The header of a fresh object for a file of `num_blocks` blocks (the rest of it zero).
+  void InitHeader(uint64_t num_blocks);
 
   int fd_;
   void* base_;
