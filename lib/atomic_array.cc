@@ -12,10 +12,36 @@ AtomicU32Array::~AtomicU32Array() {
     if (mid == nullptr) continue;
     for (auto& c : mid->chunks) {
       Chunk* chunk = c.load(std::memory_order_relaxed);
-      if (!InSlab(chunk)) delete chunk;
+      if (chunk != PendingChunk() && !InSlab(chunk)) delete chunk;
     }
     delete mid;
   }
+}
+
+AtomicU32Array::Chunk* AtomicU32Array::PendingChunk() {
+  static Chunk* const pending = [] {
+    auto* chunk = new Chunk();
+    for (auto& cell : chunk->v) cell.store(kPending, std::memory_order_relaxed);
+    return chunk;
+  }();
+  return pending;
+}
+
+std::atomic<AtomicU32Array::Chunk*>& AtomicU32Array::SlotOf(uint32_t chunk) {
+  std::atomic<Mid*>& top = top_[chunk >> kMidBits];
+  Mid* mid = top.load(std::memory_order_acquire);
+  if (mid == nullptr) {
+    mid = new Mid();
+    top.store(mid, std::memory_order_release);
+  }
+  return mid->chunks[chunk & (kMidSize - 1)];
+}
+
+void AtomicU32Array::MarkPending(uint32_t chunk) {
+  std::atomic<Chunk*>& slot = SlotOf(chunk);
+  Chunk* old = slot.load(std::memory_order_relaxed);
+  slot.store(PendingChunk(), std::memory_order_release);
+  if (old != nullptr && old != PendingChunk() && !InSlab(old)) delete old;
 }
 
 AtomicU32Array::Chunk* AtomicU32Array::NewChunk() {
@@ -81,14 +107,10 @@ void AtomicU32Array::FillRun(uint32_t begin, uint32_t count, uint32_t first, Fil
 }
 
 std::atomic<uint32_t>* AtomicU32Array::CellFor(uint32_t index, uint32_t value) {
-  std::atomic<Mid*>& top = top_[index >> (kChunkBits + kMidBits)];
-  Mid* mid = top.load(std::memory_order_acquire);
-  if (mid == nullptr) {
-    if (value == 0) return nullptr;  // nothing mapped there: nothing to clear
-    mid = new Mid();
-    top.store(mid, std::memory_order_release);
+  if (value == 0 && top_[index >> (kChunkBits + kMidBits)].load(std::memory_order_acquire) == nullptr) {
+    return nullptr;  // nothing mapped there: nothing to clear
   }
-  std::atomic<Chunk*>& slot = mid->chunks[(index >> kChunkBits) & (kMidSize - 1)];
+  std::atomic<Chunk*>& slot = SlotOf(index >> kChunkBits);
   Chunk* chunk = slot.load(std::memory_order_acquire);
   if (chunk == nullptr) {
     if (value == 0) return nullptr;

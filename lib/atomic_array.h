@@ -6,9 +6,13 @@
 // transparent huge pages: an opener loading a large file's mapping then pays one fault per 2 MiB
 // instead of ~5 µs per fresh 4 KiB page, for at most one partly used slab of memory.
 //
+// A chunk may also be *pending*: its values live elsewhere (a checkpoint not yet loaded, see
+// BlockTable) and every Get there returns kPending until the owner publishes the chunk's values.
+//
 // Thread-safety: Get is lock-free and may run concurrently with Set. Set of an index whose nodes
 // do not exist yet must be serialised by the caller (tern sets only under FileCore's replay mutex,
-// or from one thread); Set of existing nodes is lock-free.
+// or from one thread); Set of existing nodes is lock-free. The pending-chunk calls are serialised
+// like Set of new nodes.
 #pragma once
 
 #include <atomic>
@@ -24,6 +28,9 @@ class AtomicU32Array {
   static constexpr uint32_t kChunkBits = 12;
   static constexpr uint32_t kMidBits = 8;
   static constexpr uint32_t kTopSize = 256;
+  static constexpr uint32_t kChunkSize = 1u << kChunkBits;
+  // What Get returns inside a pending chunk (never a stored value: callers store block numbers).
+  static constexpr uint32_t kPending = UINT32_MAX;
 
   AtomicU32Array() = default;
   AtomicU32Array(const AtomicU32Array&) = delete;
@@ -56,11 +63,29 @@ class AtomicU32Array {
   };
   void FillRun(uint32_t begin, uint32_t count, uint32_t first, FillCursor& cursor);
 
+  // Pending chunks. `chunk` is an index >> kChunkBits. MarkPending REQUIRES: the chunk holds only
+  // 0 (it is dropped). Publish makes a pending chunk's values visible at once: `fill` gets the
+  // chunk's zeroed cells (cell 0 = index chunk << kChunkBits) before any reader can see them.
+  // With `empty` the chunk becomes all 0 instead and `fill` is not called.
+  void MarkPending(uint32_t chunk);
+  bool IsPending(uint32_t chunk) const { return ChunkAt(chunk) == PendingChunk(); }
+  template <typename Fill>
+  void Publish(uint32_t chunk, bool empty, Fill&& fill) {
+    std::atomic<Chunk*>& slot = SlotOf(chunk);
+    Chunk* fresh = nullptr;
+    if (!empty) {
+      fresh = NewChunk();
+      fill(fresh->v);
+    }
+    slot.store(fresh, std::memory_order_release);
+  }
+
   // Calls fn(index, value) for every non-zero value with index < end, in index order, skipping
-  // nodes never allocated (a sparse file costs what it maps, not its highest index).
+  // nodes never allocated (a sparse file costs what it maps, not its highest index), and
+  // pending(chunk) for each pending chunk instead of its cells.
   // REQUIRES: serialised with Set of new nodes.
-  template <typename Fn>
-  void ForEachNonZero(uint32_t end, Fn&& fn) const {
+  template <typename Fn, typename OnPending>
+  void ForEachNonZero(uint32_t end, Fn&& fn, OnPending&& pending) const {
     for (uint32_t t = 0; t < kTopSize; ++t) {
       Mid* mid = top_[t].load(std::memory_order_acquire);
       if (mid == nullptr) continue;
@@ -69,6 +94,10 @@ class AtomicU32Array {
         if (chunk == nullptr) continue;
         uint32_t base = (t << (kChunkBits + kMidBits)) | (m << kChunkBits);
         if (base >= end) return;
+        if (chunk == PendingChunk()) {
+          pending(base >> kChunkBits);
+          continue;
+        }
         for (uint32_t i = 0; i < kChunkSize && base + i < end; ++i) {
           uint32_t v = chunk->v[i].load(std::memory_order_acquire);
           if (v != 0) fn(base + i, v);
@@ -87,7 +116,6 @@ class AtomicU32Array {
   // The cell of index, allocating its nodes unless value is 0 (then nullptr where none exist).
   std::atomic<uint32_t>* CellFor(uint32_t index, uint32_t value);
 
-  static constexpr uint32_t kChunkSize = 1u << kChunkBits;
   static constexpr uint32_t kMidSize = 1u << kMidBits;
   struct Chunk {
     std::atomic<uint32_t> v[kChunkSize];
@@ -97,6 +125,14 @@ class AtomicU32Array {
   };
   static constexpr uint32_t kSlabChunks = HugeBuffer::kHugePage / sizeof(Chunk);
 
+  // The shared stand-in of every pending chunk: all kPending, never written after it is made.
+  static Chunk* PendingChunk();
+  Chunk* ChunkAt(uint32_t chunk) const {
+    Mid* mid = top_[chunk >> kMidBits].load(std::memory_order_acquire);
+    return mid == nullptr ? nullptr : mid->chunks[chunk & (kMidSize - 1)].load(std::memory_order_acquire);
+  }
+  // The slot of `chunk`, allocating its middle node. REQUIRES: as Set of new nodes.
+  std::atomic<Chunk*>& SlotOf(uint32_t chunk);
   // A zeroed chunk: from the heap for the first kHeapChunks, then carved from the newest slab (or
   // from the heap again when no slab can be mapped).
   Chunk* NewChunk();

@@ -9,7 +9,14 @@ void BlockTable::SetRun(uint32_t v, uint32_t count, uint32_t l) {
   // stores, no locked instructions (this runs for every block of every commit and of every load).
   // Stores only what changes: readers of other threads load these lines on every operation, and
   // a store, even of the same value, takes the line away from them.
-  int64_t delta = map_.StoreRun(v, count, l);
+  int64_t delta;
+  if (pending_chunks_.load(std::memory_order_acquire) == 0) {
+    delta = map_.StoreRun(v, count, l);
+  } else {
+    std::lock_guard lock(copy_mu_);
+    CopyInRangeLocked(v, count);
+    delta = map_.StoreRun(v, count, l);
+  }
   if (delta != 0) {
     mapped_count_.store(static_cast<uint64_t>(static_cast<int64_t>(mapped_count_.load(std::memory_order_relaxed)) + delta),
                         std::memory_order_relaxed);
@@ -72,6 +79,72 @@ void BlockTable::Load(const pmem::ExtRun* runs, uint32_t nruns, uint64_t size) {
   clear_to(std::max(old_end, v));
   mapped_end_ = end;
   size_.store(size);
+}
+
+void BlockTable::LoadLazy(std::shared_ptr<const CheckpointRuns> ckpt, uint64_t mapped, uint64_t size) {
+  std::lock_guard lock(copy_mu_);
+  const pmem::ExtRun* runs = ckpt->runs;
+  uint32_t nruns = ckpt->nruns;
+  // Every chunk some run touches is pending; the others stay unallocated holes.
+  constexpr uint32_t kBits = AtomicU32Array::kChunkBits;
+  uint32_t pending = 0;
+  int64_t last_marked = -1;
+  for (uint32_t i = 0; i < nruns;) {
+    const pmem::ExtRun& r = runs[i];
+    auto hi = static_cast<uint32_t>((uint64_t{r.vblock} + r.nblocks - 1) >> kBits);
+    for (int64_t c = std::max<int64_t>(r.vblock >> kBits, last_marked + 1); c <= hi; ++c, ++pending) {
+      map_.MarkPending(static_cast<uint32_t>(c));
+    }
+    last_marked = std::max<int64_t>(last_marked, hi);
+    // The runs up to the end of the last marked chunk add nothing: skip them.
+    uint64_t next = static_cast<uint64_t>(last_marked + 1) << kBits;
+    i = static_cast<uint32_t>(std::partition_point(runs + i + 1, runs + nruns,
+                                                   [&](const pmem::ExtRun& x) { return uint64_t{x.vblock} + x.nblocks <= next; }) -
+                              runs);
+  }
+  mapped_end_ = nruns == 0 ? 0 : runs[nruns - 1].vblock + runs[nruns - 1].nblocks;
+  mapped_count_.store(mapped, std::memory_order_relaxed);
+  pending_runs_ = pending == 0 ? nullptr : std::move(ckpt);
+  pending_chunks_.store(pending, std::memory_order_release);
+  size_.store(size);
+}
+
+uint32_t BlockTable::CopyInAndGet(uint32_t vblock) const {
+  std::lock_guard lock(copy_mu_);
+  CopyInLocked(vblock >> AtomicU32Array::kChunkBits);
+  return map_.Get(vblock);
+}
+
+void BlockTable::CopyInRangeLocked(uint32_t v, uint32_t count) const {
+  if (count == 0) return;
+  uint32_t last = static_cast<uint32_t>((uint64_t{v} + count - 1) >> AtomicU32Array::kChunkBits);
+  for (uint32_t c = v >> AtomicU32Array::kChunkBits; c <= last; ++c) CopyInLocked(c);
+}
+
+void BlockTable::CopyInAll() const {
+  if (pending_chunks_.load(std::memory_order_acquire) == 0) return;
+  std::lock_guard lock(copy_mu_);
+  CopyInRangeLocked(0, mapped_end_);
+}
+
+void BlockTable::CopyInLocked(uint32_t chunk) const {
+  if (!map_.IsPending(chunk)) return;
+  const CheckpointRuns& ckpt = *pending_runs_;
+  bool empty = true;
+  ForEachRunIn(ckpt, chunk, [&](uint32_t, uint32_t, uint32_t) { empty = false; });
+  map_.Publish(chunk, empty, [&](std::atomic<uint32_t>* cells) {
+    const uint32_t base = chunk << AtomicU32Array::kChunkBits;
+    ForEachRunIn(ckpt, chunk, [&](uint32_t v, uint32_t l, uint32_t n) {
+      for (uint32_t k = 0; k < n; ++k) cells[v - base + k].store(l + k, std::memory_order_relaxed);
+    });
+  });
+  // The last chunk copied in lets the checkpoint's runs go.
+  if (pending_chunks_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_runs_.reset();
+}
+
+std::shared_ptr<const CheckpointRuns> BlockTable::PendingRuns() const {
+  std::lock_guard lock(copy_mu_);
+  return pending_runs_;
 }
 
 std::vector<MapRun> BlockTable::Runs() const {

@@ -20,15 +20,58 @@ constexpr std::array<uint32_t, 256> MakeTable() {
 
 constexpr std::array<uint32_t, 256> kTable = MakeTable();
 
+// Long inputs are summed as three interleaved streams of kStripe bytes (the crc32 instruction
+// has a latency of three cycles and a throughput of one: a single stream runs at a third of the
+// speed). The stripes' sums are joined by shifting a sum over kStripe zero bytes, which is linear
+// in the sum: kShift[k][b] is the shifted value of b << 8k.
+constexpr size_t kStripe = 4096;
+
+constexpr std::array<std::array<uint32_t, 256>, 4> MakeShift() {
+  std::array<uint32_t, 32> basis{};
+  for (uint32_t bit = 0; bit < 32; ++bit) {
+    uint32_t c = 1u << bit;
+    for (size_t n = 0; n < kStripe; ++n) c = kTable[c & 0xFF] ^ (c >> 8);
+    basis[bit] = c;
+  }
+  std::array<std::array<uint32_t, 256>, 4> shift{};
+  for (uint32_t k = 0; k < 4; ++k) {
+    for (uint32_t b = 0; b < 256; ++b) {
+      for (uint32_t bit = 0; bit < 8; ++bit) {
+        if ((b >> bit) & 1) shift[k][b] ^= basis[8 * k + bit];
+      }
+    }
+  }
+  return shift;
+}
+
+constexpr std::array<std::array<uint32_t, 256>, 4> kShift = MakeShift();
+
+uint32_t ShiftOverStripe(uint32_t c) {
+  return kShift[0][c & 0xFF] ^ kShift[1][(c >> 8) & 0xFF] ^ kShift[2][(c >> 16) & 0xFF] ^ kShift[3][c >> 24];
+}
+
 uint32_t TableCrc(const uint8_t* p, size_t len, uint32_t c) {
   for (size_t i = 0; i < len; ++i) c = kTable[(c ^ p[i]) & 0xFF] ^ (c >> 8);
   return c;
 }
 
-// SSE4.2's crc32 instruction computes the same polynomial 8 bytes at a time: ~40x the table, which
-// matters for checkpoints (megabytes, checked at every open).
+// SSE4.2's crc32 instruction computes the same polynomial 8 bytes at a time: ~40x the table (and
+// ~3x more with three streams), which matters for checkpoints (megabytes, checked at every open).
 __attribute__((target("sse4.2"))) uint32_t Crc32cSse42(const uint8_t* p, size_t len, uint32_t c) {
   uint64_t c64 = c;
+  for (; len >= 3 * kStripe; p += 3 * kStripe, len -= 3 * kStripe) {
+    uint64_t a = c64, b = 0, d = 0;
+    for (size_t i = 0; i < kStripe; i += 8) {
+      uint64_t w[3];
+      std::memcpy(&w[0], p + i, 8);
+      std::memcpy(&w[1], p + kStripe + i, 8);
+      std::memcpy(&w[2], p + 2 * kStripe + i, 8);
+      a = _mm_crc32_u64(a, w[0]);
+      b = _mm_crc32_u64(b, w[1]);
+      d = _mm_crc32_u64(d, w[2]);
+    }
+    c64 = ShiftOverStripe(ShiftOverStripe(static_cast<uint32_t>(a)) ^ static_cast<uint32_t>(b)) ^ static_cast<uint32_t>(d);
+  }
   for (; len >= 8; p += 8, len -= 8) {
     uint64_t word;
     std::memcpy(&word, p, sizeof(word));

@@ -132,6 +132,8 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   void AfterForkInChild();
   // Blocks in use according to the shared allocator, and blocks reachable from the log (tests: no leak).
   uint64_t BlocksInUse() const { return alloc_->CountUsed(); }
+  // Chunks of 4,096 blocks of this process's table still waiting in a checkpoint (block_table.h).
+  uint32_t PendingTableChunks() const { return table_.pending_chunks(); }
   // Blocks in use that the log does not reference, with their owners (debugging, tests).
   Result<std::vector<std::pair<uint32_t, uint16_t>>> UnreferencedInUse();
   Result<uint64_t> BlocksReachable();
@@ -197,6 +199,7 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   struct Checkpoint {
     pmem::CheckpointHeader header;
     const pmem::ExtRun* runs = nullptr;  // in the mapping, or in `copy`
+    uint64_t mapped = 0;                 // blocks the runs map
     BlockRun blocks;
     HugeBuffer copy;  // a large checkpoint's bytes, read through the kernel
   };

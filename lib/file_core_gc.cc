@@ -57,6 +57,35 @@ FileCore::OpGuard::~OpGuard() {
   if (cell_ != nullptr) cell_->ops[parity_].fetch_sub(1, std::memory_order_release);
 }
 
+namespace {
+
+// A checkpoint's runs are in vblock order, not overlapping, none empty or a hole, and inside both
+// the file's blocks and the largest file. Sums the blocks they map into *mapped. One pass without
+// a branch per run, which the compiler can vectorise: a fragmented 1 GiB file has ~250,000 runs,
+// checked at every open.
+bool RunsAreValid(const pmem::ExtRun* runs, uint32_t nruns, uint64_t file_blocks, uint64_t* mapped) {
+  const auto limit = static_cast<uint32_t>(std::min<uint64_t>(file_blocks, kMaxBlocks));
+  // Each term alone keeps the sums below from wrapping: all values stay below 2^29.
+  auto bad_run = [limit](const pmem::ExtRun& r, uint32_t prev_end) {
+    return static_cast<uint32_t>(r.reserved != 0) | static_cast<uint32_t>(r.nblocks - 1 >= kMaxBlocks) |
+           static_cast<uint32_t>(r.vblock > kMaxBlocks) | static_cast<uint32_t>(r.vblock + r.nblocks > kMaxBlocks) |
+           static_cast<uint32_t>(r.lblock - 1 >= limit) | static_cast<uint32_t>(r.nblocks > limit - r.lblock) |
+           static_cast<uint32_t>(r.vblock < prev_end);
+  };
+  *mapped = 0;
+  if (nruns == 0) return true;
+  uint32_t bad = bad_run(runs[0], 0);
+  uint64_t sum = runs[0].nblocks;
+  for (uint32_t i = 1; i < nruns; ++i) {
+    bad |= bad_run(runs[i], runs[i - 1].vblock + runs[i - 1].nblocks);
+    sum += runs[i].nblocks;
+  }
+  *mapped = sum;
+  return bad == 0;
+}
+
+}  // namespace
+
 Result<FileCore::Checkpoint> FileCore::ReadCheckpoint(LogicalBlock block) {
   Checkpoint ck;
   uint64_t nblocks = alloc_->num_blocks();
@@ -93,17 +122,15 @@ Result<FileCore::Checkpoint> FileCore::ReadCheckpoint(LogicalBlock block) {
   }
   // Runs are read in place (a fragmented 1 GiB file has ~250,000): no copy, one pass.
   ck.runs = reinterpret_cast<const pmem::ExtRun*>(p + sizeof(h));
-  uint64_t prev_end = 0;
-  for (uint32_t i = 0; i < h.nruns; ++i) {
-    const pmem::ExtRun& r = ck.runs[i];
-    if (r.reserved != 0 || r.nblocks == 0 || r.lblock == 0 || uint64_t{r.vblock} + r.nblocks > kMaxBlocks ||
-        uint64_t{r.lblock} + r.nblocks > nblocks) {
-      return Damaged("checkpoint maps a block index out of range");
+  if (!RunsAreValid(ck.runs, h.nruns, nblocks, &ck.mapped)) {
+    for (uint32_t i = 0; i < h.nruns; ++i) {  // which check failed
+      const pmem::ExtRun& r = ck.runs[i];
+      if (i > 0 && r.vblock < uint64_t{ck.runs[i - 1].vblock} + ck.runs[i - 1].nblocks) {
+        return Damaged("checkpoint runs out of order");
+      }
     }
-    if (r.vblock < prev_end) return Damaged("checkpoint runs out of order");
-    prev_end = uint64_t{r.vblock} + r.nblocks;
-  }
-  ck.blocks = {block, static_cast<uint32_t>(span)};
+    return Damaged("checkpoint maps a block index out of range");
+  }  ck.blocks = {block, static_cast<uint32_t>(span)};
   return ck;
 }
 
@@ -139,9 +166,19 @@ Status FileCore::RefreshCheckpointLocked() {
   chain_.Set(h.chain_index, h.chain_block);
   if (chain_len_.load() < h.chain_index + 1) chain_len_.store(h.chain_index + 1, std::memory_order_release);
   if (applied_.load() < h.position) {
-    // Behind the checkpoint: jump to it. Only entries that differ change, so concurrent readers
-    // never see a transient hole; they catch the changes by validating over [their position, P).
-    table_.Load(ck.runs, h.nruns, h.size);
+    if (table_.mapped_end() == 0 && ck.copy.data() != nullptr) {
+      // An opener's table and a large checkpoint, read into DRAM: each chunk of the table is
+      // copied in when first used, not all of it now (a fragmented 1 GiB file has ~250,000 runs).
+      auto runs = std::make_shared<CheckpointRuns>();
+      runs->bytes = std::move(ck.copy);
+      runs->runs = ck.runs;
+      runs->nruns = h.nruns;
+      table_.LoadLazy(std::move(runs), ck.mapped, h.size);
+    } else {
+      // Behind the checkpoint: jump to it. Only entries that differ change, so concurrent readers
+      // never see a transient hole; they catch the changes by validating over [their position, P).
+      table_.Load(ck.runs, h.nruns, h.size);
+    }
     applied_.store(h.position);
   }
   RaiseAtomic(durable_, h.position);

@@ -44,7 +44,7 @@ Status FileCore::CollectReferenced(std::vector<uint64_t>* bits) {
     if (!c.ok()) return c.status();
     if (c->record.count > 0) mark(c->record.start.value(), c->record.count);
   }
-  table_.ForEachMapped([&](uint32_t, uint32_t l) { mark(l, 1); });
+  table_.ForEachMappedRun(mark);
   return Status::Ok();
 }
 

@@ -69,7 +69,7 @@ TEST(AtomicArrayTest, ManyChunksFromSlabsHoldTheirValues) {
   }
   EXPECT_EQ(mismatches, 0u);
   uint64_t seen = 0;
-  a.ForEachNonZero(kChunks * kChunk, [&](uint32_t i, uint32_t v) { seen += v == i + 1; });
+  a.ForEachNonZero(kChunks * kChunk, [&](uint32_t i, uint32_t v) { seen += v == i + 1; }, [](uint32_t) {});
   EXPECT_EQ(seen, uint64_t{kChunk} * (kChunks - kChunks / 3));
 }
 

@@ -36,6 +36,18 @@ TEST(Crc32cTest, InstructionAndTableAgree) {
   }
 }
 
+// Inputs of 12 KiB and more are summed as three interleaved streams joined by a shift: every
+// length around the stripe edges must give the table's sum.
+TEST(Crc32cTest, InterleavedStreamsAgreeWithTheTable) {
+  std::vector<uint8_t> data(5 * 12288 + 77);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(i * 197 + (i >> 9) + 5);
+  for (size_t len : {size_t{12287}, size_t{12288}, size_t{12289}, size_t{12296}, size_t{24576}, size_t{30000},
+                     data.size() - 1, data.size()}) {
+    EXPECT_EQ(Crc32c(data.data(), len, 0xabcdef), Crc32cPortable(data.data(), len, 0xabcdef)) << "len " << len;
+    EXPECT_EQ(Crc32c(data.data() + 1, len - 1), Crc32cPortable(data.data() + 1, len - 1)) << "len " << len;
+  }
+}
+
 TEST(Crc32cTest, SeedChainsPieces) {
   const char* text = "the quick brown fox jumps over the lazy dog";
   size_t len = strlen(text);

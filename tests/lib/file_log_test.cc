@@ -176,6 +176,65 @@ TEST_F(FileLogTest, AFragmentedFileReopensFromALargeCheckpoint) {
   EXPECT_EQ(damaged.status().err(), EUCLEAN) << test::Describe(damaged.status());
 }
 
+// An open loads a large checkpoint lazily: each chunk of its table (4,096 blocks) is copied in at
+// first use. Meanwhile another process writes into chunks this one has not used, compacts (the
+// checkpoint this process loaded from is retired and its blocks freed) and writes again; this
+// process then reads everything right.
+TEST_F(FileLogTest, ALazilyLoadedTableFollowsAnotherProcesssWritesAndCompaction) {
+  constexpr uint64_t kBlocks = 24000;  // ~6 chunks; every other block overwritten: ~24,000 runs
+  {
+    auto f = Create();
+    ASSERT_NE(f, nullptr);
+    Write(*f, 0, Pattern(1, 0, kBlocks * kBlockSize));
+    std::vector<uint8_t> block = Pattern(2, 0, kBlockSize);
+    for (uint64_t b = 0; b < kBlocks; b += 2) Write(*f, b * kBlockSize, block);
+    TERN_ASSERT_OK(f->Fsync());
+    auto stats = f->core().Compact();
+    TERN_ASSERT_OK(stats);
+    ASSERT_GT(stats->checkpoint_runs, 20000u);
+    test::CloseAndSettle(std::move(f));
+  }
+  auto opened = File::Open(path_, O_RDWR);
+  TERN_ASSERT_OK(opened);
+  std::unique_ptr<File> f = std::move(opened).value();
+  const uint32_t pending = f->core().PendingTableChunks();
+  EXPECT_EQ(pending, 6u) << "the checkpoint was not loaded lazily";
+  std::vector<uint8_t> got(kBlockSize);
+  TERN_ASSERT_OK(f->Pread(got.data(), got.size(), 5 * kBlockSize));  // chunk 0 copied in
+  EXPECT_EQ(f->core().PendingTableChunks(), pending - 1);
+
+  // The other process's writes: into chunk 0 (copied in here), chunks 2 and 4 (pending here), a
+  // compaction, then more writes into chunk 3.
+  auto other_writes = [&](File* file, int phase) {
+    for (uint64_t b : phase == 0 ? std::vector<uint64_t>{7, 2 * 4096 + 1, 4 * 4096 + 10, 4 * 4096 + 11}
+                                 : std::vector<uint64_t>{3 * 4096 + 2, 3 * 4096 + 3}) {
+      std::vector<uint8_t> data = Pattern(100 + b, 0, kBlockSize);
+      if (file != nullptr) {
+        if (!file->Pwrite(data.data(), data.size(), b * kBlockSize).ok()) _exit(3);
+      }
+      ModelWrite(b * kBlockSize, data);
+    }
+  };
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    auto other = File::Open(path_, O_RDWR);
+    if (!other.ok()) _exit(1);
+    other_writes(other->get(), 0);
+    if (!(*other)->Fsync().ok() || !(*other)->core().Compact().ok()) _exit(2);
+    other_writes(other->get(), 1);
+    _exit((*other)->Fsync().ok() ? 0 : 4);
+  }
+  EXPECT_EQ(test::WaitExitStatus(pid), 0);
+  other_writes(nullptr, 0);
+  other_writes(nullptr, 1);
+  ExpectModel(*f, "after the other process's writes and compaction");
+  EXPECT_EQ(f->core().PendingTableChunks(), 0u);
+  // And this process's own writes into what it copied in.
+  Write(*f, (5 * 4096 + 1) * kBlockSize, Pattern(7, 0, 3 * kBlockSize));
+  ReopenAndExpect(f, "reopen");
+}
+
 TEST_F(FileLogTest, SharedStateIsRemovedAtLastClose) {
   auto a = Create();
   ASSERT_NE(a, nullptr);
