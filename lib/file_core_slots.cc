@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <utility>
 
@@ -23,10 +24,18 @@ Status FileCore::CollectReferenced(std::vector<uint64_t>* bits) {
   // REQUIRES: mu_ held.
   uint64_t nblocks = alloc_->num_blocks();
   bits->assign(nblocks / 64 + 1, 0);
+  // A word at a time: a fragmented 1 GiB file's first open marks ~250,000 runs.
+  uint64_t* words = bits->data();
   auto mark = [&](uint32_t b, uint32_t n) {
-    for (uint32_t i = 0; i < n; ++i) {
-      uint64_t x = uint64_t{b} + i;
-      if (x < nblocks) (*bits)[x / 64] |= uint64_t{1} << (x % 64);
+    if (n == 1 && b < nblocks) {  // most runs of a file written by random overwrites
+      words[b / 64] |= uint64_t{1} << (b % 64);
+      return;
+    }
+    uint64_t end = std::min<uint64_t>(uint64_t{b} + n, nblocks);
+    for (uint64_t x = b; x < end;) {
+      uint64_t in_word = std::min<uint64_t>(64 - x % 64, end - x);
+      words[x / 64] |= (in_word == 64 ? ~uint64_t{0} : (uint64_t{1} << in_word) - 1) << (x % 64);
+      x += in_word;
     }
   };
   TERN_TRY(RefreshCheckpointLocked());
