@@ -58,6 +58,9 @@ class BlockTable {
   // changed. `mapped` is the number of blocks the runs map. REQUIRES: the table is empty (nothing
   // loaded or applied yet); serialised as Apply.
   void LoadLazy(std::shared_ptr<const CheckpointRuns> ckpt, uint64_t mapped, uint64_t size);
+  // fork: no copy-in is half done in the child (the Pool's atfork handlers, via FileCore).
+  void LockForFork() { copy_mu_.lock(); }
+  void UnlockAfterFork() { copy_mu_.unlock(); }
   // Chunks LoadLazy left that are not copied in yet.
   uint32_t pending_chunks() const { return pending_chunks_.load(std::memory_order_acquire); }
   // The mapping as runs of consecutive blocks (holes left out). REQUIRES: serialised as Apply.

@@ -231,9 +231,11 @@ void FileCore::LockForFork() {
   grow_mu_.lock();
   arena_mu_.lock();
   pending_mu_.lock();
+  table_.LockForFork();
 }
 
 void FileCore::UnlockAfterFork() {
+  table_.UnlockAfterFork();
   pending_mu_.unlock();
   arena_mu_.unlock();
   grow_mu_.unlock();

@@ -177,7 +177,7 @@ TEST_F(FileLogTest, AFragmentedFileReopensFromALargeCheckpoint) {
 }
 
 // An open loads a large checkpoint lazily: each chunk of its table (4,096 blocks) is copied in at
-// first use. Meanwhile another process writes into chunks this one has not used, compacts (the
+// first use, also by a forked child for itself. Meanwhile another process writes into chunks this one has not used, compacts (the
 // checkpoint this process loaded from is retired and its blocks freed) and writes again; this
 // process then reads everything right.
 TEST_F(FileLogTest, ALazilyLoadedTableFollowsAnotherProcesssWritesAndCompaction) {
@@ -202,6 +202,15 @@ TEST_F(FileLogTest, ALazilyLoadedTableFollowsAnotherProcesssWritesAndCompaction)
   std::vector<uint8_t> got(kBlockSize);
   TERN_ASSERT_OK(f->Pread(got.data(), got.size(), 5 * kBlockSize));  // chunk 0 copied in
   EXPECT_EQ(f->core().PendingTableChunks(), pending - 1);
+  // A child forked now inherits the pending chunks and copies them in for itself.
+  pid_t reader = fork();
+  ASSERT_GE(reader, 0);
+  if (reader == 0) {
+    auto all = test::ReadAll(*f);
+    _exit(all.ok() && test::FirstDifference(*all, model_) == -1 && f->core().PendingTableChunks() == 0 ? 0 : 1);
+  }
+  EXPECT_EQ(test::WaitExitStatus(reader), 0) << "the forked child read wrong bytes";
+  EXPECT_EQ(f->core().PendingTableChunks(), pending - 1) << "the child's reads copied chunks in here";
 
   // The other process's writes: into chunk 0 (copied in here), chunks 2 and 4 (pending here), a
   // compaction, then more writes into chunk 3.
