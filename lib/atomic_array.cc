@@ -38,10 +38,7 @@ std::atomic<AtomicU32Array::Chunk*>& AtomicU32Array::SlotOf(uint32_t chunk) {
 }
 
 void AtomicU32Array::MarkPending(uint32_t chunk) {
-  std::atomic<Chunk*>& slot = SlotOf(chunk);
-  Chunk* old = slot.load(std::memory_order_relaxed);
-  slot.store(PendingChunk(), std::memory_order_release);
-  if (old != nullptr && old != PendingChunk() && !InSlab(old)) delete old;
+  SlotOf(chunk).store(PendingChunk(), std::memory_order_release);
 }
 
 AtomicU32Array::Chunk* AtomicU32Array::NewChunk() {

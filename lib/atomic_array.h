@@ -63,8 +63,15 @@ class AtomicU32Array {
   };
   void FillRun(uint32_t begin, uint32_t count, uint32_t first, FillCursor& cursor);
 
-  // Pending chunks. `chunk` is an index >> kChunkBits. MarkPending REQUIRES: the chunk holds only
-  // 0 (it is dropped). Publish makes a pending chunk's values visible at once: `fill` gets the
+  // True while no node has been allocated (nothing was ever set).
+  bool Untouched() const {
+    for (const auto& t : top_) {
+      if (t.load(std::memory_order_relaxed) != nullptr) return false;
+    }
+    return true;
+  }
+  // Pending chunks. `chunk` is an index >> kChunkBits. MarkPending REQUIRES: the chunk has no
+  // node (it was never set: a reader may still hold a node's address). Publish makes a pending chunk's values visible at once: `fill` gets the
   // chunk's zeroed cells (cell 0 = index chunk << kChunkBits) before any reader can see them.
   // With `empty` the chunk becomes all 0 instead and `fill` is not called.
   void MarkPending(uint32_t chunk);

@@ -82,9 +82,15 @@ void BlockTable::Load(const pmem::ExtRun* runs, uint32_t nruns, uint64_t size) {
 }
 
 void BlockTable::LoadLazy(std::shared_ptr<const CheckpointRuns> ckpt, uint64_t mapped, uint64_t size) {
-  std::lock_guard lock(copy_mu_);
   const pmem::ExtRun* runs = ckpt->runs;
   uint32_t nruns = ckpt->nruns;
+  // Pending chunks take slots that must be empty: concurrent readers may still hold a chunk's
+  // address, so none is ever replaced.
+  if (!map_.Untouched()) {
+    Load(runs, nruns, size);
+    return;
+  }
+  std::lock_guard lock(copy_mu_);
   // Every chunk some run touches is pending; the others stay unallocated holes.
   constexpr uint32_t kBits = AtomicU32Array::kChunkBits;
   uint32_t pending = 0;

@@ -55,8 +55,8 @@ class BlockTable {
   // `runs` are a checkpoint's, in vblock order, not overlapping.
   void Load(const pmem::ExtRun* runs, uint32_t nruns, uint64_t size);
   // The same as Load, but each chunk's entries are copied in from `ckpt` only when first read or
-  // changed. `mapped` is the number of blocks the runs map. REQUIRES: the table is empty (nothing
-  // loaded or applied yet); serialised as Apply.
+  // changed. `mapped` is the number of blocks the runs map. A table that was ever changed (an
+  // opener's is not) is loaded at once, as Load. REQUIRES: serialised as Apply.
   void LoadLazy(std::shared_ptr<const CheckpointRuns> ckpt, uint64_t mapped, uint64_t size);
   // fork: no copy-in is half done in the child (the Pool's atfork handlers, via FileCore).
   void LockForFork() { copy_mu_.lock(); }

@@ -120,7 +120,7 @@ Result<FileCore::Checkpoint> FileCore::ReadCheckpoint(LogicalBlock block) {
       h.chain_block == 0) {
     return Damaged("checkpoint names an impossible log position");
   }
-  // Runs are read in place (a fragmented 1 GiB file has ~250,000): no copy, one pass.
+  // Runs are used where they are, in the copy or in the mapping (a fragmented 1 GiB file has ~250,000).
   ck.runs = reinterpret_cast<const pmem::ExtRun*>(p + sizeof(h));
   if (!RunsAreValid(ck.runs, h.nruns, nblocks, &ck.mapped)) {
     for (uint32_t i = 0; i < h.nruns; ++i) {  // which check failed
@@ -130,7 +130,8 @@ Result<FileCore::Checkpoint> FileCore::ReadCheckpoint(LogicalBlock block) {
       }
     }
     return Damaged("checkpoint maps a block index out of range");
-  }  ck.blocks = {block, static_cast<uint32_t>(span)};
+  }
+  ck.blocks = {block, static_cast<uint32_t>(span)};
   return ck;
 }
 
@@ -166,9 +167,9 @@ Status FileCore::RefreshCheckpointLocked() {
   chain_.Set(h.chain_index, h.chain_block);
   if (chain_len_.load() < h.chain_index + 1) chain_len_.store(h.chain_index + 1, std::memory_order_release);
   if (applied_.load() < h.position) {
-    if (table_.mapped_end() == 0 && ck.copy.data() != nullptr) {
-      // An opener's table and a large checkpoint, read into DRAM: each chunk of the table is
-      // copied in when first used, not all of it now (a fragmented 1 GiB file has ~250,000 runs).
+    if (ck.copy.data() != nullptr) {
+      // A large checkpoint, read into DRAM: an opener's table copies each chunk in when first used,
+      // not all of it now (a fragmented 1 GiB file has ~250,000 runs; LoadLazy loads others now).
       auto runs = std::make_shared<CheckpointRuns>();
       runs->bytes = std::move(ck.copy);
       runs->runs = ck.runs;

@@ -115,6 +115,24 @@ TEST(BlockTableTest, ALazyLoadReadsAsALoadAndCopiesEachChunkInOnce) {
   EXPECT_EQ(lazy.pending_chunks(), 0u);
 }
 
+// Only an untouched table (an opener's) is loaded lazily: pending chunks never replace chunks a
+// concurrent reader may be reading. Any other table is loaded at once, as Load.
+TEST(BlockTableTest, ATouchedTableIsLoadedAtOnce) {
+  std::vector<pmem::ExtRun> runs = SomeRuns();
+  BlockTable eager, touched;
+  ASSERT_TRUE(eager.Init() && touched.Init());
+  for (BlockTable* t : {&eager, &touched}) {
+    t->Apply(MapOne(6 * kChunk, 777777));
+    t->Apply(SetSize(0, true));  // nothing mapped any more, but chunk 6 exists
+  }
+  eager.Load(runs.data(), static_cast<uint32_t>(runs.size()), 55);
+  LoadLazily(touched, runs, 55);
+  EXPECT_EQ(touched.pending_chunks(), 0u);
+  EXPECT_EQ(Snapshot(touched, 22 * kChunk), Snapshot(eager, 22 * kChunk));
+  EXPECT_EQ(touched.mapped_count(), eager.mapped_count());
+  EXPECT_EQ(touched.size(), 55u);
+}
+
 TEST(BlockTableTest, ChangesToALazyTableLandOnTheCheckpointsMapping) {
   std::vector<pmem::ExtRun> runs = SomeRuns();
   BlockTable eager, lazy;
