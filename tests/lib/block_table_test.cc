@@ -38,6 +38,13 @@ std::vector<uint32_t> Snapshot(const BlockTable& t, uint32_t end) {
   return out;
 }
 
+// a and b map the same blocks below `end`, and have the same count and end.
+void ExpectSameTable(const BlockTable& a, const BlockTable& b, uint32_t end) {
+  EXPECT_EQ(Snapshot(a, end), Snapshot(b, end));
+  EXPECT_EQ(a.mapped_count(), b.mapped_count());
+  EXPECT_EQ(a.mapped_end(), b.mapped_end());
+}
+
 TEST(BlockTableTest, LoadIntoAnEmptyTableMapsExactlyTheRuns) {
   std::vector<pmem::ExtRun> runs = SomeRuns();
   BlockTable t;
@@ -66,9 +73,7 @@ TEST(BlockTableTest, LoadOverAMappingEqualsLoadFromScratch) {
   over.Load(old.data(), static_cast<uint32_t>(old.size()), 1);
   over.Load(runs.data(), static_cast<uint32_t>(runs.size()), 777);
   uint32_t end = 26 * kChunk;
-  EXPECT_EQ(Snapshot(over, end), Snapshot(scratch, end));
-  EXPECT_EQ(over.mapped_count(), scratch.mapped_count());
-  EXPECT_EQ(over.mapped_end(), scratch.mapped_end());
+  ExpectSameTable(over, scratch, end);
   EXPECT_EQ(over.size(), 777u);
 }
 
@@ -146,9 +151,7 @@ TEST(BlockTableTest, ChangesToALazyTableLandOnTheCheckpointsMapping) {
     t->Apply(MapOne(7 * kChunk + 4095, 900001));
     t->Apply(SetSize(uint64_t{15} * kChunk * 4096 + 100, true));
   }
-  EXPECT_EQ(Snapshot(lazy, 22 * kChunk), Snapshot(eager, 22 * kChunk));
-  EXPECT_EQ(lazy.mapped_count(), eager.mapped_count());
-  EXPECT_EQ(lazy.mapped_end(), eager.mapped_end());
+  ExpectSameTable(lazy, eager, 22 * kChunk);
 
   BlockTable lazy2, eager2;
   ASSERT_TRUE(lazy2.Init() && eager2.Init());
@@ -158,9 +161,7 @@ TEST(BlockTableTest, ChangesToALazyTableLandOnTheCheckpointsMapping) {
   std::vector<pmem::ExtRun> newer = {{1, 800000, 3, 0}, {4 * kChunk - 1, 810000, kChunk + 2, 0}, {30 * kChunk, 820000, 1, 0}};
   lazy2.Load(newer.data(), static_cast<uint32_t>(newer.size()), 99);
   eager2.Load(newer.data(), static_cast<uint32_t>(newer.size()), 99);
-  EXPECT_EQ(Snapshot(lazy2, 31 * kChunk), Snapshot(eager2, 31 * kChunk));
-  EXPECT_EQ(lazy2.mapped_count(), eager2.mapped_count());
-  EXPECT_EQ(lazy2.mapped_end(), eager2.mapped_end());
+  ExpectSameTable(lazy2, eager2, 31 * kChunk);
   EXPECT_EQ(lazy2.pending_chunks(), 0u);
 }
 

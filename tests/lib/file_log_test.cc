@@ -24,7 +24,23 @@ namespace {
 
 using test::Pattern;
 
-class FileLogTest : public test::FileModelTest {};
+class FileLogTest : public test::FileModelTest {
+ protected:
+  // A file of `blocks` blocks with every other one overwritten (~`blocks` runs once compacted),
+  // compacted and closed for good, so that the next open loads the checkpoint.
+  void CreateFragmentedAndCompact(uint64_t blocks) {
+    auto f = Create();
+    ASSERT_NE(f, nullptr);
+    Write(*f, 0, Pattern(1, 0, blocks * kBlockSize));
+    std::vector<uint8_t> block = Pattern(2, 0, kBlockSize);
+    for (uint64_t b = 0; b < blocks; b += 2) Write(*f, b * kBlockSize, block);
+    TERN_ASSERT_OK(f->Fsync());
+    auto stats = f->core().Compact();
+    TERN_ASSERT_OK(stats);
+    ASSERT_GT(stats->checkpoint_runs, blocks * 3 / 4);
+    test::CloseAndSettle(std::move(f));
+  }
+};
 
 TEST_F(FileLogTest, ManySmallWritesSpillIntoLogBlocks) {
   // 504 inline slots in the meta block, 510 per log block: 1500 commits need three log blocks.
@@ -114,18 +130,8 @@ TEST_F(FileLogTest, CompactionOfAFragmentedMapKeepsTheFileBounded) {
 TEST_F(FileLogTest, AFragmentedFileReopensFromALargeCheckpoint) {
   // ~40,000 runs: the checkpoint (~640 KiB) is read through the kernel into huge pages, and the
   // table (10 chunks) takes chunks from a huge-page slab. Both must give back every byte.
-  auto f = Create();
-  ASSERT_NE(f, nullptr);
-  constexpr uint64_t kBlocks = 40000;
-  Write(*f, 0, Pattern(1, 0, kBlocks * kBlockSize));
-  std::vector<uint8_t> block = Pattern(2, 0, kBlockSize);
-  for (uint64_t b = 0; b < kBlocks; b += 2) Write(*f, b * kBlockSize, block);
-  TERN_ASSERT_OK(f->Fsync());
-  auto stats = f->core().Compact();
-  TERN_ASSERT_OK(stats);
-  ASSERT_GT(stats->checkpoint_runs, 30000u);
-  // Closed for good, so that the next open loads the checkpoint.
-  test::CloseAndSettle(std::move(f));
+  ASSERT_NO_FATAL_FAILURE(CreateFragmentedAndCompact(40000));
+  std::unique_ptr<File> f;
   {
     auto cold = File::Open(path_, O_RDWR);
     TERN_ASSERT_OK(cold);
@@ -181,19 +187,7 @@ TEST_F(FileLogTest, AFragmentedFileReopensFromALargeCheckpoint) {
 // checkpoint this process loaded from is retired and its blocks freed) and writes again; this
 // process then reads everything right.
 TEST_F(FileLogTest, ALazilyLoadedTableFollowsAnotherProcesssWritesAndCompaction) {
-  constexpr uint64_t kBlocks = 24000;  // ~6 chunks; every other block overwritten: ~24,000 runs
-  {
-    auto f = Create();
-    ASSERT_NE(f, nullptr);
-    Write(*f, 0, Pattern(1, 0, kBlocks * kBlockSize));
-    std::vector<uint8_t> block = Pattern(2, 0, kBlockSize);
-    for (uint64_t b = 0; b < kBlocks; b += 2) Write(*f, b * kBlockSize, block);
-    TERN_ASSERT_OK(f->Fsync());
-    auto stats = f->core().Compact();
-    TERN_ASSERT_OK(stats);
-    ASSERT_GT(stats->checkpoint_runs, 20000u);
-    test::CloseAndSettle(std::move(f));
-  }
+  ASSERT_NO_FATAL_FAILURE(CreateFragmentedAndCompact(24000));  // ~6 chunks, ~24,000 runs
   auto opened = File::Open(path_, O_RDWR);
   TERN_ASSERT_OK(opened);
   std::unique_ptr<File> f = std::move(opened).value();
