@@ -71,20 +71,16 @@ class AtomicU32Array {
     return true;
   }
   // Pending chunks. `chunk` is an index >> kChunkBits. MarkPending REQUIRES: the chunk has no
-  // node (it was never set: a reader may still hold a node's address). Publish makes a pending chunk's values visible at once: `fill` gets the
-  // chunk's zeroed cells (cell 0 = index chunk << kChunkBits) before any reader can see them.
-  // With `empty` the chunk becomes all 0 instead and `fill` is not called.
+  // node (it was never set: a reader may still hold a node's address). Publish makes a pending
+  // chunk's values visible at once: `fill` gets the chunk's zeroed cells (cell 0 = index
+  // chunk << kChunkBits) before any reader can see them.
   void MarkPending(uint32_t chunk);
   bool IsPending(uint32_t chunk) const { return ChunkAt(chunk) == PendingChunk(); }
   template <typename Fill>
-  void Publish(uint32_t chunk, bool empty, Fill&& fill) {
-    std::atomic<Chunk*>& slot = SlotOf(chunk);
-    Chunk* fresh = nullptr;
-    if (!empty) {
-      fresh = NewChunk();
-      fill(fresh->v);
-    }
-    slot.store(fresh, std::memory_order_release);
+  void Publish(uint32_t chunk, Fill&& fill) {
+    Chunk* fresh = NewChunk();
+    fill(fresh->v);
+    SlotOf(chunk).store(fresh, std::memory_order_release);
   }
 
   // Calls fn(index, value) for every non-zero value with index < end, in index order, skipping

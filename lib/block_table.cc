@@ -135,10 +135,9 @@ void BlockTable::CopyInAll() const {
 
 void BlockTable::CopyInLocked(uint32_t chunk) const {
   if (!map_.IsPending(chunk)) return;
+  // LoadLazy marks only chunks that some run touches: a pending chunk is never empty.
   const CheckpointRuns& ckpt = *pending_runs_;
-  bool empty = true;
-  ForEachRunIn(ckpt, chunk, [&](uint32_t, uint32_t, uint32_t) { empty = false; });
-  map_.Publish(chunk, empty, [&](std::atomic<uint32_t>* cells) {
+  map_.Publish(chunk, [&](std::atomic<uint32_t>* cells) {
     const uint32_t base = chunk << AtomicU32Array::kChunkBits;
     ForEachRunIn(ckpt, chunk, [&](uint32_t v, uint32_t l, uint32_t n) {
       for (uint32_t k = 0; k < n; ++k) cells[v - base + k].store(l + k, std::memory_order_relaxed);
