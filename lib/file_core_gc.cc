@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "lib/atomic_max.h"
+#include "lib/checkpoint_check.h"
 #include "lib/checkpoint_format.h"
 #include "lib/crc32c.h"
 #include "lib/file_core.h"
@@ -57,45 +58,14 @@ FileCore::OpGuard::~OpGuard() {
   if (cell_ != nullptr) cell_->ops[parity_].fetch_sub(1, std::memory_order_release);
 }
 
-namespace {
-
-// A checkpoint's runs are in vblock order, not overlapping, none empty or a hole, and inside both
-// the file's blocks and the largest file. Sums the blocks they map into *mapped. One pass without
-// a branch per run, which the compiler can vectorise: a fragmented 1 GiB file has ~250,000 runs,
-// checked at every open.
-bool RunsAreValid(const pmem::ExtRun* runs, uint32_t nruns, uint64_t file_blocks, uint64_t* mapped) {
-  const auto limit = static_cast<uint32_t>(std::min<uint64_t>(file_blocks, kMaxBlocks));
-  // Each term alone keeps the sums below from wrapping: all values stay below 2^29.
-  auto bad_run = [limit](const pmem::ExtRun& r, uint32_t prev_end) {
-    return static_cast<uint32_t>(r.reserved != 0) | static_cast<uint32_t>(r.nblocks - 1 >= kMaxBlocks) |
-           static_cast<uint32_t>(r.vblock > kMaxBlocks) | static_cast<uint32_t>(r.vblock + r.nblocks > kMaxBlocks) |
-           static_cast<uint32_t>(r.lblock - 1 >= limit) | static_cast<uint32_t>(r.nblocks > limit - r.lblock) |
-           static_cast<uint32_t>(r.vblock < prev_end);
-  };
-  *mapped = 0;
-  if (nruns == 0) return true;
-  uint32_t bad = bad_run(runs[0], 0);
-  uint64_t sum = runs[0].nblocks;
-  for (uint32_t i = 1; i < nruns; ++i) {
-    bad |= bad_run(runs[i], runs[i - 1].vblock + runs[i - 1].nblocks);
-    sum += runs[i].nblocks;
-  }
-  *mapped = sum;
-  return bad == 0;
-}
-
-}  // namespace
-
 Result<FileCore::Checkpoint> FileCore::ReadCheckpoint(LogicalBlock block) {
   Checkpoint ck;
   uint64_t nblocks = alloc_->num_blocks();
   const uint8_t* p = block.value() < nblocks ? Resolve(block, 1) : nullptr;
   if (p == nullptr) return Damaged("checkpoint block index out of range");
   memcpy(&ck.header, p, sizeof(ck.header));
-  const pmem::CheckpointHeader& h = ck.header;
-  if (h.magic != pmem::kCheckpointMagic || h.reserved != 0) return Damaged("checkpoint has a bad magic");
-  uint64_t span = BlocksFor(pmem::CheckpointBytes(h.nruns));
-  if (h.nruns > kMaxBlocks || block.value() + span > nblocks) return Damaged("checkpoint runs past the end of the file");
+  uint64_t span = 0;
+  if (const char* bad = CheckpointHeaderDamage(ck.header, block.value(), nblocks, &span)) return Damaged(bad);
   p = Resolve(block, static_cast<uint32_t>(span));
   if (p == nullptr) return Damaged("checkpoint runs past the end of the file");
   // A fragmented 1 GiB file's checkpoint is ~3.5 MiB. Read through the mapping, each of its pages
@@ -110,27 +80,9 @@ Result<FileCore::Checkpoint> FileCore::ReadCheckpoint(LogicalBlock block) {
     }
   }
   if (p != ck.copy.data()) pmem::Prefault(const_cast<uint8_t*>(p), bytes, false);
-  pmem::CheckpointHeader zeroed = h;
-  zeroed.crc = 0;
-  uint32_t crc = Crc32c(&zeroed, sizeof(zeroed));
-  crc = Crc32c(p + sizeof(h), h.nruns * sizeof(pmem::ExtRun), crc);
-  if (crc != h.crc) return Damaged("checkpoint checksum mismatch");
-  if (h.position < pmem::kMetaSlots || h.size > kMaxFileSize ||
-      h.chain_index != (h.position - pmem::kMetaSlots) / pmem::kLogSlots || h.chain_block >= nblocks ||
-      h.chain_block == 0) {
-    return Damaged("checkpoint names an impossible log position");
-  }
+  if (const char* bad = CheckpointDamage(p, nblocks, &ck.mapped)) return Damaged(bad);
   // Runs are used where they are, in the copy or in the mapping (a fragmented 1 GiB file has ~250,000).
-  ck.runs = reinterpret_cast<const pmem::ExtRun*>(p + sizeof(h));
-  if (!RunsAreValid(ck.runs, h.nruns, nblocks, &ck.mapped)) {
-    for (uint32_t i = 0; i < h.nruns; ++i) {  // which check failed
-      const pmem::ExtRun& r = ck.runs[i];
-      if (i > 0 && r.vblock < uint64_t{ck.runs[i - 1].vblock} + ck.runs[i - 1].nblocks) {
-        return Damaged("checkpoint runs out of order");
-      }
-    }
-    return Damaged("checkpoint maps a block index out of range");
-  }
+  ck.runs = reinterpret_cast<const pmem::ExtRun*>(p + sizeof(ck.header));
   ck.blocks = {block, static_cast<uint32_t>(span)};
   return ck;
 }

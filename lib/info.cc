@@ -8,6 +8,7 @@
 #include <cstring>
 #include <memory>
 
+#include "lib/checkpoint_check.h"
 #include "lib/checkpoint_format.h"
 #include "lib/crc32c.h"
 #include "lib/log_block_format.h"
@@ -95,28 +96,15 @@ std::string LoadCheckpoint(PreadResolver& resolver, int fd, uint64_t at, FileInf
   if (p == nullptr) return "checkpoint block index out of range";
   pmem::CheckpointHeader h;
   memcpy(&h, p, sizeof(h));
-  if (h.magic != pmem::kCheckpointMagic || h.reserved != 0) return "checkpoint has a bad magic";
-  uint64_t span = BlocksFor(pmem::CheckpointBytes(h.nruns));
-  if (h.nruns > kMaxBlocks || b + span > nblocks) return "checkpoint runs past the end of the file";
+  uint64_t span = 0;
+  if (const char* bad = CheckpointHeaderDamage(h, b, nblocks, &span)) return bad;
   p = resolver.Resolve(LogicalBlock(b), static_cast<uint32_t>(span));
   if (p == nullptr) return "checkpoint runs past the end of the file";
-  pmem::CheckpointHeader zeroed = h;
-  zeroed.crc = 0;
-  uint32_t crc = Crc32c(&zeroed, sizeof(zeroed));
-  crc = Crc32c(p + sizeof(h), uint64_t{h.nruns} * sizeof(pmem::ExtRun), crc);
-  if (crc != h.crc) return "checkpoint checksum mismatch";
-  if (h.position < pmem::kMetaSlots || h.size > kMaxFileSize ||
-      h.chain_index != (h.position - pmem::kMetaSlots) / pmem::kLogSlots || h.chain_block >= nblocks ||
-      h.chain_block == 0) {
-    return "checkpoint names an impossible log position";
-  }
+  uint64_t mapped = 0;
+  if (const char* bad = CheckpointDamage(p, nblocks, &mapped)) return bad;
   for (uint32_t i = 0; i < h.nruns; ++i) {
     pmem::ExtRun r;
     memcpy(&r, p + sizeof(h) + uint64_t{i} * sizeof(r), sizeof(r));
-    if (r.reserved != 0 || r.nblocks == 0 || r.lblock == 0 || uint64_t{r.vblock} + r.nblocks > kMaxBlocks ||
-        uint64_t{r.lblock} + r.nblocks > nblocks) {
-      return "checkpoint maps a block index out of range";
-    }
     for (uint32_t j = 0; j < r.nblocks; ++j) info->table[r.vblock + j] = FileInfo::Mapping{r.lblock + j, 0};
   }
   std::string bad = CheckLogBlock(fd, nblocks, h.chain_block, h.chain_index, block);

@@ -9,8 +9,11 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "lib/checkpoint_format.h"
+#include "lib/crc32c.h"
 #include "lib/entry_format.h"
 #include "lib/file.h"
 #include "lib/file_core.h"
@@ -285,6 +288,48 @@ TEST_F(FsckTest, CompactedFileIsReadFromItsCheckpoint) {
   auto refused = RepairFile(path_);
   ASSERT_TRUE(refused.ok());
   EXPECT_FALSE(refused->after.clean());
+}
+
+// Runs out of vblock order in a checkpoint whose checksum is right: the engine refuses to open it,
+// and info and fsck call it damaged with the engine's words (one check, lib/checkpoint_check.h).
+TEST_F(FsckTest, CheckpointRunsOutOfOrderAreDamageToTheToolsAsToTheEngine) {
+  std::vector<Op> ops;
+  for (uint64_t v = 0; v < 6; v += 2) ops.push_back({OpKind::kWrite, v * kBlockSize, kBlockSize, v + 1});  // 3 runs
+  for (int i = 0; i < 1100; ++i) ops.push_back({OpKind::kWrite, 64, 64, static_cast<uint64_t>(i + 10)});
+  ops.push_back({OpKind::kCompact, 0, 0, 0});
+  Make(ops);
+  auto info = InspectFile(path_);
+  ASSERT_TRUE(info.ok());
+  ASSERT_FALSE(info->damage.has_value()) << info->damage->cause;
+  ASSERT_GE(info->checkpoint.runs, 2u);
+
+  // Swap the first two runs and seal the record again.
+  uint64_t at = uint64_t{info->checkpoint.block} * kBlockSize;
+  std::vector<uint8_t> record(pmem::CheckpointBytes(info->checkpoint.runs));
+  int fd = open(path_.c_str(), O_RDWR);
+  ASSERT_EQ(pread(fd, record.data(), record.size(), static_cast<off_t>(at)), static_cast<ssize_t>(record.size()));
+  pmem::ExtRun runs[2];
+  memcpy(runs, record.data() + sizeof(pmem::CheckpointHeader), sizeof(runs));
+  std::swap(runs[0], runs[1]);
+  memcpy(record.data() + sizeof(pmem::CheckpointHeader), runs, sizeof(runs));
+  pmem::CheckpointHeader h;
+  memcpy(&h, record.data(), sizeof(h));
+  h.crc = 0;
+  memcpy(record.data(), &h, sizeof(h));
+  h.crc = Crc32c(record.data(), record.size());
+  memcpy(record.data(), &h, sizeof(h));
+  ASSERT_EQ(pwrite(fd, record.data(), record.size(), static_cast<off_t>(at)), static_cast<ssize_t>(record.size()));
+  close(fd);
+
+  EXPECT_EQ(EngineOpenErrno(), EUCLEAN);
+  auto damaged = InspectFile(path_);
+  ASSERT_TRUE(damaged.ok());
+  ASSERT_TRUE(damaged->damage.has_value());
+  EXPECT_EQ(damaged->damage->cause, "checkpoint runs out of order");
+  auto checked = CheckFile(path_);
+  ASSERT_TRUE(checked.ok());
+  ASSERT_FALSE(checked->clean());
+  EXPECT_NE(checked->problems[0].what.find("checkpoint runs out of order"), std::string::npos) << FormatFsck(*checked);
 }
 
 TEST_F(FsckTest, StrayBytesPastTheEndAreZeroed) {
