@@ -69,7 +69,9 @@ class SharedStateSpares {
   // Bounds: objects kept, and the largest file whose object is kept (its bitmap and owner map are
   // zeroed at reuse, and stay resident while kept: 2 bytes + 1 bit a block).
   static constexpr size_t kMaxSpares = 8;
-  static constexpr uint64_t kMaxBlocks = uint64_t{1} << 18;  // 1 GiB files: ~544 KiB resident
+  // A 1 GiB file has more than 2^18 blocks of backing (its log, its checkpoint, the space its
+  // overwrites freed): 2^19 keeps such objects, ~1.1 MiB resident each.
+  static constexpr uint64_t kMaxBlocks = uint64_t{1} << 19;
 
  private:
   struct Spare {
