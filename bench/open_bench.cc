@@ -7,13 +7,16 @@
 // fsync at the end. Automatic compaction is held off meanwhile, so "before GC" really replays the
 // whole log. Then, each measured R times after one unmeasured warm-up open (which also checks a
 // sample of blocks against a model of what was written):
-//   cold      File::Open(O_RDWR) of a file no process has open. The last close removed the shared
-//             state, so this open maps the file, replays the log (or loads the checkpoint), and
-//             rebuilds the shared allocator state from it, then publishes it.
+//   cold      File::Open(O_RDWR) of a file no process has open: this open maps the file, replays the
+//             log (or loads the checkpoint), and takes the shared allocator state the last close
+//             left at rest if the file is large (>= 128 MiB of backing, lib/file_core_rest.cc);
+//             for a smaller file the last close removed it, and this open rebuilds it.
+//   rebuild   the same with the shared state deleted before each open (as after a reboot): the
+//             open always rebuilds it from the log.
 //   attached  the same while a child process keeps the file open: the shared state exists, so the
 //             open attaches to it and replays the log into its own block table.
-//   close     the destruction of the File of a cold open (last close: flush, remove shared state,
-//             unmap), measured separately.
+//   close     the destruction of the File of a cold open (last close: flush, leave the shared
+//             state at rest or remove it, unmap), measured separately.
 // then File::core().Compact() once (timed), and the three again ("after GC"; skipped, with the
 // error in the report, when the compaction fails). Kernel: open(2) (O_RDWR) and close(2) of a
 // prefilled plain file of size S. Files are capped at 3 S + 1 GiB (LimitFileSize).
@@ -35,6 +38,8 @@
 #include "bench/bench_util.h"
 #include "lib/file.h"
 #include "lib/file_core.h"
+#include "lib/meta_block_format.h"
+#include "lib/shared_state.h"
 #include "pmem/persist.h"
 
 namespace tern::bench {
@@ -107,7 +112,20 @@ struct OpenTimes {
   uint64_t log_entries = 0;
 };
 
-OpenTimes TimeTernOpens(const std::string& path, int reps, const Model& model, const std::string& what) {
+// Removes the file's shared-state object, as a reboot would: the next open rebuilds it.
+void DropSharedState(const std::string& path) {
+  struct stat st{};
+  tern::pmem::MetaHeader h{};
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || fstat(fd, &st) != 0 || pread(fd, &h, sizeof(h), 0) != static_cast<ssize_t>(sizeof(h))) {
+    DieErrno("read the meta block of " + path, errno);
+  }
+  close(fd);
+  (void)unlink(tern::SharedState::NameFor(st, h.nonce).c_str());
+}
+
+OpenTimes TimeTernOpens(const std::string& path, int reps, const Model& model, const std::string& what,
+                        bool drop_state = false) {
   OpenTimes t;
   {
     std::unique_ptr<tern::File> warm = OpenOrDie(path);
@@ -116,6 +134,7 @@ OpenTimes TimeTernOpens(const std::string& path, int reps, const Model& model, c
     CloseAndSettle(std::move(warm));
   }
   for (int r = 0; r < reps; ++r) {
+    if (drop_state) DropSharedState(path);
     uint64_t t0 = NowNs();
     std::unique_ptr<tern::File> f = OpenOrDie(path);
     uint64_t t1 = NowNs();
@@ -195,6 +214,8 @@ void MeasureTernPhase(JsonReport& report, const std::string& path, uint64_t mib,
                       int reps, const Model& model) {
   OpenTimes cold = TimeTernOpens(path, reps, model, phase + " cold");
   AddOpenRecord(report, mib, phase, "cold", cold);
+  OpenTimes rebuild = TimeTernOpens(path, reps, model, phase + " rebuild", true);
+  AddOpenRecord(report, mib, phase, "rebuild", rebuild);
   Holder holder = StartHolder(path);
   OpenTimes attached = TimeTernOpens(path, reps, model, phase + " attached");
   StopHolder(holder);

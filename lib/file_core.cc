@@ -313,6 +313,9 @@ Result<FileCore::RecordPlace> FileCore::ReserveRecord(uint32_t bytes) {
   std::lock_guard lock(arena_mu_);
   if (arena_used_ + bytes > kBlockSize) {
     TERN_ASSIGN_OR_RETURN(BlockRun run, AllocateContiguous(1));
+    // The full block goes to the log, as the close hands over the last one: left claimed by this
+    // process, it would never be freed once the entries its records serve are compacted away.
+    if (arena_block_.value() != 0) alloc_->Adopt({arena_block_, 1});
     arena_block_ = run.start;
     arena_used_ = 0;
   }

@@ -174,6 +174,20 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   Status RebuildSharedState();
   Status ScrubTail();
 
+  // --- the shared state at rest between opens (file_core_rest.cc) ---
+  static constexpr uint64_t kRestMinBlocks = uint64_t{1} << 15;  // 128 MiB of backing
+  // At a close that may be the last: what the log looks like now. REQUIRES: mu_ held.
+  bool StampLocked(RestStamp* stamp);
+  bool MayRest() const;
+  // At the last close: leaves shared_ published, at rest with `stamp`.
+  void LeaveAtRest(const RestStamp& stamp);
+  // At a first open: the object the last close left at rest, if the file still matches its stamp.
+  std::unique_ptr<SharedState> TakeRestingState(const struct stat& st);
+  bool MatchesStamp(const RestStamp& stamp, const struct stat& st) const;
+  // The slot for `pos` in log block `block` (0: the meta block), if that block is the log's block
+  // for pos; else nullptr.
+  const uint64_t* RestSlot(uint32_t block, LogPos pos, uint64_t nblocks) const;
+
   // --- compaction (file_core_gc.cc) ---
   static constexpr uint64_t kMinCompactEntries = pmem::kLogSlots;
   static constexpr uint64_t kAutoCompactEntries = 64 * pmem::kLogSlots;

@@ -229,10 +229,15 @@ Status FileCore::WriteEmptyMeta(int fd, const struct stat& st) {
 
 Status FileCore::Recover(bool exclusive, const struct stat& st) {
   auto nblocks = static_cast<uint64_t>(st.st_size) / kBlockSize;
+  bool adopted = false;  // the object the last close left at rest (file_core_rest.cc)
   if (exclusive) {
-    // An object this process kept from a file it closed has its pages mapped already.
-    std::string dir = shared_name_.substr(0, shared_name_.rfind('/'));
-    shared_ = SharedStateSpares::Default().Take(dir, st, nblocks);
+    shared_ = TakeRestingState(st);
+    adopted = shared_ != nullptr;
+    if (!adopted) {
+      // An object this process kept from a file it closed has its pages mapped already.
+      std::string dir = shared_name_.substr(0, shared_name_.rfind('/'));
+      shared_ = SharedStateSpares::Default().Take(dir, st, nblocks);
+    }
     if (shared_ == nullptr) {
       TERN_ASSIGN_OR_RETURN(shared_, SharedState::CreateUnpublished(st, nblocks));
     }
@@ -264,6 +269,7 @@ Status FileCore::Recover(bool exclusive, const struct stat& st) {
       TERN_TRY(backing_->EnsureMapped(grown));
     }
   }
+  if (adopted) return Status::Ok();  // published already, and current
   TERN_TRY(RebuildSharedState());
   return shared_->Publish(shared_name_);
 }
@@ -327,6 +333,8 @@ FileCore::~FileCore() {
   // The Pool's delayed announcement can no longer reach this file: make it now.
   if (announce_owed_.exchange(false)) AnnounceChange();
   bool flushed = false;
+  bool stamped = false;
+  RestStamp stamp{};
   if (shared_ != nullptr && slot_ != kNoSlot && backing_->writable()) {
     // Deferred frees wait for durability; closing settles them. As an operation: this process may
     // lag behind GC's floor, and the log blocks it would replay from may be gone.
@@ -334,6 +342,10 @@ FileCore::~FileCore() {
     Status st = guard.status().ok() ? FlushLog() : guard.status();
     if (!st.ok()) TERN_LOG_WARN("%s: at close: %s", path_.c_str(), st.context());
     flushed = st.ok();
+    if (flushed && MayRest()) {
+      std::lock_guard lock(mu_);
+      stamped = StampLocked(&stamp);
+    }
   }
   // What this process knows of the log goes with the Backing, if that is kept (BackingCache).
   std::unique_ptr<KeptTable> kept_table;
@@ -343,13 +355,18 @@ FileCore::~FileCore() {
     {
       std::lock_guard lock(arena_mu_);
       // The arena block goes to the log: if no record in it committed, a later sweep frees it.
-      if (arena_used_ < kBlockSize) alloc_->Adopt({arena_block_, 1});
+      if (arena_block_.value() != 0) alloc_->Adopt({arena_block_, 1});
     }
     ReleaseSlot();
     auto last = TryLockExclusive(backing_->fd());
-    // Nobody else has the file open: the name goes, and the object is kept for reuse or unmapped.
-    if (last.ok() && *last && !SharedStateSpares::Default().Keep(shared_, shared_name_)) {
-      SharedState::Remove(shared_name_);
+    // Nobody else has the file open: a large file's object rests under its name; any other's name
+    // goes, and the object is kept for reuse or unmapped.
+    if (last.ok() && *last) {
+      if (stamped) {
+        LeaveAtRest(stamp);
+      } else if (!SharedStateSpares::Default().Keep(shared_, shared_name_)) {
+        SharedState::Remove(shared_name_);
+      }
     }
   }
   alloc_.reset();

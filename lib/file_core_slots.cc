@@ -263,6 +263,7 @@ void FileCore::AfterForkInChild() {
   // slot lock. It needs its own: a fresh open of the same inode, its own slot, and its own record
   // arena (the parent keeps filling the one it has). Deferred frees are the parent's to finish.
   arena_used_ = kBlockSize;
+  arena_block_ = LogicalBlock(0);
   pending_.clear();
   compacting_.store(false);  // a compaction running in the parent did not come along
   slot_ = kNoSlot;

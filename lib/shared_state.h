@@ -27,7 +27,27 @@
 namespace tern {
 
 inline constexpr uint64_t kSharedMagic = 0x5348535445524E31ull;
-inline constexpr uint32_t kSharedVersion = 6;  // 6: mappers hold the object's lock
+inline constexpr uint32_t kSharedVersion = 7;  // 7: a large file's object rests after its last close
+
+// What a large file's log looked like when its last process closed it and left the object
+// published ("at rest", file_core_rest.cc). The next first opener adopts the object instead of
+// rebuilding it only if the file still looks exactly so: same checkpoint, the entry before `tail`
+// unchanged, the slot at `tail` still empty, the same backing size. Plain fields: only a process
+// holding the file's open lock exclusively reads or writes them.
+struct RestStamp {
+  uint64_t state;            // kAtRest, or 0
+  uint64_t ckpt_block;       // the meta block's checkpoint pointer (0 = none)
+  uint64_t ckpt_position;    // and that checkpoint's position and generation
+  uint64_t ckpt_generation;
+  uint64_t tail;             // first free log position
+  uint64_t last_entry;       // the commit word at tail - 1 (0 when tail is the checkpoint's position)
+  uint32_t tail_block;       // log block holding slot `tail`: 0 = the meta block, kUnlinked = none yet
+  uint32_t last_block;       // log block holding slot tail - 1 (0 = the meta block)
+  uint64_t backing_bytes;    // the backing file's size
+};
+inline constexpr uint64_t kAtRest = 0x5453455254534552ull;  // "RESTREST"
+inline constexpr uint32_t kUnlinked = UINT32_MAX;
+static_assert(sizeof(RestStamp) == 64);
 
 struct SharedCounters {
   std::atomic<uint64_t> commits;
@@ -62,6 +82,7 @@ struct SharedHeader {
   alignas(kCacheLine) std::atomic<uint64_t> alloc_hint;  // bitmap word where the next allocation scan starts
   // Counts of processes without a slot (read-only opens); the rest count in their op cells.
   alignas(kCacheLine) SharedCounters counters;
+  alignas(kCacheLine) RestStamp rest;
 };
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(sizeof(SharedHeader) <= kBlockSize);
@@ -146,6 +167,8 @@ class SharedState {
   static constexpr const char* kAsidePrefix = ".tern-swept-state.";
   // SweepOrphansIfDue's marker (one empty file per user, kept).
   static constexpr const char* kSweepMarkerPrefix = ".tern-state-sweep.";
+  // How long a sweep leaves an object at rest (RestStamp) alone after its file's last close.
+  static constexpr int kRestSeconds = 900;
   // True if both map the same object (the same inode of /dev/shm).
   bool SameObjectAs(const SharedState& other) const;
 

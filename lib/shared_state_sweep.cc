@@ -58,15 +58,25 @@ bool RemoveLockedObject(const std::string& dir, const std::string& path, const s
   return false;
 }
 
+// An object a large file's last close left at rest (file_core_rest.cc) less than kRestSeconds ago.
+bool RecentlyAtRest(int fd, const struct stat& st) {
+  RestStamp stamp;
+  if (pread(fd, &stamp, sizeof(stamp), offsetof(SharedHeader, rest)) != static_cast<ssize_t>(sizeof(stamp))) return false;
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  return stamp.state == kAtRest && now.tv_sec - st.st_mtim.tv_sec < SharedState::kRestSeconds;
+}
+
 }  // namespace
 
 Result<uint64_t> SharedState::SweepOrphans(const std::string& dir) {
   auto ours = [](std::string_view name) { return name.starts_with(kPublishedPrefix) || name.starts_with(kAsidePrefix); };
-  return RemoveUnlockedFiles(dir, ours, [&dir](const std::string& path, int, const struct stat& st) {
+  return RemoveUnlockedFiles(dir, ours, [&dir](const std::string& path, int fd, const struct stat& st) {
     if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != kObjectSize) return false;  // not an object
     std::string_view name = std::string_view(path).substr(dir.size() + 1);
     // A publisher's temporary name (".tern.….tmp.PID.N") is unique, as an aside name is.
     bool published = name.starts_with(kPublishedPrefix) && name.find(".tmp.") == std::string_view::npos;
+    if (published && RecentlyAtRest(fd, st)) return false;
     return RemoveLockedObject(dir, path, st, published);
   });
 }

@@ -1,0 +1,260 @@
+// A large file's shared state rests between opens (lib/file_core_rest.cc): the last close leaves
+// the object published with a stamp of the log, the next first open adopts it when the file still
+// matches the stamp, and rebuilds it when anything changed (a stale object is never trusted: the
+// allocator would hand out live blocks); a sweep spares a resting object until it is old.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "lib/file.h"
+#include "lib/file_core.h"
+#include "lib/meta_block_format.h"
+#include "lib/shared_state.h"
+#include "tests/test_util.h"
+
+namespace tern {
+namespace {
+
+using test::Pattern;
+
+constexpr uint64_t kChunk = uint64_t{1} << 20;
+constexpr uint64_t kFileBytes = 130 * kChunk;  // a backing past FileCore's 2^15-block threshold
+// Rewritten a block per commit: 1,280 entries, more than compaction's minimum (the meta block's
+// and the first log block's slots).
+constexpr uint64_t kRewritten = 5 * kChunk;
+
+// The published name of the file's shared-state object in the current TERN_SHM_DIR.
+std::string ObjectName(const std::string& path) {
+  struct stat st;
+  EXPECT_EQ(stat(path.c_str(), &st), 0);
+  pmem::MetaHeader h{};
+  int fd = open(path.c_str(), O_RDONLY);
+  EXPECT_EQ(pread(fd, &h, sizeof(h), 0), static_cast<ssize_t>(sizeof(h)));
+  close(fd);
+  return SharedState::NameFor(st, h.nonce);
+}
+
+// The inode of the object published under `name`, 0 when there is none: a first open that adopts
+// the resting object keeps it, a rebuild publishes a new one.
+ino_t ObjectInode(const std::string& name) {
+  struct stat st;
+  return stat(name.c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
+void WritePattern(File& f, uint64_t seed, uint64_t offset, uint64_t bytes) {
+  for (uint64_t at = offset; at < offset + bytes; at += kChunk) {
+    std::vector<uint8_t> data = Pattern(seed, at, std::min(kChunk, offset + bytes - at));
+    TERN_ASSERT_OK(f.Pwrite(data.data(), data.size(), at));
+  }
+}
+
+// One commit per block: enough of them make a log worth compacting.
+void WriteBlocks(File& f, uint64_t seed, uint64_t offset, uint64_t nblocks) {
+  for (uint64_t b = 0; b < nblocks; ++b) {
+    std::vector<uint8_t> data = Pattern(seed, offset + b * kBlockSize, kBlockSize);
+    TERN_ASSERT_OK(f.Pwrite(data.data(), data.size(), offset + b * kBlockSize));
+  }
+}
+
+void CompactToACheckpoint(File& f) {
+  auto stats = f.core().Compact();
+  TERN_ASSERT_OK(stats);
+  ASSERT_GT(stats->checkpoint_position, 0u) << "no checkpoint written";
+}
+
+// Samples of the file: 4 KiB at 64 places spread over [offset, offset + bytes).
+void ExpectPattern(File& f, uint64_t seed, uint64_t offset, uint64_t bytes) {
+  for (uint64_t i = 0; i < 64; ++i) {
+    uint64_t at = offset + (bytes - kBlockSize) / 63 * i / kBlockSize * kBlockSize;
+    std::vector<uint8_t> got(kBlockSize);
+    auto n = f.Pread(got.data(), got.size(), at);
+    TERN_ASSERT_OK(n);
+    ASSERT_EQ(*n, got.size());
+    ASSERT_TRUE(got == Pattern(seed, at, got.size())) << "at " << at;
+  }
+}
+
+// The adopted or rebuilt object counts exactly what the log reaches.
+void ExpectAllocatorMatchesTheLog(File& f) {
+  auto reachable = f.core().BlocksReachable();
+  TERN_ASSERT_OK(reachable);
+  EXPECT_EQ(f.core().BlocksInUse(), *reachable);
+  auto unreferenced = f.core().UnreferencedInUse();
+  TERN_ASSERT_OK(unreferenced);
+  for (auto& [b, owner] : *unreferenced) ADD_FAILURE() << "block " << b << " owner " << owner << " of " << f.core().BlocksInUse();
+}
+
+void MakeLargeFile(const std::string& path, uint64_t seed) {
+  auto f = File::Open(path, O_RDWR | O_CREAT, 0644);
+  TERN_ASSERT_OK(f);
+  WritePattern(**f, seed, 0, kFileBytes);
+  TERN_ASSERT_OK((*f)->Fsync());
+  test::CloseAndSettle(std::move(*f));
+}
+
+TEST(SharedStateRestTest, TheLastCloseOfALargeFileLeavesItsObjectAtRestAndTheNextOpenAdoptsIt) {
+  test::TempDir dir;
+  std::string path = dir.File("big");
+  ASSERT_NO_FATAL_FAILURE(MakeLargeFile(path, 1));
+  std::string name = ObjectName(path);
+  ino_t resting = ObjectInode(name);
+  ASSERT_NE(resting, 0u) << "the last close left the object published";
+
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    auto f = File::Open(path, O_RDWR);
+    TERN_ASSERT_OK(f);
+    EXPECT_EQ(ObjectInode(name), resting) << "adopted, not rebuilt";
+    ExpectAllocatorMatchesTheLog(**f);
+    ExpectPattern(**f, 1, kRewritten, kFileBytes - kRewritten);
+    // Each round changes the file, in place and by compaction; the next round adopts what this
+    // close leaves.
+    WriteBlocks(**f, 10 + static_cast<uint64_t>(round), 0, kRewritten / kBlockSize);
+    if (round == 1) {
+      ASSERT_NO_FATAL_FAILURE(CompactToACheckpoint(**f));
+    }
+    ExpectPattern(**f, 10 + static_cast<uint64_t>(round), 0, kRewritten);
+    TERN_ASSERT_OK((*f)->Fsync());
+    test::CloseAndSettle(std::move(*f));
+  }
+  auto f = File::Open(path, O_RDWR);
+  TERN_ASSERT_OK(f);
+  EXPECT_EQ(ObjectInode(name), resting);
+  ExpectPattern(**f, 12, 0, kRewritten);
+  ExpectPattern(**f, 1, kRewritten, kFileBytes - kRewritten);
+  ExpectAllocatorMatchesTheLog(**f);
+}
+
+TEST(SharedStateRestTest, ASmallFileLeavesNoObjectBehind) {
+  test::TempDir dir;
+  {
+    auto f = File::Open(dir.File("small"), O_RDWR | O_CREAT, 0644);
+    TERN_ASSERT_OK(f);
+    WritePattern(**f, 1, 0, 4 * kChunk);
+    test::CloseAndSettle(std::move(*f));
+  }
+  EXPECT_TRUE(dir.ShmEntries().empty());
+}
+
+// Each field of the stamp, made to disagree with the file as a change since the last close would.
+TEST(SharedStateRestTest, AnObjectWhoseStampDisagreesWithTheFileIsRebuilt) {
+  test::TempDir dir;
+  std::string path = dir.File("big");
+  ASSERT_NO_FATAL_FAILURE(MakeLargeFile(path, 1));
+  {
+    auto f = File::Open(path, O_RDWR);  // a checkpoint, then entries after it
+    TERN_ASSERT_OK(f);
+    WriteBlocks(**f, 2, 0, kRewritten / kBlockSize);
+    ASSERT_NO_FATAL_FAILURE(CompactToACheckpoint(**f));
+    WriteBlocks(**f, 2, 0, 4);
+    test::CloseAndSettle(std::move(*f));
+  }
+  std::string name = ObjectName(path);
+  struct Change {
+    const char* what;
+    size_t offset;
+    uint64_t delta;
+  };
+  const Change changes[] = {
+      {"a commit at the stamped tail (the tail stamped one entry early)", offsetof(RestStamp, tail), ~uint64_t{0}},
+      {"the entry before the tail rewritten (a repair)", offsetof(RestStamp, last_entry), 1},
+      {"another checkpoint", offsetof(RestStamp, ckpt_generation), 1},
+      {"the backing file grown", offsetof(RestStamp, backing_bytes), kBlockSize},
+      {"not at rest (a process died with it)", offsetof(RestStamp, state), 1},
+  };
+  for (const Change& c : changes) {
+    SCOPED_TRACE(c.what);
+    ino_t before = ObjectInode(name);
+    ASSERT_NE(before, 0u);
+    int fd = open(name.c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    uint64_t v = 0;
+    off_t at = static_cast<off_t>(offsetof(SharedHeader, rest) + c.offset);
+    ASSERT_EQ(pread(fd, &v, sizeof(v), at), 8);
+    v += c.delta;
+    ASSERT_EQ(pwrite(fd, &v, sizeof(v), at), 8);
+    close(fd);
+    auto f = File::Open(path, O_RDWR);
+    TERN_ASSERT_OK(f);
+    EXPECT_NE(ObjectInode(name), before) << "rebuilt and published anew";
+    ExpectAllocatorMatchesTheLog(**f);
+    ExpectPattern(**f, 2, 0, kRewritten);
+    ExpectPattern(**f, 1, kRewritten, kFileBytes - kRewritten);
+    test::CloseAndSettle(std::move(*f));
+  }
+}
+
+// The real way an object goes stale: the file changes while it rests, through processes that use
+// another shared-state directory. Adopting it would hand out blocks the new data lives in.
+TEST(SharedStateRestTest, ChangesMadeUnderAnotherStateDirectoryAreNeverLost) {
+  test::TempDir dir;
+  std::string path = dir.File("big");
+  ASSERT_NO_FATAL_FAILURE(MakeLargeFile(path, 1));
+  std::string name = ObjectName(path);
+  ino_t resting = ObjectInode(name);
+  ASSERT_NE(resting, 0u);
+
+  std::string other = dir.File("other-shm");
+  ASSERT_EQ(mkdir(other.c_str(), 0700), 0);
+  setenv("TERN_SHM_DIR", other.c_str(), 1);
+  {
+    auto f = File::Open(path, O_RDWR);
+    TERN_ASSERT_OK(f);
+    WritePattern(**f, 2, 0, 8 * kChunk);  // 2,048 blocks the resting object thinks are free
+    TERN_ASSERT_OK((*f)->Fsync());
+    test::CloseAndSettle(std::move(*f));
+  }
+  setenv("TERN_SHM_DIR", dir.shm_dir().c_str(), 1);
+
+  auto f = File::Open(path, O_RDWR);
+  TERN_ASSERT_OK(f);
+  EXPECT_NE(ObjectInode(name), resting) << "the out-of-date object was replaced";
+  ExpectAllocatorMatchesTheLog(**f);
+  WritePattern(**f, 3, 64 * kChunk, 16 * kChunk);  // takes free blocks
+  ExpectPattern(**f, 2, 0, 8 * kChunk);
+  ExpectPattern(**f, 1, 8 * kChunk, 56 * kChunk);
+  ExpectPattern(**f, 3, 64 * kChunk, 16 * kChunk);
+  std::vector<uint8_t> all(8 * kChunk);
+  auto n = (*f)->Pread(all.data(), all.size(), 0);
+  TERN_ASSERT_OK(n);
+  EXPECT_TRUE(all == Pattern(2, 0, all.size())) << "every block written under the other directory is intact";
+}
+
+TEST(SharedStateRestTest, TheSweepSparesAnObjectAtRestUntilItIsOld) {
+  test::TempDir dir;
+  std::string path = dir.File("big");
+  ASSERT_NO_FATAL_FAILURE(MakeLargeFile(path, 1));
+  std::string name = ObjectName(path);
+  ASSERT_NE(ObjectInode(name), 0u);
+
+  auto swept = SharedState::SweepOrphans(dir.shm_dir());
+  TERN_ASSERT_OK(swept);
+  EXPECT_EQ(*swept, 0u);
+  EXPECT_NE(ObjectInode(name), 0u);
+
+  struct timespec old[2];
+  clock_gettime(CLOCK_REALTIME, &old[0]);
+  old[0].tv_sec -= SharedState::kRestSeconds + 10;
+  old[1] = old[0];
+  ASSERT_EQ(utimensat(AT_FDCWD, name.c_str(), old, 0), 0);
+  swept = SharedState::SweepOrphans(dir.shm_dir());
+  TERN_ASSERT_OK(swept);
+  EXPECT_EQ(*swept, 1u);
+  EXPECT_EQ(ObjectInode(name), 0u);
+
+  auto f = File::Open(path, O_RDWR);  // rebuilt from the log
+  TERN_ASSERT_OK(f);
+  ExpectPattern(**f, 1, 0, kFileBytes);
+  ExpectAllocatorMatchesTheLog(**f);
+}
+
+}  // namespace
+}  // namespace tern
