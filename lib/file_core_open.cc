@@ -3,7 +3,8 @@
 // The first opener of a file (the one that gets the open lock exclusively, see open_lock.h) formats
 // a new file, replays the log, scrubs the tail and rebuilds the shared state; later openers wait for
 // it, then attach to the shared state and replay. The last closer removes the shared state's name
-// (keeping the object for reuse when it can: shared_state_spares.h).
+// (keeping the object for reuse when it can: shared_state_spares.h), or, for a large file, leaves it
+// at rest for the next first opener (file_core_rest.cc).
 #include <fcntl.h>
 #include <sys/random.h>
 #include <unistd.h>
@@ -354,8 +355,12 @@ FileCore::~FileCore() {
   if (opened) {
     {
       std::lock_guard lock(arena_mu_);
-      // The arena block goes to the log: if no record in it committed, a later sweep frees it.
-      if (arena_block_.value() != 0) alloc_->Adopt({arena_block_, 1});
+      // The arena block goes to the log: if no record in it committed, GC's next full sweep
+      // frees it (asked for here; a large file's object may rest with it, file_core_rest.cc).
+      if (arena_block_.value() != 0) {
+        alloc_->Adopt({arena_block_, 1});
+        shared_->header()->sweep_wanted.store(1);
+      }
     }
     ReleaseSlot();
     auto last = TryLockExclusive(backing_->fd());

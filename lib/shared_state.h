@@ -3,7 +3,9 @@
 // count, live counters. It lives in DRAM (a file in TERN_SHM_DIR, default /dev/shm), never on PM, so
 // allocation needs no flush. It exists while somebody has the file open: the first opener (who
 // holds the open lock exclusively, see open_lock.h) builds it from the log; the last closer removes
-// its name (and may keep the object for its next first open: shared_state_spares.h).
+// its name (and may keep the object for its next first open: shared_state_spares.h). A large file's
+// object outlives the last close, "at rest" (RestStamp, file_core_rest.cc), for the next first
+// opener to adopt when the file has not changed since.
 //
 // Every process that maps a published object holds the object's own open lock (open_lock.h, on
 // the object's descriptor) shared, so a process killed as the file's last opener leaves an object
@@ -156,7 +158,8 @@ class SharedState {
   static void Remove(const std::string& path);
 
   // Removes, in `dir`, the objects no process maps (their lock is free): those of files whose last
-  // opener was killed, and names a killed publisher or sweeper left half-way. Returns how many.
+  // opener was killed, objects at rest for longer than kRestSeconds, and names a killed publisher
+  // or sweeper left half-way. Returns how many.
   // Safe against openers and publishers running meanwhile (shared_state_sweep.cc says how).
   static Result<uint64_t> SweepOrphans(const std::string& dir);
   // SweepOrphans, unless one of this user's processes swept `dir` less than `interval_s` seconds ago
