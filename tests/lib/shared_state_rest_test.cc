@@ -108,19 +108,29 @@ void MakeLargeFile(const std::string& path, uint64_t seed) {
   test::CloseAndSettle(std::move(*f));
 }
 
-TEST(SharedStateRestTest, TheLastCloseOfALargeFileLeavesItsObjectAtRestAndTheNextOpenAdoptsIt) {
-  test::TempDir dir;
-  std::string path = dir.File("big");
-  ASSERT_NO_FATAL_FAILURE(MakeLargeFile(path, 1));
-  std::string name = ObjectName(path);
-  ino_t resting = ObjectInode(name);
-  ASSERT_NE(resting, 0u) << "the last close left the object published";
+// A 130 MiB file, written and closed: its object rests under `name_` as inode `resting_`.
+class SharedStateRestTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = dir_.File("big");
+    ASSERT_NO_FATAL_FAILURE(MakeLargeFile(path_, 1));
+    name_ = ObjectName(path_);
+    resting_ = ObjectInode(name_);
+    ASSERT_NE(resting_, 0u) << "the last close left the object published";
+  }
+
+  test::TempDir dir_;
+  std::string path_, name_;
+  ino_t resting_ = 0;
+};
+
+TEST_F(SharedStateRestTest, TheLastCloseOfALargeFileLeavesItsObjectAtRestAndTheNextOpenAdoptsIt) {
 
   for (int round = 0; round < 3; ++round) {
     SCOPED_TRACE("round " + std::to_string(round));
-    auto f = File::Open(path, O_RDWR);
+    auto f = File::Open(path_, O_RDWR);
     TERN_ASSERT_OK(f);
-    EXPECT_EQ(ObjectInode(name), resting) << "adopted, not rebuilt";
+    EXPECT_EQ(ObjectInode(name_), resting_) << "adopted, not rebuilt";
     ExpectNoClaimsLeft(**f);
     ExpectPattern(**f, 1, kRewritten, kFileBytes - kRewritten);
     // Each round changes the file, in place and by compaction; the next round adopts what this
@@ -139,9 +149,9 @@ TEST(SharedStateRestTest, TheLastCloseOfALargeFileLeavesItsObjectAtRestAndTheNex
     TERN_ASSERT_OK((*f)->Fsync());
     test::CloseAndSettle(std::move(*f));
   }
-  auto f = File::Open(path, O_RDWR);
+  auto f = File::Open(path_, O_RDWR);
   TERN_ASSERT_OK(f);
-  EXPECT_EQ(ObjectInode(name), resting);
+  EXPECT_EQ(ObjectInode(name_), resting_);
   ExpectPattern(**f, 12, 0, kRewritten);
   ExpectPattern(**f, 1, kRewritten, kFileBytes - kRewritten);
   ExpectNoClaimsLeft(**f);
@@ -150,14 +160,14 @@ TEST(SharedStateRestTest, TheLastCloseOfALargeFileLeavesItsObjectAtRestAndTheNex
   WriteBlocks(**f, 13, 0, kRewritten / kBlockSize);  // a log worth compacting again
   ASSERT_NO_FATAL_FAILURE(CompactToACheckpoint(**f));
   test::CloseAndSettle(std::move(*f));
-  auto again = File::Open(path, O_RDWR);
+  auto again = File::Open(path_, O_RDWR);
   TERN_ASSERT_OK(again);
-  EXPECT_EQ(ObjectInode(name), resting);
+  EXPECT_EQ(ObjectInode(name_), resting_);
   ExpectAllocatorMatchesTheLog(**again);
   ExpectPattern(**again, 13, 0, kRewritten);
 }
 
-TEST(SharedStateRestTest, ASmallFileLeavesNoObjectBehind) {
+TEST(SharedStateSmallFileTest, LeavesNoObjectBehind) {
   test::TempDir dir;
   {
     auto f = File::Open(dir.File("small"), O_RDWR | O_CREAT, 0644);
@@ -169,19 +179,15 @@ TEST(SharedStateRestTest, ASmallFileLeavesNoObjectBehind) {
 }
 
 // Each field of the stamp, made to disagree with the file as a change since the last close would.
-TEST(SharedStateRestTest, AnObjectWhoseStampDisagreesWithTheFileIsRebuilt) {
-  test::TempDir dir;
-  std::string path = dir.File("big");
-  ASSERT_NO_FATAL_FAILURE(MakeLargeFile(path, 1));
+TEST_F(SharedStateRestTest, AnObjectWhoseStampDisagreesWithTheFileIsRebuilt) {
   {
-    auto f = File::Open(path, O_RDWR);  // a checkpoint, then entries after it
+    auto f = File::Open(path_, O_RDWR);  // a checkpoint, then entries after it
     TERN_ASSERT_OK(f);
     WriteBlocks(**f, 2, 0, kRewritten / kBlockSize);
     ASSERT_NO_FATAL_FAILURE(CompactToACheckpoint(**f));
     WriteBlocks(**f, 2, 0, 4);
     test::CloseAndSettle(std::move(*f));
   }
-  std::string name = ObjectName(path);
   struct Change {
     const char* what;
     size_t offset;
@@ -196,9 +202,9 @@ TEST(SharedStateRestTest, AnObjectWhoseStampDisagreesWithTheFileIsRebuilt) {
   };
   for (const Change& c : changes) {
     SCOPED_TRACE(c.what);
-    ino_t before = ObjectInode(name);
+    ino_t before = ObjectInode(name_);
     ASSERT_NE(before, 0u);
-    int fd = open(name.c_str(), O_RDWR);
+    int fd = open(name_.c_str(), O_RDWR);
     ASSERT_GE(fd, 0);
     uint64_t v = 0;
     off_t at = static_cast<off_t>(offsetof(SharedHeader, rest) + c.offset);
@@ -206,9 +212,9 @@ TEST(SharedStateRestTest, AnObjectWhoseStampDisagreesWithTheFileIsRebuilt) {
     v += c.delta;
     ASSERT_EQ(pwrite(fd, &v, sizeof(v), at), 8);
     close(fd);
-    auto f = File::Open(path, O_RDWR);
+    auto f = File::Open(path_, O_RDWR);
     TERN_ASSERT_OK(f);
-    EXPECT_NE(ObjectInode(name), before) << "rebuilt and published anew";
+    EXPECT_NE(ObjectInode(name_), before) << "rebuilt and published anew";
     ExpectAllocatorMatchesTheLog(**f);
     ExpectPattern(**f, 2, 0, kRewritten);
     ExpectPattern(**f, 1, kRewritten, kFileBytes - kRewritten);
@@ -218,29 +224,23 @@ TEST(SharedStateRestTest, AnObjectWhoseStampDisagreesWithTheFileIsRebuilt) {
 
 // The real way an object goes stale: the file changes while it rests, through processes that use
 // another shared-state directory. Adopting it would hand out blocks the new data lives in.
-TEST(SharedStateRestTest, ChangesMadeUnderAnotherStateDirectoryAreNeverLost) {
-  test::TempDir dir;
-  std::string path = dir.File("big");
-  ASSERT_NO_FATAL_FAILURE(MakeLargeFile(path, 1));
-  std::string name = ObjectName(path);
-  ino_t resting = ObjectInode(name);
-  ASSERT_NE(resting, 0u);
+TEST_F(SharedStateRestTest, ChangesMadeUnderAnotherStateDirectoryAreNeverLost) {
 
-  std::string other = dir.File("other-shm");
+  std::string other = dir_.File("other-shm");
   ASSERT_EQ(mkdir(other.c_str(), 0700), 0);
   setenv("TERN_SHM_DIR", other.c_str(), 1);
   {
-    auto f = File::Open(path, O_RDWR);
+    auto f = File::Open(path_, O_RDWR);
     TERN_ASSERT_OK(f);
-    WritePattern(**f, 2, 0, 8 * kChunk);  // 2,048 blocks the resting object thinks are free
+    WritePattern(**f, 2, 0, 8 * kChunk);  // 2,048 blocks the resting_ object thinks are free
     TERN_ASSERT_OK((*f)->Fsync());
     test::CloseAndSettle(std::move(*f));
   }
-  setenv("TERN_SHM_DIR", dir.shm_dir().c_str(), 1);
+  setenv("TERN_SHM_DIR", dir_.shm_dir().c_str(), 1);
 
-  auto f = File::Open(path, O_RDWR);
+  auto f = File::Open(path_, O_RDWR);
   TERN_ASSERT_OK(f);
-  EXPECT_NE(ObjectInode(name), resting) << "the out-of-date object was replaced";
+  EXPECT_NE(ObjectInode(name_), resting_) << "the out-of-date object was replaced";
   ExpectAllocatorMatchesTheLog(**f);
   WritePattern(**f, 3, 64 * kChunk, 16 * kChunk);  // takes free blocks
   ExpectPattern(**f, 2, 0, 8 * kChunk);
@@ -252,29 +252,24 @@ TEST(SharedStateRestTest, ChangesMadeUnderAnotherStateDirectoryAreNeverLost) {
   EXPECT_TRUE(all == Pattern(2, 0, all.size())) << "every block written under the other directory is intact";
 }
 
-TEST(SharedStateRestTest, TheSweepSparesAnObjectAtRestUntilItIsOld) {
-  test::TempDir dir;
-  std::string path = dir.File("big");
-  ASSERT_NO_FATAL_FAILURE(MakeLargeFile(path, 1));
-  std::string name = ObjectName(path);
-  ASSERT_NE(ObjectInode(name), 0u);
+TEST_F(SharedStateRestTest, TheSweepSparesAnObjectAtRestUntilItIsOld) {
 
-  auto swept = SharedState::SweepOrphans(dir.shm_dir());
+  auto swept = SharedState::SweepOrphans(dir_.shm_dir());
   TERN_ASSERT_OK(swept);
   EXPECT_EQ(*swept, 0u);
-  EXPECT_NE(ObjectInode(name), 0u);
+  EXPECT_NE(ObjectInode(name_), 0u);
 
   struct timespec old[2];
   clock_gettime(CLOCK_REALTIME, &old[0]);
   old[0].tv_sec -= SharedState::kRestSeconds + 10;
   old[1] = old[0];
-  ASSERT_EQ(utimensat(AT_FDCWD, name.c_str(), old, 0), 0);
-  swept = SharedState::SweepOrphans(dir.shm_dir());
+  ASSERT_EQ(utimensat(AT_FDCWD, name_.c_str(), old, 0), 0);
+  swept = SharedState::SweepOrphans(dir_.shm_dir());
   TERN_ASSERT_OK(swept);
   EXPECT_EQ(*swept, 1u);
-  EXPECT_EQ(ObjectInode(name), 0u);
+  EXPECT_EQ(ObjectInode(name_), 0u);
 
-  auto f = File::Open(path, O_RDWR);  // rebuilt from the log
+  auto f = File::Open(path_, O_RDWR);  // rebuilt from the log
   TERN_ASSERT_OK(f);
   ExpectPattern(**f, 1, 0, kFileBytes);
   ExpectAllocatorMatchesTheLog(**f);
