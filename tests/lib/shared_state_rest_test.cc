@@ -125,7 +125,6 @@ class SharedStateRestTest : public ::testing::Test {
 };
 
 TEST_F(SharedStateRestTest, TheLastCloseOfALargeFileLeavesItsObjectAtRestAndTheNextOpenAdoptsIt) {
-
   for (int round = 0; round < 3; ++round) {
     SCOPED_TRACE("round " + std::to_string(round));
     auto f = File::Open(path_, O_RDWR);
@@ -225,7 +224,6 @@ TEST_F(SharedStateRestTest, AnObjectWhoseStampDisagreesWithTheFileIsRebuilt) {
 // The real way an object goes stale: the file changes while it rests, through processes that use
 // another shared-state directory. Adopting it would hand out blocks the new data lives in.
 TEST_F(SharedStateRestTest, ChangesMadeUnderAnotherStateDirectoryAreNeverLost) {
-
   std::string other = dir_.File("other-shm");
   ASSERT_EQ(mkdir(other.c_str(), 0700), 0);
   setenv("TERN_SHM_DIR", other.c_str(), 1);
@@ -253,7 +251,6 @@ TEST_F(SharedStateRestTest, ChangesMadeUnderAnotherStateDirectoryAreNeverLost) {
 }
 
 TEST_F(SharedStateRestTest, TheSweepSparesAnObjectAtRestUntilItIsOld) {
-
   auto swept = SharedState::SweepOrphans(dir_.shm_dir());
   TERN_ASSERT_OK(swept);
   EXPECT_EQ(*swept, 0u);
