@@ -11,6 +11,7 @@
 
 #include "lib/file_core.h"
 #include "lib/open_lock.h"
+#include "lib/process_id.h"
 #include "pmem/log.h"
 
 namespace tern {
@@ -169,7 +170,7 @@ bool BackingCache::Retire(const std::string& path) {
     return false;  // entry destroyed: its file is about to be unlinked
   }
   char name[64];
-  snprintf(name, sizeof(name), "/%d.%llu", static_cast<int>(getpid()), static_cast<unsigned long long>(seq));
+  snprintf(name, sizeof(name), "/%d.%llu", static_cast<int>(ThisProcessId()), static_cast<unsigned long long>(seq));
   entry.spare_path = spare_dir + name;
   if (rename(path.c_str(), entry.spare_path.c_str()) != 0) return false;
   if (!PathNames(entry.spare_path, false, st.st_dev, st.st_ino)) {

@@ -11,13 +11,14 @@ bool CanRead(int flags) { return (flags & O_ACCMODE) != O_WRONLY; }
 bool CanWrite(int flags) { return (flags & O_ACCMODE) != O_RDONLY; }
 }  // namespace
 
-Result<std::unique_ptr<File>> File::Open(const std::string& path, int flags, mode_t mode) {
+Result<std::unique_ptr<File>> File::Open(const std::string& path, int flags, mode_t mode,
+                                         const struct stat* looked) {
   if ((flags & O_ACCMODE) == O_ACCMODE) return Status::Error(EINVAL, "bad access mode");
   if ((flags & O_TRUNC) && !CanWrite(flags)) {
     // Linux truncates even then; tern refuses rather than guess (the engine needs write access).
     return Status::Error(EACCES, "O_TRUNC on a read-only open");
   }
-  TERN_ASSIGN_OR_RETURN(std::shared_ptr<FileCore> core, Pool::Default().OpenCore(path, flags, mode));
+  TERN_ASSIGN_OR_RETURN(std::shared_ptr<FileCore> core, Pool::Default().OpenCore(path, flags, mode, looked));
   auto file = std::make_unique<File>(std::move(core), flags);
   if (flags & O_TRUNC) TERN_TRY(file->core().Truncate(0));
   return file;

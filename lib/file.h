@@ -54,7 +54,11 @@ class File {
   // path is an existing file that is not a tern file (it is left untouched), or an empty file opened
   // read-only; EUCLEAN when it is a damaged tern file (a log line names file and cause); EINVAL for
   // bad flags.
-  static Result<std::unique_ptr<File>> Open(const std::string& path, int flags, mode_t mode = 0644);
+  // `looked`, when given, is what stat(2) of path (lstat(2) with O_NOFOLLOW) returned to the caller
+  // just before; the open uses it instead of looking again. A file changed since then is found
+  // under the open lock as with any other race, and the open starts over.
+  static Result<std::unique_ptr<File>> Open(const std::string& path, int flags, mode_t mode = 0644,
+                                            const struct stat* looked = nullptr);
 
   File(std::shared_ptr<FileCore> core, int flags);
   ~File();

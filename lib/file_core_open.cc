@@ -125,8 +125,10 @@ Result<std::shared_ptr<FileCore>> FileCore::OpenWith(const std::string& path, in
   for (int attempt = 0; attempt < kMaxOpenAttempts; ++attempt) {
     TERN_ASSIGN_OR_RETURN(bool exclusive, TryLockExclusive(fd));
     if (!exclusive) TERN_TRY(LockShared(fd));
-    if (fstat(fd, &st) != 0) return Status::Error(errno, "fstat");
-    if (!PathNames(path, (flags & O_NOFOLLOW) == 0, st.st_dev, st.st_ino)) {
+    // The path must still name the inode we hold: one look by path is also the inode's fresh
+    // attributes (size) when it does.
+    int rc = (flags & O_NOFOLLOW) ? lstat(path.c_str(), &st) : stat(path.c_str(), &st);
+    if (rc != 0 || st.st_dev != core->dev_ || st.st_ino != core->ino_) {
       // Unlinked (a process may recycle a deleted file's backing for a new file: BackingCache) or
       // replaced after our open(2): this open comes after that change, so it starts over.
       Unlock(fd);

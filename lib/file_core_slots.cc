@@ -15,6 +15,7 @@
 #include "lib/atomic_max.h"
 #include "lib/file_core.h"
 #include "lib/open_lock.h"
+#include "lib/process_id.h"
 #include "pmem/log.h"
 #include "pmem/persist.h"
 
@@ -165,7 +166,7 @@ Status FileCore::AcquireSlot(bool* was_dirty) {
         cells[c].ops[1].store(0);
       }
     }
-    s.pid.store(static_cast<uint32_t>(getpid()));
+    s.pid.store(ThisProcessId());
     s.state.store(ProcessSlot::kUsed);
     RaiseAtomic(shared_->header()->slots_high, slot + 1);
     shared_->header()->slot_hint.store(slot + 1);

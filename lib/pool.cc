@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "lib/backing_cache.h"
+#include "lib/process_id.h"
 #include "lib/shared_state_spares.h"
 #include "pmem/log.h"
 #include <sys/stat.h>
@@ -126,6 +127,7 @@ void Pool::ParentAfterFork() {
 }
 
 void Pool::ChildAfterFork() {
+  RefreshThisProcessId();  // before anything below takes a slot or names an object
   Pool& pool = Default();
   // First: the entries are the parent's; the files the child closes from here on are its own.
   BackingCache::Default().UnlockAfterFork();
@@ -160,7 +162,8 @@ void Pool::ChildAfterFork() {
   pool.gc_mu_.unlock();
 }
 
-Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int flags, mode_t mode) {
+Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int flags, mode_t mode,
+                                                  const struct stat* looked) {
   bool want_write = (flags & O_ACCMODE) != O_RDONLY;
   bool exists = false;
   std::unique_ptr<Backing> kept;
@@ -170,7 +173,12 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
   // flags for this open: stat follows the path as open would.
   if ((flags & O_EXCL) == 0) {
     struct stat st;
-    int rc = (flags & O_NOFOLLOW) ? lstat(path.c_str(), &st) : stat(path.c_str(), &st);
+    int rc = 0;
+    if (looked != nullptr) {
+      st = *looked;
+    } else {
+      rc = (flags & O_NOFOLLOW) ? lstat(path.c_str(), &st) : stat(path.c_str(), &st);
+    }
     exists = rc == 0;
     if (rc == 0 && S_ISREG(st.st_mode)) {
       std::shared_ptr<FileCore> found;

@@ -4,6 +4,7 @@
 // Thread-safe.
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -28,8 +29,9 @@ class Pool {
   static Pool& Default();
 
   // Opens the FileCore for path, reusing this process's open one for the same file when it can
-  // serve the requested access. Errors as File::Open.
-  Result<std::shared_ptr<FileCore>> OpenCore(const std::string& path, int flags, mode_t mode);
+  // serve the requested access. `looked` and errors as File::Open.
+  Result<std::shared_ptr<FileCore>> OpenCore(const std::string& path, int flags, mode_t mode,
+                                             const struct stat* looked = nullptr);
 
   // Background work for a file, run on this process's one background thread (started on first
   // use): log compaction, growing ahead of the allocator. The caller sets the file's matching

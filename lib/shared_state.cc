@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "lib/open_lock.h"
+#include "lib/process_id.h"
 #include "lib/test_hooks.h"
 #include "pmem/log.h"
 
@@ -96,7 +97,7 @@ Status SharedState::Publish(const std::string& path) {
   snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", fd_);
   char tmp[200];
   static std::atomic<uint32_t> counter{0};
-  snprintf(tmp, sizeof(tmp), "%s.tmp.%d.%u", path.c_str(), static_cast<int>(getpid()),
+  snprintf(tmp, sizeof(tmp), "%s.tmp.%d.%u", path.c_str(), static_cast<int>(ThisProcessId()),
            counter.fetch_add(1));
   if (linkat(AT_FDCWD, fdpath, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) != 0) {
     return Status::Error(errno, "link shared state");

@@ -7,6 +7,7 @@
 
 #include "lib/backing_cache.h"
 #include "lib/open_lock.h"
+#include "lib/process_id.h"
 #include "pmem/log.h"
 
 namespace tern {
@@ -39,7 +40,7 @@ bool SharedStateSpares::Keep(std::unique_ptr<SharedState>& state, const std::str
   auto locked = TryLockExclusive(state->fd());
   if (!locked.ok() || !*locked) return false;
   char name[96];
-  snprintf(name, sizeof(name), "/%s%d.%llu", kPrefix, static_cast<int>(getpid()), static_cast<unsigned long long>(seq));
+  snprintf(name, sizeof(name), "/%s%d.%llu", kPrefix, static_cast<int>(ThisProcessId()), static_cast<unsigned long long>(seq));
   std::string spare_path = dir + name;
   if (rename(published.c_str(), spare_path.c_str()) != 0) {
     Unlock(state->fd());

@@ -28,6 +28,7 @@
 
 #include "lib/backing_cache.h"
 #include "lib/open_lock.h"
+#include "lib/process_id.h"
 #include "lib/shared_state.h"
 #include "lib/test_hooks.h"
 #include "pmem/log.h"
@@ -44,7 +45,7 @@ bool RemoveLockedObject(const std::string& dir, const std::string& path, const s
   test_hooks::after_state_sweep_lock.Run();
   static std::atomic<uint32_t> counter{0};
   char name[96];
-  snprintf(name, sizeof(name), "/%s%d.%u", SharedState::kAsidePrefix, static_cast<int>(getpid()),
+  snprintf(name, sizeof(name), "/%s%d.%u", SharedState::kAsidePrefix, static_cast<int>(ThisProcessId()),
            counter.fetch_add(1));
   std::string aside = dir + name;
   if (rename(path.c_str(), aside.c_str()) != 0) return false;

@@ -17,6 +17,7 @@
 
 #include "lib/backing_cache.h"
 #include "lib/pool.h"
+#include "lib/process_id.h"
 #include "lib/shared_state_spares.h"
 #include "pmem/log.h"
 #include "shim/env.h"
@@ -50,7 +51,7 @@ void EarlyParent() {
 }
 void EarlyChild() {
   ++t_engine_depth;
-  RefreshCachedPid();
+  RefreshThisProcessId();
   ForgetPinsInChild();
   FdTableChildAfterFork();
   StdioAfterFork();

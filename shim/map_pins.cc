@@ -6,6 +6,7 @@
 #include <map>
 #include <mutex>
 
+#include "lib/process_id.h"
 #include "pmem/log.h"
 #include "shim/common.h"
 
@@ -52,7 +53,7 @@ void Unpin(Pin& pin) {
   EngineScope engine;
   // Pins are the pinning process's claims (a forked child forgets the table; this is the second
   // line of defence).
-  if (pin.pinned_by == getpid()) pin.core->UnpinBlocks(pin.blocks);
+  if (pin.pinned_by == static_cast<pid_t>(ThisProcessId())) pin.core->UnpinBlocks(pin.blocks);
   pin.core.reset();  // the last reference closes the file
 }
 
@@ -95,7 +96,7 @@ void ForgetPinsInChild() {
 void RememberPinnedMapping(void* addr, size_t len, std::shared_ptr<FileCore> core,
                            std::vector<std::pair<uint32_t, uint32_t>> blocks) {
   auto lo = reinterpret_cast<uintptr_t>(addr);
-  auto pin = std::make_shared<Pin>(Pin{std::move(core), std::move(blocks), getpid(), 1});
+  auto pin = std::make_shared<Pin>(Pin{std::move(core), std::move(blocks), static_cast<pid_t>(ThisProcessId()), 1});
   PinTable& t = Table();
   std::lock_guard lock(t.mu);
   t.live.emplace(lo, Range{lo + len, std::move(pin)});

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "lib/process_id.h"
 #include "pmem/log.h"
 #include "shim/env.h"
 #include "shim/fd_table.h"
@@ -40,7 +41,6 @@ OfdSlot* g_base = nullptr;
 int g_fd = -1;
 uint64_t g_ino = 0;
 char g_env[64];
-std::atomic<uint32_t> g_pid{0};
 
 Header* Head() { return reinterpret_cast<Header*>(g_base); }
 
@@ -111,7 +111,7 @@ long Futex(std::atomic<uint32_t>* word, int op, uint32_t val, const struct times
 void InitOfdRegion() {
   static std::once_flag once;
   std::call_once(once, [] {
-    RefreshCachedPid();
+    RefreshThisProcessId();
     if (!Inherit() && !Create()) {
       TERN_LOG_WARN("shim: no shared offset region (errno %d): offsets are not shared with children", errno);
       return;
@@ -172,11 +172,8 @@ void UnrefSlot(uint32_t index) {
   }
 }
 
-uint32_t CachedPid() { return g_pid.load(std::memory_order_relaxed); }
-void RefreshCachedPid() { g_pid.store(static_cast<uint32_t>(getpid()), std::memory_order_relaxed); }
-
 void LockSlot(OfdSlot* slot) {
-  uint32_t me = CachedPid();
+  uint32_t me = ThisProcessId();
   for (uint32_t round = 0;; ++round) {
     uint32_t holder = 0;
     // acquire; pairs with the release in UnlockSlot.

@@ -66,8 +66,4 @@ class SlotGuard {
   OfdSlot* slot_;
 };
 
-// The calling process's pid, cached (refreshed in a forked child).
-uint32_t CachedPid();
-void RefreshCachedPid();
-
 }  // namespace tern::shim

@@ -58,26 +58,37 @@ int ShimOpen(int dirfd, const char* path, int flags, mode_t mode) {
       !TernCandidate(dirfd, path, &abs)) {
     return KernelOpen(dirfd, path, flags, mode);
   }
-  // Only regular files (existing, or about to be created) are tern files.
+  // Only regular files (existing, or about to be created) are tern files. The application's fd,
+  // an O_PATH descriptor, is taken first: its fstat is the one look at the file the whole open
+  // needs (the engine trusts it, and it proves the engine opened that same inode).
   struct stat st;
-  int rc = real.lstat(abs.c_str(), &st);
-  if (rc == 0 && S_ISLNK(st.st_mode) && (flags & O_NOFOLLOW) == 0) {
+  int path_flags = O_PATH | (flags & O_CLOEXEC);
+  int fd = real.openat(AT_FDCWD, abs.c_str(), path_flags | O_NOFOLLOW);
+  bool exists = fd >= 0 && real.fstat(fd, &st) == 0;
+  auto to_kernel = [&] {
+    if (fd >= 0) real.close(fd);
+    return KernelOpen(dirfd, path, flags, mode);
+  };
+  if (exists && S_ISLNK(st.st_mode) && (flags & O_NOFOLLOW) == 0) {
     // A symlink under the root to a file outside it (a venv's bin/python) names a kernel file.
     char target[PATH_MAX];
-    if (realpath(abs.c_str(), target) != nullptr && !UnderRoot(NormalizePath(target))) {
-      return KernelOpen(dirfd, path, flags, mode);
-    }
-    rc = real.stat(abs.c_str(), &st);
+    if (realpath(abs.c_str(), target) != nullptr && !UnderRoot(NormalizePath(target))) return to_kernel();
+    real.close(fd);
+    fd = real.openat(AT_FDCWD, abs.c_str(), path_flags);
+    exists = fd >= 0 && real.fstat(fd, &st) == 0;
   }
-  bool exists = rc == 0;
-  if (exists && !S_ISREG(st.st_mode)) return KernelOpen(dirfd, path, flags, mode);
-  if (!exists && (errno != ENOENT || (flags & O_CREAT) == 0)) return KernelOpen(dirfd, path, flags, mode);
-  if (exists && (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL)) return Fail(EEXIST);
+  if (fd >= 0 && !exists) return to_kernel();  // fstat of an O_PATH fd failed: let the kernel say why
+  if (exists && !S_ISREG(st.st_mode)) return to_kernel();
+  if (!exists && (errno != ENOENT || (flags & O_CREAT) == 0)) return to_kernel();
+  if (exists && (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL)) {
+    real.close(fd);
+    return Fail(EEXIST);
+  }
   bool plain_by_default = PlainByDefault(abs);
-  if (!exists && plain_by_default) return KernelOpen(dirfd, path, flags, mode);
+  if (!exists && plain_by_default) return to_kernel();
   if (exists && st.st_size % 4096 != 0) {
     if (!plain_by_default) LogNotTern(abs, "its size is not a whole number of blocks");
-    return KernelOpen(dirfd, path, flags, mode);
+    return to_kernel();
   }
 
   int access = flags & O_ACCMODE;
@@ -88,27 +99,32 @@ int ShimOpen(int dirfd, const char* path, int flags, mode_t mode) {
   if (truncate_read_only) engine_flags &= ~O_TRUNC;
   auto opened = [&] {
     EngineScope engine;
-    return File::Open(abs, engine_flags, mode);
+    return File::Open(abs, engine_flags, mode, exists ? &st : nullptr);
   }();
   if (!opened.ok()) {
     if (opened.status().err() == kNotTernFile) {
       if (!plain_by_default) LogNotTern(abs, opened.status().context());
-      return KernelOpen(dirfd, path, flags, mode);
+      return to_kernel();
     }
+    if (fd >= 0) real.close(fd);
     return FailWith(opened.status());
   }
   std::unique_ptr<File> file = std::move(*opened);
   if (truncate_read_only) {
     EngineScope engine;
     auto writer = File::Open(abs, O_WRONLY | O_TRUNC);
-    if (!writer.ok()) return FailWith(writer.status());
+    if (!writer.ok()) {
+      if (fd >= 0) real.close(fd);
+      return FailWith(writer.status());
+    }
   }
 
-  // The application's fd: an O_PATH descriptor of the same inode.
-  int fd = real.openat(AT_FDCWD, abs.c_str(), O_PATH | (flags & (O_CLOEXEC | O_NOFOLLOW)));
-  if (fd < 0) return -1;
-  struct stat pst;
-  if (real.fstat(fd, &pst) != 0 || pst.st_ino != file->core().ino() || pst.st_dev != file->core().dev()) {
+  if (fd < 0) {  // created by the engine just now
+    fd = real.openat(AT_FDCWD, abs.c_str(), path_flags | (flags & O_NOFOLLOW));
+    if (fd < 0) return -1;
+    if (real.fstat(fd, &st) != 0) st = {};
+  }
+  if (st.st_ino != file->core().ino() || st.st_dev != file->core().dev()) {
     real.close(fd);
     TERN_LOG_WARN("shim: %s changed while it was being opened", abs.c_str());
     return Fail(EAGAIN);
@@ -118,7 +134,7 @@ int ShimOpen(int dirfd, const char* path, int flags, mode_t mode) {
     return Fail(EMFILE);
   }
   uint32_t flags_kept = (static_cast<uint32_t>(flags) & kKeptFlags) | kKernelLargefile;
-  uint32_t slot = AllocSlot(flags_kept, pst.st_dev, pst.st_ino);
+  uint32_t slot = AllocSlot(flags_kept, st.st_dev, st.st_ino);
   {
     EngineScope engine;  // File's destructor on the error path
     Desc* d = NewDesc(file.get(), slot, flags_kept, abs);
