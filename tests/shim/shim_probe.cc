@@ -121,6 +121,20 @@ int Errno() {
   int l = open("link", O_RDONLY);
   Say("read through symlink", l < 0 ? -1 : read(l, buf, sizeof(buf)));
   close(l);
+  // A symlink to a name not there yet: O_CREAT creates its target; without it, ENOENT.
+  symlink("made", "dangling");
+  Say("open dangling symlink", open("dangling", O_RDONLY));
+  int made = open("dangling", O_RDWR | O_CREAT, 0644);
+  Say("create through dangling symlink", made < 0 ? -1 : write(made, "via", 3));
+  close(made);
+  int target = open("made", O_RDONLY);
+  Say("read created target", target < 0 ? -1 : read(target, buf, sizeof(buf)));
+  close(target);
+  Say("open O_EXCL through symlink", open("dangling", O_RDWR | O_CREAT | O_EXCL, 0644));
+  symlink("dir", "dirlink");
+  int dirfd = open("dirlink", O_RDONLY);
+  Say("open symlink to dir", dirfd < 0 ? -1 : 0);
+  close(dirfd);
   Say("truncate missing", truncate("missing", 0));
   Say("truncate negative", truncate("wo", -1));
   struct stat st;
