@@ -124,6 +124,7 @@ bool FileCore::CommitAt(LogPos pos, uint64_t entry) {
   uint64_t expected = 0;
   uint64_t* slot = SlotAddress(pos);
   bool won = slot != nullptr && pmem::Cas64(slot, expected, entry);
+  if (won) NoteChangedHere();
   SharedCounters& counted = Counted();
   (won ? counted.commits : counted.conflicts).fetch_add(1, std::memory_order_relaxed);
   return won;

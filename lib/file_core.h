@@ -446,6 +446,12 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   std::vector<PendingFree> pending_;    // guarded by pending_mu_
   alignas(kCacheLine) std::mutex grow_mu_;
   std::atomic<bool> compacting_{false};  // one compaction at a time in this process
+  // This process committed to the log or wrote a checkpoint: its close has commits to flush and
+  // frees to settle. A process that only read has neither (and never loads libpmem for it).
+  std::atomic<bool> changed_here_{false};
+  void NoteChangedHere() {
+    if (!changed_here_.load(std::memory_order_relaxed)) changed_here_.store(true, std::memory_order_relaxed);
+  }
   std::mutex arena_mu_;
   LogicalBlock arena_block_;            // guarded by arena_mu_: block for small extended records
   uint32_t arena_used_ = kBlockSize;    // guarded by arena_mu_

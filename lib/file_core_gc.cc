@@ -266,6 +266,7 @@ Status FileCore::WriteCheckpoint(LogPos position, std::vector<uint32_t>* retired
     return Damaged("checkpoint pointer changed under a compaction");
   }
   pmem::Persist(&meta()->header.checkpoint, sizeof(uint64_t));
+  NoteChangedHere();
   alloc_->Adopt(blocks);
   {
     std::lock_guard lock(mu_);

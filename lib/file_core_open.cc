@@ -313,8 +313,8 @@ Status FileCore::ScrubTail() {
     pmem::Store32(link, 0);
     pmem::Flush(link, sizeof(*link));
   }
-  pmem::Drain();
   if (dropped > 0 || unlinked) {
+    pmem::Drain();
     TERN_LOG_WARN("%s: recovery dropped %llu unacknowledged commit entries%s after the log tail",
                   path_.c_str(), static_cast<unsigned long long>(dropped),
                   unlinked ? " and the log blocks linked" : "");
@@ -340,9 +340,11 @@ FileCore::~FileCore() {
   RestStamp stamp{};
   if (shared_ != nullptr && slot_ != kNoSlot && backing_->writable()) {
     // Deferred frees wait for durability; closing settles them. As an operation: this process may
-    // lag behind GC's floor, and the log blocks it would replay from may be gone.
+    // lag behind GC's floor, and the log blocks it would replay from may be gone. A process that
+    // changed nothing only catches up (the rest stamp and the kept table describe the log as is).
     OpGuard guard(this);
-    Status st = guard.status().ok() ? FlushLog() : guard.status();
+    Status st = guard.status();
+    if (st.ok()) st = changed_here_.load() ? FlushLog() : Refresh().status();
     if (!st.ok()) TERN_LOG_WARN("%s: at close: %s", path_.c_str(), st.context());
     flushed = st.ok();
     if (flushed && MayRest()) {

@@ -38,6 +38,13 @@ void DieWithParent() {
   if (getppid() == 1) raise(SIGKILL);  // the test died before the line above
 }
 
+pid_t ForkChild() { return fork(); }
+void ExitChild(bool ok) { _exit(ok ? 0 : 1); }
+bool WaitChildSucceeded(pid_t pid) {
+  int status = 0;
+  return waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
 void SpinFor(uint64_t iterations) {
   std::atomic<uint64_t> spin{iterations};
   while (spin.load(std::memory_order_relaxed) > 0)

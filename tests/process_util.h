@@ -24,6 +24,19 @@ pid_t SpawnSelf(const std::vector<std::string>& args);
 // dies, so a test that crashes leaves no writers running.
 void DieWithParent();
 
+// Runs `child` in a forked process (which _exits with its result); true if it returned true
+// there. For a test about what a process has done since it began (no atfork surprises: call it
+// from a test process with no tern file open and no engine thread).
+pid_t ForkChild();
+[[noreturn]] void ExitChild(bool ok);
+bool WaitChildSucceeded(pid_t pid);
+template <typename F>
+bool InForkedChild(F child) {
+  pid_t pid = ForkChild();
+  if (pid == 0) ExitChild(child());
+  return pid > 0 && WaitChildSucceeded(pid);
+}
+
 // Busy-waits `iterations` rounds: a kill moment finer than any sleep.
 void SpinFor(uint64_t iterations);
 

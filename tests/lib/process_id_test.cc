@@ -3,7 +3,6 @@
 #include "lib/process_id.h"
 
 #include <fcntl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -14,19 +13,11 @@
 
 #include "lib/file.h"
 #include "lib/file_core.h"
+#include "tests/process_util.h"
 #include "tests/test_util.h"
 
 namespace tern {
 namespace {
-
-// Runs `child` in a forked process; true if it returned true there.
-template <typename F>
-bool InChild(F child) {
-  pid_t pid = fork();
-  if (pid == 0) _exit(child() ? 0 : 1);
-  int status = 0;
-  return pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-}
 
 bool Attached(const FileCore& core, uint32_t pid) {
   auto attached = core.AttachedProcesses();
@@ -35,9 +26,9 @@ bool Attached(const FileCore& core, uint32_t pid) {
 
 TEST(ProcessIdTest, IsEachForkedProcesssOwn) {
   EXPECT_EQ(ThisProcessId(), static_cast<uint32_t>(getpid()));
-  EXPECT_TRUE(InChild([] {
+  EXPECT_TRUE(test::InForkedChild([] {
     bool child_ok = ThisProcessId() == static_cast<uint32_t>(getpid());
-    return child_ok && InChild([] { return ThisProcessId() == static_cast<uint32_t>(getpid()); });
+    return child_ok && test::InForkedChild([] { return ThisProcessId() == static_cast<uint32_t>(getpid()); });
   }));
   EXPECT_EQ(ThisProcessId(), static_cast<uint32_t>(getpid()));
 }
@@ -47,7 +38,7 @@ TEST(ProcessIdTest, AForkedChildsSlotNamesTheChild) {
   auto file = File::Open(dir.File("f"), O_RDWR | O_CREAT, 0644);
   ASSERT_TRUE(file.ok()) << file.status().context();
   ASSERT_TRUE(Attached((*file)->core(), ThisProcessId()));
-  EXPECT_TRUE(InChild([&] {
+  EXPECT_TRUE(test::InForkedChild([&] {
     const FileCore& core = (*file)->core();
     return Attached(core, static_cast<uint32_t>(getpid())) && Attached(core, static_cast<uint32_t>(getppid()));
   }));
