@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Issue 3: the shim's benchmarks, tern against the kernel on the same mount in the same run.
-#  - shim_bench: the single-thread matrix (4 KiB overwrite/append + fsync, random/sequential reads)
+#  - shim_bench: the single-thread matrix (4 KiB overwrite/append + fsync, random/sequential reads;
+#    opening, creating, and programs started: what a shell pipeline pays per command)
 #    on the kernel (a plain directory on /dev/shm) and under `tern run` (the same mount, files under
 #    the tern root), and the pass-through cases with and without the shim on non-tern fds.
 #  - ycsb_bench: YCSB A–F on Debian's LevelDB, the database in a plain /dev/shm directory and under
@@ -87,7 +88,7 @@ run() {  # run LABEL CMD...: one JSON line per output line, tagged with the side
 # (memory the host backs late, neighbours), so each side gets the same mix of good and bad moments.
 if [[ $MICRO == 1 ]]; then
   for round in $(seq "$ROUNDS"); do
-    for c in overwrite append logappend randread seqread mmaptable; do
+    for c in overwrite append logappend randread seqread mmaptable openread create spawn spawncat; do
       run kernel "${PREFIX[@]}" "$BENCH" --dir="$WORK/kernel" --case=$c --ops=$OPS --reps="$REPS"
       run tern "${PREFIX[@]}" "$TERN" run --root "$WORK/root" -- "$BENCH" --dir="$WORK/root" --case=$c --ops=$OPS --reps="$REPS"
     done

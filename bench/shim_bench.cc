@@ -11,6 +11,13 @@
 //   seqread        4 KiB read, sequentially, rewinding at the end
 //   mmaptable      LevelDB's table open: open, stat, mmap(PROT_READ, MAP_SHARED) a 2 MiB file, close,
 //                  read one byte per 4 KiB page, munmap (one operation = one table; --ops / 100)
+//   openread       open(O_RDONLY) + 4 KiB pread + close of one 4 KiB file, over and over
+//   create         a new file: open(O_CREAT|O_TRUNC) + 100-byte write + close (one operation = one
+//                  file; --ops / 10; they are deleted after the timing)
+//   spawn          posix_spawn /bin/true and wait: a process start, with the shim loaded in the
+//                  child on the tern side (--ops / 100)
+//   spawncat       posix_spawn `cat FILE` (a 4 KiB file in --dir, output to /dev/null) and wait
+//                  (--ops / 100)
 //   passthru_file  4 KiB pread + pwrite on a file the shim leaves to the kernel (outside the root):
 //                  run with and without the shim to see what interposition costs
 //   passthru_pipe  64-byte write + read through a pipe (never a tern file), with and without the shim
@@ -23,10 +30,12 @@
 //
 // usage: shim_bench --dir=DIR --case=NAME [--ops=N] [--reps=N] [--file_mib=N]
 #include <fcntl.h>
+#include <spawn.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -129,6 +138,47 @@ double RunOnce(const std::string& name, const std::string& dir, uint64_t ops, ui
     }
     end = NowNs();
     if (sum == 1) std::fputs("", stderr);  // keeps the reads
+  } else if (name == "openread") {
+    close(CreateFilled(path, kIo, buf));
+    start = NowNs();
+    for (uint64_t i = 0; i < ops; ++i) {
+      int fd = open(path.c_str(), O_RDONLY);
+      if (fd < 0) Fail("open " + path);
+      if (pread(fd, buf, kIo, 0) != static_cast<ssize_t>(kIo)) Fail("pread");
+      close(fd);
+    }
+    end = NowNs();
+  } else if (name == "create") {
+    ops = std::max<uint64_t>(ops / 10, 1);
+    start = NowNs();
+    for (uint64_t i = 0; i < ops; ++i) {
+      std::string each = path + "." + std::to_string(i);
+      int fd = open(each.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd < 0) Fail("open " + each);
+      if (write(fd, buf, 100) != 100) Fail("write");
+      close(fd);
+    }
+    end = NowNs();
+    for (uint64_t i = 0; i < ops; ++i) unlink((path + "." + std::to_string(i)).c_str());
+  } else if (name == "spawn" || name == "spawncat") {
+    if (name == "spawncat") close(CreateFilled(path, kIo, buf));
+    ops = std::max<uint64_t>(ops / 100, 1);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+    std::string program = name == "spawn" ? "/bin/true" : "/bin/cat";
+    std::vector<char*> args = {program.data()};
+    if (name == "spawncat") args.push_back(path.data());
+    args.push_back(nullptr);
+    start = NowNs();
+    for (uint64_t i = 0; i < ops; ++i) {
+      pid_t pid;
+      if (posix_spawn(&pid, program.c_str(), &actions, nullptr, args.data(), environ) != 0) Fail("posix_spawn");
+      int status = 0;
+      if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) Fail(program + " failed");
+    }
+    end = NowNs();
+    posix_spawn_file_actions_destroy(&actions);
   } else {
     std::fprintf(stderr, "shim_bench: unknown case %s\n", name.c_str());
     std::exit(2);
