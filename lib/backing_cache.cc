@@ -7,12 +7,14 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 #include "lib/file_core.h"
 #include "lib/open_lock.h"
 #include "lib/process_id.h"
 #include "pmem/log.h"
+#include "pmem/mapping.h"
 
 namespace tern {
 namespace {
@@ -41,6 +43,9 @@ void BackingCache::Enable(std::string spare_dir, mode_t umask) {
   enabled_ = true;
   spare_dir_ = std::move(spare_dir);
   swept_ = false;
+  unplaced_ = 0;
+  making_ = 0;  // fresh spares asked for before are not made (MakeFreshSpare)
+  ++generation_;
   umask_ = umask;
 }
 
@@ -240,7 +245,7 @@ std::unique_ptr<Backing> BackingCache::PlaceSpare(const std::string& path, mode_
   if (placed) {
     Unlock(spare.backing->fd());  // an ordinary empty tern file now: others may open it
     std::lock_guard lock(mu_);
-    ++placed_;
+    ++(spare.fresh ? placed_fresh_ : placed_);
     return std::move(spare.backing);
   }
   if (keep) {
@@ -248,6 +253,76 @@ std::unique_ptr<Backing> BackingCache::PlaceSpare(const std::string& path, mode_
     spares_.push_front(std::move(spare));
   }
   return nullptr;
+}
+
+bool BackingCache::WantsFreshSpare() {
+  std::lock_guard lock(mu_);
+  if (!enabled_ || unplaced_ < kFreshAfter || spares_.size() + making_ >= kFreshSpares) return false;
+  ++making_;
+  return true;
+}
+
+void BackingCache::MakeFreshSpare() {
+  std::string dir;
+  uint64_t seq, generation;
+  {
+    std::lock_guard lock(mu_);
+    if (making_ == 0) return;  // asked for before Enable or DropSpares
+    --making_;
+    if (!enabled_ || spares_.size() >= kFreshSpares) return;
+    dir = spare_dir_;
+    seq = next_spare_++;
+    generation = generation_;
+    making_now_ = true;
+  }
+  SweepOrphansOnce();
+  Entry spare = FreshSpareAt(dir, seq);
+  bool current;
+  {
+    std::lock_guard lock(mu_);
+    making_now_ = false;
+    current = generation == generation_;
+    if (current && spare.backing != nullptr) {
+      ++fresh_;
+      spares_.push_back(std::move(spare));  // behind recycled ones: those hold space already
+    }
+  }
+  idle_.notify_all();
+  if (!current && spare.backing != nullptr) {  // DropSpares (or Enable) came meanwhile
+    (void)unlink(spare.spare_path.c_str());
+    (void)rmdir(dir.c_str());
+  }
+}
+
+BackingCache::Entry BackingCache::FreshSpareAt(const std::string& dir, uint64_t seq) {
+  char name[64];
+  snprintf(name, sizeof(name), "/%d.%llu", static_cast<int>(ThisProcessId()), static_cast<unsigned long long>(seq));
+  Entry spare{0, 0, nullptr, dir + name};
+  spare.fresh = true;
+  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return spare;
+  int fd = open(spare.spare_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return spare;
+  auto fail = [&](const char* what, int err) {
+    TERN_LOG_DEBUG("%s: fresh spare not made: %s: %s", spare.spare_path.c_str(), what, strerror(err));
+    (void)unlink(spare.spare_path.c_str());
+    if (spare.backing == nullptr) close(fd);
+    spare.backing.reset();
+    return std::move(spare);
+  };
+  struct stat st;
+  auto locked = TryLockExclusive(fd);  // held while it is a spare, as for any other
+  if (!locked.ok() || !*locked || fstat(fd, &st) != 0) return fail("lock", errno);
+  if (int rc = pmem::GrowFile(fd, 0, pmem::kGrowStep); rc != 0) return fail("grow", -rc);
+  spare.dev = st.st_dev;
+  spare.ino = st.st_ino;
+  spare.backing = std::make_unique<Backing>(fd, true, static_cast<uint32_t>(st.st_ino));
+  if (Status mapped = spare.backing->EnsureMapped(kBlocksPerGrowStep); !mapped.ok()) return fail("map", mapped.err());
+  // The first pages a new file uses (its meta block, the first blocks the allocator hands out),
+  // touched, not just populated: under this VM's shadow paging MADV_POPULATE_WRITE still leaves the
+  // creating thread ~45 µs of faults for two pages, a touch here leaves none. Each page costs this
+  // thread ~12 µs, so only the first kFreshTouchedBytes.
+  pmem::TouchForWrite(spare.backing->BlockAddress(LogicalBlock(0)), kFreshTouchedBytes);
+  return spare;
 }
 
 void BackingCache::SweepOrphansOnce() {
@@ -309,16 +384,20 @@ void BackingCache::DropSpares() {
   std::string dir;
   bool made_spares;
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    idle_.wait(lock, [&] { return !making_now_; });  // one being made would be left behind
+    ++generation_;
     spares.swap(spares_);
     closed.swap(closed_);
     dir = spare_dir_;
-    made_spares = retired_ > 0;
+    making_ = 0;
+    made_spares = retired_ > 0 || fresh_ > 0;
     if (made_spares) {
       TERN_LOG_DEBUG("backing cache: %llu backings adopted again, %llu deleted files kept as spares, %llu new files "
-                     "made of them, %llu made while none waited",
+                     "made of them, %llu made while none waited, %llu made of the %llu fresh spares made ahead",
                      static_cast<unsigned long long>(adopted_), static_cast<unsigned long long>(retired_),
-                     static_cast<unsigned long long>(placed_), static_cast<unsigned long long>(unplaced_));
+                     static_cast<unsigned long long>(placed_), static_cast<unsigned long long>(unplaced_),
+                     static_cast<unsigned long long>(placed_fresh_), static_cast<unsigned long long>(fresh_));
     }
   }
   for (Entry& e : spares) {
@@ -336,6 +415,9 @@ void BackingCache::ForgetInChild() {
     std::lock_guard lock(mu_);
     spares.swap(spares_);
     closed.swap(closed_);
+    making_ = 0;  // the parent's background thread makes those, for the parent
+    unplaced_ = 0;
+    making_now_ = false;
   }
   // Destroying closes the child's descriptors: the parent's hold the open file descriptions (and
   // the spares' locks) alive.
@@ -343,7 +425,7 @@ void BackingCache::ForgetInChild() {
 
 BackingCache::Counts BackingCache::counts() const {
   std::lock_guard lock(mu_);
-  return {closed_.size(), spares_.size(), adopted_, retired_, placed_, adopted_unchanged_};
+  return {closed_.size(), spares_.size(), adopted_, retired_, placed_, adopted_unchanged_, fresh_, placed_fresh_};
 }
 
 }  // namespace tern

@@ -82,6 +82,10 @@ void Pool::GcThreadMain() {
       next = gc_queue_.front();
       gc_queue_.erase(gc_queue_.begin());
     }
+    if (next.second == Job::kMakeSpare) {
+      BackingCache::Default().MakeFreshSpare();
+      continue;
+    }
     auto core = next.first.lock();
     if (core == nullptr) continue;
     if (next.second == Job::kAnnounceChange) {
@@ -205,6 +209,7 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
   if ((flags & O_CREAT) && !exists) {
     kept = BackingCache::Default().PlaceSpare(path, mode, &kept_st);
     if (kept != nullptr) flags &= ~O_EXCL;
+    if (BackingCache::Default().WantsFreshSpare()) Schedule(nullptr, Job::kMakeSpare);
   }
   auto opened = kept != nullptr ? FileCore::OpenWith(path, flags, std::move(kept), kept_st, std::move(kept_table)) : FileCore::Open(path, flags, mode);
   // A file unlinked (or replaced) between FileCore::Open's open(2) and its lock: open again.

@@ -276,6 +276,52 @@ TEST_F(BackingCacheTest, AnExistingNameIsNeverReplaced) {
   EXPECT_EQ(Names(spare_dir_).size(), 1u);
 }
 
+// A process that creates files with none deleted to recycle gets fresh spares made ahead by its
+// background thread (from its kFreshAfter-th such create on), never more than kFreshSpares at a
+// time; a create takes one and is an ordinary new file; DropSpares removes the rest.
+TEST_F(BackingCacheTest, ACreatorWithNothingToRecycleGetsFreshSpares) {
+  for (uint64_t i = 0; i < BackingCache::kFreshAfter; ++i) {
+    auto f = File::Open(dir_.File("made" + std::to_string(i)), O_RDWR | O_CREAT | O_EXCL, 0644);
+    TERN_ASSERT_OK(f);
+  }
+  auto waited = [&] {
+    for (int i = 0; i < 500 && BackingCache::Default().counts().spares == 0; ++i) usleep(10000);
+    return BackingCache::Default().counts().spares;
+  };
+  ASSERT_EQ(waited(), 1u) << "the background thread made one, the one the last create asked for";
+  EXPECT_EQ(Names(spare_dir_).size(), 1u);
+  uint64_t placed_before = BackingCache::Default().counts().placed_fresh;
+
+  ino_t spare_ino = 0;
+  for (const std::string& name : Names(spare_dir_)) spare_ino = InodeOf(spare_dir_ + "/" + name);
+  auto f = File::Open(dir_.File("new"), O_RDWR | O_CREAT | O_EXCL, 0666);
+  TERN_ASSERT_OK(f);
+  EXPECT_EQ(BackingCache::Default().counts().placed_fresh, placed_before + 1);
+  EXPECT_EQ(InodeOf(dir_.File("new")), spare_ino) << "the fresh spare is the new file";
+  struct stat st;
+  ASSERT_EQ(stat(dir_.File("new").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0644u) << "0666 under umask 022";
+  auto size = (*f)->Size();
+  TERN_ASSERT_OK(size);
+  EXPECT_EQ(*size, 0u);
+  std::vector<uint8_t> data = Pattern(3, 0, 20000);
+  TERN_ASSERT_OK((*f)->Pwrite(data.data(), data.size(), 0));
+  TERN_ASSERT_OK((*f)->Fsync());
+  test::CloseAndSettle(std::move(*f));
+  auto report = CheckFile(dir_.File("new"));
+  TERN_ASSERT_OK(report);
+  EXPECT_TRUE(report->clean());
+  auto again = File::Open(dir_.File("new"), O_RDONLY);
+  TERN_ASSERT_OK(again);
+  auto got = test::ReadAll(**again);
+  TERN_ASSERT_OK(got);
+  EXPECT_EQ(*got, data);
+
+  EXPECT_LE(waited(), BackingCache::kFreshSpares) << "the create that took one asked for the next";
+  BackingCache::Default().DropSpares();
+  EXPECT_TRUE(Names(spare_dir_).empty());
+}
+
 // Spares end with the process (DropSpares at exit and exec); those of a process that was killed
 // are swept by the next process that makes one.
 TEST_F(BackingCacheTest, SparesDoNotOutliveTheirProcess) {
