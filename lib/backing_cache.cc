@@ -104,10 +104,28 @@ void BackingCache::Put(dev_t dev, ino_t ino, std::unique_ptr<Backing> backing, s
         closed_.erase(it);
       }
       closed_.push_front({dev, ino, std::move(backing), {}, st.st_ctim, std::move(table)});
-      TrimLocked(closed_, kMaxClosed, kMaxClosedBytes, &dropped);
+      std::vector<Entry> trimmed;
+      TrimLocked(closed_, kMaxClosed, kMaxClosedBytes, &trimmed);
+      for (Entry& e : trimmed) evicted_.push_back(std::move(e.backing));
     }
   }
   // Unmapped and closed outside the lock.
+}
+
+bool BackingCache::WantsRelease() {
+  std::lock_guard lock(mu_);
+  if (evicted_.empty() || release_asked_) return false;
+  release_asked_ = true;
+  return true;
+}
+
+void BackingCache::ReleaseEvicted() {
+  std::vector<std::unique_ptr<Backing>> evicted;
+  {
+    std::lock_guard lock(mu_);
+    evicted.swap(evicted_);
+    release_asked_ = false;
+  }
 }
 
 std::unique_ptr<Backing> BackingCache::Take(dev_t dev, ino_t ino, uint64_t file_bytes, bool writable) {
@@ -381,6 +399,7 @@ Result<uint64_t> BackingCache::SweepOrphans(const std::string& spare_dir) {
 
 void BackingCache::DropSpares() {
   std::list<Entry> spares, closed;
+  std::vector<std::unique_ptr<Backing>> evicted;
   std::string dir;
   bool made_spares;
   {
@@ -389,6 +408,7 @@ void BackingCache::DropSpares() {
     ++generation_;
     spares.swap(spares_);
     closed.swap(closed_);
+    evicted.swap(evicted_);
     dir = spare_dir_;
     making_ = 0;
     made_spares = retired_ > 0 || fresh_ > 0;
@@ -411,10 +431,13 @@ void BackingCache::UnlockAfterFork() { mu_.unlock(); }
 
 void BackingCache::ForgetInChild() {
   std::list<Entry> spares, closed;
+  std::vector<std::unique_ptr<Backing>> evicted;
   {
     std::lock_guard lock(mu_);
     spares.swap(spares_);
     closed.swap(closed_);
+    evicted.swap(evicted_);
+    release_asked_ = false;  // the parent's thread releases the parent's
     making_ = 0;  // the parent's background thread makes those, for the parent
     unplaced_ = 0;
     making_now_ = false;
@@ -425,7 +448,8 @@ void BackingCache::ForgetInChild() {
 
 BackingCache::Counts BackingCache::counts() const {
   std::lock_guard lock(mu_);
-  return {closed_.size(), spares_.size(), adopted_, retired_, placed_, adopted_unchanged_, fresh_, placed_fresh_};
+  return {closed_.size(), spares_.size(), adopted_, retired_, placed_, adopted_unchanged_, fresh_, placed_fresh_,
+          evicted_.size()};
 }
 
 }  // namespace tern

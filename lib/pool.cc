@@ -86,6 +86,10 @@ void Pool::GcThreadMain() {
       BackingCache::Default().MakeFreshSpare();
       continue;
     }
+    if (next.second == Job::kReleaseBackings) {
+      BackingCache::Default().ReleaseEvicted();
+      continue;
+    }
     auto core = next.first.lock();
     if (core == nullptr) continue;
     if (next.second == Job::kAnnounceChange) {
@@ -211,6 +215,8 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
     if (kept != nullptr) flags &= ~O_EXCL;
     if (BackingCache::Default().WantsFreshSpare()) Schedule(nullptr, Job::kMakeSpare);
   }
+  // Mappings of files closed long ago that the cache let go: unmapped in the background.
+  if (BackingCache::Default().WantsRelease()) Schedule(nullptr, Job::kReleaseBackings);
   auto opened = kept != nullptr ? FileCore::OpenWith(path, flags, std::move(kept), kept_st, std::move(kept_table)) : FileCore::Open(path, flags, mode);
   // A file unlinked (or replaced) between FileCore::Open's open(2) and its lock: open again.
   for (int retry = 0; retry < kMaxStaleRetries && !opened.ok() && opened.status().err() == ESTALE; ++retry) {

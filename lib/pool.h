@@ -37,8 +37,9 @@ class Pool {
   // use): log compaction, growing ahead of the allocator. The caller sets the file's matching
   // *_scheduled_ flag first; the thread clears it when done.
   // kAnnounceChange: a change announcement to inotify watchers that FileCore::NoteModified put off.
-  // kMakeSpare: BackingCache::MakeFreshSpare (no file: `core` is null).
-  enum class Job { kCompact, kGrowAhead, kAnnounceChange, kMakeSpare };
+  // kMakeSpare: BackingCache::MakeFreshSpare; kReleaseBackings: BackingCache::ReleaseEvicted
+  // (neither has a file: `core` is null).
+  enum class Job { kCompact, kGrowAhead, kAnnounceChange, kMakeSpare, kReleaseBackings };
   void Schedule(const std::shared_ptr<FileCore>& core, Job job);
   // As Schedule, run no earlier than `due`.
   void ScheduleAt(const std::shared_ptr<FileCore>& core, Job job, std::chrono::steady_clock::time_point due);
