@@ -34,11 +34,11 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <list>
 #include <memory>
-#include <condition_variable>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -112,8 +112,9 @@ class BackingCache {
   std::unique_ptr<Backing> PlaceSpare(const std::string& path, mode_t mode, struct stat* st);
 
   // After a create that took a spare or found none: true when this process creates files faster
-  // than it deletes them (kFreshAfter creates found no spare) and fewer than kFreshSpares spares wait or are being made; the caller
-  // then runs MakeFreshSpare once, in the background (it counts as being made until then).
+  // than it deletes them (kFreshAfter creates found no spare) and fewer than kFreshSpares spares
+  // wait or are being made; the caller then has MakeFreshSpare run once, in the background (it
+  // counts as being made until then).
   bool WantsFreshSpare();
   // Makes one fresh spare (see above). Errors are logged at debug level: a create then simply
   // grows its own file.
@@ -191,14 +192,13 @@ class BackingCache {
   std::list<Entry> spares_;     // guarded by mu_; newest first
   uint64_t adopted_ = 0, retired_ = 0, placed_ = 0, adopted_unchanged_ = 0;  // guarded by mu_
   uint64_t unplaced_ = 0;  // guarded by mu_: new files made while no spare waited
-  size_t making_ = 0;      // guarded by mu_: fresh spares asked for and not yet made
-  std::vector<std::unique_ptr<Backing>> evicted_;  // guarded by mu_: for ReleaseEvicted
-  bool release_asked_ = false;                     // guarded by mu_: WantsRelease said so since
+  uint64_t fresh_ = 0, placed_fresh_ = 0;  // guarded by mu_: fresh spares made, and placed
+  size_t making_ = 0;        // guarded by mu_: fresh spares asked for and not yet made
   bool making_now_ = false;  // guarded by mu_: MakeFreshSpare is between its two locked sections
   uint64_t generation_ = 0;  // guarded by mu_: Enable and DropSpares; a spare made across one is void
   std::condition_variable idle_;  // notified when making_now_ turns false
-  uint64_t fresh_ = 0;     // guarded by mu_: fresh spares made
-  uint64_t placed_fresh_ = 0;  // guarded by mu_
+  std::vector<std::unique_ptr<Backing>> evicted_;  // guarded by mu_: for ReleaseEvicted
+  bool release_asked_ = false;                     // guarded by mu_: WantsRelease said so since
 };
 
 }  // namespace tern
