@@ -74,6 +74,10 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // Writes an empty file's meta block (a new nonce, no log) at the start of fd, not yet synced: what
   // a new file starts with, and what makes a recycled backing file empty (BackingCache).
   static Status WriteEmptyMeta(int fd, const struct stat& st);
+  // Before `path` is unlinked: if it names a tern file large enough for its shared state to rest
+  // between opens (file_core_rest.cc), with no other name and nobody holding it open, removes that
+  // object now rather than leaving it to a sweep 15 minutes on. Anything else: does nothing.
+  static void DropRestingState(const std::string& path);
 
   Result<size_t> Read(void* buf, size_t n, uint64_t offset);
   // Writes at offset, or at EOF (atomically, inside the commit) when `append`; *written_at receives

@@ -13,12 +13,16 @@
 //
 // A resting object holds no lock, so a sweep would take it for a dead process's object; sweeps
 // spare it while it is younger than SharedState::kRestSeconds (its mtime is set when it rests).
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstring>
 
 #include "lib/checkpoint_format.h"
 #include "lib/file_core.h"
+#include "lib/meta_block_format.h"
+#include "lib/open_lock.h"
 #include "pmem/log.h"
 #include "pmem/persist.h"
 
@@ -68,7 +72,8 @@ bool FileCore::StampLocked(RestStamp* r) {
     if (next != 0 && RestSlot(next, tail, alloc_->num_blocks()) == nullptr) return false;
   }
   struct stat st;
-  if (fstat(backing_->fd(), &st) != 0) return false;
+  // A file deleted while open is gone at its last close: nothing would ever adopt its object.
+  if (fstat(backing_->fd(), &st) != 0 || st.st_nlink == 0) return false;
   r->backing_bytes = static_cast<uint64_t>(st.st_size);
   r->state = kAtRest;
   return true;
@@ -108,6 +113,25 @@ void FileCore::LeaveAtRest(const RestStamp& stamp) {
   // REQUIRES: the file's open lock held exclusively (nobody else maps the object).
   shared_->header()->rest = stamp;
   (void)futimens(shared_->fd(), nullptr);  // the sweep's clock (see above)
+}
+
+void FileCore::DropRestingState(const std::string& path) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
+      static_cast<uint64_t>(st.st_size) < kRestMinBlocks * kBlockSize) {
+    return;
+  }
+  int fd = open(path.c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return;
+  // Exclusive: nobody has the file open, so its object (if any) rests or was left by the dead.
+  auto alone = TryLockExclusive(fd);
+  struct stat opened;
+  pmem::MetaHeader h{};
+  if (alone.ok() && *alone && fstat(fd, &opened) == 0 && opened.st_ino == st.st_ino && opened.st_dev == st.st_dev &&
+      pread(fd, &h, sizeof(h), 0) == static_cast<ssize_t>(sizeof(h)) && h.magic == pmem::kMetaMagic) {
+    SharedState::Remove(SharedState::NameFor(opened, h.nonce));
+  }
+  close(fd);  // and with it the lock
 }
 
 std::unique_ptr<SharedState> FileCore::TakeRestingState(const struct stat& st) {

@@ -166,6 +166,35 @@ TEST_F(SharedStateRestTest, TheLastCloseOfALargeFileLeavesItsObjectAtRestAndTheN
   ExpectPattern(**again, 13, 0, kRewritten);
 }
 
+// Deleting the file takes its resting object along (the shim's unlink calls DropRestingState), but
+// never while the file is open or has another name; a file deleted while open does not rest.
+TEST_F(SharedStateRestTest, ADeletedFileTakesItsRestingObjectAlong) {
+  std::string other = dir_.File("other-name");
+  ASSERT_EQ(link(path_.c_str(), other.c_str()), 0);
+  FileCore::DropRestingState(path_);
+  EXPECT_EQ(ObjectInode(name_), resting_) << "the file lives on under its other name";
+  ASSERT_EQ(unlink(other.c_str()), 0);
+  {
+    auto f = File::Open(path_, O_RDONLY);
+    TERN_ASSERT_OK(f);
+    FileCore::DropRestingState(path_);
+    EXPECT_EQ(ObjectInode(name_), resting_) << "open: its object is in use";
+    test::CloseAndSettle(std::move(*f));
+  }
+  ASSERT_NE(ObjectInode(name_), 0u);
+  FileCore::DropRestingState(path_);
+  EXPECT_EQ(ObjectInode(name_), 0u);
+  EXPECT_TRUE(dir_.ShmEntries().empty());
+  {
+    auto f = File::Open(path_, O_RDWR);  // rebuilt, and the file intact
+    TERN_ASSERT_OK(f);
+    ExpectPattern(**f, 1, 0, kFileBytes);
+    ASSERT_EQ(unlink(path_.c_str()), 0);  // deleted while open
+    test::CloseAndSettle(std::move(*f));
+  }
+  EXPECT_TRUE(dir_.ShmEntries().empty()) << "a deleted file's last close leaves nothing at rest";
+}
+
 TEST(SharedStateSmallFileTest, LeavesNoObjectBehind) {
   test::TempDir dir;
   {

@@ -418,6 +418,20 @@ size_t CountNames(const std::string& dir, const std::string& prefix) {
   return n;
 }
 
+// `rm` of a large tern file takes the shared state its last close left at rest along
+// (lib/file_core_rest.cc), instead of leaving it to a sweep 15 minutes later.
+TEST_F(ShimPrograms, RemovingALargeFileRemovesItsRestingState) {
+  std::string shm = s_.base() + "/shm";
+  ASSERT_EQ(mkdir(shm.c_str(), 0700), 0);
+  std::vector<std::string> env = {"TERN_SHM_DIR=" + shm};
+  RunResult made = s_.Bash("head -c 136314880 /dev/zero > big && wc -c < big", true, env);  // 130 MiB
+  ASSERT_EQ(made.out, "136314880\n") << made.err;
+  ASSERT_EQ(CountNames(shm, SharedState::kPublishedPrefix), 1u) << "big's object rests after its last close";
+  RunResult removed = s_.Bash("rm big", true, env);
+  EXPECT_EQ(removed.status, 0) << removed.err;
+  EXPECT_EQ(CountNames(shm, SharedState::kPublishedPrefix), 0u);
+}
+
 TEST_F(ShimPrograms, TernGcSparesRemovesWhatKilledProcessesLeft) {
   // A private shared-state directory, so that other processes' objects do not count.
   std::string shm = s_.base() + "/shm";
