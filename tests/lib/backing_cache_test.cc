@@ -42,6 +42,18 @@ ino_t InodeOf(const std::string& path) {
   return stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
 }
 
+// The file checks clean and reads back as `want` when opened again.
+void ExpectCleanAndReadsBack(const std::string& path, const std::vector<uint8_t>& want) {
+  auto report = CheckFile(path);
+  TERN_ASSERT_OK(report);
+  EXPECT_TRUE(report->clean());
+  auto reopened = File::Open(path, O_RDONLY);
+  TERN_ASSERT_OK(reopened);
+  auto got = test::ReadAll(**reopened);
+  TERN_ASSERT_OK(got);
+  EXPECT_EQ(test::FirstDifference(*got, want), -1) << "after reopening";
+}
+
 class BackingCacheTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -115,14 +127,7 @@ TEST_F(BackingCacheTest, ADeletedFileBecomesTheNextNewFileWithNothingOfTheOld) {
   TERN_ASSERT_OK((*f)->Fsync());
   f->reset();
 
-  auto report = CheckFile(dir_.File("new"));
-  TERN_ASSERT_OK(report);
-  EXPECT_TRUE(report->clean());
-  auto reopened = File::Open(dir_.File("new"), O_RDONLY);
-  TERN_ASSERT_OK(reopened);
-  auto again = test::ReadAll(**reopened);
-  TERN_ASSERT_OK(again);
-  EXPECT_EQ(test::FirstDifference(*again, model), -1) << "after reopening";
+  ExpectCleanAndReadsBack(dir_.File("new"), model);
 }
 
 // A file another process has open is deleted the ordinary way: that process keeps reading the
@@ -308,14 +313,7 @@ TEST_F(BackingCacheTest, ACreatorWithNothingToRecycleGetsFreshSpares) {
   TERN_ASSERT_OK((*f)->Pwrite(data.data(), data.size(), 0));
   TERN_ASSERT_OK((*f)->Fsync());
   test::CloseAndSettle(std::move(*f));
-  auto report = CheckFile(dir_.File("new"));
-  TERN_ASSERT_OK(report);
-  EXPECT_TRUE(report->clean());
-  auto again = File::Open(dir_.File("new"), O_RDONLY);
-  TERN_ASSERT_OK(again);
-  auto got = test::ReadAll(**again);
-  TERN_ASSERT_OK(got);
-  EXPECT_EQ(*got, data);
+  ExpectCleanAndReadsBack(dir_.File("new"), data);
 
   EXPECT_LE(waited(), BackingCache::kFreshSpares) << "the create that took one asked for the next";
   BackingCache::Default().DropSpares();
