@@ -40,7 +40,8 @@ bool SharedStateSpares::Keep(std::unique_ptr<SharedState>& state, const std::str
   auto locked = TryLockExclusive(state->fd());
   if (!locked.ok() || !*locked) return false;
   char name[96];
-  snprintf(name, sizeof(name), "/%s%d.%llu", kPrefix, static_cast<int>(ThisProcessId()), static_cast<unsigned long long>(seq));
+  snprintf(name, sizeof(name), "/%s%d.%llu", kPrefix, static_cast<int>(ThisProcessId()),
+           static_cast<unsigned long long>(seq));
   std::string spare_path = dir + name;
   if (rename(published.c_str(), spare_path.c_str()) != 0) {
     Unlock(state->fd());
