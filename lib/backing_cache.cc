@@ -19,6 +19,13 @@
 namespace tern {
 namespace {
 
+// This process's spare number `seq` in `dir`: the pid makes it ours; a sweep reads nothing else.
+std::string SparePath(const std::string& dir, uint64_t seq) {
+  char name[64];
+  snprintf(name, sizeof(name), "/%d.%llu", static_cast<int>(ThisProcessId()), static_cast<unsigned long long>(seq));
+  return dir + name;
+}
+
 std::string DirOf(const std::string& path) {
   size_t slash = path.rfind('/');
   if (slash == std::string::npos) return ".";
@@ -192,9 +199,7 @@ bool BackingCache::Retire(const std::string& path) {
       dir_st.st_dev != st.st_dev) {
     return false;  // entry destroyed: its file is about to be unlinked
   }
-  char name[64];
-  snprintf(name, sizeof(name), "/%d.%llu", static_cast<int>(ThisProcessId()), static_cast<unsigned long long>(seq));
-  entry.spare_path = spare_dir + name;
+  entry.spare_path = SparePath(spare_dir, seq);
   if (rename(path.c_str(), entry.spare_path.c_str()) != 0) return false;
   if (!PathNames(entry.spare_path, false, st.st_dev, st.st_ino)) {
     // The name was replaced between the look and the rename: what it named is what unlink removes.
@@ -313,9 +318,7 @@ void BackingCache::MakeFreshSpare() {
 }
 
 BackingCache::Entry BackingCache::FreshSpareAt(const std::string& dir, uint64_t seq) {
-  char name[64];
-  snprintf(name, sizeof(name), "/%d.%llu", static_cast<int>(ThisProcessId()), static_cast<unsigned long long>(seq));
-  Entry spare{0, 0, nullptr, dir + name};
+  Entry spare{0, 0, nullptr, SparePath(dir, seq)};
   spare.fresh = true;
   if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return spare;
   int fd = open(spare.spare_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);

@@ -111,7 +111,6 @@ long Futex(std::atomic<uint32_t>* word, int op, uint32_t val, const struct times
 void InitOfdRegion() {
   static std::once_flag once;
   std::call_once(once, [] {
-    RefreshThisProcessId();
     if (!Inherit() && !Create()) {
       TERN_LOG_WARN("shim: no shared offset region (errno %d): offsets are not shared with children", errno);
       return;

@@ -69,6 +69,10 @@ int ShimOpen(int dirfd, const char* path, int flags, mode_t mode) {
     if (fd >= 0) real.close(fd);
     return KernelOpen(dirfd, path, flags, mode);
   };
+  auto fail = [&](const Status& why) {
+    if (fd >= 0) real.close(fd);
+    return FailWith(why);
+  };
   if (exists && S_ISLNK(st.st_mode) && (flags & O_NOFOLLOW) == 0) {
     // A symlink under the root to a file outside it (a venv's bin/python) names a kernel file.
     char target[PATH_MAX];
@@ -80,10 +84,7 @@ int ShimOpen(int dirfd, const char* path, int flags, mode_t mode) {
   if (fd >= 0 && !exists) return to_kernel();  // fstat of an O_PATH fd failed: let the kernel say why
   if (exists && !S_ISREG(st.st_mode)) return to_kernel();
   if (!exists && (errno != ENOENT || (flags & O_CREAT) == 0)) return to_kernel();
-  if (exists && (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL)) {
-    real.close(fd);
-    return Fail(EEXIST);
-  }
+  if (exists && (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL)) return fail(Status::Error(EEXIST, "O_EXCL"));
   bool plain_by_default = PlainByDefault(abs);
   if (!exists && plain_by_default) return to_kernel();
   if (exists && st.st_size % 4096 != 0) {
@@ -106,17 +107,13 @@ int ShimOpen(int dirfd, const char* path, int flags, mode_t mode) {
       if (!plain_by_default) LogNotTern(abs, opened.status().context());
       return to_kernel();
     }
-    if (fd >= 0) real.close(fd);
-    return FailWith(opened.status());
+    return fail(opened.status());
   }
   std::unique_ptr<File> file = std::move(*opened);
   if (truncate_read_only) {
     EngineScope engine;
     auto writer = File::Open(abs, O_WRONLY | O_TRUNC);
-    if (!writer.ok()) {
-      if (fd >= 0) real.close(fd);
-      return FailWith(writer.status());
-    }
+    if (!writer.ok()) return fail(writer.status());
   }
 
   if (fd < 0) {  // created by the engine just now
