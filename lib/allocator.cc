@@ -187,6 +187,17 @@ void BlockAllocator::MarkUsedBitmap(const std::vector<uint64_t>& used, uint64_t 
   }
 }
 
+void BlockAllocator::BeginBuild() {
+  if (header_->alloc_state.load() == kAllocBuilding) {
+    // A builder died with its marks half-done: nothing else marked anything (allocation waits for
+    // the ready state), so all of it goes.
+    uint64_t nwords = (header_->num_blocks.load() + 63) / 64;
+    for (uint64_t w = 0; w < nwords; ++w) words_[w].store(0, std::memory_order_relaxed);
+    for (uint64_t b = 0; b < nwords * 64; ++b) owners_[b].store(kFreeBlock, std::memory_order_relaxed);
+  }
+  header_->alloc_state.store(kAllocBuilding);
+}
+
 uint64_t BlockAllocator::CountUsed() const {
   uint64_t nblocks = header_->num_blocks.load();
   uint64_t used = 0;

@@ -62,11 +62,19 @@ class BlockAllocator {
   // The same for every block whose bit is set in `used` (one bit per block, as the bitmap).
   // Blocks below `resident_blocks` have their bitmap and owner-map pages mapped already; when the
   // used ones reach past it, the pages are mapped in one call first (a fresh object's are not).
-  // REQUIRES: nobody else uses the state yet (it is unpublished).
+  // REQUIRES: the build lock (FileCore::EnsureAllocatorReady): nobody allocates before the ready state.
   void MarkUsedBitmap(const std::vector<uint64_t>& used, uint64_t resident_blocks);
   // Number of blocks in use below num_blocks (tests, stat).
   uint64_t CountUsed() const;
   uint64_t num_blocks() const { return header_->num_blocks.load(); }
+
+  // Whether the bitmap and owner map describe the log (SharedHeader::alloc_state). Nothing may be
+  // allocated, claimed or freed before; FileCore::EnsureAllocatorReady builds them.
+  bool ready() const { return header_->alloc_state.load(std::memory_order_acquire) == kAllocReady; }
+  // For the builder, holding the build lock: starts a build (zeroing what a dead builder left
+  // half-marked), and ends it, making everything it marked visible with the ready state.
+  void BeginBuild();
+  void EndBuild() { header_->alloc_state.store(kAllocReady, std::memory_order_release); }
 
  private:
   void ClearBits(BlockRun run);

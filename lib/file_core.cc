@@ -201,7 +201,7 @@ Status FileCore::Grow(uint64_t min_blocks, GrowStep how) {
 
 void FileCore::GrowAhead() {
   test_hooks::at_grow_ahead.Run();
-  if (!writable() || slot_ == kNoSlot) return;
+  if (!writable() || slot_ == kNoSlot || !alloc_->ready()) return;  // (scheduled by an allocation)
   uint64_t have = alloc_->num_blocks();
   if (have - alloc_->CountUsed() >= GrowAheadDistance(have)) {  // freed space, or another grower came first
     grow_ahead_enough_at_.store(have, std::memory_order_relaxed);
@@ -225,6 +225,7 @@ void FileCore::GrowAhead() {
 
 Status FileCore::Allocate(uint64_t nblocks, std::vector<BlockRun>* runs) {
   if (slot_ == kNoSlot) return Status::Error(EIO, "no process slot: this process cannot allocate");
+  if (!alloc_->ready()) return Status::Error(EIO, "allocating before the block allocator was built");
   uint64_t left = nblocks;
   // Adjacent runs merge, so a write that gets contiguous space commits one run.
   auto add = [&](BlockRun r) {
@@ -284,6 +285,7 @@ Status FileCore::Allocate(uint64_t nblocks, std::vector<BlockRun>* runs) {
 
 Result<BlockRun> FileCore::AllocateContiguous(uint32_t nblocks) {
   if (slot_ == kNoSlot) return Status::Error(EIO, "no process slot: this process cannot allocate");
+  if (!alloc_->ready()) return Status::Error(EIO, "allocating before the block allocator was built");
   for (;;) {
     BlockRun got = alloc_->TryAllocateContiguous(nblocks, slot_);
     if (got.count == nblocks) {

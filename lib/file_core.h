@@ -134,8 +134,12 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   void LockForFork();
   void UnlockAfterFork();
   void AfterForkInChild();
-  // Blocks in use according to the shared allocator, and blocks reachable from the log (tests: no leak).
-  uint64_t BlocksInUse() const { return alloc_->CountUsed(); }
+  // Blocks in use according to the shared allocator (built first if no process has built it),
+  // and blocks reachable from the log (tests: no leak).
+  uint64_t BlocksInUse() {
+    (void)EnsureAllocatorReady();
+    return alloc_->CountUsed();
+  }
   // Chunks of 4,096 blocks of this process's table still waiting in a checkpoint (block_table.h).
   uint32_t PendingTableChunks() const { return table_.pending_chunks(); }
   // Blocks in use that the log does not reference, with their owners (debugging, tests).
@@ -175,7 +179,10 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // --- open & recovery (file_core_open.cc) ---
   Status Format(const struct stat& st);
   Status Recover(bool exclusive, const struct stat& st);
-  Status RebuildSharedState();
+  // Builds the shared bitmap and owner map from the log unless some process did already (see
+  // kAllocReady). Every path that allocates, claims or frees blocks comes through here first.
+  Status EnsureAllocatorReady();
+  Status BuildAllocator();
   Status ScrubTail();
 
   // --- the shared state at rest between opens (file_core_rest.cc) ---
@@ -457,6 +464,7 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
     if (!changed_here_.load(std::memory_order_relaxed)) changed_here_.store(true, std::memory_order_relaxed);
   }
   std::mutex arena_mu_;
+  std::mutex build_mu_;  // EnsureAllocatorReady
   LogicalBlock arena_block_;            // guarded by arena_mu_: block for small extended records
   uint32_t arena_used_ = kBlockSize;    // guarded by arena_mu_
 };

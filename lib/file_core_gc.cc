@@ -143,6 +143,7 @@ Status FileCore::RefreshCheckpointLocked() {
 Result<CompactStats> FileCore::Compact(GcMode mode) {
   if (!writable()) return Status::Error(EBADF, "file not open for writing");
   if (slot_ == kNoSlot) return Status::Error(EIO, "no process slot: this process cannot compact");
+  TERN_TRY(EnsureAllocatorReady());
   SharedHeader* h = shared_->header();
   // One compaction per file at a time: in this process by compact_mu_, across processes by the
   // gc_owner claim; a dead process's claim is taken over.

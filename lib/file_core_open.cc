@@ -273,7 +273,8 @@ Status FileCore::Recover(bool exclusive, const struct stat& st) {
     }
   }
   if (adopted) return Status::Ok();  // published already, and current
-  TERN_TRY(RebuildSharedState());
+  // The allocator is built from the log when first needed (EnsureAllocatorReady): a reader never
+  // needs it.
   return shared_->Publish(shared_name_);
 }
 
@@ -322,13 +323,33 @@ Status FileCore::ScrubTail() {
   return Status::Ok();
 }
 
-Status FileCore::RebuildSharedState() {
-  // Blocks allocated but never committed before the crash are simply not marked: they are free again.
+Status FileCore::EnsureAllocatorReady() {
+  if (alloc_->ready()) return Status::Ok();
+  // A process that may not write the backing file cannot take the build lock; it never allocates.
+  if (!backing_->writable()) return Status::Error(EACCES, "block allocator not built, and this process may not build it");
+  std::lock_guard build(build_mu_);  // the lock below is this process's: its threads take turns
+  TERN_TRY(LockBuild(backing_->fd()));
+  Status st = alloc_->ready() ? Status::Ok() : BuildAllocator();
+  UnlockBuild(backing_->fd());
+  return st;
+}
+
+Status FileCore::BuildAllocator() {
+  // REQUIRES: the build lock. Nothing has been allocated since the object was made (allocation
+  // waits for the ready state), so the log cannot change meanwhile: what it references is in use,
+  // and blocks allocated but never committed before a crash are simply not marked — free again.
+  alloc_->BeginBuild();
+  OpGuard guard(this);
+  TERN_TRY(guard.status());
+  TERN_TRY(Refresh().status());
   std::vector<uint64_t> used;
-  std::lock_guard lock(mu_);
-  TERN_TRY(CollectReferenced(&used));
+  {
+    std::lock_guard lock(mu_);
+    TERN_TRY(CollectReferenced(&used));
+  }
   // A reused object (shared_state_spares.h) has the pages of its last file's blocks mapped already.
   alloc_->MarkUsedBitmap(used, shared_->resident_blocks());
+  alloc_->EndBuild();
   return Status::Ok();
 }
 

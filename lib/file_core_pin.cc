@@ -10,6 +10,7 @@ namespace tern {
 
 Result<FileCore::PinnedBlocks> FileCore::PinBlocks(uint32_t first, uint32_t end) {
   if (slot_ == kNoSlot) return Status::Error(ENOTSUP, "no process slot to pin blocks with");
+  TERN_TRY(EnsureAllocatorReady());
   OpGuard guard(this);
   TERN_TRY(guard.status());
   TERN_TRY(Refresh().status());

@@ -66,6 +66,9 @@ Status FileCore::HandDeadLeftoversToLog(const std::vector<uint32_t>& dead_slots)
   // what the log no longer references, after its grace period. Only half-done claims and frees
   // (bit clear) are finished now. The caller holds the dead slots' locks: nobody else touches
   // blocks with their marks.
+  // Before the allocator is built nobody allocated: a dead slot marked nothing (a dead builder's
+  // half-done marks are the next builder's to clear).
+  if (!alloc_->ready()) return Status::Ok();
   std::vector<uint8_t> dead(kMaxSlots, 0);
   for (uint32_t slot : dead_slots) dead[slot] = 1;
   uint64_t finished = 0, handed = 0;
@@ -221,6 +224,9 @@ std::vector<ProcessInfo> FileCore::AttachedProcesses() const {
 }
 
 FileCore::Stats FileCore::GetStats() {
+  // Blocks in use are only known once the allocator is built (a file only read so far is not).
+  Status built = EnsureAllocatorReady();
+  if (!built.ok()) TERN_LOG_INFO("%s: blocks in use unknown: %s", path_.c_str(), built.context());
   const SharedHeader* h = shared_->header();
   return {Counters(),           h->gc_runs.load(),      h->gc_freed_blocks.load(),
           h->reclaimed_blocks.load(), h->reclaimed_slots.load(), LogLength(),
@@ -228,6 +234,7 @@ FileCore::Stats FileCore::GetStats() {
 }
 
 void FileCore::LockForFork() {
+  build_mu_.lock();  // first: a builder holds it while it takes mu_
   mu_.lock();
   grow_mu_.lock();
   arena_mu_.lock();
@@ -241,6 +248,7 @@ void FileCore::UnlockAfterFork() {
   arena_mu_.unlock();
   grow_mu_.unlock();
   mu_.unlock();
+  build_mu_.unlock();
 }
 
 void FileCore::AdoptPublishedSharedState() {

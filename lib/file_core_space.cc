@@ -71,6 +71,7 @@ Status FileCore::Fallocate(int mode, uint64_t offset, uint64_t len) {
   if (!writable()) return Status::Error(EBADF, "file not open for writing");
   if (len == 0) return Status::Error(EINVAL, "fallocate of zero bytes");
   if (offset + len > kMaxFileSize || offset + len < offset) return Status::Error(EFBIG, "past the largest tern file");
+  TERN_TRY(EnsureAllocatorReady());
   switch (mode) {
     case 0:
     case FALLOC_FL_KEEP_SIZE: {

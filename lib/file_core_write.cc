@@ -123,6 +123,7 @@ Status FileCore::FillEdgeCopy(EdgeCopy& copy, LogPos pos, uint64_t edge) {
 Result<size_t> FileCore::Write(const void* buf, size_t n, uint64_t offset, bool append,
                                uint64_t* written_at) {
   if (!writable()) return Status::Error(EBADF, "file not open for writing");
+  TERN_TRY(EnsureAllocatorReady());
   auto* data = static_cast<const uint8_t*>(buf);
   OpGuard guard(this);
   TERN_TRY(guard.status());
@@ -237,6 +238,7 @@ Status FileCore::Truncate(uint64_t new_size) {
 }
 
 Status FileCore::Resize(uint64_t new_size, bool grow_only) {
+  TERN_TRY(EnsureAllocatorReady());
   OpGuard guard(this);
   TERN_TRY(guard.status());
   if (new_size > kMaxFileSize) return Status::Error(EFBIG, "size past the largest tern file");

@@ -9,6 +9,7 @@ namespace {
 
 // The top of the offset range: no application byte-range lock reaches it.
 constexpr off_t kOpenLockOffset = LLONG_MAX - 1;
+constexpr off_t kBuildLockOffset = kOpenLockOffset - 1;
 constexpr off_t kSlotLockBase = kOpenLockOffset - (1 << 20);
 static_assert(kSlotLockBase >= kEngineLockRangeStart);
 
@@ -28,22 +29,30 @@ Result<bool> TryLock(int fd, short type, off_t offset) {
   return Status::Error(errno, "lock backing file");
 }
 
-}  // namespace
-
-Result<bool> TryLockExclusive(int fd) { return TryLock(fd, F_WRLCK, kOpenLockOffset); }
-
-Status LockShared(int fd) {
-  struct flock fl = LockOf(F_RDLCK, kOpenLockOffset);
+Status LockWaiting(int fd, short type, off_t offset, const char* what) {
+  struct flock fl = LockOf(type, offset);
   while (fcntl(fd, F_OFD_SETLKW, &fl) != 0) {
-    if (errno != EINTR) return Status::Error(errno, "open lock");
+    if (errno != EINTR) return Status::Error(errno, what);
   }
   return Status::Ok();
 }
 
-void Unlock(int fd) {
-  struct flock fl = LockOf(F_UNLCK, kOpenLockOffset);
+void UnlockAt(int fd, off_t offset) {
+  struct flock fl = LockOf(F_UNLCK, offset);
   fcntl(fd, F_OFD_SETLK, &fl);
 }
+
+}  // namespace
+
+Result<bool> TryLockExclusive(int fd) { return TryLock(fd, F_WRLCK, kOpenLockOffset); }
+
+Status LockShared(int fd) { return LockWaiting(fd, F_RDLCK, kOpenLockOffset, "open lock"); }
+
+void Unlock(int fd) { UnlockAt(fd, kOpenLockOffset); }
+
+Status LockBuild(int fd) { return LockWaiting(fd, F_WRLCK, kBuildLockOffset, "build lock"); }
+
+void UnlockBuild(int fd) { UnlockAt(fd, kBuildLockOffset); }
 
 Result<bool> OpenedElsewhere(int fd) {
   struct flock fl = LockOf(F_WRLCK, kOpenLockOffset);
@@ -53,9 +62,6 @@ Result<bool> OpenedElsewhere(int fd) {
 
 Result<bool> TryLockSlot(int fd, uint32_t slot) { return TryLock(fd, F_WRLCK, kSlotLockBase + slot); }
 
-void UnlockSlot(int fd, uint32_t slot) {
-  struct flock fl = LockOf(F_UNLCK, kSlotLockBase + slot);
-  fcntl(fd, F_OFD_SETLK, &fl);
-}
+void UnlockSlot(int fd, uint32_t slot) { UnlockAt(fd, kSlotLockBase + slot); }
 
 }  // namespace tern

@@ -7,6 +7,9 @@
 // the log tail after a crash, rebuild the shared state, or remove the shared state at close.
 //
 // Slot locks: one byte per process slot (shared_state.h), held exclusively by the slot's process.
+//
+// The build lock: held exclusively by the one process building the file's block allocator from
+// the log (FileCore::EnsureAllocatorReady); the others wait for it.
 #pragma once
 
 #include <climits>
@@ -31,6 +34,10 @@ void Unlock(int fd);
 // True while an open file description other than fd's holds the open lock (the file is open
 // somewhere, in any process). Takes no lock.
 Result<bool> OpenedElsewhere(int fd);
+
+// Takes the build lock, waiting while another process holds it; releases it.
+Status LockBuild(int fd);
+void UnlockBuild(int fd);
 
 // Tries to take slot `slot`'s lock without waiting. Returns true if taken.
 Result<bool> TryLockSlot(int fd, uint32_t slot);

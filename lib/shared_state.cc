@@ -79,6 +79,7 @@ void SharedState::InitHeader(uint64_t num_blocks) {
   SharedHeader* h = header();
   h->magic = kSharedMagic;
   h->version = kSharedVersion;
+  h->alloc_state.store(kAllocUnbuilt);
   h->num_blocks.store(num_blocks);
   h->alloc_hint.store(0);
 }

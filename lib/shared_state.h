@@ -29,7 +29,7 @@
 namespace tern {
 
 inline constexpr uint64_t kSharedMagic = 0x5348535445524E31ull;
-inline constexpr uint32_t kSharedVersion = 7;  // 7: a large file's object rests after its last close
+inline constexpr uint32_t kSharedVersion = 8;  // 8: the allocator is built at first need (alloc_state)
 
 // What a large file's log looked like when its last process closed it and left the object
 // published ("at rest", file_core_rest.cc). The next first opener adopts the object instead of
@@ -61,10 +61,18 @@ struct SharedCounters {
 // Grouped by who writes what how often: a line that one core writes is taken away from every other
 // core that reads it (~230 ns a transfer on this VM), so what every operation reads (floor, epoch,
 // num_blocks) shares no line with what some operation writes (the allocation hint).
+// SharedHeader::alloc_state: the bitmap and owner map are built from the log by the first process
+// that needs them (a writer, GC, a pin; FileCore::EnsureAllocatorReady), not at the first open, so
+// opening a file to read it never pays for them. While a builder holds the backing file's build
+// lock it is kAllocBuilding; seeing that with the lock free means a builder died half-way.
+inline constexpr uint32_t kAllocUnbuilt = 0;
+inline constexpr uint32_t kAllocBuilding = 1;
+inline constexpr uint32_t kAllocReady = 2;
+
 struct SharedHeader {
   uint64_t magic;
   uint32_t version;
-  uint32_t reserved0;
+  std::atomic<uint32_t> alloc_state;  // kAllocUnbuilt, kAllocBuilding or kAllocReady
   std::atomic<uint64_t> num_blocks;  // blocks in the backing file; grows only
   std::atomic<uint64_t> slot_hint;   // where the next slot search starts
   std::atomic<uint64_t> reclaimed_blocks;  // blocks returned from dead processes
