@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <string>
 #include <thread>
 #include <vector>
@@ -35,7 +36,7 @@ uint64_t WriterOffset(uint64_t writer, uint64_t thread) {
 int WriterChildMain(const std::string& path, uint64_t writer) {
   auto f = File::Open(path, O_RDWR);
   if (!f.ok()) return 3;
-  std::vector<bool> ok(2, false);
+  std::atomic<bool> ok[2] = {false, false};
   std::vector<std::thread> threads;
   for (uint64_t t = 0; t < 2; ++t) {
     threads.emplace_back([&, t] {
@@ -46,7 +47,7 @@ int WriterChildMain(const std::string& path, uint64_t writer) {
         auto n = (*f)->Pwrite(data.data(), data.size(), off);
         good = n.ok() && *n == data.size();
       }
-      ok[t] = good;
+      ok[t].store(good);
     });
   }
   for (auto& t : threads) t.join();
