@@ -18,6 +18,8 @@
 //                  child on the tern side (--ops / 100)
 //   spawncat       posix_spawn `cat FILE` (a 4 KiB file in --dir, output to /dev/null) and wait
 //                  (--ops / 100)
+//   firstopen      the first open(O_RDONLY) + 4 KiB pread + close of a process: this program
+//                  started anew (posix_spawn) times them inside (the spawn is not counted; --ops / 100)
 //   passthru_file  4 KiB pread + pwrite on a file the shim leaves to the kernel (outside the root):
 //                  run with and without the shim to see what interposition costs
 //   passthru_pipe  64-byte write + read through a pipe (never a tern file), with and without the shim
@@ -160,6 +162,31 @@ double RunOnce(const std::string& name, const std::string& dir, uint64_t ops, ui
     }
     end = NowNs();
     for (uint64_t i = 0; i < ops; ++i) unlink((path + "." + std::to_string(i)).c_str());
+  } else if (name == "firstopen") {
+    close(CreateFilled(path, kIo, buf));
+    ops = std::max<uint64_t>(ops / 100, 1);
+    std::string self = "/proc/self/exe";
+    std::string child_arg = "--first-open-child=" + path;
+    std::vector<char*> args = {self.data(), child_arg.data(), nullptr};
+    for (uint64_t i = 0; i < ops; ++i) {
+      int pipe_fds[2];
+      if (pipe(pipe_fds) != 0) Fail("pipe");
+      posix_spawn_file_actions_t actions;
+      posix_spawn_file_actions_init(&actions);
+      posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
+      pid_t pid;
+      if (posix_spawn(&pid, self.c_str(), &actions, nullptr, args.data(), environ) != 0) Fail("posix_spawn");
+      posix_spawn_file_actions_destroy(&actions);
+      close(pipe_fds[1]);
+      uint64_t child_ns = 0;
+      bool got = read(pipe_fds[0], &child_ns, sizeof(child_ns)) == static_cast<ssize_t>(sizeof(child_ns));
+      close(pipe_fds[0]);
+      int status = 0;
+      if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || !got) {
+        Fail("first-open child failed");
+      }
+      end += child_ns;
+    }
   } else if (name == "spawn" || name == "spawncat") {
     if (name == "spawncat") close(CreateFilled(path, kIo, buf));
     ops = std::max<uint64_t>(ops / 100, 1);
@@ -239,7 +266,20 @@ Passthru RunPassthru(const std::string& name, const std::string& dir, uint64_t o
 
 }  // namespace
 
+// The child of `firstopen`: times its first open + pread + close of `path`, reports the ns on stdout.
+int FirstOpenChild(const std::string& path) {
+  char buf[kIo];
+  uint64_t start = NowNs();
+  int fd = open(path.c_str(), O_RDONLY);
+  if (fd < 0 || pread(fd, buf, kIo, 0) != static_cast<ssize_t>(kIo)) return 1;
+  close(fd);
+  uint64_t ns = NowNs() - start;
+  return write(STDOUT_FILENO, &ns, sizeof(ns)) == static_cast<ssize_t>(sizeof(ns)) ? 0 : 1;
+}
+
 int main(int argc, char** argv) {
+  std::string first_open = Option(argc, argv, "first-open-child", "");
+  if (!first_open.empty()) return FirstOpenChild(first_open);
   std::string dir = Option(argc, argv, "dir", "");
   std::string name = Option(argc, argv, "case", "");
   if (dir.empty() || name.empty()) {

@@ -16,6 +16,7 @@ MICRO = {
     "create": ("create a file: open(O_CREAT) + 100 B write + close", "never slower"),
     "spawn": ("start a process: posix_spawn /bin/true + wait", "never slower"),
     "spawncat": ("`cat` a 4 KiB file in a new process", "never slower"),
+    "firstopen": ("a new process's first open + 4 KiB pread + close", "never slower"),
     "passthru_file": ("pass-through: 4 KiB pread+pwrite, file outside the root", "≤ 2%"),
     "passthru_pipe": ("pass-through: 64 B pipe write+read", "≤ 2%"),
     "passthru_socket": ("pass-through: 64 B socketpair write+read", "≤ 2%"),
