@@ -57,7 +57,7 @@ class BlockAllocator {
   bool IsUsed(LogicalBlock b) const {
     return (words_[b.value() / 64].load(std::memory_order_acquire) >> (b.value() % 64)) & 1;
   }
-  // Marks blocks in use and log-owned without checking (rebuild from the log at first open).
+  // Marks blocks in use and log-owned without checking (the build from the log at first need).
   void MarkUsed(BlockRun run);
   // The same for every block whose bit is set in `used` (one bit per block, as the bitmap).
   // Blocks below `resident_blocks` have their bitmap and owner-map pages mapped already; when the

@@ -55,11 +55,11 @@ struct ProcessInfo {
 class FileCore : public BlockResolver, public std::enable_shared_from_this<FileCore> {
  public:
   // Opens the backing file at `path`: formats it when it is new (empty and writable), replays its
-  // log, and attaches to (or, as the only opener, rebuilds) its shared state. Flags as File::Open;
+  // log, and attaches to (or, as the only opener, creates) its shared state. Flags as File::Open;
   // O_TRUNC and O_APPEND are the caller's business. Errors as File::Open.
   static Result<std::shared_ptr<FileCore>> Open(const std::string& path, int flags, mode_t mode);
   // Open's steps once the backing file is open, as `backing` (`st` its stat): lock, format or
-  // check, attach or rebuild the shared state, replay. Pool::OpenCore calls it directly with a
+  // check, attach or create the shared state, replay. Pool::OpenCore calls it directly with a
   // Backing this process kept (BackingCache::TakeUnchanged) or a spare it placed at `path`
   // (BackingCache::PlaceSpare), having checked that `path` names it and that this process may
   // read and write it. `table`, when not null, is what this process knew of the file at its last

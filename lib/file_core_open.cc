@@ -1,8 +1,9 @@
 // FileCore: open, format, recovery after a crash, and close.
 //
 // The first opener of a file (the one that gets the open lock exclusively, see open_lock.h) formats
-// a new file, replays the log, scrubs the tail and rebuilds the shared state; later openers wait for
-// it, then attach to the shared state and replay. The last closer removes the shared state's name
+// a new file, replays the log, scrubs the tail and creates the shared state (its allocator is built
+// from the log later, by the first process that allocates); later openers wait for it, then attach
+// to the shared state and replay. The last closer removes the shared state's name
 // (keeping the object for reuse when it can: shared_state_spares.h), or, for a large file, leaves it
 // at rest for the next first opener (file_core_rest.cc).
 #include <fcntl.h>

@@ -1,10 +1,11 @@
 // FileCore: a large file's shared state rests between opens.
 //
-// Rebuilding a file's shared state (shared_state.h) at a first open marks every block the log
-// references and touches a page of the owner map per 2,048 blocks: ~1.5 ms for a 1 GiB file here,
-// more than the rest of the open. So the last process to close a large file leaves the object
-// published, "at rest", with a stamp of what the log looked like (RestStamp), and the next first
-// opener adopts it when the file still looks exactly so. The log only grows between compactions,
+// Building a file's allocator (shared_state.h) from the log, which the first write after a first
+// open does (FileCore::EnsureAllocatorReady), marks every block the log references and touches a
+// page of the owner map per 2,048 blocks: ~1.5 ms for a 1 GiB file here, more than an open. So the
+// last process to close a large file leaves the object published, "at rest", with a stamp of what
+// the log looked like (RestStamp), and the next first opener adopts it (built, if it was) when the
+// file still looks exactly so. The log only grows between compactions,
 // so "same checkpoint, the entry before the stamped tail unchanged, the slot at the tail still
 // empty, same backing size" means no commit, compaction, repair or growth happened since: the
 // object is the one a rebuild would make (up to blocks a rebuild would find free; GC's full sweep

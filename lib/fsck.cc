@@ -302,7 +302,7 @@ Result<RepairResult> RepairFile(const std::string& path) {
                           " (past the end of the file)");
   }
   if (!out.actions.empty() && fdatasync(fd) != 0) return Status::Error(errno, "fdatasync");
-  // The free state is not on media: the next first open rebuilds it from the (now cut) log. A stale
+  // The free state is not on media: it is rebuilt from the (now cut) log when next needed. A stale
   // shared-state object (left by a crashed process) is removed so nothing outlives the repair.
   struct stat st;
   if (fstat(fd, &st) == 0) {
@@ -321,7 +321,7 @@ Result<RepairResult> RepairFile(const std::string& path) {
                           Num(a.record_blocks.size()) + " record, " + Num(a.checkpoint.blocks) + " checkpoint, " +
                           Num(a.data_blocks()) + " data), " +
                           Num(a.effective_blocks > used ? a.effective_blocks - used : 0) +
-                          " free; rebuilt from the log at the next open");
+                          " free; rebuilt from the log at the next write");
   }
   return out;
 }

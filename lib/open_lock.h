@@ -4,7 +4,7 @@
 //
 // The open lock: every open holds it shared for as long as the file is open. Holding it
 // exclusively proves nobody else has the file open: only then does tern format a new file, scrub
-// the log tail after a crash, rebuild the shared state, or remove the shared state at close.
+// the log tail after a crash, create the shared state, or remove the shared state at close.
 //
 // Slot locks: one byte per process slot (shared_state.h), held exclusively by the slot's process.
 //
