@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -89,6 +90,27 @@ class AllocatorBuildTest : public ::testing::Test {
     }
     return static_cast<SharedHeader*>(MapSharedFile(dir_.shm_dir() + "/" + entries[0], SharedState::kObjectSize, false));
   }
+  // MakeFile, then a read-only open (reader_): the file's shared state, published and unbuilt.
+  SharedHeader* OpenForReading() {
+    MakeFile();
+    auto reader = File::Open(path_, O_RDONLY);
+    EXPECT_TRUE(reader.ok()) << Describe(reader.status());
+    if (!reader.ok()) return nullptr;
+    reader_ = std::move(*reader);
+    SharedHeader* h = MapState();
+    if (h != nullptr) {
+      EXPECT_EQ(h->alloc_state.load(), kAllocUnbuilt) << "a read-only open built the allocator";
+    }
+    return h;
+  }
+  // Twice as many new blocks as live ones: handed a live block, they would overwrite data the
+  // model still expects.
+  void WritePastLiveBlocks(File& f, uint64_t seed) {
+    for (uint64_t i = 0; i < 2 * kLiveBlocks; ++i) {
+      uint64_t off = (kLiveBlocks + 8 + i) * kBlockSize;
+      Write(f, off, Pattern(seed + i, off, kBlockSize));
+    }
+  }
   void ExpectUsedIsReachable(File& f, const std::string& when) {
     auto reachable = f.core().BlocksReachable();
     TERN_ASSERT_OK(reachable);
@@ -98,43 +120,31 @@ class AllocatorBuildTest : public ::testing::Test {
   TempDir dir_;
   std::string path_ = dir_.File("f");
   std::vector<uint8_t> model_;
+  std::unique_ptr<File> reader_;
 };
 
 TEST_F(AllocatorBuildTest, AReaderLeavesItUnbuiltAndTheFirstWriteBuildsIt) {
-  MakeFile();
-  auto reader = File::Open(path_, O_RDONLY);
-  TERN_ASSERT_OK(reader);
-  ExpectModel(**reader, "read-only open");
-  SharedHeader* h = MapState();
+  SharedHeader* h = OpenForReading();
   ASSERT_NE(h, nullptr);
-  EXPECT_EQ(h->alloc_state.load(), kAllocUnbuilt) << "a read-only open built the allocator";
+  ExpectModel(*reader_, "read-only open");
   struct stat st;
-  TERN_ASSERT_OK((*reader)->Stat(&st));
+  TERN_ASSERT_OK(reader_->Stat(&st));
   EXPECT_EQ(h->alloc_state.load(), kAllocUnbuilt) << "stat built the allocator";
 
   auto writer = File::Open(path_, O_RDWR);
   TERN_ASSERT_OK(writer);
   EXPECT_EQ(h->alloc_state.load(), kAllocUnbuilt) << "a read-write open built the allocator";
-  // Twice as many new blocks as live ones, and an overwrite: handed a live block, they would
-  // overwrite data the model still expects.
-  for (uint64_t i = 0; i < 2 * kLiveBlocks; ++i) {
-    uint64_t off = (kLiveBlocks + 8 + i) * kBlockSize;
-    Write(**writer, off, Pattern(200 + i, off, kBlockSize));
-  }
+  WritePastLiveBlocks(**writer, 200);
   Write(**writer, 100, Pattern(300, 100, 3 * kBlockSize));
   EXPECT_EQ(h->alloc_state.load(), kAllocReady);
-  ExpectModel(**reader, "after the first writes");
+  ExpectModel(*reader_, "after the first writes");
   TERN_ASSERT_OK((*writer)->Fsync());
   ExpectUsedIsReachable(**writer, "after the first writes");
 }
 
 TEST_F(AllocatorBuildTest, ABuildADeadProcessLeftHalfDoneIsRedone) {
-  MakeFile();
-  auto reader = File::Open(path_, O_RDONLY);
-  TERN_ASSERT_OK(reader);
-  SharedHeader* h = MapState();
+  SharedHeader* h = OpenForReading();
   ASSERT_NE(h, nullptr);
-  ASSERT_EQ(h->alloc_state.load(), kAllocUnbuilt);
   // What a builder killed half-way leaves: the building state with nobody holding the build
   // lock, and marks of its own — here every block of the first 256 in use, owned by a slot.
   auto* base = reinterpret_cast<char*>(h);
@@ -146,23 +156,16 @@ TEST_F(AllocatorBuildTest, ABuildADeadProcessLeftHalfDoneIsRedone) {
 
   auto writer = File::Open(path_, O_RDWR);
   TERN_ASSERT_OK(writer);
-  for (uint64_t i = 0; i < 2 * kLiveBlocks; ++i) {
-    uint64_t off = (kLiveBlocks + 8 + i) * kBlockSize;
-    Write(**writer, off, Pattern(400 + i, off, kBlockSize));
-  }
+  WritePastLiveBlocks(**writer, 400);
   EXPECT_EQ(h->alloc_state.load(), kAllocReady);
   TERN_ASSERT_OK((*writer)->Fsync());
-  ExpectModel(**reader, "after the rebuild");
+  ExpectModel(*reader_, "after the rebuild");
   ExpectUsedIsReachable(**writer, "after the rebuild");
 }
 
 TEST_F(AllocatorBuildTest, WritersInTwoProcessesBuildItOnce) {
-  MakeFile();
-  auto reader = File::Open(path_, O_RDONLY);
-  TERN_ASSERT_OK(reader);
-  SharedHeader* h = MapState();
+  SharedHeader* h = OpenForReading();
   ASSERT_NE(h, nullptr);
-  ASSERT_EQ(h->alloc_state.load(), kAllocUnbuilt);
   // Two processes, two threads each, all writing first at once: one of them builds, the others
   // wait for it (a race, so a smoke test of the build lock rather than a proof).
   std::vector<pid_t> pids;
@@ -180,8 +183,8 @@ TEST_F(AllocatorBuildTest, WritersInTwoProcessesBuildItOnce) {
     }
   }
   EXPECT_EQ(h->alloc_state.load(), kAllocReady);
-  ExpectModel(**reader, "after both writers");
-  ExpectUsedIsReachable(**reader, "after both writers");
+  ExpectModel(*reader_, "after both writers");
+  ExpectUsedIsReachable(*reader_, "after both writers");
 }
 
 }  // namespace
