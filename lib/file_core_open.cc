@@ -275,7 +275,13 @@ Status FileCore::Recover(bool exclusive, const struct stat& st) {
   }
   if (adopted) return Status::Ok();  // published already, and current
   // The allocator is built from the log when first needed (EnsureAllocatorReady): a reader never
-  // needs it.
+  // needs it. An empty log (a new file, or a recycled backing) references the meta block alone,
+  // and a creator writes next: that much is marked now, while the object is ours alone.
+  if (applied_.load() == 0) {
+    alloc_->BeginBuild();
+    alloc_->MarkUsed({LogicalBlock(0), 1});
+    alloc_->EndBuild();
+  }
   return shared_->Publish(shared_name_);
 }
 
