@@ -9,8 +9,6 @@
 
 namespace tern {
 namespace {
-// Address space reserved for a file when it is opened (at least); cheap, it is only PROT_NONE.
-constexpr uint64_t kMinReservation = 4ull << 30;
 constexpr uint64_t kPopulateLimit = 32ull << 20;
 }  // namespace
 
@@ -53,7 +51,8 @@ Status Backing::EnsureMapped(uint64_t nblocks) {
   uint64_t map_from = have * kBlockSize;
   if (reservations_.empty() || want_bytes > reservations_.back().length) {
     // A new, larger reservation; the whole file is mapped into it.
-    uint64_t length = std::max(kMinReservation, want_bytes * 2);
+    uint64_t floor = reservations_.empty() ? first_reservation_ : kFirstReservation;
+    uint64_t length = std::max(floor, want_bytes * 2);
     void* raw = nullptr;
     int rc = pmem::ReserveAddressSpace(length, &raw);
     if (rc != 0) return Status::Error(-rc, "reserve address space");

@@ -28,6 +28,12 @@ class Backing {
 
   // Maps blocks [0, nblocks) if they are not mapped yet. REQUIRES: the file has at least that size.
   Status EnsureMapped(uint64_t nblocks);
+  // Before the first EnsureMapped, for a file opened to be read: its first reservation is small
+  // (64 MiB, or twice the file), so the files a reading process opens lie side by side and share
+  // page-table pages (each fresh gigabyte of address space costs its first touch ~0.1 ms here). A
+  // file that outgrows it is mapped again into a large one, and every page used again after that
+  // takes a first touch anew (~5–10 µs each): writers start large.
+  void ExpectReadsOnly() { first_reservation_ = kReadersFirstReservation; }
 
   // Address of a mapped block, or nullptr when the block is past what this process has mapped.
   uint8_t* BlockAddress(LogicalBlock block) const {
@@ -66,8 +72,12 @@ class Backing {
     uint64_t length;
   };
 
+  static constexpr uint64_t kReadersFirstReservation = 64ull << 20;
+  static constexpr uint64_t kFirstReservation = 4ull << 30;  // cheap: only PROT_NONE address space
+
   std::atomic<int> fd_;
   bool writable_;
+  uint64_t first_reservation_ = kFirstReservation;  // the first one's floor; set before it is made
   uint32_t trace_region_;
   bool is_dax_ = false;
   std::mutex mu_;

@@ -119,6 +119,7 @@ Result<std::shared_ptr<FileCore>> FileCore::OpenWith(const std::string& path, in
   int fd = backing->fd();
   pmem::MetaHeader header{};
   std::shared_ptr<FileCore> core(new FileCore(path, std::move(backing)));
+  if (access == O_RDONLY && core->backing_->mapped_blocks() == 0) core->backing_->ExpectReadsOnly();
   core->dev_ = st.st_dev;
   core->ino_ = st.st_ino;
   if (!core->table_.Init() || !core->chain_.Init()) return Status::Error(ENOMEM, "block table");
