@@ -58,9 +58,6 @@ struct SharedCounters {
   std::atomic<uint64_t> read_retries;
 };
 
-// Grouped by who writes what how often: a line that one core writes is taken away from every other
-// core that reads it (~230 ns a transfer on this VM), so what every operation reads (floor, epoch,
-// num_blocks) shares no line with what some operation writes (the allocation hint).
 // SharedHeader::alloc_state: the bitmap and owner map are built from the log by the first process
 // that needs them (a writer, GC, a pin; FileCore::EnsureAllocatorReady), not at the first open, so
 // opening a file to read it never pays for them. While a builder holds the backing file's build
@@ -69,6 +66,9 @@ inline constexpr uint32_t kAllocUnbuilt = 0;
 inline constexpr uint32_t kAllocBuilding = 1;
 inline constexpr uint32_t kAllocReady = 2;
 
+// Grouped by who writes what how often: a line that one core writes is taken away from every other
+// core that reads it (~230 ns a transfer on this VM), so what every operation reads (floor, epoch,
+// num_blocks) shares no line with what some operation writes (the allocation hint).
 struct SharedHeader {
   uint64_t magic;
   uint32_t version;
