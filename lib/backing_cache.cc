@@ -400,7 +400,7 @@ Result<uint64_t> BackingCache::SweepOrphans(const std::string& spare_dir) {
   return UnlinkUnlockedFiles(spare_dir, [](std::string_view name) { return name[0] != '.'; });
 }
 
-void BackingCache::DropSpares() {
+void BackingCache::DropSpares(DropMode mode) {
   std::list<Entry> spares, closed;
   std::vector<std::unique_ptr<Backing>> evicted;
   std::string dir;
@@ -427,6 +427,12 @@ void BackingCache::DropSpares() {
     if (PathNames(e.spare_path, false, e.dev, e.ino)) (void)unlink(e.spare_path.c_str());
   }
   if (made_spares) (void)rmdir(dir.c_str());  // fails while other processes keep spares there
+  if (mode == DropMode::kProcessExit) {
+    // Deliberately never freed: the process takes the mappings and descriptors down itself.
+    new std::list<Entry>(std::move(spares));
+    new std::list<Entry>(std::move(closed));
+    new std::vector<std::unique_ptr<Backing>>(std::move(evicted));
+  }
 }
 
 void BackingCache::LockForFork() { mu_.lock(); }

@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "lib/backing.h"
+#include "lib/drop_mode.h"
 #include "lib/kept_table.h"
 
 namespace tern {
@@ -121,7 +122,7 @@ class BackingCache {
   void MakeFreshSpare();
 
   // Unlinks every spare and forgets every entry (exit and exec: nothing may outlive the process).
-  void DropSpares();
+  void DropSpares(DropMode mode = DropMode::kRelease);
 
   // Where the processes of user `uid` keep spares for files under `root` (absolute and lexically
   // normalised, NormalizePath): beside the root, in `.tern-spares-UID` (on the root's filesystem

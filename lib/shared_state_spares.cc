@@ -77,7 +77,7 @@ std::unique_ptr<SharedState> SharedStateSpares::Take(const std::string& dir, con
   return state;
 }
 
-void SharedStateSpares::DropAll() {
+void SharedStateSpares::DropAll(DropMode mode) {
   std::vector<Spare> spares;
   {
     std::lock_guard lock(mu_);
@@ -88,6 +88,12 @@ void SharedStateSpares::DropAll() {
     }
   }
   // Each SharedState unlinks its spare name as it goes.
+  if (mode == DropMode::kProcessExit) {
+    for (Spare& s : spares) {
+      (void)unlink(s.state->spare_path().c_str());
+      (void)s.state.release();  // deliberately never freed: the process unmaps it at exit
+    }
+  }
 }
 
 void SharedStateSpares::SweepOrphansOnce(const std::string& dir) {

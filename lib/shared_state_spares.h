@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "lib/drop_mode.h"
 #include "lib/shared_state.h"
 #include "lib/status.h"
 
@@ -49,7 +50,7 @@ class SharedStateSpares {
   std::unique_ptr<SharedState> Take(const std::string& dir, const struct stat& like, uint64_t num_blocks);
 
   // Unlinks every spare and forgets it (exit and exec: nothing may outlive the process).
-  void DropAll();
+  void DropAll(DropMode mode = DropMode::kRelease);
 
   // Unlinks the spare objects in `dir` whose process is gone (their lock is free); returns how many.
   static Result<uint64_t> SweepOrphans(const std::string& dir);

@@ -241,6 +241,6 @@ __attribute__((destructor)) static void TernShimDestructor() {
   fflush(nullptr);
   tern::shim::ReleaseSharedSlotsAtExit();
   tern::shim::EngineScope engine;
-  tern::BackingCache::Default().DropSpares();
-  tern::SharedStateSpares::Default().DropAll();
+  tern::BackingCache::Default().DropSpares(tern::DropMode::kProcessExit);
+  tern::SharedStateSpares::Default().DropAll(tern::DropMode::kProcessExit);
 }
