@@ -276,13 +276,9 @@ Status FileCore::Recover(bool exclusive, const struct stat& st) {
   }
   if (adopted) return Status::Ok();  // published already, and current
   // The allocator is built from the log when first needed (EnsureAllocatorReady): a reader never
-  // needs it. An empty log (a new file, or a recycled backing) references the meta block alone,
-  // and a creator writes next: that much is marked now, while the object is ours alone.
-  if (applied_.load() == 0) {
-    alloc_->BeginBuild();
-    alloc_->MarkUsed({LogicalBlock(0), 1});
-    alloc_->EndBuild();
-  }
+  // needs it. An empty log (a new file, or a recycled backing) is built now, while the object is
+  // ours alone (no build lock): it costs next to nothing, and a creator writes next.
+  if (applied_.load() == 0) TERN_TRY(BuildAllocator());
   return shared_->Publish(shared_name_);
 }
 
@@ -343,9 +339,10 @@ Status FileCore::EnsureAllocatorReady() {
 }
 
 Status FileCore::BuildAllocator() {
-  // REQUIRES: the build lock. Nothing has been allocated since the object was made (allocation
-  // waits for the ready state), so the log cannot change meanwhile: what it references is in use,
-  // and blocks allocated but never committed before a crash are simply not marked — free again.
+  // REQUIRES: the build lock, or an object nobody else sees yet (unpublished, in Recover). Nothing
+  // has been allocated since the object was made (allocation waits for the ready state), so the
+  // log cannot change meanwhile: what it references is in use, and blocks allocated but never
+  // committed before a crash are simply not marked — free again.
   alloc_->BeginBuild();
   OpGuard guard(this);
   TERN_TRY(guard.status());

@@ -41,7 +41,7 @@ void TouchForWrite(void* addr, uint64_t len);
 // a checkpoint, a rebuild of the shared allocator state — takes no page fault per 4 KiB page: one
 // batched call costs a fraction of the faults (each ~2–12 µs on this VM). Advisory: where the
 // kernel lacks it (before 5.14) the range is simply faulted as it is used. `addr` need not be
-// page-aligned.
+// page-aligned. A range within one page is left to its first use: the call would save nothing.
 void Prefault(void* addr, uint64_t len, bool for_write);
 
 }  // namespace tern::pmem
