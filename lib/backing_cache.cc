@@ -333,15 +333,16 @@ BackingCache::Entry BackingCache::FreshSpareAt(const std::string& dir, uint64_t 
   struct stat st;
   auto locked = TryLockExclusive(fd);  // held while it is a spare, as for any other
   if (!locked.ok() || !*locked || fstat(fd, &st) != 0) return fail("lock", errno);
-  if (int rc = pmem::GrowFile(fd, 0, pmem::kGrowStep); rc != 0) return fail("grow", -rc);
+  if (int rc = pmem::GrowFile(fd, 0, kFirstBlocks * kBlockSize); rc != 0) return fail("grow", -rc);
   spare.dev = st.st_dev;
   spare.ino = st.st_ino;
   spare.backing = std::make_unique<Backing>(fd, true, static_cast<uint32_t>(st.st_ino));
-  if (Status mapped = spare.backing->EnsureMapped(kBlocksPerGrowStep); !mapped.ok()) return fail("map", mapped.err());
+  if (Status mapped = spare.backing->EnsureMapped(kFirstBlocks); !mapped.ok()) return fail("map", mapped.err());
   // The first pages a new file uses (its meta block, the first blocks the allocator hands out),
   // touched, not just populated: under this VM's shadow paging MADV_POPULATE_WRITE still leaves the
   // creating thread ~45 µs of faults for two pages, a touch here leaves none. Each page costs this
   // thread ~12 µs, so only the first kFreshTouchedBytes.
+  static_assert(kFreshTouchedBytes <= kFirstBlocks * kBlockSize, "touch only what a fresh spare has");
   pmem::TouchForWrite(spare.backing->BlockAddress(LogicalBlock(0)), kFreshTouchedBytes);
   return spare;
 }

@@ -163,10 +163,13 @@ Status FileCore::EnsureSlot(LogPos pos) {
 }
 
 uint64_t FileCore::AmortisedStep(uint64_t have) {
+  if (have < kBlocksPerGrowStep) return have;  // a small file doubles
   return std::max<uint64_t>(kBlocksPerGrowStep, have / 8);  // big files grow by an eighth
 }
 
 uint64_t FileCore::GrowAheadDistance(uint64_t have) {
+  // A small file: a quarter of it, so a file that stays small is never grown ahead of its need.
+  if (have < kBlocksPerGrowStep) return have / 4;
   // Half a step: the Pool's thread must finish growing and touching a step before the writer has
   // used up what is left, and a step is bigger (and slower to prepare) the bigger the file.
   return std::max(kGrowAheadBlocks, AmortisedStep(have) / 2);
@@ -175,8 +178,8 @@ uint64_t FileCore::GrowAheadDistance(uint64_t have) {
 Result<uint64_t> FileCore::ExtendBacking(uint64_t min_blocks, GrowStep how) {
   // REQUIRES: grow_mu_ held.
   uint64_t have = alloc_->num_blocks();
-  uint64_t step = how == GrowStep::kAmortised ? AmortisedStep(have) : kBlocksPerGrowStep;
-  uint64_t want = have + ((std::max(min_blocks, step) + kBlocksPerGrowStep - 1) / kBlocksPerGrowStep) * kBlocksPerGrowStep;
+  uint64_t step = how == GrowStep::kAmortised ? AmortisedStep(have) : 1;
+  uint64_t want = BackingBlocksFor(have + std::max(min_blocks, step));
   if (want > kMaxBlocks) {
     want = kMaxBlocks;
     if (want < have + min_blocks) return Status::Error(EFBIG, "backing file at its size limit");
@@ -211,7 +214,7 @@ void FileCore::GrowAhead() {
   {
     std::lock_guard lock(grow_mu_);
     if (alloc_->num_blocks() != have) return;  // a writer grew meanwhile
-    auto extended = ExtendBacking(kBlocksPerGrowStep, GrowStep::kAmortised);
+    auto extended = ExtendBacking(1, GrowStep::kAmortised);
     if (!extended.ok()) return;  // the writer will meet the error itself
     want = *extended;
   }

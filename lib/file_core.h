@@ -323,8 +323,9 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   static constexpr size_t kMaxPendingFrees = 4096;  // then a write flushes the log itself
 
   // --- space (file_core.cc) ---
-  // kAmortised grows by at least an eighth of the file (appends); kExact by what is asked, in
-  // whole steps (a contiguous run for a record or checkpoint).
+  // kAmortised doubles a small file and grows a big one by at least an eighth (appends); kExact
+  // by what is asked (a contiguous run for a record or checkpoint). Either way to the next size
+  // the growth rule allows (BackingBlocksFor).
   enum class GrowStep { kAmortised, kExact };
   Status Grow(uint64_t min_blocks, GrowStep how);
   // Grows the backing file and maps the new blocks without publishing them; returns the new block

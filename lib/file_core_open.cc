@@ -212,7 +212,7 @@ Status FileCore::Format(const struct stat& st) {
   // file or a 4 KiB file with a valid header (grown at the next open), never an unmarked container.
   int fd = backing_->fd();
   TERN_TRY(WriteEmptyMeta(fd, st));
-  int rc = pmem::GrowFile(fd, kBlockSize, pmem::kGrowStep);
+  int rc = pmem::GrowFile(fd, kBlockSize, kFirstBlocks * kBlockSize);
   if (rc != 0) return Status::Error(-rc, "format");
   if (fdatasync(fd) != 0) return Status::Error(errno, "format");
   return Status::Ok();
@@ -266,8 +266,8 @@ Status FileCore::Recover(bool exclusive, const struct stat& st) {
   // Only a file that replayed cleanly is changed: a refused open leaves the bytes as they were.
   if (backing_->writable()) {
     TERN_TRY(ScrubTail());
-    if (nblocks % kBlocksPerGrowStep != 0) {  // finish a format that crashed before growing
-      uint64_t grown = (nblocks / kBlocksPerGrowStep + 1) * kBlocksPerGrowStep;
+    uint64_t grown = BackingBlocksFor(nblocks);
+    if (grown != nblocks) {  // finish a format or grow that crashed half-way
       int rc = pmem::GrowFile(backing_->fd(), nblocks * kBlockSize, grown * kBlockSize);
       if (rc != 0) return Status::Error(-rc, "grow backing file");
       shared_->header()->num_blocks.store(grown);

@@ -244,7 +244,7 @@ Result<FileInfo> InspectOpenFile(int fd, const std::string& path) {
     return Status::Error(kNotTernFile, "not a tern file");
   }
   info.num_blocks = info.file_bytes / kBlockSize;
-  info.effective_blocks = (info.num_blocks + kBlocksPerGrowStep - 1) / kBlocksPerGrowStep * kBlocksPerGrowStep;
+  info.effective_blocks = BackingBlocksFor(info.num_blocks);
   auto meta = std::make_unique<pmem::MetaBlock>();
   if (pread(fd, meta.get(), sizeof(*meta), 0) != static_cast<ssize_t>(sizeof(*meta))) return Status::Error(EIO, "read meta block");
   info.header = meta->header;

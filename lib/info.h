@@ -59,9 +59,9 @@ struct FileInfo {
   std::string path;
   uint64_t file_bytes = 0;
   uint64_t num_blocks = 0;           // whole blocks in the backing file
-  // Blocks the engine sees: a writable first open extends a file that is not a whole number of
-  // 2 MiB steps (an interrupted format or grow) before it replays, so references up to here are
-  // valid; the missing tail reads as zeros.
+  // Blocks the engine sees: a writable first open extends a file whose size the growth rule does
+  // not produce (BackingBlocksFor: an interrupted format or grow) before it replays, so references
+  // up to here are valid; the missing tail reads as zeros.
   uint64_t effective_blocks = 0;
   bool in_use = false;               // other processes had it open during the scan
   pmem::MetaHeader header{};

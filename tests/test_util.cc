@@ -148,6 +148,18 @@ bool WriteRawBytes(const std::string& path, uint64_t offset, const void* data, s
   return n == static_cast<ssize_t>(len);
 }
 
+void CreateRoomyFile(const std::string& path, uint64_t backing_bytes) {
+  auto f = File::Open(path, O_RDWR | O_CREAT | O_EXCL, 0644);
+  ASSERT_TRUE(f.ok()) << path << ": " << Describe(f.status());
+  CloseAndSettle(std::move(*f));
+  // Closed everywhere and small, so no shared state rests: the next open sizes its allocator from
+  // the backing file.
+  int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0) << path;
+  EXPECT_EQ(fallocate(fd, 0, 0, static_cast<off_t>(backing_bytes)), 0) << path << ": " << strerror(errno);
+  close(fd);
+}
+
 bool WritePlainFile(const std::string& path, const std::vector<uint8_t>& content) {
   int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return false;

@@ -76,6 +76,11 @@ std::vector<uint8_t> Pattern(uint64_t seed, uint64_t offset, size_t len);
 std::vector<uint8_t> ReadRawFile(const std::string& path);
 // Overwrites bytes of a backing file through plain syscalls. Returns false on error.
 bool WriteRawBytes(const std::string& path, uint64_t offset, const void* data, size_t len);
+// Creates an empty tern file at `path` whose backing file holds `backing_bytes` (a size the growth
+// rule produces, e.g. 2 MiB). For tests that reason about which blocks a write may reuse: a new
+// file's backing is small, and a writer that runs out of free blocks makes its log durable and
+// reuses the blocks its commits superseded, where a roomy file takes fresh ones.
+void CreateRoomyFile(const std::string& path, uint64_t backing_bytes);
 // Creates a plain file with the given content.
 bool WritePlainFile(const std::string& path, const std::vector<uint8_t>& content);
 

@@ -24,6 +24,7 @@
 #include "pmem/log.h"
 #include "tests/crash/scratch_dir.h"
 #include "tests/crash/workload.h"
+#include "tests/test_util.h"
 
 namespace tern::tools {
 int RunFsck(int argc, char** argv);
@@ -230,6 +231,9 @@ TEST_F(FsckTest, DoubleMappingIsFoundAndTheLaterEntryCut) {
 }
 
 TEST_F(FsckTest, BadLogBlockIsUnlinked) {
+  // Room for every write: the blocks the dropped entries superseded must not have been reused,
+  // which a writer short of blocks does once it has made its log durable.
+  test::CreateRoomyFile(path_, 2u << 20);
   std::vector<Op> ops;
   for (int i = 0; i < 504; ++i) ops.push_back({OpKind::kWrite, static_cast<uint64_t>(i % 7) * 100, 50, static_cast<uint64_t>(i + 1)});
   std::vector<Op> fresh = FreshWrites(16, 1000);

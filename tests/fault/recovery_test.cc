@@ -160,6 +160,9 @@ TEST_F(RecoveryTest, LostLineInALogBlockUnlinksTheBlocksAfterIt) {
 // slot line, the durable prefix of the log still maps the freed block — which must therefore still
 // hold what the prefix says, in particular data an Fsync acknowledged.
 TEST_F(RecoveryTest, FsyncedDataSurvivesALostLineOfSlots) {
+  // Room for every write: a writer short of blocks makes its log durable before it reuses what
+  // its commits superseded, and a power failure then could not lose those commits' slots.
+  test::CreateRoomyFile(path_, 2u << 20);
   std::vector<W> writes;
   writes.push_back({0, test::Pattern(1, 0, 16 * kBlockSize)});
   for (uint32_t i = 1; i < 80; ++i) {
@@ -197,6 +200,9 @@ TEST_F(RecoveryTest, FsyncedDataSurvivesALostLineOfSlots) {
 // at the Fsync, and must read back as it was then — even though the writes after it freed (and
 // reused) blocks that this durable log still maps.
 TEST_F(RecoveryTest, FsyncedStateSurvivesLosingEverythingAfterTheFsync) {
+  // Room for every write: a writer short of blocks makes its log durable before it reuses what
+  // its commits superseded, and a power failure then could not lose those commits' slots.
+  test::CreateRoomyFile(path_, 2u << 20);
   std::vector<W> writes;
   writes.push_back({0, test::Pattern(1, 0, 16 * kBlockSize)});
   for (uint32_t i = 1; i < 80; ++i) {

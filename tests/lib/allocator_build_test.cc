@@ -146,12 +146,16 @@ TEST_F(AllocatorBuildTest, ABuildADeadProcessLeftHalfDoneIsRedone) {
   SharedHeader* h = OpenForReading();
   ASSERT_NE(h, nullptr);
   // What a builder killed half-way leaves: the building state with nobody holding the build
-  // lock, and marks of its own — here every block of the first 256 in use, owned by a slot.
+  // lock, and marks of its own — here every block of the file in use, owned by a slot. (Nothing
+  // grows the file before the allocator is ready, so a builder never marks past its end.)
   auto* base = reinterpret_cast<char*>(h);
   auto* words = reinterpret_cast<std::atomic<uint64_t>*>(base + SharedState::kBitmapOffset);
   auto* owners = reinterpret_cast<std::atomic<BlockOwner>*>(base + SharedState::kOwnersOffset);
-  for (int w = 0; w < 4; ++w) words[w].store(~uint64_t{0});
-  for (int b = 0; b < 256; ++b) owners[b].store(OwnerOf(7));
+  const uint64_t nblocks = h->num_blocks.load();
+  for (uint64_t b = 0; b < nblocks; ++b) {
+    words[b / 64].fetch_or(uint64_t{1} << (b % 64));
+    owners[b].store(OwnerOf(7));
+  }
   h->alloc_state.store(kAllocBuilding);
 
   auto writer = File::Open(path_, O_RDWR);

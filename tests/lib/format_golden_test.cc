@@ -35,7 +35,7 @@ TEST(FormatGoldenTest, WorkedExampleOfTheFormatPage) {
     TERN_ASSERT_OK(f.Truncate(1000));  // 3. truncate to 1000
   }
   std::vector<uint8_t> raw = test::ReadRawFile(path);
-  ASSERT_EQ(raw.size(), 2u << 20) << "a fresh file is one 2 MiB grow step";
+  ASSERT_EQ(raw.size(), 64u << 10) << "a fresh file's backing is 64 KiB";
   auto word = [&](uint64_t off) {
     uint64_t v;
     memcpy(&v, raw.data() + off, 8);
