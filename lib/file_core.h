@@ -334,7 +334,7 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   void PublishBlocks(uint64_t want);
   static uint64_t AmortisedStep(uint64_t have);
   // How close to the end of the backing file an allocation may come before the Pool's thread is
-  // asked to grow it.
+  // asked to grow it; 0 for a small file, which is never grown ahead.
   static uint64_t GrowAheadDistance(uint64_t have);
   static constexpr uint64_t kGrowAheadBlocks = 256;  // at least this much free space ahead
   Status Allocate(uint64_t nblocks, std::vector<BlockRun>* runs);

@@ -132,13 +132,26 @@ std::string ReadBacking(const std::string& path, std::vector<uint8_t>* out, uint
   return n == static_cast<ssize_t>(out->size()) ? "" : "read backing file";
 }
 
+constexpr off_t kRoomyBackingBytes = 2 << 20;
+
 }  // namespace
 
 std::string Record(const std::string& path, const Workload& w, Recording* out) {
   if (w.threads.empty() || w.threads.size() > kMaxThreads) return "bad thread count";
   MarkerBase();
-  auto opened = File::Open(path, O_RDWR | O_CREAT | O_EXCL, 0644);
-  if (!opened.ok()) return "create " + path + ": errno " + std::to_string(opened.status().err());
+  {
+    auto created = File::Open(path, O_RDWR | O_CREAT | O_EXCL, 0644);
+    if (!created.ok()) return "create " + path + ": errno " + std::to_string(created.status().err());
+  }
+  // A 2 MiB backing, room for every workload here: the media model knows the file only from the
+  // stores it saw, and a grow (fallocate) is filesystem metadata the trace does not show.
+  int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  bool grown = fd >= 0 && fallocate(fd, 0, 0, kRoomyBackingBytes) == 0;
+  int grow_errno = errno;
+  if (fd >= 0) close(fd);
+  if (!grown) return "grow " + path + ": " + strerror(grow_errno);
+  auto opened = File::Open(path, O_RDWR);
+  if (!opened.ok()) return "open " + path + ": errno " + std::to_string(opened.status().err());
   std::unique_ptr<File> f = std::move(*opened);
   for (const Op& op : w.setup) {
     std::string err = RunOp(*f, op, 0);
