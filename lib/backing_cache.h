@@ -154,7 +154,7 @@ class BackingCache {
   static constexpr size_t kMaxSpares = 16;
   static constexpr size_t kFreshSpares = 2;
   static constexpr uint64_t kFreshAfter = 4;
-  static constexpr uint64_t kFreshTouchedBytes = 64 << 10;
+  static constexpr uint64_t kFreshTouchedBytes = 16 << 10;
   static constexpr uint64_t kMaxClosedBytes = 256ull << 20;
   static constexpr uint64_t kMaxSpareBytes = 128ull << 20;
   static constexpr uint64_t kMaxBackingBytes = 32ull << 20;
