@@ -44,7 +44,6 @@
 
 #include "bench/engine_bench.h"
 #include "pmem/mapping.h"
-#include "pmem/persist.h"
 
 #ifndef TERN_BENCH_WITH_ENGINE
 #define TERN_BENCH_WITH_ENGINE 1
@@ -475,7 +474,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "engine_bench: cannot create %s: %s\n", g_dir.c_str(), std::strerror(err));
     return 1;
   }
-  tern::pmem::Init();
   int n = static_cast<int>(rest.size());
   rest.push_back(nullptr);
   benchmark::Initialize(&n, rest.data());

@@ -1,5 +1,5 @@
 // engine_bench's raw baselines: what persisting the bytes costs with no file system at all (a
-// pre-faulted shared mapping of a file and libpmem's non-temporal copy), plus the minimum a
+// pre-faulted shared mapping of a file and pmem/'s non-temporal copy), plus the minimum a
 // log-structured commit adds, and the raw cost of a sub-block copy-on-write.
 #include <fcntl.h>
 #include <unistd.h>

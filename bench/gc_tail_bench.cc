@@ -33,7 +33,6 @@
 #include "bench/bench_util.h"
 #include "lib/file.h"
 #include "lib/file_core.h"
-#include "pmem/persist.h"
 
 namespace tern::bench {
 namespace {
@@ -152,7 +151,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "gc_tail_bench: unknown argument %s\n", argv[1]);
     return 2;
   }
-  tern::pmem::Init();
   LimitFileSize(3 * c.file_bytes + 1024 * kMiB);
   JsonReport report;
   report.Context()

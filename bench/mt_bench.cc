@@ -44,7 +44,6 @@
 #include "bench/bench_util.h"
 #include "lib/file.h"
 #include "lib/file_core.h"
-#include "pmem/persist.h"
 
 namespace tern::bench {
 namespace {
@@ -285,7 +284,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mt_bench: unknown argument %s\n", argv[1]);
     return 2;
   }
-  tern::pmem::Init();
   // The backing file plus copy-on-write garbage, plus the engine's sparse shared-state object.
   LimitFileSize(3 * g_file_bytes + 1024 * kMiB);
   std::fprintf(stderr, "mt_bench: prefilling %llu MiB per backend in %s (load %s)\n",

@@ -41,7 +41,6 @@
 #include "lib/file_core.h"
 #include "lib/meta_block_format.h"
 #include "lib/shared_state.h"
-#include "pmem/persist.h"
 
 namespace tern::bench {
 namespace {
@@ -324,7 +323,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "open_bench: unknown argument %s\n", argv[1]);
     return 2;
   }
-  tern::pmem::Init();
   JsonReport report;
   report.Context()
       .Str("program", "open_bench")

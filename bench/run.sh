@@ -172,7 +172,7 @@ FACTS=$OUT/facts.md
   commit_fact
   machine_fact
   echo "- THP shmem_enabled: $(cat /sys/kernel/mm/transparent_hugepage/shmem_enabled)"
-  echo "- libpmem $(dpkg-query -W -f='${Version}' libpmem1 2>/dev/null || echo '?'), Google Benchmark $(dpkg-query -W -f='${Version}' libbenchmark-dev 2>/dev/null || echo '?') (Debian package, built as debug: affects only the harness)"
+  echo "- Google Benchmark $(dpkg-query -W -f='${Version}' libbenchmark-dev 2>/dev/null || echo '?') (Debian package, built as debug: affects only the harness)"
   echo "- build: Release, $REPS repetitions per benchmark, fixed iteration counts, single thread, wall-clock time"
   echo "- scheduling: ${PREFIX[*]:-normal (not SCHED_FIFO)}; guest memory warmed: $WARM_GIB GiB; load average at the end: $(awk '{print $1, $2, $3}' /proc/loadavg)"
   echo "- invocation: bench/run.sh $([[ $QUICK == 1 ]] && echo '--quick ')$([[ $HUGE == 0 ]] && echo '--no-huge ')$([[ $HEAD_ONLY == 1 ]] && echo '--head ')--reps $REPS --warm $WARM_GIB"

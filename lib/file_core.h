@@ -459,7 +459,7 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   alignas(kCacheLine) std::mutex grow_mu_;
   std::atomic<bool> compacting_{false};  // one compaction at a time in this process
   // This process committed to the log or wrote a checkpoint: its close has commits to flush and
-  // frees to settle. A process that only read has neither (and never loads libpmem for it).
+  // frees to settle. A process that only read has neither.
   std::atomic<bool> changed_here_{false};
   void NoteChangedHere() {
     if (!changed_here_.load(std::memory_order_relaxed)) changed_here_.store(true, std::memory_order_relaxed);

@@ -17,12 +17,6 @@
 
 namespace tern::pmem {
 
-// Loads libpmem now (the first call of any function below does otherwise) and logs it at debug
-// level. Idempotent, cheap after the first call; benchmarks call it so no timed operation loads it.
-// If libpmem cannot be loaded (or TERN_LIBPMEM names a library without its functions), one error
-// line says so and every function below persists through msync(2) instead: slower, as durable.
-void Init();
-
 // Writes back the cache lines covering [addr, addr+len). Not fenced.
 void Flush(const void* addr, size_t len);
 // Orders all earlier flushes and non-temporal stores before any later store (sfence).
