@@ -1,10 +1,11 @@
 #include "lib/crc32c.h"
 
 #include <nmmintrin.h>
-#include <sys/platform/x86.h>
 
 #include <array>
 #include <cstring>
+
+#include "pmem/cpu_features.h"
 
 namespace tern {
 namespace {
@@ -83,9 +84,8 @@ __attribute__((target("sse4.2"))) uint32_t Crc32cSse42(const uint8_t* p, size_t 
   return c32;
 }
 
-// From the CPU features glibc has already read: __builtin_cpu_supports would link libgcc's
-// __cpu_indicator_init, a load-time constructor that runs ~13 CPUID instructions, each a trap to the
-// hypervisor on a VM (~8 µs here) — ~0.1 ms added to the start of every process the shim is in.
+// Not __builtin_cpu_supports: it links libgcc's __cpu_indicator_init, a load-time constructor
+// running ~13 CPUID instructions (~0.1 ms added to the start of every process the shim is in).
 const bool kHaveSse42 = CPU_FEATURE_ACTIVE(SSE4_2);
 
 }  // namespace
