@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "pmem/log.h"
+#include "pmem/persist.h"
 #include "pmem/trace.h"
 
 namespace tern::pmem {
@@ -52,7 +53,10 @@ int MapFileRange(void* at, uint64_t length, int fd, uint64_t offset, bool writab
   if (writable) {
     p = mmap(at, length, prot, MAP_SHARED_VALIDATE | MAP_SYNC | MAP_FIXED | fill, fd,
              static_cast<off_t>(offset));
-    if (p != MAP_FAILED) *is_dax = true;
+    if (p != MAP_FAILED) {
+      *is_dax = true;
+      UseLibpmem();  // real persistent memory: PMDK's flush rules from now on
+    }
   }
   if (p == MAP_FAILED) {
     if (writable && errno != EOPNOTSUPP && errno != EINVAL) return -errno;

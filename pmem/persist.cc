@@ -2,10 +2,15 @@
 
 #include <immintrin.h>
 
+#include <stdlib.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <mutex>
 
 #include "pmem/cpu_features.h"
+#include "pmem/persist_backend.h"
 
 #if defined(__SANITIZE_THREAD__)
 #define TERN_TSAN 1
@@ -23,6 +28,14 @@ extern "C" void AnnotateIgnoreWritesEnd(const char* file, int line);
 namespace tern::pmem {
 namespace {
 
+// tern issues its own cache-line write-backs, fences and non-temporal stores until a file turns
+// out to be on real persistent memory (UseLibpmem): loading PMDK libpmem (it needs libndctl,
+// libdaxctl, libudev, libkmod, libcrypto, libzstd, liblzma) cost every process that wrote a tern
+// file ~1.3 ms here, more than a whole `echo line >> log` takes on the kernel, and its start-up
+// runs a dozen CPUID instructions, each a trap to the hypervisor (~8 µs). On emulated PM (tmpfs)
+// libpmem would pick what is below: CLWB for flushes, SFENCE, non-temporal stores for copies of
+// 256 bytes or more.
+
 // Copies to media are outside the C++ memory model by design: an optimistic reader may copy a
 // block while a writer fills it (a block freed and taken again, a tail appended in place), and
 // finds out by validating the log afterwards. ThreadSanitizer is told not to record these
@@ -39,12 +52,6 @@ class MediaStores {
   MediaStores& operator=(const MediaStores&) = delete;
 };
 
-// tern issues its own cache-line write-backs, fences and non-temporal stores instead of calling
-// PMDK libpmem's: loading libpmem (it needs libndctl, libdaxctl, libudev, libkmod, libcrypto,
-// libzstd, liblzma) cost every process that wrote a tern file ~1.3 ms here, more than a whole
-// `echo line >> log` takes on the kernel, and its start-up runs a dozen CPUID instructions, each a
-// trap to the hypervisor (~8 µs). What it would pick on this machine is what is below: CLWB for
-// flushes, SFENCE, non-temporal stores for copies of 256 bytes or more.
 constexpr uintptr_t kLine = 64;
 constexpr size_t kNonTemporalMin = 256;  // libpmem's default threshold for non-temporal copies
 
@@ -132,9 +139,7 @@ void StoreNonTemporal(uint8_t* dst, const uint8_t* src, size_t len) {
   if (body_end < len) StoreCached(dst + body_end, from(body_end), len - body_end);
 }
 
-// Writes len bytes from src (nullptr: zeros) to media at dst and flushes them; not fenced.
-void WriteMedia(uint8_t* dst, const uint8_t* src, size_t len) {
-  [[maybe_unused]] MediaStores stores;
+void WriteNative(uint8_t* dst, const uint8_t* src, size_t len) {
   if (len >= kNonTemporalMin) {
     StoreNonTemporal(dst, src, len);
   } else {
@@ -142,16 +147,44 @@ void WriteMedia(uint8_t* dst, const uint8_t* src, size_t len) {
   }
 }
 
+const PersistBackend kNative = {"tern", &FlushRange, [] { _mm_sfence(); }, &WriteNative};
+std::atomic<const PersistBackend*> g_backend{&kNative};
+
+const PersistBackend& Backend() {
+  static const bool forced = [] {
+    const char* v = getenv("TERN_PMEM_LIBPMEM");
+    if (v != nullptr && strcmp(v, "1") == 0) UseLibpmem();
+    return true;
+  }();
+  (void)forced;
+  return *g_backend.load(std::memory_order_acquire);
+}
+
+// Writes len bytes from src (nullptr: zeros) to media at dst and flushes them; not fenced.
+void WriteMedia(uint8_t* dst, const uint8_t* src, size_t len) {
+  [[maybe_unused]] MediaStores stores;
+  Backend().write(dst, src, len);
+}
+
 }  // namespace
+
+void UseLibpmem() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (const PersistBackend* libpmem = LoadLibpmemBackend()) g_backend.store(libpmem, std::memory_order_release);
+  });
+}
+
+const char* BackendName() { return Backend().name; }
 
 void Flush(const void* addr, size_t len) {
   if (len == 0) return;
-  FlushRange(addr, len);
+  Backend().flush(addr, len);
   if constexpr (kBuildOptions.pmem_trace) trace::OnFlush(addr, len);
 }
 
 void Drain() {
-  _mm_sfence();
+  Backend().drain();
   if constexpr (kBuildOptions.pmem_trace) trace::OnFence();
 }
 

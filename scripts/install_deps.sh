@@ -11,7 +11,7 @@ set -euo pipefail
 # -lsnappy. clang builds the ThreadSanitizer tree.
 PACKAGES=(
   build-essential cmake ninja-build pkg-config clang
-  libtbb-dev
+  libpmem-dev libtbb-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libleveldb-dev libsnappy-dev sqlite3 libsqlite3-dev
   fio libfuse3-dev fuse3

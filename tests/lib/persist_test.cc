@@ -1,12 +1,16 @@
-// pmem/persist.h's copies, zeroing and flushes (tern's own: pmem/persist.cc says why not libpmem's):
-// every length and alignment writes exactly its bytes — the non-temporal body, the ordinary head
-// and tail — reads no byte past its source, and works on a shared file mapping as on anonymous
-// memory. And a process that writes and fsyncs a tern file loads no PMDK library.
+// pmem/persist.h's copies, zeroing and flushes: tern's own (pmem/persist.cc says why) write
+// exactly their bytes at every length and alignment — the non-temporal body, the ordinary head
+// and tail — read no byte past their source, and work on a shared file mapping as on anonymous
+// memory; a process that writes and fsyncs a tern file loads no PMDK library; one that uses
+// libpmem (as on real persistent memory) writes files the other kind reads, and back; and one
+// that cannot load it goes on with tern's own.
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+
+#include <stdlib.h>
 
 #include <cstdint>
 #include <cstring>
@@ -110,6 +114,7 @@ TEST(PersistTest, ASharedFileMappingHoldsWhatWasCopiedAndFlushed) {
   EXPECT_EQ(word, 0x1122334455667788u);
 }
 
+
 bool PmdkMapped() {
   std::ifstream maps("/proc/self/maps");
   std::string line;
@@ -119,18 +124,78 @@ bool PmdkMapped() {
   return false;
 }
 
-TEST(PersistTest, AWriterLoadsNoPmdkLibrary) {
+// Writes `bytes` of pattern `seed` at 0 of `path` (created if missing), fsyncs, closes.
+bool WriteAndSync(const std::string& path, uint64_t seed, size_t bytes) {
+  auto file = File::Open(path, O_RDWR | O_CREAT, 0644);
+  if (!file.ok()) return false;
+  std::vector<uint8_t> data = test::Pattern(seed, 0, bytes);
+  bool ok = (*file)->Pwrite(data.data(), data.size(), 0).ok() && (*file)->Fsync().ok();
+  test::CloseAndSettle(std::move(*file));
+  return ok;
+}
+
+bool ReadsBack(const std::string& path, uint64_t seed, size_t bytes) {
+  auto file = File::Open(path, O_RDONLY);
+  if (!file.ok()) return false;
+  auto got = test::ReadAll(**file);
+  return got.ok() && test::FirstDifference(*got, test::Pattern(seed, 0, bytes)) == -1;
+}
+
+constexpr size_t kFileBytes = 3 * kPage + 100;
+
+// A process started with TERN_PMEM_LIBPMEM=1 (what a process on real persistent memory uses):
+// checks that it persists through libpmem, reads `read_seed`'s bytes if not 0, writes `write_seed`'s.
+int LibpmemChildMain(const std::string& path, uint64_t read_seed, uint64_t write_seed) {
+  if (read_seed != 0 && !ReadsBack(path, read_seed, kFileBytes)) return 2;
+  if (!WriteAndSync(path, write_seed, kFileBytes)) return 3;
+  if (std::string(pmem::BackendName()) != "libpmem" || !PmdkMapped()) return 4;
+  return 0;
+}
+
+bool RunLibpmemChild(const std::string& path, uint64_t read_seed, uint64_t write_seed) {
+  setenv("TERN_PMEM_LIBPMEM", "1", 1);
+  pid_t pid = test::SpawnSelf({"--libpmem-child", path, std::to_string(read_seed), std::to_string(write_seed)});
+  unsetenv("TERN_PMEM_LIBPMEM");
+  return test::WaitChildSucceeded(pid);
+}
+
+TEST(PersistTest, FilesWrittenThroughLibpmemAndThroughTernsOwnReadTheSame) {
+  test::TempDir dir;
+  const std::string path = dir.File("f");
+  ASSERT_TRUE(RunLibpmemChild(path, 0, 11));
+  EXPECT_TRUE(test::InForkedChild([&] {
+    return std::string(pmem::BackendName()) == "tern" && ReadsBack(path, 11, kFileBytes) &&
+           WriteAndSync(path, 12, kFileBytes) && !PmdkMapped();
+  }));
+  EXPECT_TRUE(RunLibpmemChild(path, 12, 13));
+  EXPECT_TRUE(ReadsBack(path, 13, kFileBytes));
+}
+
+TEST(PersistTest, WithoutLibpmemTernsOwnFlushesGoOn) {
   test::TempDir dir;
   const std::string path = dir.File("f");
   EXPECT_TRUE(test::InForkedChild([&] {
-    auto file = File::Open(path, O_RDWR | O_CREAT, 0644);
-    if (!file.ok()) return false;
-    std::vector<uint8_t> bytes = test::Pattern(3, 0, 3 * kPage + 100);
-    bool ok = (*file)->Pwrite(bytes.data(), bytes.size(), 0).ok() && (*file)->Fsync().ok();
-    test::CloseAndSettle(std::move(*file));
-    return ok && !PmdkMapped();
+    if (setenv("TERN_LIBPMEM", "/nonexistent/libpmem.so.1", 1) != 0) return false;
+    pmem::UseLibpmem();  // logs one error line
+    return std::string(pmem::BackendName()) == "tern" && WriteAndSync(path, 21, kFileBytes) && !PmdkMapped();
   }));
+  EXPECT_TRUE(ReadsBack(path, 21, kFileBytes));
+}
+
+TEST(PersistTest, AWriterLoadsNoPmdkLibrary) {
+  test::TempDir dir;
+  const std::string path = dir.File("f");
+  EXPECT_TRUE(test::InForkedChild([&] { return WriteAndSync(path, 31, kFileBytes) && !PmdkMapped(); }));
 }
 
 }  // namespace
 }  // namespace tern
+
+int main(int argc, char** argv) {
+  if (argc == 5 && std::string(argv[1]) == "--libpmem-child") {
+    tern::test::DieWithParent();
+    return tern::LibpmemChildMain(argv[2], std::stoull(argv[3]), std::stoull(argv[4]));
+  }
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
