@@ -326,6 +326,7 @@ Result<FileCore::RecordPlace> FileCore::ReserveRecord(uint32_t bytes) {
     if (arena_block_.value() != 0) alloc_->Adopt({arena_block_, 1});
     arena_block_ = run.start;
     arena_used_ = 0;
+    arena_has_commit_ = false;
   }
   RecordPlace place{arena_block_, arena_used_, bytes, 0};
   arena_used_ += bytes;
@@ -333,8 +334,14 @@ Result<FileCore::RecordPlace> FileCore::ReserveRecord(uint32_t bytes) {
 }
 
 void FileCore::SettleRecord(const RecordPlace& place, bool committed) {
-  // Arena blocks stay ours until close (other records may still go into them).
-  if (place.dedicated == 0) return;
+  // Arena blocks stay ours until close (other records may still go into them); the close asks
+  // whether the log references the last one.
+  if (place.dedicated == 0) {
+    if (!committed) return;
+    std::lock_guard lock(arena_mu_);
+    if (place.block == arena_block_) arena_has_commit_ = true;  // (an older arena went to the log)
+    return;
+  }
   BlockRun run{place.block, place.dedicated};
   if (committed) {
     alloc_->Adopt(run);

@@ -468,6 +468,7 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   std::mutex build_mu_;  // EnsureAllocatorReady
   LogicalBlock arena_block_;            // guarded by arena_mu_: block for small extended records
   uint32_t arena_used_ = kBlockSize;    // guarded by arena_mu_
+  bool arena_has_commit_ = false;       // guarded by arena_mu_: a record in arena_block_ committed
 };
 
 }  // namespace tern

@@ -385,11 +385,13 @@ FileCore::~FileCore() {
   if (opened) {
     {
       std::lock_guard lock(arena_mu_);
-      // The arena block goes to the log: if no record in it committed, GC's next full sweep
-      // frees it (asked for here; a large file's object may rest with it, file_core_rest.cc).
-      if (arena_block_.value() != 0) {
+      // The last arena block goes to the log when a record in it committed. When none did (a
+      // write whose retry needed no record), nothing references it: free at once, not left for
+      // GC's next full sweep.
+      if (arena_block_.value() != 0 && arena_has_commit_) {
         alloc_->Adopt({arena_block_, 1});
-        shared_->header()->sweep_wanted.store(1);
+      } else if (arena_block_.value() != 0) {
+        alloc_->Release({arena_block_, 1}, slot_);
       }
     }
     ReleaseSlot();

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "lib/file_core.h"
+#include "pmem/persist.h"
 
 namespace tern {
 namespace {
@@ -54,7 +55,7 @@ Result<size_t> FileCore::Read(void* buf, size_t n, uint64_t offset) {
     }
     const uint8_t* src = Resolve(LogicalBlock(l), count);
     if (src == nullptr) return false;
-    memcpy(dst, src + skip, bytes);
+    pmem::CopyFromMedia(dst, src + skip, bytes);
     return true;
   };
   OpGuard guard(this);

@@ -273,6 +273,7 @@ void FileCore::AfterForkInChild() {
   // arena (the parent keeps filling the one it has). Deferred frees are the parent's to finish.
   arena_used_ = kBlockSize;
   arena_block_ = LogicalBlock(0);
+  arena_has_commit_ = false;
   pending_.clear();
   compacting_.store(false);  // a compaction running in the parent did not come along
   slot_ = kNoSlot;

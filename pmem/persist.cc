@@ -21,6 +21,8 @@
 #endif
 
 #ifdef TERN_TSAN
+extern "C" void AnnotateIgnoreReadsBegin(const char* file, int line);
+extern "C" void AnnotateIgnoreReadsEnd(const char* file, int line);
 extern "C" void AnnotateIgnoreWritesBegin(const char* file, int line);
 extern "C" void AnnotateIgnoreWritesEnd(const char* file, int line);
 #endif
@@ -36,10 +38,11 @@ namespace {
 // libpmem would pick what is below: CLWB for flushes, SFENCE, non-temporal stores for copies of
 // 256 bytes or more.
 
-// Copies to media are outside the C++ memory model by design: an optimistic reader may copy a
-// block while a writer fills it (a block freed and taken again, a tail appended in place), and
-// finds out by validating the log afterwards. ThreadSanitizer is told not to record these
-// stores, as it never saw them when libpmem (not instrumented) made them; reads stay checked.
+// Data copies to and from media are outside the C++ memory model by design: an optimistic reader
+// may copy a block while a writer fills it or takes it for a log block (a block freed and taken
+// again, a tail appended in place), and finds out by validating the log afterwards.
+// ThreadSanitizer is told not to record them (it never saw the stores while libpmem, not
+// instrumented, made them); the words of the log (Store64, Cas64, Load64) stay checked.
 class MediaStores {
  public:
 #ifdef TERN_TSAN
@@ -50,6 +53,17 @@ class MediaStores {
 #endif
   MediaStores(const MediaStores&) = delete;
   MediaStores& operator=(const MediaStores&) = delete;
+};
+class MediaLoads {
+ public:
+#ifdef TERN_TSAN
+  MediaLoads() { AnnotateIgnoreReadsBegin(__FILE__, __LINE__); }
+  ~MediaLoads() { AnnotateIgnoreReadsEnd(__FILE__, __LINE__); }
+#else
+  MediaLoads() = default;
+#endif
+  MediaLoads(const MediaLoads&) = delete;
+  MediaLoads& operator=(const MediaLoads&) = delete;
 };
 
 constexpr uintptr_t kLine = 64;
@@ -200,6 +214,11 @@ void CopyNoDrain(void* dst, const void* src, size_t len) {
     trace::OnStore(dst, len);
     trace::OnFlush(dst, len);
   }
+}
+
+void CopyFromMedia(void* dst, const void* src, size_t len) {
+  [[maybe_unused]] MediaLoads loads;
+  std::memcpy(dst, src, len);
 }
 
 void CopyPersist(void* dst, const void* src, size_t len) {

@@ -37,6 +37,9 @@ void Persist(const void* addr, size_t len);
 void CopyNoDrain(void* dst, const void* src, size_t len);
 // CopyNoDrain + Drain: durable on return.
 void CopyPersist(void* dst, const void* src, size_t len);
+// Copies len bytes of file data out of media (a plain copy): bytes that may change under it, which
+// an optimistic reader validates against the log afterwards.
+void CopyFromMedia(void* dst, const void* src, size_t len);
 // Zeroes [dst, dst+len) and flushes it. Not fenced.
 void ZeroNoDrain(void* dst, size_t len);
 
