@@ -43,28 +43,21 @@ namespace {
 // again, a tail appended in place), and finds out by validating the log afterwards.
 // ThreadSanitizer is told not to record them (it never saw the stores while libpmem, not
 // instrumented, made them); the words of the log (Store64, Cas64, Load64) stay checked.
-class MediaStores {
- public:
 #ifdef TERN_TSAN
-  MediaStores() { AnnotateIgnoreWritesBegin(__FILE__, __LINE__); }
-  ~MediaStores() { AnnotateIgnoreWritesEnd(__FILE__, __LINE__); }
-#else
-  MediaStores() = default;
-#endif
-  MediaStores(const MediaStores&) = delete;
-  MediaStores& operator=(const MediaStores&) = delete;
-};
-class MediaLoads {
+template <void (*kBegin)(const char*, int), void (*kEnd)(const char*, int)>
+class TsanIgnores {
  public:
-#ifdef TERN_TSAN
-  MediaLoads() { AnnotateIgnoreReadsBegin(__FILE__, __LINE__); }
-  ~MediaLoads() { AnnotateIgnoreReadsEnd(__FILE__, __LINE__); }
-#else
-  MediaLoads() = default;
-#endif
-  MediaLoads(const MediaLoads&) = delete;
-  MediaLoads& operator=(const MediaLoads&) = delete;
+  TsanIgnores() { kBegin(__FILE__, __LINE__); }
+  ~TsanIgnores() { kEnd(__FILE__, __LINE__); }
+  TsanIgnores(const TsanIgnores&) = delete;
+  TsanIgnores& operator=(const TsanIgnores&) = delete;
 };
+using MediaStores = TsanIgnores<AnnotateIgnoreWritesBegin, AnnotateIgnoreWritesEnd>;
+using MediaLoads = TsanIgnores<AnnotateIgnoreReadsBegin, AnnotateIgnoreReadsEnd>;
+#else
+struct MediaStores {};
+struct MediaLoads {};
+#endif
 
 constexpr uintptr_t kLine = 64;
 constexpr size_t kNonTemporalMin = 256;  // libpmem's default threshold for non-temporal copies
