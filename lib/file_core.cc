@@ -401,6 +401,7 @@ void FileCore::SupersedeClaims::Update(uint32_t first, uint32_t end) {
   // attempt were looked at then and stay as they are.
   bool refreshed = core_->Refresh().ok();
   size_t out = 0;
+  bool unclaimed = false;
   it = kept.begin();
   for (auto [v, l] : held_) {
     while (it != kept.end() && it->first < v) ++it;
@@ -409,9 +410,12 @@ void FileCore::SupersedeClaims::Update(uint32_t first, uint32_t end) {
       held_[out++] = {v, l};
     } else {
       alloc.Unclaim(LogicalBlock(l));
+      unclaimed = true;
     }
   }
   held_.resize(out);
+  // A block given back here may be one nobody frees: have the next compaction sweep.
+  if (unclaimed) core_->shared_->header()->sweep_wanted.store(1);
 }
 
 void FileCore::FreeOnceSupersedingIsDurable(const std::vector<uint32_t>& claimed) {
