@@ -8,6 +8,7 @@
 #include <string>
 
 #include "bench/engine_bench.h"
+#include "lib/layout_constants.h"
 #include "pmem/mapping.h"
 #include "pmem/persist.h"
 
@@ -34,7 +35,8 @@ int RawCreate(RawRegion& r, const std::string& tag, uint64_t bytes) {
   r.path = PathFor(tag);
   r.fd = open(r.path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644);
   if (r.fd < 0) return errno;
-  r.len = (bytes + tern::pmem::kGrowStep - 1) & ~(tern::pmem::kGrowStep - 1);
+  constexpr uint64_t kStep = tern::kBlocksPerGrowStep * tern::kBlockSize;  // as a grown tern file
+  r.len = (bytes + kStep - 1) / kStep * kStep;
   int rc = tern::pmem::ReserveAddressSpace(r.len, &r.base);
   if (rc) {
     r.base = nullptr;

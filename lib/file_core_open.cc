@@ -388,10 +388,12 @@ FileCore::~FileCore() {
       // The last arena block goes to the log when a record in it committed. When none did (a
       // write whose retry needed no record), nothing references it: free at once, not left for
       // GC's next full sweep.
-      if (arena_block_.value() != 0 && arena_has_commit_) {
-        alloc_->Adopt({arena_block_, 1});
-      } else if (arena_block_.value() != 0) {
-        alloc_->Release({arena_block_, 1}, slot_);
+      if (arena_block_.value() != 0) {
+        if (arena_has_commit_) {
+          alloc_->Adopt({arena_block_, 1});
+        } else {
+          alloc_->Release({arena_block_, 1}, slot_);
+        }
       }
     }
     ReleaseSlot();

@@ -13,8 +13,6 @@
 
 namespace tern::pmem {
 
-inline constexpr uint64_t kGrowStep = 2ull << 20;  // backing files grow in 2 MiB steps
-
 // Reserves `length` bytes of address space aligned to 2 MiB (so huge pages can back it).
 int ReserveAddressSpace(uint64_t length, void** out);
 // Returns a reservation (and any mappings inside it) to the kernel.

@@ -2,8 +2,8 @@
 // EnsureAllocatorReady): an open, and anything that only reads, leaves the shared bitmap and owner
 // map unbuilt; the first write (in any process) builds them from the log, under the build lock,
 // and a build a dead process left half-done is redone from scratch. Each case checks that the
-// built allocator counts exactly the blocks the log reaches, after writes that would land on live
-// blocks had it called them free.
+// built allocator counts exactly the blocks the log reaches (with two writer processes, after GC's
+// full sweep), after writes that would land on live blocks had it called them free.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
