@@ -312,44 +312,6 @@ void FileCore::AdoptRuns(const std::vector<BlockRun>& runs) {
 }
 
 
-Result<FileCore::RecordPlace> FileCore::ReserveRecord(uint32_t bytes) {
-  bytes = (bytes + 7) & ~7u;
-  if (bytes > kBlockSize) {
-    TERN_ASSIGN_OR_RETURN(BlockRun run, AllocateContiguous(static_cast<uint32_t>(BlocksFor(bytes))));
-    return RecordPlace{run.start, 0, run.count * kBlockSize, run.count};
-  }
-  std::lock_guard lock(arena_mu_);
-  if (arena_used_ + bytes > kBlockSize) {
-    TERN_ASSIGN_OR_RETURN(BlockRun run, AllocateContiguous(1));
-    // The full block goes to the log, as the close hands over the last one: left claimed by this
-    // process, it would never be freed once the entries its records serve are compacted away.
-    if (arena_block_.value() != 0) alloc_->Adopt({arena_block_, 1});
-    arena_block_ = run.start;
-    arena_used_ = 0;
-    arena_has_commit_ = false;
-  }
-  RecordPlace place{arena_block_, arena_used_, bytes, 0};
-  arena_used_ += bytes;
-  return place;
-}
-
-void FileCore::SettleRecord(const RecordPlace& place, bool committed) {
-  // Arena blocks stay ours until close (other records may still go into them); the close asks
-  // whether the log references the last one.
-  if (place.dedicated == 0) {
-    if (!committed) return;
-    std::lock_guard lock(arena_mu_);
-    if (place.block == arena_block_) arena_has_commit_ = true;  // (an older arena went to the log)
-    return;
-  }
-  BlockRun run{place.block, place.dedicated};
-  if (committed) {
-    alloc_->Adopt(run);
-  } else {
-    alloc_->Release(run, slot_);
-  }
-}
-
 uint64_t FileCore::WriteRecord(const RecordPlace& place, pmem::ExtKind kind, uint64_t new_size,
                                const std::vector<pmem::ExtRun>& runs) {
   pmem::ExtRecordHeader h{pmem::kExtMagic, static_cast<uint8_t>(kind), 0, 0,

@@ -26,6 +26,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "lib/allocator.h"
@@ -120,6 +121,7 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // Takes the slots of dead processes back and hands what they left to GC's next full sweep (see
   // Compact); returns how many dead slots it found.
   Result<uint64_t> ReclaimDeadSlots();
+  // The live processes with the file open (slots whose process exited are left out).
   std::vector<ProcessInfo> AttachedProcesses() const;
   // Live figures for `tern stat`, shared by every process with the file open.
   struct Stats {
@@ -265,8 +267,10 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   Result<uint64_t> FreeIfUnreferenced(const std::vector<uint32_t>& candidates);
   // ReferencedNow, with the log slots judged flushed: what it does not reference may be freed.
   Status ReferencedDurably(std::vector<uint64_t>* bits);
-  // Bitmap of the blocks the log references now. REQUIRES: mu_ held.
-  Status CollectReferenced(std::vector<uint64_t>* bits);
+  struct ArenaReach;
+  // Bitmap of the blocks the log references now; with `reach`, also where the newest arena
+  // record is (BuildAllocator). REQUIRES: mu_ held.
+  Status CollectReferenced(std::vector<uint64_t>* bits, ArenaReach* reach = nullptr);
   // Refresh, then CollectReferenced. REQUIRES: inside an OpGuard, mu_ not held.
   Status ReferencedNow(std::vector<uint64_t>* bits);
 
@@ -375,6 +379,22 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   struct RecordPlace { LogicalBlock block; uint32_t offset; uint32_t capacity; uint32_t dedicated; };
   void SettleRecord(const RecordPlace& place, bool committed);
   Result<RecordPlace> ReserveRecord(uint32_t bytes);
+  // The record-arena hand-over (file_core_arena.cc). TakeArenaTail makes the handed-over room
+  // this process's arena when `bytes` fit in it; CloseArena settles the last arena at close and
+  // hands its room over. REQUIRE: arena_mu_ held.
+  bool TakeArenaTail(uint32_t bytes);
+  void CloseArena();
+  // What the allocator's build learns from the log for the hand-over: the block of the newest
+  // record that shares an arena, and how far every referenced record reaches into its block.
+  struct ArenaReach {
+    uint32_t newest = 0;
+    std::vector<std::pair<uint32_t, uint32_t>> ends;  // (block, end offset)
+    void Note(uint32_t block, uint32_t end);
+    uint64_t Token(uint64_t gc_seq) const;  // an ArenaTail token, or 0
+  };
+  // A compaction brackets its run with these (SharedHeader::gc_seq).
+  void BeginCompactionSeq();
+  void EndCompactionSeq();
   // Writes an extended record and flushes it (unfenced); returns its commit entry.
   uint64_t WriteRecord(const RecordPlace& place, pmem::ExtKind kind, uint64_t new_size,
                        const std::vector<pmem::ExtRun>& runs);
@@ -468,7 +488,7 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   std::mutex build_mu_;  // EnsureAllocatorReady
   LogicalBlock arena_block_;            // guarded by arena_mu_: block for small extended records
   uint32_t arena_used_ = kBlockSize;    // guarded by arena_mu_
-  bool arena_has_commit_ = false;       // guarded by arena_mu_: a record in arena_block_ committed
+  bool arena_has_commit_ = false;       // guarded by arena_mu_: the log references a record in arena_block_
 };
 
 }  // namespace tern

@@ -166,7 +166,9 @@ Result<CompactStats> FileCore::Compact(GcMode mode) {
     compacting_.store(false);
     return Status::Error(EBUSY, "another process is compacting this file");
   }
+  BeginCompactionSeq();
   auto result = CompactLocked(mode);
+  EndCompactionSeq();
   h->gc_owner.store(0);
   compacting_.store(false);
   return result;

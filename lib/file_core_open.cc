@@ -348,12 +348,16 @@ Status FileCore::BuildAllocator() {
   TERN_TRY(guard.status());
   TERN_TRY(Refresh().status());
   std::vector<uint64_t> used;
+  ArenaReach reach;
   {
     std::lock_guard lock(mu_);
-    TERN_TRY(CollectReferenced(&used));
+    TERN_TRY(CollectReferenced(&used, &reach));
   }
   // A reused object (shared_state_spares.h) has the pages of its last file's blocks mapped already.
   alloc_->MarkUsedBitmap(used, shared_->resident_blocks());
+  // No process has an arena yet: the room after the newest records is free for the next one.
+  SharedHeader* h = shared_->header();
+  h->arena_tail.store(reach.Token(h->gc_seq.load()));
   alloc_->EndBuild();
   return Status::Ok();
 }
@@ -385,16 +389,7 @@ FileCore::~FileCore() {
   if (opened) {
     {
       std::lock_guard lock(arena_mu_);
-      // The last arena block goes to the log when a record in it committed. When none did (a
-      // write whose retry needed no record), nothing references it: free at once, not left for
-      // GC's next full sweep.
-      if (arena_block_.value() != 0) {
-        if (arena_has_commit_) {
-          alloc_->Adopt({arena_block_, 1});
-        } else {
-          alloc_->Release({arena_block_, 1}, slot_);
-        }
-      }
+      CloseArena();
     }
     ReleaseSlot();
     auto last = TryLockExclusive(backing_->fd());

@@ -21,7 +21,7 @@
 
 namespace tern {
 
-Status FileCore::CollectReferenced(std::vector<uint64_t>* bits) {
+Status FileCore::CollectReferenced(std::vector<uint64_t>* bits, ArenaReach* reach) {
   // REQUIRES: mu_ held.
   uint64_t nblocks = alloc_->num_blocks();
   bits->assign(nblocks / 64 + 1, 0);
@@ -53,6 +53,10 @@ Status FileCore::CollectReferenced(std::vector<uint64_t>* bits) {
     auto c = DecodeCommit(pmem::Load64(slot), nblocks, *this, false);
     if (!c.ok()) return c.status();
     if (c->record.count > 0) mark(c->record.start.value(), c->record.count);
+    if (reach != nullptr && c->record.count == 1) {
+      auto at = pmem::DecodeExtended(pmem::Load64(slot));  // (an extended entry: it has a record)
+      if (at.has_value()) reach->Note(c->record.start.value(), at->offset + static_cast<uint32_t>((pmem::ExtRecordBytes(c->nruns) + 7) & ~7ull));
+    }
   }
   table_.ForEachMappedRun(mark);
   return Status::Ok();
@@ -218,7 +222,17 @@ std::vector<ProcessInfo> FileCore::AttachedProcesses() const {
   std::vector<ProcessInfo> out;
   for (uint32_t slot = 0; slot < kMaxSlots; ++slot) {
     const ProcessSlot& s = shared_->slots()[slot];
-    if (s.state.load() == ProcessSlot::kUsed) out.push_back({slot, s.pid.load()});
+    if (s.state.load() != ProcessSlot::kUsed) continue;
+    // A process that exited without closing (a shell's child that inherited the fd) leaves its
+    // slot marked until somebody takes it over: alive only while its lock is held.
+    if (slot != slot_) {
+      auto free = TryLockSlot(backing_->fd(), slot);
+      if (free.ok() && *free) {
+        UnlockSlot(backing_->fd(), slot);
+        continue;
+      }
+    }
+    out.push_back({slot, s.pid.load()});
   }
   return out;
 }

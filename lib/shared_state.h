@@ -29,7 +29,7 @@
 namespace tern {
 
 inline constexpr uint64_t kSharedMagic = 0x5348535445524E31ull;
-inline constexpr uint32_t kSharedVersion = 8;  // 8: the allocator is built at first need (alloc_state)
+inline constexpr uint32_t kSharedVersion = 9;  // 9: gc_seq and arena_tail
 
 // What a large file's log looked like when its last process closed it and left the object
 // published ("at rest", file_core_rest.cc). The next first opener adopts the object instead of
@@ -89,6 +89,12 @@ struct SharedHeader {
   // Set by a sweep after dead processes: what they left that the log owns but no longer
   // references waits for GC's full sweep (only GC's grace period makes freeing it safe).
   std::atomic<uint32_t> sweep_wanted;
+  // Record-arena hand-over (file_core_arena.cc). `gc_seq` is odd while a compaction runs (only
+  // a compaction frees a log-owned arena block) and changes with each one. `arena_tail` is an
+  // ArenaTail token: the room left in a log-owned arena block, for the next writer that needs
+  // an arena, so that processes appending a line each do not take a 4 KiB block each.
+  std::atomic<uint64_t> gc_seq;
+  std::atomic<uint64_t> arena_tail;
   alignas(kCacheLine) std::atomic<uint64_t> alloc_hint;  // bitmap word where the next allocation scan starts
   // Counts of processes without a slot (read-only opens); the rest count in their op cells.
   alignas(kCacheLine) SharedCounters counters;
@@ -96,6 +102,27 @@ struct SharedHeader {
 };
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(sizeof(SharedHeader) <= kBlockSize);
+
+// SharedHeader::arena_tail: bytes [used, 4096) of log-owned block `block` are free for records
+// (nothing references them), as long as gc_seq still equals `gc_seq` (only its low 27 bits are
+// kept; a compaction clears the token). 0 = no token.
+struct ArenaTail {
+  uint32_t block;   // 1 .. kMaxBlocks-1
+  uint32_t used;    // multiple of 8, below kBlockSize
+  uint64_t gc_seq;  // even
+};
+inline constexpr uint64_t kArenaTailSeqBits = 27;
+inline constexpr uint64_t EncodeArenaTail(ArenaTail t) {
+  return uint64_t{t.block} | uint64_t{t.used / 8} << 28 | (t.gc_seq & ((uint64_t{1} << kArenaTailSeqBits) - 1)) << 37;
+}
+inline constexpr ArenaTail DecodeArenaTail(uint64_t token) {
+  return {static_cast<uint32_t>(token & ((1u << 28) - 1)), static_cast<uint32_t>((token >> 28) & 0x1FF) * 8,
+          token >> 37};
+}
+inline constexpr bool SameArenaSeq(uint64_t token_seq, uint64_t gc_seq) {
+  return token_seq == (gc_seq & ((uint64_t{1} << kArenaTailSeqBits) - 1));
+}
+static_assert(kMaxBlocks <= (1u << 28) && kBlockSize / 8 <= 0x200);
 
 // One per process that has the file open (per FileCore). The process holds an OFD lock on the
 // slot's lock byte (open_lock.h) while it is alive, so a slot whose state is kUsed but whose lock

@@ -133,14 +133,16 @@ void AdoptInheritedFds() {
     if (path.size() > sizeof(kDeleted) && path.compare(path.size() - sizeof(kDeleted) + 1, std::string::npos, kDeleted) == 0) {
       path.resize(path.size() - sizeof(kDeleted) + 1);
     }
-    if (path.empty() || path[0] != '/' || !UnderRoot(NormalizePath(path))) continue;
-
+    if (path.empty() || path[0] != '/') continue;
     const Inherited* mine = nullptr;
     const Inherited* same_file = nullptr;
     for (const Inherited& in : listed) {
       if (in.fd == fd) mine = &in;
       if (same_file == nullptr && SlotMatches(in.slot, st)) same_file = &in;
     }
+    // What the last image served as a tern file stays one, whatever TERN_EXCLUDE says now (the
+    // tern tool re-runs itself with every path excluded, its stdout may be a tern file).
+    if (mine == nullptr && same_file == nullptr && !UnderRoot(NormalizePath(path))) continue;
     uint32_t slot = 0;
     uint32_t flags = 0;
     uint64_t offset = 0;

@@ -48,10 +48,18 @@ constexpr const char kUsage[] =
     "TERN_LOG=debug|info|warn|error|off, TERN_LOG_FILE.\n";
 
 // Every command but run reads backing files directly; with libtern.so preloaded into this process
-// the shim would serve those opens as tern files. Re-run without it.
+// the shim would serve those opens as tern files. Re-run without it. The shim puts itself back
+// into a program that inherits tern fds (`tern stat f > out` with `out` a tern file: only the
+// shim can write it), so the image run here may have it again: for that one, TERN_EXCLUDE leaves
+// every path to the kernel, and the shim serves only the fds it inherited. It must not re-run
+// itself again: that would never end.
 void DropPreloadedShim(char** argv) {
   const char* preload = getenv("LD_PRELOAD");
   if (preload == nullptr || strstr(preload, "libtern") == nullptr) return;
+  constexpr const char kRerunVar[] = "TERN_TOOL_RERUN";
+  if (getenv(kRerunVar) != nullptr) return;
+  setenv(kRerunVar, "1", 1);
+  setenv("TERN_EXCLUDE", "*", 1);
   std::string kept;
   std::string all(preload);
   size_t start = 0;
