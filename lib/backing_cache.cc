@@ -100,6 +100,7 @@ void BackingCache::Put(dev_t dev, ino_t ino, std::unique_ptr<Backing> backing, s
   // A file already deleted (by someone else, or renamed over) is of no use, and would hold its space.
   bool linked = fstat(backing->fd(), &st) == 0 && st.st_nlink > 0;
   std::vector<Entry> dropped;
+  std::vector<Entry> trimmed;  // their Backings wait in evicted_; their tables go below
   {
     std::lock_guard lock(mu_);
     if (!linked || !KeepableLocked(*backing)) {
@@ -111,15 +112,16 @@ void BackingCache::Put(dev_t dev, ino_t ino, std::unique_ptr<Backing> backing, s
         closed_.erase(it);
       }
       closed_.push_front({dev, ino, std::move(backing), {}, st.st_ctim, std::move(table)});
-      std::vector<Entry> trimmed;
       TrimLocked(closed_, kMaxClosed, kMaxClosedBytes, &trimmed);
       for (Entry& e : trimmed) evicted_.push_back(std::move(e.backing));
+      has_evicted_.store(!evicted_.empty(), std::memory_order_relaxed);
     }
   }
-  // Unmapped and closed outside the lock.
+  // Unmapped and closed (and kept tables freed) outside the lock.
 }
 
 bool BackingCache::WantsRelease() {
+  if (!has_evicted_.load(std::memory_order_relaxed)) return false;
   std::lock_guard lock(mu_);
   if (evicted_.empty() || release_asked_) return false;
   release_asked_ = true;
@@ -131,6 +133,7 @@ void BackingCache::ReleaseEvicted() {
   {
     std::lock_guard lock(mu_);
     evicted.swap(evicted_);
+    has_evicted_.store(false, std::memory_order_relaxed);
     release_asked_ = false;
   }
 }
@@ -167,18 +170,20 @@ std::unique_ptr<Backing> BackingCache::TakeUnchanged(const struct stat& st, std:
 }
 
 bool BackingCache::Retire(const std::string& path) {
+  struct stat st;
+  return lstat(path.c_str(), &st) == 0 && Retire(path, st);
+}
+
+bool BackingCache::Retire(const std::string& path, const struct stat& st) {
   std::string spare_dir;
   Entry entry;
   uint64_t seq;
-  struct stat st;
   {
     std::lock_guard lock(mu_);
     if (!enabled_ || path.starts_with(spare_dir_ + "/")) return false;
     spare_dir = spare_dir_;
   }
-  if (lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_uid != geteuid()) {
-    return false;
-  }
+  if (!S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_uid != geteuid()) return false;
   {
     std::lock_guard lock(mu_);
     auto it = FindClosedLocked(st.st_dev, st.st_ino);
@@ -415,6 +420,7 @@ void BackingCache::DropSpares(DropMode mode) {
     spares.swap(spares_);
     closed.swap(closed_);
     evicted.swap(evicted_);
+    has_evicted_.store(false, std::memory_order_relaxed);
     dir = spare_dir_;
     making_ = 0;
     made_spares = retired_ > 0 || fresh_ > 0;
@@ -449,6 +455,7 @@ void BackingCache::ForgetInChild() {
     spares.swap(spares_);
     closed.swap(closed_);
     evicted.swap(evicted_);
+    has_evicted_.store(false, std::memory_order_relaxed);
     release_asked_ = false;  // the parent's thread releases the parent's
     making_ = 0;  // the parent's background thread makes those, for the parent
     unplaced_ = 0;

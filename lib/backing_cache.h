@@ -34,6 +34,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -105,6 +106,8 @@ class BackingCache {
   // moves it aside as a spare and returns true (the name is gone, as unlink promises). False when
   // it did nothing; the caller unlinks.
   bool Retire(const std::string& path);
+  // The same, with `st` the path's lstat (the shim's unlink looks once for both of its steps).
+  bool Retire(const std::string& path, const struct stat& st);
   // Before an O_CREAT open of `path`: puts a spare there, reformatted empty, with `mode` as a
   // created file's, if the name does not exist, and returns its Backing (open read-write, as a
   // create's open is whatever the mode; `*st` its stat) for FileCore::OpenWith: an ordinary empty
@@ -200,6 +203,8 @@ class BackingCache {
   std::condition_variable idle_;  // notified when making_now_ turns false
   std::vector<std::unique_ptr<Backing>> evicted_;  // guarded by mu_: for ReleaseEvicted
   bool release_asked_ = false;                     // guarded by mu_: WantsRelease said so since
+  // !evicted_.empty(), readable without mu_: every open asks WantsRelease, and rarely is there any.
+  std::atomic<bool> has_evicted_{false};
 };
 
 }  // namespace tern

@@ -79,6 +79,7 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // between opens (file_core_rest.cc), with no other name and nobody holding it open, removes that
   // object now rather than leaving it to a sweep 15 minutes on. Anything else: does nothing.
   static void DropRestingState(const std::string& path);
+  static void DropRestingState(const std::string& path, const struct stat& st);  // st: its lstat
 
   Result<size_t> Read(void* buf, size_t n, uint64_t offset);
   // Writes at offset, or at EOF (atomically, inside the commit) when `append`; *written_at receives

@@ -118,8 +118,11 @@ void FileCore::LeaveAtRest(const RestStamp& stamp) {
 
 void FileCore::DropRestingState(const std::string& path) {
   struct stat st;
-  if (lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
-      static_cast<uint64_t>(st.st_size) < kRestMinBlocks * kBlockSize) {
+  if (lstat(path.c_str(), &st) == 0) DropRestingState(path, st);
+}
+
+void FileCore::DropRestingState(const std::string& path, const struct stat& st) {
+  if (!S_ISREG(st.st_mode) || st.st_nlink != 1 || static_cast<uint64_t>(st.st_size) < kRestMinBlocks * kBlockSize) {
     return;
   }
   int fd = open(path.c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);

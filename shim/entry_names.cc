@@ -36,8 +36,10 @@ bool UnlinkedByEngine(int dirfd, const char* path) {
   std::string abs;
   if (!ShimReady() || InEngine() || path == nullptr || !TernCandidate(dirfd, path, &abs)) return false;
   EngineScope engine;
-  if (tern::BackingCache::Default().Retire(abs)) return true;
-  tern::FileCore::DropRestingState(abs);
+  struct stat st;
+  if (lstat(abs.c_str(), &st) != 0) return false;  // the unlink reports it
+  if (tern::BackingCache::Default().Retire(abs, st)) return true;
+  tern::FileCore::DropRestingState(abs, st);
   return false;
 }
 
