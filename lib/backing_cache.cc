@@ -325,8 +325,10 @@ void BackingCache::MakeFreshSpare() {
 BackingCache::Entry BackingCache::FreshSpareAt(const std::string& dir, uint64_t seq) {
   Entry spare{0, 0, nullptr, SparePath(dir, seq)};
   spare.fresh = true;
-  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return spare;
-  int fd = open(spare.spare_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  // The directory exists but for the first spare (and after DropSpares): made when missing.
+  auto create = [&] { return open(spare.spare_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600); };
+  int fd = create();
+  if (fd < 0 && errno == ENOENT && (mkdir(dir.c_str(), 0700) == 0 || errno == EEXIST)) fd = create();
   if (fd < 0) return spare;
   auto fail = [&](const char* what, int err) {
     TERN_LOG_DEBUG("%s: fresh spare not made: %s: %s", spare.spare_path.c_str(), what, strerror(err));

@@ -55,7 +55,8 @@ Status FileCore::CollectReferenced(std::vector<uint64_t>* bits, ArenaReach* reac
     if (c->record.count > 0) mark(c->record.start.value(), c->record.count);
     if (reach != nullptr && c->record.count == 1) {
       auto at = pmem::DecodeExtended(pmem::Load64(slot));  // (an extended entry: it has a record)
-      if (at.has_value()) reach->Note(c->record.start.value(), at->offset + static_cast<uint32_t>((pmem::ExtRecordBytes(c->nruns) + 7) & ~7ull));
+      auto bytes = static_cast<uint32_t>((pmem::ExtRecordBytes(c->nruns) + 7) & ~uint64_t{7});
+      if (at.has_value()) reach->Note(c->record.start.value(), at->offset + bytes);
     }
   }
   table_.ForEachMappedRun(mark);
