@@ -285,19 +285,27 @@ std::unique_ptr<Backing> BackingCache::PlaceSpare(const std::string& path, mode_
 
 bool BackingCache::WantsFreshSpare() {
   std::lock_guard lock(mu_);
-  if (!enabled_ || unplaced_ < kFreshAfter || spares_.size() + making_ >= kFreshSpares) return false;
-  ++making_;
+  size_t have = spares_.size() + making_;
+  // Asked for in batches: each job wakes the background thread, which costs a creating thread
+  // a few microseconds when it shares the CPUs.
+  if (!enabled_ || unplaced_ < kFreshAfter || have >= kFreshLowWater) return false;
+  making_ += kFreshSpares - have;
   return true;
 }
 
 void BackingCache::MakeFreshSpare() {
+  while (MakeOneFreshSpare()) {
+  }
+}
+
+bool BackingCache::MakeOneFreshSpare() {
   std::string dir;
   uint64_t seq, generation;
   {
     std::lock_guard lock(mu_);
-    if (making_ == 0) return;  // asked for before Enable or DropSpares
+    if (making_ == 0) return false;  // all made, or asked for before Enable or DropSpares
     --making_;
-    if (!enabled_ || spares_.size() >= kFreshSpares) return;
+    if (!enabled_ || spares_.size() >= kFreshSpares) return true;
     dir = spare_dir_;
     seq = next_spare_++;
     generation = generation_;
@@ -320,6 +328,7 @@ void BackingCache::MakeFreshSpare() {
     (void)unlink(spare.spare_path.c_str());
     (void)rmdir(dir.c_str());
   }
+  return true;
 }
 
 BackingCache::Entry BackingCache::FreshSpareAt(const std::string& dir, uint64_t seq) {

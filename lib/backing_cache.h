@@ -116,12 +116,12 @@ class BackingCache {
   std::unique_ptr<Backing> PlaceSpare(const std::string& path, mode_t mode, struct stat* st);
 
   // After a create that took a spare or found none: true when this process creates files faster
-  // than it deletes them (kFreshAfter creates found no spare) and fewer than kFreshSpares spares
-  // wait or are being made; the caller then has MakeFreshSpare run once, in the background (it
-  // counts as being made until then).
+  // than it deletes them (kFreshAfter creates found no spare) and fewer than kFreshLowWater spares
+  // wait or are being made; the caller then has MakeFreshSpare run once, in the background, which
+  // makes enough for kFreshSpares (they count as being made until then).
   bool WantsFreshSpare();
-  // Makes one fresh spare (see above). Errors are logged at debug level: a create then simply
-  // grows its own file.
+  // Makes the fresh spares asked for (see above). Errors are logged at debug level: a create then
+  // simply grows its own file.
   void MakeFreshSpare();
 
   // Unlinks every spare and forgets every entry (exit and exec: nothing may outlive the process).
@@ -155,7 +155,8 @@ class BackingCache {
   // file kept.
   static constexpr size_t kMaxClosed = 64;
   static constexpr size_t kMaxSpares = 16;
-  static constexpr size_t kFreshSpares = 2;
+  static constexpr size_t kFreshSpares = 4;
+  static constexpr size_t kFreshLowWater = 2;
   static constexpr uint64_t kFreshAfter = 4;
   static constexpr uint64_t kFreshTouchedBytes = 16 << 10;
   static constexpr uint64_t kMaxClosedBytes = 256ull << 20;
@@ -182,6 +183,8 @@ class BackingCache {
   // A fresh spare named `seq` in `dir`: grown, mapped, locked, its first pages touched. Its
   // backing is null when that failed (logged at debug level, nothing left behind).
   Entry FreshSpareAt(const std::string& dir, uint64_t seq);
+  // One of the spares MakeFreshSpare was asked for; false when none is left to make.
+  bool MakeOneFreshSpare();
 
   // Moves the oldest entries of `list` past the bounds into *dropped. REQUIRES: mu_ held.
   static void TrimLocked(std::list<Entry>& list, size_t max_entries, uint64_t max_bytes, std::vector<Entry>* dropped);
