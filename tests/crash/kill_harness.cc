@@ -37,11 +37,12 @@ void ExpectNoLeak(File& f, const std::string& when) {
                 << " reachable from the log; unreferenced:" << blocks;
 }
 
-Fleet::Fleet(const TempDir& dir, int processes, int threads)
+Fleet::Fleet(const TempDir& dir, int processes, int threads, uint32_t reopen_every)
     : path_(dir.File("f")),
       shared_path_(dir.File("fleet.shared")),
       processes_(processes),
       threads_(threads),
+      reopen_every_(reopen_every),
       pids_(static_cast<size_t>(processes), -1),
       states_(static_cast<size_t>(processes * threads), WriterState::kStopped),
       base_(states_.size(), 0),
@@ -71,6 +72,7 @@ bool Fleet::Start() {
     return false;
   }
   shared_->threads_per_process.store(static_cast<uint32_t>(threads_));
+  shared_->reopen_every.store(reopen_every_);
   for (int g = 0; g < processes_ * threads_; ++g)
     shared_->writers[g].next_start.store(1);
   for (int p = 0; p < processes_; ++p) {

@@ -38,8 +38,9 @@ void ExpectNoLeak(File& f, const std::string& when);
 class Fleet {
  public:
   // `processes` × `threads` writers on dir/"f". REQUIRES: processes * threads
-  // <= kFleetMaxWriters.
-  Fleet(const TempDir& dir, int processes, int threads);
+  // <= kFleetMaxWriters. `reopen_every` (FleetShared): 0 = each process keeps
+  // the file open.
+  Fleet(const TempDir& dir, int processes, int threads, uint32_t reopen_every = 0);
   ~Fleet();  // kills what still runs
   Fleet(const Fleet&) = delete;
   Fleet& operator=(const Fleet&) = delete;
@@ -71,6 +72,7 @@ class Fleet {
   std::string shared_path_;
   int processes_;
   int threads_;
+  uint32_t reopen_every_;
   FleetShared* shared_ = nullptr;
   std::vector<pid_t> pids_;  // -1: not running
   std::vector<WriterState> states_;

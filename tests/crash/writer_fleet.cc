@@ -64,8 +64,14 @@ PlannedOp Plan(int g, uint64_t n) {
   }
 }
 
-int WriterLoop(File& f, FleetWriter& w, int g) {
-  for (uint64_t n = w.next_start.load();; ++n) {
+// Runs writer g's ops from w.next_start on; returns 0 after `max_ops` of them (0: never), else an
+// error code.
+int WriterLoop(File& f, FleetWriter& w, int g, uint64_t max_ops) {
+  for (uint64_t n = w.next_start.load(), ran = 0;; ++n) {
+    if (max_ops != 0 && ran++ == max_ops) {
+      w.next_start.store(n);  // where this writer's next File carries on
+      return 0;
+    }
     PlannedOp op = Plan(g, n);
     if (op.place == kAppendPlace) {
       auto size = f.Size();
@@ -168,16 +174,35 @@ int FleetChildMain(const std::string& path, const std::string& shared_path,
                    int process) {
   auto* shared = AttachShared<FleetShared>(shared_path);
   if (shared == nullptr) return 2;
+  auto threads = static_cast<int>(shared->threads_per_process.load());
+  uint32_t reopen_every = shared->reopen_every.load();
+  if (reopen_every != 0) {
+    // Each thread opens, writes a while and closes, again and again: its File is its own (a
+    // process's opens of one path share one engine, which the last close of the process ends).
+    std::vector<std::thread> workers;
+    for (int t = 0; t < threads; ++t) {
+      workers.emplace_back([&, t] {
+        int g = process * threads + t;
+        FleetWriter& w = shared->writers[g];
+        for (int err = 0; err == 0;) {
+          auto opened = File::Open(path, O_RDWR);
+          err = opened.ok() ? WriterLoop(**opened, w, g, reopen_every) : 3;
+          if (err != 0) w.error.store(static_cast<uint32_t>(err));
+        }
+      });
+    }
+    for (auto& th : workers) th.join();  // only after an error
+    return 4;
+  }
   auto opened = File::Open(path, O_RDWR);
   if (!opened.ok()) return 3;
   File& f = **opened;
-  auto threads = static_cast<int>(shared->threads_per_process.load());
   std::vector<std::thread> workers;
   for (int t = 0; t < threads; ++t) {
     workers.emplace_back([&, t] {
       int g = process * threads + t;
       FleetWriter& w = shared->writers[g];
-      w.error.store(static_cast<uint32_t>(WriterLoop(f, w, g)));
+      w.error.store(static_cast<uint32_t>(WriterLoop(f, w, g, 0)));
     });
   }
   for (auto& th : workers) th.join();  // only after an error

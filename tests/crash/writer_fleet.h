@@ -64,6 +64,9 @@ struct FleetWriter {
 struct FleetShared {
   FleetWriter writers[kFleetMaxWriters];
   std::atomic<uint32_t> threads_per_process;
+  // When not 0, each process closes the file and opens it again after this many ops of each of
+  // its writers (every thread's File is then its own).
+  std::atomic<uint32_t> reopen_every;
 };
 
 // Creates the sparse file for a fleet: the size covers the layout up to
