@@ -198,8 +198,9 @@ class SharedState {
   // Safe against openers and publishers running meanwhile (shared_state_sweep.cc says how).
   static Result<uint64_t> SweepOrphans(const std::string& dir);
   // SweepOrphans, unless one of this user's processes swept `dir` less than `interval_s` seconds ago
-  // (a marker file's time says so). Costs one stat when not due.
-  static void SweepOrphansIfDue(const std::string& dir, int interval_s = 60);
+  // (a marker file's time says so). Costs one stat when not due. True when it was due (the caller
+  // may sweep its own kinds of litter in `dir` then too).
+  static bool SweepOrphansIfDue(const std::string& dir, int interval_s = 60);
   // Name prefixes in a shared-state directory: published objects, and objects a sweep set aside.
   static constexpr const char* kPublishedPrefix = ".tern.";
   static constexpr const char* kAsidePrefix = ".tern-swept-state.";

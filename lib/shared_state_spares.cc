@@ -102,13 +102,15 @@ void SharedStateSpares::SweepOrphansOnce(const std::string& dir) {
     if (std::find(swept_dirs_.begin(), swept_dirs_.end(), dir) != swept_dirs_.end()) return;
     swept_dirs_.push_back(dir);
   }
+  // What killed processes left here — the objects they kept as spares, and those they published as
+  // a file's last opener — is looked for by one process a minute, not by every one: the directory
+  // holds an object per file open anywhere, and a short command would read it all.
+  if (!SharedState::SweepOrphansIfDue(dir)) return;
   auto swept = SweepOrphans(dir);
   if (swept.ok() && *swept > 0) {
     TERN_LOG_INFO("%s: removed %llu spare shared-state objects of processes that are gone", dir.c_str(),
                   static_cast<unsigned long long>(*swept));
   }
-  // Published objects whose last opener was killed: every process could look, so one does a minute.
-  SharedState::SweepOrphansIfDue(dir);
 }
 
 Result<uint64_t> SharedStateSpares::SweepOrphans(const std::string& dir) {

@@ -14,7 +14,8 @@
 // lock on it while it keeps it. Take hands one to a first opener, which resets it for its file
 // (SharedState::ResetFor) and publishes it by renaming the spare name to the file's. Spares this
 // process leaves behind (exit, exec) are unlinked by DropAll; those of a killed process are swept
-// by the next process that keeps a spare, and by `tern gc --spares` (their locks are free).
+// by a process that keeps a spare once the minute's sweep is due (SharedState::SweepOrphansIfDue's
+// marker), and by `tern gc --spares` (their locks are free).
 //
 // An object that was mapped when this process forked is never kept: the child may still use it.
 // Disabled until Enable. Thread-safe; fork: Pool's handlers call the fork hooks.

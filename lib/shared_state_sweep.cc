@@ -82,18 +82,18 @@ Result<uint64_t> SharedState::SweepOrphans(const std::string& dir) {
   });
 }
 
-void SharedState::SweepOrphansIfDue(const std::string& dir, int interval_s) {
+bool SharedState::SweepOrphansIfDue(const std::string& dir, int interval_s) {
   std::string marker = dir + "/" + kSweepMarkerPrefix + std::to_string(geteuid());
   struct stat st;
   struct timespec now;
   clock_gettime(CLOCK_REALTIME, &now);
   if (stat(marker.c_str(), &st) == 0 && now.tv_sec - st.st_mtim.tv_sec < interval_s &&
       st.st_mtim.tv_sec <= now.tv_sec) {
-    return;
+    return false;
   }
   // The marker's time moves first, so processes starting together do not all sweep.
   int fd = open(marker.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) return;  // nowhere to note it: sweeping every time would cost too much
+  if (fd < 0) return false;  // nowhere to note it: sweeping every time would cost too much
   (void)futimens(fd, nullptr);
   close(fd);
   auto swept = SweepOrphans(dir);
@@ -103,6 +103,7 @@ void SharedState::SweepOrphansIfDue(const std::string& dir, int interval_s) {
     TERN_LOG_INFO("%s: removed %llu shared-state objects of files whose processes are gone", dir.c_str(),
                   static_cast<unsigned long long>(*swept));
   }
+  return true;
 }
 
 }  // namespace tern

@@ -546,6 +546,35 @@ TEST_F(ShimPrograms, AKilledLastOpenersSharedStateIsSweptByTheNextProcess) {
   EXPECT_EQ(s_.Bash("wc -c < held", true, env).out, "5000\n");
 }
 
+// The spare shared-state objects a killed process kept are removed by the minute's sweep (one
+// process a minute looks, SharedState::SweepOrphansIfDue), not by every process that starts: the
+// directory holds an object per file open anywhere, and reading it all is a short command's cost.
+TEST_F(ShimPrograms, AKilledProcessesSpareStatesGoWithTheMinutesSweep) {
+  std::string shm = s_.base() + "/shm";
+  ASSERT_EQ(mkdir(shm.c_str(), 0700), 0);
+  std::vector<std::string> env = {"TERN_SHM_DIR=" + shm, "TERN_LOG=info"};
+  RunResult killed = s_.Run({"python3", "-c",
+                             "import os\n"
+                             "with open('closed', 'wb') as f: f.write(b'x' * 9000)\n"
+                             "os.kill(os.getpid(), 9)\n"},
+                            true, env);
+  EXPECT_EQ(killed.status, 128 + 9) << killed.err;
+  const std::string spare_prefix = SharedStateSpares::kPrefix;
+  ASSERT_EQ(CountNames(shm, spare_prefix), 1u) << "the state it kept after closing `closed`";
+  std::string marker = shm + "/" + SharedState::kSweepMarkerPrefix + std::to_string(geteuid());
+  WritePlain(marker, "");  // swept a moment ago
+  RunResult early = s_.Bash("echo a > a && cat a", true, env);
+  EXPECT_EQ(early.out, "a\n") << early.err;
+  EXPECT_EQ(CountNames(shm, spare_prefix), 1u) << "not due: nobody read the directory";
+  unlink(marker.c_str());  // as if the last sweep were long ago
+  RunResult due = s_.Bash("echo b > b && cat b", true, env);
+  EXPECT_EQ(due.out, "b\n") << due.err;
+  EXPECT_NE(due.err.find("removed 1 spare shared-state objects of processes that are gone"), std::string::npos)
+      << due.err;
+  EXPECT_EQ(CountNames(shm, spare_prefix), 0u);
+  EXPECT_EQ(s_.Bash("wc -c < closed", true, env).out, "9000\n");
+}
+
 TEST_F(ShimPrograms, SmallFilesReuseSharedStateAndLeaveNothingBehind) {
   std::string shm = s_.base() + "/shm";
   ASSERT_EQ(mkdir(shm.c_str(), 0700), 0);
