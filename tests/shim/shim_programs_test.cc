@@ -1,7 +1,6 @@
 // Unmodified programs under `tern run`, each compared with the same run on the kernel: same exit
 // status, same output, and the files left in the tern root are valid tern files with the bytes the
 // kernel run left in its plain directory (DESIGN §9, issue 3).
-#include <dirent.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -12,7 +11,6 @@
 #include <gtest/gtest.h>
 
 #include "lib/file.h"
-#include "lib/shared_state_spares.h"
 #include "tests/shim/shim_test_util.h"
 
 namespace tern::shim_test {
@@ -433,13 +431,10 @@ TEST_F(ShimPrograms, ProcessesAppendingALineEachShareARecordArena) {
   EXPECT_EQ(pids, 2u) << held.out;
   std::string lines;
   for (int i = 1; i <= 120; ++i) lines += "line " + std::to_string(i) + "\n";
-  auto log = File::Open(s_.tern_dir() + "/log", O_RDONLY);
-  ASSERT_TRUE(log.ok());
-  std::string got(lines.size() + 1, '\0');
-  auto n = (*log)->Pread(got.data(), got.size(), 0);
-  ASSERT_TRUE(n.ok());
-  got.resize(*n);
-  EXPECT_EQ(got, lines);
+  uint64_t size = 0;
+  auto got = ReadTern(s_.tern_dir() + "/log", &size);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(*got, lines);
 }
 
 TEST_F(ShimPrograms, ExcludedPathsStayPlain) {
@@ -448,153 +443,6 @@ TEST_F(ShimPrograms, ExcludedPathsStayPlain) {
   EXPECT_EQ(ReadPlain(s_.tern_dir() + "/k/f"), "kernel\n");
   auto t = File::Open(s_.tern_dir() + "/t", O_RDONLY);
   EXPECT_TRUE(t.ok());
-}
-
-// A process killed while it keeps a deleted file as a spare leaves it beside the root; `tern gc
-// --spares` removes it (and leaves the spares of live processes alone: see backing_cache_test).
-// Names in `dir` that start with `prefix` (every name when it is empty, dot names left out then).
-size_t CountNames(const std::string& dir, const std::string& prefix) {
-  size_t n = 0;
-  if (DIR* d = opendir(dir.c_str())) {
-    while (struct dirent* e = readdir(d)) {
-      std::string name = e->d_name;
-      n += prefix.empty() ? name[0] != '.' : name.starts_with(prefix);
-    }
-    closedir(d);
-  }
-  return n;
-}
-
-// `rm` of a large tern file takes the shared state its last close left at rest along
-// (lib/file_core_rest.cc), instead of leaving it to a sweep 15 minutes later.
-TEST_F(ShimPrograms, RemovingALargeFileRemovesItsRestingState) {
-  std::string shm = s_.base() + "/shm";
-  ASSERT_EQ(mkdir(shm.c_str(), 0700), 0);
-  std::vector<std::string> env = {"TERN_SHM_DIR=" + shm};
-  RunResult made = s_.Bash("head -c 136314880 /dev/zero > big && wc -c < big", true, env);  // 130 MiB
-  ASSERT_EQ(made.out, "136314880\n") << made.err;
-  ASSERT_EQ(CountNames(shm, SharedState::kPublishedPrefix), 1u) << "big's object rests after its last close";
-  RunResult removed = s_.Bash("rm big", true, env);
-  EXPECT_EQ(removed.status, 0) << removed.err;
-  EXPECT_EQ(CountNames(shm, SharedState::kPublishedPrefix), 0u);
-}
-
-TEST_F(ShimPrograms, TernGcSparesRemovesWhatKilledProcessesLeft) {
-  // A private shared-state directory, so that other processes' objects do not count.
-  std::string shm = s_.base() + "/shm";
-  ASSERT_EQ(mkdir(shm.c_str(), 0700), 0);
-  std::vector<std::string> env = {"TERN_SHM_DIR=" + shm};
-  RunResult killed = s_.Run({"python3", "-c",
-                             "import os\n"
-                             "held = open('held', 'wb')\n"
-                             "held.write(b'y' * 5000)\n"
-                             "held.flush()\n"
-                             "with open('doomed', 'wb') as f: f.write(b'x' * 9000)\n"
-                             "os.unlink('doomed')\n"
-                             "os.kill(os.getpid(), 9)\n"},
-                            true, env);
-  EXPECT_EQ(killed.status, 128 + 9) << killed.err;
-  std::string spares = s_.base() + "/.tern-spares-" + std::to_string(geteuid());
-  const std::string state_prefix = SharedStateSpares::kPrefix;
-  ASSERT_EQ(CountNames(spares, ""), 1u) << "the killed process's spare";
-  ASSERT_EQ(CountNames(shm, state_prefix), 1u) << "the shared state it kept after closing doomed";
-  ASSERT_EQ(CountNames(shm, SharedState::kPublishedPrefix), 1u) << "held's, published while it was open";
-  RunResult gc = s_.Run({TERN_BIN, "gc", "--spares", "--root", s_.tern_dir()}, false, env);
-  EXPECT_EQ(gc.status, 0) << gc.err;
-  EXPECT_EQ(gc.out, spares + ": 1 spare files of processes that are gone removed\n" + shm +
-                        ": 1 spare shared-state objects of processes that are gone removed\n" + shm +
-                        ": 1 shared-state objects of files whose processes are gone removed\n");
-  EXPECT_EQ(CountNames(spares, ""), 0u);
-  EXPECT_EQ(CountNames(shm, state_prefix), 0u);
-  EXPECT_EQ(CountNames(shm, SharedState::kPublishedPrefix), 0u);
-  EXPECT_EQ(s_.Bash("wc -c < held", true, env).out, "5000\n") << "held opens again, rebuilt from its log";
-  // The root in another spelling names the same spare directory (the shim's lexical form).
-  RunResult again = s_.Run({TERN_BIN, "gc", "--spares", "--root=" + s_.tern_dir() + "/./"}, false, env);
-  EXPECT_EQ(again.out, spares + ": 0 spare files of processes that are gone removed\n" + shm +
-                           ": 0 spare shared-state objects of processes that are gone removed\n" + shm +
-                           ": 0 shared-state objects of files whose processes are gone removed\n")
-      << again.err;
-  EXPECT_EQ(s_.Run({TERN_BIN, "gc", "--spares", "--bogus"}, false).status, 2);
-}
-
-// A shell that writes, reads back and deletes many small files: the files' shared-state objects
-// are reused from one file to the next (what makes such a loop several times faster), and
-// nothing of them is left once the programs have exited.
-// A process killed while it is a file's last opener leaves the file's shared state published; the
-// next process under tern that closes a file sweeps such objects (at most once a minute per user:
-// the marker's age says when a sweep is due, so the test removes it).
-TEST_F(ShimPrograms, AKilledLastOpenersSharedStateIsSweptByTheNextProcess) {
-  std::string shm = s_.base() + "/shm";
-  ASSERT_EQ(mkdir(shm.c_str(), 0700), 0);
-  std::vector<std::string> env = {"TERN_SHM_DIR=" + shm, "TERN_LOG=info"};
-  RunResult killed = s_.Run({"python3", "-c",
-                             "import os\n"
-                             "held = open('held', 'wb')\n"
-                             "held.write(b'y' * 5000)\n"
-                             "held.flush()\n"
-                             "os.kill(os.getpid(), 9)\n"},
-                            true, env);
-  EXPECT_EQ(killed.status, 128 + 9) << killed.err;
-  ASSERT_EQ(CountNames(shm, SharedState::kPublishedPrefix), 1u);
-  std::string marker = shm + "/" + SharedState::kSweepMarkerPrefix + std::to_string(geteuid());
-  unlink(marker.c_str());  // as if the last sweep were long ago
-  RunResult next = s_.Bash("echo other > other && cat other", true, env);
-  EXPECT_EQ(next.out, "other\n") << next.err;
-  EXPECT_NE(next.err.find("removed 1 shared-state objects of files whose processes are gone"), std::string::npos)
-      << next.err;
-  EXPECT_EQ(CountNames(shm, SharedState::kPublishedPrefix), 0u);
-  EXPECT_EQ(s_.Bash("wc -c < held", true, env).out, "5000\n");
-}
-
-// The spare shared-state objects a killed process kept are removed by the minute's sweep (one
-// process a minute looks, SharedState::SweepOrphansIfDue), not by every process that starts: the
-// directory holds an object per file open anywhere, and reading it all is a short command's cost.
-TEST_F(ShimPrograms, AKilledProcessesSpareStatesGoWithTheMinutesSweep) {
-  std::string shm = s_.base() + "/shm";
-  ASSERT_EQ(mkdir(shm.c_str(), 0700), 0);
-  std::vector<std::string> env = {"TERN_SHM_DIR=" + shm, "TERN_LOG=info"};
-  RunResult killed = s_.Run({"python3", "-c",
-                             "import os\n"
-                             "with open('closed', 'wb') as f: f.write(b'x' * 9000)\n"
-                             "os.kill(os.getpid(), 9)\n"},
-                            true, env);
-  EXPECT_EQ(killed.status, 128 + 9) << killed.err;
-  const std::string spare_prefix = SharedStateSpares::kPrefix;
-  ASSERT_EQ(CountNames(shm, spare_prefix), 1u) << "the state it kept after closing `closed`";
-  std::string marker = shm + "/" + SharedState::kSweepMarkerPrefix + std::to_string(geteuid());
-  WritePlain(marker, "");  // swept a moment ago
-  RunResult early = s_.Bash("echo a > a && cat a", true, env);
-  EXPECT_EQ(early.out, "a\n") << early.err;
-  EXPECT_EQ(CountNames(shm, spare_prefix), 1u) << "not due: nobody read the directory";
-  unlink(marker.c_str());  // as if the last sweep were long ago
-  RunResult due = s_.Bash("echo b > b && cat b", true, env);
-  EXPECT_EQ(due.out, "b\n") << due.err;
-  EXPECT_NE(due.err.find("removed 1 spare shared-state objects of processes that are gone"), std::string::npos)
-      << due.err;
-  EXPECT_EQ(CountNames(shm, spare_prefix), 0u);
-  EXPECT_EQ(s_.Bash("wc -c < closed", true, env).out, "9000\n");
-}
-
-TEST_F(ShimPrograms, SmallFilesReuseSharedStateAndLeaveNothingBehind) {
-  std::string shm = s_.base() + "/shm";
-  ASSERT_EQ(mkdir(shm.c_str(), 0700), 0);
-  std::vector<std::string> env = {"TERN_SHM_DIR=" + shm, "TERN_LOG=debug"};
-  const std::string script =
-      "for i in $(seq 1 40); do echo \"line $i\" > f$i; read -r x < f$i; echo \"$x\" >> all; rm f$i; done\n"
-      "echo kept > kept.txt; cat all | wc -l";
-  RunResult plain = s_.Bash(script, false);
-  RunResult tern = s_.Bash(script, true, env);
-  EXPECT_EQ(tern.status, 0) << tern.err;
-  EXPECT_EQ(tern.out, plain.out);
-  EXPECT_EQ(tern.out, "40\n");
-  ExpectSameTrees(s_);
-  size_t at = tern.err.rfind("shared-state spares: ");  // the shell's own, at its exit (the last)
-  ASSERT_NE(at, std::string::npos) << tern.err;
-  unsigned long kept = 0, reused = 0;
-  ASSERT_EQ(sscanf(tern.err.c_str() + at, "shared-state spares: %lu kept at a last close, %lu reused", &kept, &reused), 2);
-  EXPECT_GE(reused, 40u) << tern.err;
-  EXPECT_EQ(CountNames(shm, ".tern") - CountNames(shm, SharedState::kSweepMarkerPrefix), 0u)
-      << "no spare and no published object outlives the programs (the orphan sweep's marker may)";
 }
 
 TEST_F(ShimPrograms, ImportAndExport) {

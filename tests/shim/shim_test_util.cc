@@ -57,6 +57,9 @@ void Walk(const std::string& root, const std::string& rel, std::vector<std::pair
   }
 }
 
+
+}  // namespace
+
 Result<std::string> ReadTern(const std::string& path, uint64_t* size) {
   TERN_ASSIGN_OR_RETURN(std::unique_ptr<File> f, File::Open(path, O_RDONLY));
   TERN_ASSIGN_OR_RETURN(*size, f->Size());
@@ -70,8 +73,6 @@ Result<std::string> ReadTern(const std::string& path, uint64_t* size) {
   out.resize(done);
   return out;
 }
-
-}  // namespace
 
 Scratch::Scratch() {
   char tmpl[] = "/dev/shm/tern-shimtest-XXXXXX";

@@ -3,9 +3,12 @@
 // left behind is, file by file, valid tern files with exactly the bytes the kernel run produced.
 #pragma once
 
+#include <cstdint>
 #include <set>
 #include <string>
 #include <vector>
+
+#include "lib/status.h"
 
 namespace tern::shim_test {
 
@@ -44,6 +47,8 @@ class Scratch {
 // Writes a plain file (not through tern).
 void WritePlain(const std::string& path, const std::string& content);
 std::string ReadPlain(const std::string& path);
+// A tern file's bytes through the engine; *size its logical size.
+Result<std::string> ReadTern(const std::string& path, uint64_t* size);
 // Deterministic text lines / bytes for inputs.
 std::string TextLines(int n, unsigned seed);
 std::string Bytes(size_t n, unsigned seed);

@@ -1,0 +1,169 @@
+// What tern leaves outside the files programs see: shared-state objects (published while a file is
+// open, at rest after a large file's last close, kept as spares between files) and spare backing
+// files beside the root. Programs run under `tern run` with a private shared-state directory
+// (TERN_SHM_DIR), so other processes' objects do not count; the checks are that nothing outlives
+// its use, and that what killed processes leave is swept — by the minute's sweep, by `rm`, or by
+// `tern gc --spares`.
+#include <dirent.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "lib/shared_state.h"
+#include "lib/shared_state_spares.h"
+#include "tests/shim/shim_test_util.h"
+
+namespace tern::shim_test {
+namespace {
+
+// Names in `dir` that start with `prefix` (every name when it is empty, dot names left out then).
+size_t CountNames(const std::string& dir, const std::string& prefix) {
+  size_t n = 0;
+  if (DIR* d = opendir(dir.c_str())) {
+    while (struct dirent* e = readdir(d)) {
+      std::string name = e->d_name;
+      n += prefix.empty() ? name[0] != '.' : name.starts_with(prefix);
+    }
+    closedir(d);
+  }
+  return n;
+}
+
+class ShimState : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_EQ(mkdir(shm_.c_str(), 0700), 0); }
+
+  // The environment that points tern at the private directory, with TERN_LOG=`log` if given.
+  std::vector<std::string> Env(const std::string& log = "") const {
+    std::vector<std::string> env = {"TERN_SHM_DIR=" + shm_};
+    if (!log.empty()) env.push_back("TERN_LOG=" + log);
+    return env;
+  }
+  // python3 under tern running `script`, then SIGKILLing itself.
+  RunResult KilledPython(const std::string& script, const std::string& log = "") const {
+    return s_.Run({"python3", "-c", "import os\n" + script + "os.kill(os.getpid(), 9)\n"}, true, Env(log));
+  }
+  // The orphan sweep's marker (SharedState::SweepOrphansIfDue): its age says when a sweep is due.
+  std::string SweepMarker() const {
+    return shm_ + "/" + SharedState::kSweepMarkerPrefix + std::to_string(geteuid());
+  }
+
+  Scratch s_;
+  std::string shm_ = s_.base() + "/shm";
+};
+
+// `rm` of a large tern file takes the shared state its last close left at rest along
+// (lib/file_core_rest.cc), instead of leaving it to a sweep 15 minutes later.
+TEST_F(ShimState, RemovingALargeFileRemovesItsRestingState) {
+  RunResult made = s_.Bash("head -c 136314880 /dev/zero > big && wc -c < big", true, Env());  // 130 MiB
+  ASSERT_EQ(made.out, "136314880\n") << made.err;
+  ASSERT_EQ(CountNames(shm_, SharedState::kPublishedPrefix), 1u) << "big's object rests after its last close";
+  RunResult removed = s_.Bash("rm big", true, Env());
+  EXPECT_EQ(removed.status, 0) << removed.err;
+  EXPECT_EQ(CountNames(shm_, SharedState::kPublishedPrefix), 0u);
+}
+
+// A process killed while it keeps a deleted file as a spare leaves it beside the root; `tern gc
+// --spares` removes it (and leaves the spares of live processes alone: see backing_cache_test),
+// with the shared-state objects the process kept and published.
+TEST_F(ShimState, TernGcSparesRemovesWhatKilledProcessesLeft) {
+  RunResult killed = KilledPython(
+      "held = open('held', 'wb')\n"
+      "held.write(b'y' * 5000)\n"
+      "held.flush()\n"
+      "with open('doomed', 'wb') as f: f.write(b'x' * 9000)\n"
+      "os.unlink('doomed')\n");
+  EXPECT_EQ(killed.status, 128 + 9) << killed.err;
+  std::string spares = s_.base() + "/.tern-spares-" + std::to_string(geteuid());
+  const std::string state_prefix = SharedStateSpares::kPrefix;
+  ASSERT_EQ(CountNames(spares, ""), 1u) << "the killed process's spare";
+  ASSERT_EQ(CountNames(shm_, state_prefix), 1u) << "the shared state it kept after closing doomed";
+  ASSERT_EQ(CountNames(shm_, SharedState::kPublishedPrefix), 1u) << "held's, published while it was open";
+  RunResult gc = s_.Run({TERN_BIN, "gc", "--spares", "--root", s_.tern_dir()}, false, Env());
+  EXPECT_EQ(gc.status, 0) << gc.err;
+  EXPECT_EQ(gc.out, spares + ": 1 spare files of processes that are gone removed\n" + shm_ +
+                        ": 1 spare shared-state objects of processes that are gone removed\n" + shm_ +
+                        ": 1 shared-state objects of files whose processes are gone removed\n");
+  EXPECT_EQ(CountNames(spares, ""), 0u);
+  EXPECT_EQ(CountNames(shm_, state_prefix), 0u);
+  EXPECT_EQ(CountNames(shm_, SharedState::kPublishedPrefix), 0u);
+  EXPECT_EQ(s_.Bash("wc -c < held", true, Env()).out, "5000\n") << "held opens again, rebuilt from its log";
+  // The root in another spelling names the same spare directory (the shim's lexical form).
+  RunResult again = s_.Run({TERN_BIN, "gc", "--spares", "--root=" + s_.tern_dir() + "/./"}, false, Env());
+  EXPECT_EQ(again.out, spares + ": 0 spare files of processes that are gone removed\n" + shm_ +
+                           ": 0 spare shared-state objects of processes that are gone removed\n" + shm_ +
+                           ": 0 shared-state objects of files whose processes are gone removed\n")
+      << again.err;
+  EXPECT_EQ(s_.Run({TERN_BIN, "gc", "--spares", "--bogus"}, false).status, 2);
+}
+
+// A process killed while it is a file's last opener leaves the file's shared state published; the
+// next process under tern that closes a file sweeps such objects (at most once a minute per user:
+// the marker's age says when a sweep is due, so the test removes it).
+TEST_F(ShimState, AKilledLastOpenersSharedStateIsSweptByTheNextProcess) {
+  RunResult killed = KilledPython(
+      "held = open('held', 'wb')\n"
+      "held.write(b'y' * 5000)\n"
+      "held.flush()\n",
+      "info");
+  EXPECT_EQ(killed.status, 128 + 9) << killed.err;
+  ASSERT_EQ(CountNames(shm_, SharedState::kPublishedPrefix), 1u);
+  unlink(SweepMarker().c_str());  // as if the last sweep were long ago
+  RunResult next = s_.Bash("echo other > other && cat other", true, Env("info"));
+  EXPECT_EQ(next.out, "other\n") << next.err;
+  EXPECT_NE(next.err.find("removed 1 shared-state objects of files whose processes are gone"), std::string::npos)
+      << next.err;
+  EXPECT_EQ(CountNames(shm_, SharedState::kPublishedPrefix), 0u);
+  EXPECT_EQ(s_.Bash("wc -c < held", true, Env()).out, "5000\n");
+}
+
+// The spare shared-state objects a killed process kept are removed by the minute's sweep (one
+// process a minute looks, SharedState::SweepOrphansIfDue), not by every process that starts: the
+// directory holds an object per file open anywhere, and reading it all is a short command's cost.
+TEST_F(ShimState, AKilledProcessesSpareStatesGoWithTheMinutesSweep) {
+  RunResult killed = KilledPython("with open('closed', 'wb') as f: f.write(b'x' * 9000)\n", "info");
+  EXPECT_EQ(killed.status, 128 + 9) << killed.err;
+  const std::string spare_prefix = SharedStateSpares::kPrefix;
+  ASSERT_EQ(CountNames(shm_, spare_prefix), 1u) << "the state it kept after closing `closed`";
+  WritePlain(SweepMarker(), "");  // swept a moment ago
+  RunResult early = s_.Bash("echo a > a && cat a", true, Env("info"));
+  EXPECT_EQ(early.out, "a\n") << early.err;
+  EXPECT_EQ(CountNames(shm_, spare_prefix), 1u) << "not due: nobody read the directory";
+  unlink(SweepMarker().c_str());  // as if the last sweep were long ago
+  RunResult due = s_.Bash("echo b > b && cat b", true, Env("info"));
+  EXPECT_EQ(due.out, "b\n") << due.err;
+  EXPECT_NE(due.err.find("removed 1 spare shared-state objects of processes that are gone"), std::string::npos)
+      << due.err;
+  EXPECT_EQ(CountNames(shm_, spare_prefix), 0u);
+  EXPECT_EQ(s_.Bash("wc -c < closed", true, Env()).out, "9000\n");
+}
+
+// A shell that writes, reads back and deletes many small files: the files' shared-state objects
+// are reused from one file to the next (what makes such a loop several times faster), and
+// nothing of them is left once the programs have exited.
+TEST_F(ShimState, SmallFilesReuseSharedStateAndLeaveNothingBehind) {
+  const std::string script =
+      "for i in $(seq 1 40); do echo \"line $i\" > f$i; read -r x < f$i; echo \"$x\" >> all; rm f$i; done\n"
+      "echo kept > kept.txt; cat all | wc -l";
+  RunResult plain = s_.Bash(script, false);
+  RunResult tern = s_.Bash(script, true, Env("debug"));
+  EXPECT_EQ(tern.status, 0) << tern.err;
+  EXPECT_EQ(tern.out, plain.out);
+  EXPECT_EQ(tern.out, "40\n");
+  ExpectSameTrees(s_);
+  size_t at = tern.err.rfind("shared-state spares: ");  // the shell's own, at its exit (the last)
+  ASSERT_NE(at, std::string::npos) << tern.err;
+  unsigned long kept = 0, reused = 0;
+  ASSERT_EQ(sscanf(tern.err.c_str() + at, "shared-state spares: %lu kept at a last close, %lu reused", &kept, &reused), 2);
+  EXPECT_GE(reused, 40u) << tern.err;
+  EXPECT_EQ(CountNames(shm_, ".tern") - CountNames(shm_, SharedState::kSweepMarkerPrefix), 0u)
+      << "no spare and no published object outlives the programs (the orphan sweep's marker may)";
+}
+
+}  // namespace
+}  // namespace tern::shim_test
