@@ -176,33 +176,30 @@ int FleetChildMain(const std::string& path, const std::string& shared_path,
   if (shared == nullptr) return 2;
   auto threads = static_cast<int>(shared->threads_per_process.load());
   uint32_t reopen_every = shared->reopen_every.load();
-  if (reopen_every != 0) {
-    // Each thread opens, writes a while and closes, again and again: its File is its own (a
-    // process's opens of one path share one engine, which the last close of the process ends).
-    std::vector<std::thread> workers;
-    for (int t = 0; t < threads; ++t) {
-      workers.emplace_back([&, t] {
-        int g = process * threads + t;
-        FleetWriter& w = shared->writers[g];
-        for (int err = 0; err == 0;) {
-          auto opened = File::Open(path, O_RDWR);
-          err = opened.ok() ? WriterLoop(**opened, w, g, reopen_every) : 3;
-          if (err != 0) w.error.store(static_cast<uint32_t>(err));
-        }
-      });
-    }
-    for (auto& th : workers) th.join();  // only after an error
-    return 4;
+  // Open throughout, unless the writers reopen it: then each thread opens, writes a while and
+  // closes, again and again (a process's opens of one path share one engine, which the process's
+  // last close ends).
+  std::unique_ptr<File> held;
+  if (reopen_every == 0) {
+    auto opened = File::Open(path, O_RDWR);
+    if (!opened.ok()) return 3;
+    held = std::move(*opened);
   }
-  auto opened = File::Open(path, O_RDWR);
-  if (!opened.ok()) return 3;
-  File& f = **opened;
   std::vector<std::thread> workers;
   for (int t = 0; t < threads; ++t) {
     workers.emplace_back([&, t] {
       int g = process * threads + t;
       FleetWriter& w = shared->writers[g];
-      w.error.store(static_cast<uint32_t>(WriterLoop(f, w, g, 0)));
+      int err = 0;
+      while (err == 0) {
+        if (held != nullptr) {
+          err = WriterLoop(*held, w, g, 0);
+        } else {
+          auto opened = File::Open(path, O_RDWR);
+          err = opened.ok() ? WriterLoop(**opened, w, g, reopen_every) : 3;
+        }
+      }
+      w.error.store(static_cast<uint32_t>(err));
     });
   }
   for (auto& th : workers) th.join();  // only after an error
