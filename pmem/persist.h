@@ -19,9 +19,9 @@ namespace tern::pmem {
 
 // From now on the functions below are PMDK libpmem's (loaded now, once per process): called when a
 // file turns out to be on real persistent memory (a MAP_SYNC mapping), where PMDK's reference
-// implementation of the platform's flush rules should decide. Until
-// then, and if it cannot be loaded (one error line), they are tern's own CLWB/SFENCE/non-temporal
-// copies, correct on any x86. TERN_PMEM_LIBPMEM=1 in the environment uses libpmem from the start.
+// implementation of the platform's flush rules should decide. Until then, and if it cannot be
+// loaded (one error line), they are tern's own CLWB/SFENCE/non-temporal copies, correct on any
+// x86. TERN_PMEM_LIBPMEM=1 in the environment uses libpmem from the start.
 void UseLibpmem();
 // "libpmem" or "tern": whose flushes and copies the functions below use now.
 const char* BackendName();

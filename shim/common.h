@@ -33,8 +33,8 @@
 namespace tern::shim {
 
 // Depth of engine calls on this thread. While it is non-zero every interposed entry point passes
-// straight to the real libc: the engine opens, maps and locks backing files
-// through the same symbols the shim exports.
+// straight to the real libc: the engine opens, maps and locks backing files through the same
+// symbols the shim exports.
 // constinit: no dynamic initialiser, so a use is one %fs-relative load, not a call to a TLS wrapper.
 extern constinit thread_local int t_engine_depth __attribute__((tls_model("initial-exec")));
 
