@@ -420,6 +420,19 @@ Result<uint64_t> BackingCache::SweepOrphans(const std::string& spare_dir) {
 }
 
 void BackingCache::DropSpares(DropMode mode) {
+  if (mode == DropMode::kImmediateExit) {
+    // Only the names go; nothing is allocated or freed (a signal handler may have interrupted
+    // malloc), and a spare still being made is left to the orphan sweep.
+    std::unique_lock lock = LockToDrop(mu_, mode);
+    if (!lock.owns_lock()) return;
+    ++generation_;
+    making_ = 0;
+    for (const Entry& e : spares_) {
+      if (PathNames(e.spare_path, false, e.dev, e.ino)) (void)unlink(e.spare_path.c_str());
+    }
+    if (retired_ > 0 || fresh_ > 0) (void)rmdir(spare_dir_.c_str());
+    return;
+  }
   std::list<Entry> spares, closed;
   std::vector<std::unique_ptr<Backing>> evicted;
   std::string dir;

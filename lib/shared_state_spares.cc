@@ -78,6 +78,12 @@ std::unique_ptr<SharedState> SharedStateSpares::Take(const std::string& dir, con
 }
 
 void SharedStateSpares::DropAll(DropMode mode) {
+  if (mode == DropMode::kImmediateExit) {  // only the names go, as in BackingCache::DropSpares
+    std::unique_lock lock = LockToDrop(mu_, mode);
+    if (!lock.owns_lock()) return;
+    for (const Spare& s : spares_) (void)unlink(s.state->spare_path().c_str());
+    return;
+  }
   std::vector<Spare> spares;
   {
     std::lock_guard lock(mu_);

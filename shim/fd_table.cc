@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "lib/atomic_max.h"
+#include "lib/drop_mode.h"
 #include "pmem/log.h"
 #include "shim/real_libc.h"
 
@@ -228,13 +229,17 @@ int MoveToInternalRange(int fd, bool cloexec) {
   return moved;
 }
 
-void ReleaseSharedSlotsAtExit() {
-  std::lock_guard lock(g_desc_mu);
+void ReleaseSharedSlotsAtExit(DropMode mode) {
+  std::unique_lock lock = LockToDrop(g_desc_mu, mode);
+  if (!lock.owns_lock()) return;
+  // After _exit nothing writes (no stdio flush), and a signal handler must not malloc: one slot
+  // stands in for all (a thread still writing as the process dies shares its offset with no one).
+  static OfdSlot after_immediate_exit;
   size_t n = g_desc_count.load();
   for (size_t i = 0; i < n; ++i) {
     Desc* d = DescStorageAt(i);
     if (d->refs.load() <= 0 || d->slot_index == 0) continue;
-    auto* own = new OfdSlot();
+    OfdSlot* own = mode == DropMode::kImmediateExit ? &after_immediate_exit : new OfdSlot();
     own->offset.store(d->slot->offset.load());
     own->flags.store(d->slot->flags.load());
     uint32_t shared = d->slot_index;

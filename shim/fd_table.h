@@ -21,6 +21,7 @@
 #include <mutex>
 #include <string>
 
+#include "lib/drop_mode.h"
 #include "lib/file.h"
 #include "lib/status.h"
 #include "shim/common.h"
@@ -137,10 +138,11 @@ int MaxInternalFd();
 // (or fd itself when it cannot be moved). Closes the old number.
 int MoveToInternalRange(int fd, bool cloexec);
 
-// Process exit: every description moves to a private copy of its offset slot and gives the shared
-// one back, so slots do not leak with each process that exits with files open. (Writes after this,
-// such as glibc's last flush of stdout, still work; they just no longer share the offset.)
-void ReleaseSharedSlotsAtExit();
+// Process exit (exit, or _exit: kImmediateExit): every description moves to a private copy of its
+// offset slot and gives the shared one back, so slots do not leak with each process that exits with
+// files open. (Writes after this, such as glibc's last flush of stdout, still work; they just no
+// longer share the offset.)
+void ReleaseSharedSlotsAtExit(DropMode mode);
 
 // fork: the prepare/parent/child steps of the table (the desc allocator's lock; the child takes a
 // slot reference for every live description).

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <map>
@@ -236,13 +237,42 @@ void LogUnexpectedException(const char* where) {
 
 __attribute__((constructor)) static void TernShimConstructor() { tern::shim::InitShim(); }
 
-// Runs at exit() (not at _exit or exec). Flush first so the streams' last writes still share the
-// offset with whoever else has the description open.
+namespace {
+
+// What a process leaves when it ends: its references to fork-shared offset slots, and the names of
+// the spares it kept (shared-state objects, backings), which would otherwise wait for a sweep.
+void ReleaseAtProcessEnd(tern::DropMode mode) {
+  tern::shim::ReleaseSharedSlotsAtExit(mode);
+  tern::shim::EngineScope engine;
+  tern::BackingCache::Default().DropSpares(mode);
+  tern::SharedStateSpares::Default().DropAll(mode);
+}
+
+[[noreturn]] void ImmediateExit(int status) {
+  // _exit runs no atexit handler and no destructor, and dash ends every `sh -c` this way (as do
+  // forked children and Python's os._exit): each left a spare shared-state object in /dev/shm
+  // until the minute's sweep. Only the process the caches belong to drops them: a child of a raw
+  // clone(2) shares them with its parent (the shim turns vfork into fork).
+  if (tern::shim::ShimReady() && static_cast<uint32_t>(syscall(SYS_getpid)) == tern::ThisProcessId()) {
+    ReleaseAtProcessEnd(tern::DropMode::kImmediateExit);
+  }
+  for (;;) syscall(SYS_exit_group, status);
+}
+
+}  // namespace
+
+extern "C" {
+[[noreturn]] void TernUnderscoreExit(int status) noexcept TERN_EXPORT_AS("_exit");
+[[noreturn]] void TernUnderscoreCapitalExit(int status) noexcept TERN_EXPORT_AS("_Exit");
+}
+
+void TernUnderscoreExit(int status) noexcept { ImmediateExit(status); }
+void TernUnderscoreCapitalExit(int status) noexcept { ImmediateExit(status); }
+
+// Runs at exit() (not at _exit, above, or exec). Flush first so the streams' last writes still
+// share the offset with whoever else has the description open.
 __attribute__((destructor)) static void TernShimDestructor() {
   if (!tern::shim::ShimReady()) return;
   fflush(nullptr);
-  tern::shim::ReleaseSharedSlotsAtExit();
-  tern::shim::EngineScope engine;
-  tern::BackingCache::Default().DropSpares(tern::DropMode::kProcessExit);
-  tern::SharedStateSpares::Default().DropAll(tern::DropMode::kProcessExit);
+  ReleaseAtProcessEnd(tern::DropMode::kProcessExit);
 }

@@ -165,5 +165,39 @@ TEST_F(ShimState, SmallFilesReuseSharedStateAndLeaveNothingBehind) {
       << "no spare and no published object outlives the programs (the orphan sweep's marker may)";
 }
 
+// _exit runs no atexit handler and no destructor, yet dash ends every `sh -c` with it (after its
+// last command's child exits), as do Python's os._exit and forked children: the spares such a
+// process kept go with it, as at exit(), not a minute later with the sweep.
+TEST_F(ShimState, ProcessesThatEndWithUnderscoreExitLeaveNoSpares) {
+  RunResult sh = s_.Run({"sh", "-c", "echo hi > f; cat f"}, true, Env());
+  EXPECT_EQ(sh.out, "hi\n") << sh.err;
+  const std::string spare_prefix = SharedStateSpares::kPrefix;
+  EXPECT_EQ(CountNames(shm_, spare_prefix), 0u) << "the shell kept f's shared state after `echo hi > f`";
+  const std::string spares = s_.base() + "/.tern-spares-" + std::to_string(geteuid());
+  RunResult py = s_.Run({"python3", "-c",
+                         "import os, time\n"
+                         "with open('before_child', 'wb') as f: f.write(b'y')\n"
+                         "pid = os.fork()\n"
+                         "if pid == 0: os._exit(0)\n"
+                         "os.waitpid(pid, 0)\n"
+                         "for i in range(12):\n"
+                         "    with open('p%d' % i, 'wb') as f: f.write(b'x' * 100)\n"
+                         "    os.unlink('p%d' % i) if i % 2 else None\n"
+                         "time.sleep(0.2)\n"  // the spares made ahead are made by now
+                         "kept = [n for n in os.listdir(os.environ['TERN_SHM_DIR']) if n.startswith('" +
+                             spare_prefix + "')]\n"
+                         "print(len(kept), len(os.listdir('" + spares + "')), flush=True)\n"
+                         "os._exit(7)\n"},
+                        true, Env());
+  EXPECT_EQ(py.status, 7) << py.err;
+  unsigned kept_states = 0, kept_backings = 0;
+  ASSERT_EQ(sscanf(py.out.c_str(), "%u %u", &kept_states, &kept_backings), 2) << py.out << py.err;
+  EXPECT_GE(kept_states, 1u) << "what the process kept before its _exit";
+  EXPECT_GE(kept_backings, 1u);
+  EXPECT_EQ(CountNames(shm_, spare_prefix), 0u);
+  EXPECT_EQ(CountNames(spares, ""), 0u) << "the deleted files' backings it kept and the spares made ahead";
+  EXPECT_EQ(s_.Bash("cat before_child p0", true, Env()).out, "y" + std::string(100, 'x'));
+}
+
 }  // namespace
 }  // namespace tern::shim_test
