@@ -192,15 +192,17 @@ Result<uint64_t> FileCore::ExtendBacking(uint64_t min_blocks, GrowStep how) {
   return want;
 }
 
-void FileCore::PublishBlocks(uint64_t want) {
+Status FileCore::PublishBlocks(uint64_t want) {
   // Another process may have grown meanwhile; num_blocks only ever moves up.
+  TERN_TRY(shared_->BackBlocks(shared_->header()->num_blocks.load(), want));
   RaiseAtomic(shared_->header()->num_blocks, want);
+  return Status::Ok();
 }
 
 Status FileCore::Grow(uint64_t min_blocks, GrowStep how) {
   std::lock_guard lock(grow_mu_);
   TERN_ASSIGN_OR_RETURN(uint64_t want, ExtendBacking(min_blocks, how));
-  PublishBlocks(want);
+  TERN_TRY(PublishBlocks(want));
   return backing_->EnsureMapped(alloc_->num_blocks());
 }
 
@@ -225,7 +227,7 @@ void FileCore::GrowAhead() {
   // A writer that runs out meanwhile grows over the same range itself and publishes it at once.
   const uint8_t* p = Resolve(LogicalBlock(static_cast<uint32_t>(have)), static_cast<uint32_t>(want - have));
   if (p != nullptr) pmem::TouchForWrite(const_cast<uint8_t*>(p), (want - have) * kBlockSize);
-  PublishBlocks(want);
+  (void)PublishBlocks(want);  // failed: the writer that needs the blocks meets the error itself
 }
 
 Status FileCore::Allocate(uint64_t nblocks, std::vector<BlockRun>* runs) {
@@ -498,8 +500,7 @@ FileCounters FileCore::Counters() const {
     total.read_retries += c.read_retries.load(std::memory_order_relaxed);
   };
   add(shared_->header()->counters);
-  uint32_t slots = std::min(shared_->header()->slots_high.load(), kMaxSlots);
-  for (uint32_t slot = 0; slot < slots; ++slot) {
+  for (uint32_t slot = 0, bound = shared_->slots_bound(); slot < bound; ++slot) {
     const OpCell* cells = shared_->cells(slot);
     for (uint32_t c = 0; c < kOpCellsPerSlot; ++c) add(cells[c].counters);
   }

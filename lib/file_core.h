@@ -336,7 +336,9 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // Grows the backing file and maps the new blocks without publishing them; returns the new block
   // count. REQUIRES: grow_mu_ held.
   Result<uint64_t> ExtendBacking(uint64_t min_blocks, GrowStep how);
-  void PublishBlocks(uint64_t want);
+  // Raises the shared block count to `want` once the shared state has room for the blocks' marks
+  // (SharedState::BackBlocks: ENOSPC when its directory is full).
+  Status PublishBlocks(uint64_t want);
   static uint64_t AmortisedStep(uint64_t have);
   // How close to the end of the backing file an allocation may come before the Pool's thread is
   // asked to grow it; 0 for a small file, which is never grown ahead.

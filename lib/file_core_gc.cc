@@ -331,7 +331,7 @@ bool FileCore::WaitForOldOperations(uint32_t parity) {
   constexpr int kMaxPolls = 20000;  // ~2 s with the yields and sleeps below
   for (int poll = 0; poll < kMaxPolls; ++poll) {
     bool busy = false;
-    for (uint32_t slot = 0; slot < kMaxSlots && !busy; ++slot) {
+    for (uint32_t slot = 0, bound = shared_->slots_bound(); slot < bound && !busy; ++slot) {
       if (shared_->slots()[slot].state.load() != ProcessSlot::kUsed) continue;
       const OpCell* cells = shared_->cells(slot);
       for (uint32_t c = 0; c < kOpCellsPerSlot; ++c) {

@@ -270,6 +270,7 @@ Status FileCore::Recover(bool exclusive, const struct stat& st) {
     if (grown != nblocks) {  // finish a format or grow that crashed half-way
       int rc = pmem::GrowFile(backing_->fd(), nblocks * kBlockSize, grown * kBlockSize);
       if (rc != 0) return Status::Error(-rc, "grow backing file");
+      TERN_TRY(shared_->BackBlocks(shared_->header()->num_blocks.load(), grown));
       shared_->header()->num_blocks.store(grown);
       TERN_TRY(backing_->EnsureMapped(grown));
     }

@@ -163,6 +163,12 @@ Status FileCore::AcquireSlot(bool* was_dirty) {
     auto slot = static_cast<uint32_t>((start + i) % kMaxSlots);
     TERN_ASSIGN_OR_RETURN(bool taken, TryLockSlot(backing_->fd(), slot));
     if (!taken) continue;  // a live process holds it
+    if (uint32_t bound = shared_->slots_bound(); slot >= bound) {
+      if (Status backed = shared_->BackSlots(bound, slot + 1); !backed.ok()) {
+        UnlockSlot(backing_->fd(), slot);
+        return backed;
+      }
+    }
     ProcessSlot& s = shared_->slots()[slot];
     *was_dirty = s.state.load() == ProcessSlot::kUsed;  // its process died: the caller sweeps
     if (*was_dirty) {
@@ -197,7 +203,7 @@ Result<uint64_t> FileCore::ReclaimDeadSlots() {
   // A dead slot is one marked used whose lock we can take. We keep the locks of the dead slots
   // we found until the sweep is done, so nobody reuses them meanwhile.
   std::vector<uint32_t> dead;
-  for (uint32_t slot = 0; slot < kMaxSlots; ++slot) {
+  for (uint32_t slot = 0, bound = shared_->slots_bound(); slot < bound; ++slot) {
     if (slot == slot_ || shared_->slots()[slot].state.load() != ProcessSlot::kUsed) continue;
     auto taken = TryLockSlot(backing_->fd(), slot);
     if (!taken.ok() || !*taken) continue;  // alive (or cannot tell: leave it)
@@ -221,7 +227,7 @@ Result<uint64_t> FileCore::ReclaimDeadSlots() {
 
 std::vector<ProcessInfo> FileCore::AttachedProcesses() const {
   std::vector<ProcessInfo> out;
-  for (uint32_t slot = 0; slot < kMaxSlots; ++slot) {
+  for (uint32_t slot = 0, bound = shared_->slots_bound(); slot < bound; ++slot) {
     const ProcessSlot& s = shared_->slots()[slot];
     if (s.state.load() != ProcessSlot::kUsed) continue;
     // A process that exited without closing (a shell's child that inherited the fd) leaves its

@@ -71,8 +71,34 @@ Result<std::unique_ptr<SharedState>> SharedState::CreateUnpublished(const struct
   auto state = std::make_unique<SharedState>(fd, *base);
   TERN_TRY(LockShared(fd));  // before it has a name: no sweep can take it for an orphan
   TERN_TRY(state->TakeOwnerAndMode(like));
+  TERN_TRY(state->BackRange(0, kBlockSize));
+  TERN_TRY(state->BackBlocks(0, num_blocks));
   state->InitHeader(num_blocks);
   return state;
+}
+
+Status SharedState::BackRange(uint64_t from, uint64_t to) {
+  uint64_t first = (from + kBlockSize - 1) / kBlockSize * kBlockSize;
+  uint64_t end = (to + kBlockSize - 1) / kBlockSize * kBlockSize;
+  if (first >= end) return Status::Ok();
+  if (fallocate(fd_, 0, static_cast<off_t>(first), static_cast<off_t>(end - first)) != 0) {
+    return Status::Error(errno, "allocate a page of the shared state");
+  }
+  return Status::Ok();
+}
+
+Status SharedState::BackBlocks(uint64_t have, uint64_t want) {
+  if (want <= have) return Status::Ok();
+  auto bitmap_bytes = [](uint64_t blocks) { return (blocks + 63) / 64 * sizeof(uint64_t); };
+  TERN_TRY(BackRange(kBitmapOffset + bitmap_bytes(have), kBitmapOffset + bitmap_bytes(want)));
+  return BackRange(kOwnersOffset + have * sizeof(BlockOwner), kOwnersOffset + want * sizeof(BlockOwner));
+}
+
+Status SharedState::BackSlots(uint32_t from, uint32_t end) {
+  if (end <= from) return Status::Ok();
+  TERN_TRY(BackRange(kSlotsOffset + uint64_t{from} * sizeof(ProcessSlot), kSlotsOffset + uint64_t{end} * sizeof(ProcessSlot)));
+  constexpr uint64_t kCellBytes = uint64_t{kOpCellsPerSlot} * sizeof(OpCell);
+  return BackRange(kCellsOffset + from * kCellBytes, kCellsOffset + end * kCellBytes);
 }
 
 void SharedState::InitHeader(uint64_t num_blocks) {
@@ -171,6 +197,7 @@ Status SharedState::ResetFor(const struct stat& like, uint64_t num_blocks) {
   memset(base + kOwnersOffset, 0, used_blocks * sizeof(BlockOwner));
   memset(base, 0, kBlockSize);
   resident_blocks_ = std::max(resident_blocks_, used_blocks);
+  TERN_TRY(BackBlocks(resident_blocks_, num_blocks));
   InitHeader(num_blocks);
   return Status::Ok();
 }

@@ -17,6 +17,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -221,6 +222,18 @@ class SharedState {
   // Blocks whose bitmap and owner-map pages are mapped here already: the last file's, after
   // ResetFor; 0 for a created object.
   uint64_t resident_blocks() const { return resident_blocks_; }
+
+  // The object is sparse, and a page of it first touched when its directory (a tmpfs) is full
+  // would be a SIGBUS, so every page is allocated before anyone may touch it: the header when the
+  // object is made, the bitmap and owner-map pages of blocks [have, want) before num_blocks grows
+  // to `want` (BackBlocks), the pages of slots [from, end) and their op cells before slots_high
+  // passes `from` (BackSlots). Pages holding what lies below `have` or `from` are allocated
+  // already. ENOSPC when the directory is full.
+  Status BackBlocks(uint64_t have, uint64_t want);
+  Status BackSlots(uint32_t from, uint32_t end);
+  // Every slot ever taken is below this: scans of the slots stop here (a read of a page never
+  // backed would allocate it, or fault).
+  uint32_t slots_bound() const { return std::min(header()->slots_high.load(), kMaxSlots); }
   // True when this process forked while the object was mapped here: a child may use it too.
   bool MappedAcrossFork() const;
   // Pool's fork handlers call it in the parent and the child.
@@ -251,6 +264,8 @@ class SharedState {
   Status TakeOwnerAndMode(const struct stat& like);
   // The header of a fresh object for a file of `num_blocks` blocks (the rest of it zero).
   void InitHeader(uint64_t num_blocks);
+  // Allocates the pages that hold bytes [from, to) of the object, but the one holding byte from-1.
+  Status BackRange(uint64_t from, uint64_t to);
 
   int fd_;
   void* base_;

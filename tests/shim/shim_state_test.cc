@@ -5,7 +5,10 @@
 // its use, and that what killed processes leave is swept — by the minute's sweep, by `rm`, or by
 // `tern gc --spares`.
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -197,6 +200,47 @@ TEST_F(ShimState, ProcessesThatEndWithUnderscoreExitLeaveNoSpares) {
   EXPECT_EQ(CountNames(shm_, spare_prefix), 0u);
   EXPECT_EQ(CountNames(spares, ""), 0u) << "the deleted files' backings it kept and the spares made ahead";
   EXPECT_EQ(s_.Bash("cat before_child p0", true, Env()).out, "y" + std::string(100, 'x'));
+}
+
+// The shared-state directory is a tmpfs with a size limit (/dev/shm: half the RAM by default, and
+// the default root lives there too). When it is full, a first open of a tern file, or a write that
+// grows one, fails with ENOSPC, as a write into a full filesystem does. (Each page of the sparse
+// object is allocated before its first touch: a touch with no room behind it was a SIGBUS that
+// killed the program.) Once there is room again, the same process goes on.
+TEST_F(ShimState, AFullSharedStateDirectoryIsEnospcNotACrash) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root: mounts a small tmpfs as the shared-state directory";
+  ASSERT_EQ(mount("tmpfs", shm_.c_str(), "tmpfs", 0, "size=256k"), 0) << strerror(errno);
+  struct Unmount {
+    const std::string& dir;
+    ~Unmount() { umount2(dir.c_str(), MNT_DETACH); }
+  } unmount{shm_};
+  RunResult py = s_.Run({"python3", "-c",
+                         "import os, errno\n"
+                         "f = os.open('grow', os.O_WRONLY | os.O_CREAT, 0o644)\n"
+                         "os.write(f, b'a' * 4096)\n"
+                         "filler = os.environ['TERN_SHM_DIR'] + '/filler'\n"
+                         "with open(filler, 'wb', buffering=0) as g:\n"
+                         "    try:\n"
+                         "        while True: g.write(b'f' * 4096)\n"
+                         "    except OSError as e: assert e.errno == errno.ENOSPC\n"
+                         "def attempt(what, step):\n"
+                         "    try: step(); print(what, 'ok')\n"
+                         "    except OSError as e: print(what, errno.errorcode[e.errno])\n"
+                         "attempt('grow', lambda: os.write(f, b'b' * (16 << 20)))\n"
+                         "attempt('create', lambda: open('other', 'wb'))\n"
+                         "os.unlink(filler)\n"
+                         "attempt('grow', lambda: os.write(f, b'c' * (16 << 20)))\n"
+                         "attempt('create', lambda: open('other', 'wb').write(b'o'))\n"
+                         "os.close(f)\n"
+                         "print(os.path.getsize('grow'))\n"},
+                        true, Env());
+  EXPECT_EQ(py.status, 0) << py.err;
+  EXPECT_EQ(py.out, "grow ENOSPC\ncreate ENOSPC\ngrow ok\ncreate ok\n" + std::to_string(4096 + (16 << 20)) + "\n")
+      << py.err;
+  uint64_t size = 0;
+  auto bytes = ReadTern(s_.tern_dir() + "/grow", &size);
+  ASSERT_TRUE(bytes.ok()) << bytes.status().context();
+  EXPECT_EQ(*bytes, std::string(4096, 'a') + std::string(16 << 20, 'c')) << "the refused write left nothing";
 }
 
 }  // namespace
