@@ -95,10 +95,13 @@ Status SharedState::BackBlocks(uint64_t have, uint64_t want) {
 }
 
 Status SharedState::BackSlots(uint32_t from, uint32_t end) {
+  from = std::max(from, resident_slots_);  // a reused object's: backed for its last file
   if (end <= from) return Status::Ok();
   TERN_TRY(BackRange(kSlotsOffset + uint64_t{from} * sizeof(ProcessSlot), kSlotsOffset + uint64_t{end} * sizeof(ProcessSlot)));
   constexpr uint64_t kCellBytes = uint64_t{kOpCellsPerSlot} * sizeof(OpCell);
-  return BackRange(kCellsOffset + from * kCellBytes, kCellsOffset + end * kCellBytes);
+  TERN_TRY(BackRange(kCellsOffset + from * kCellBytes, kCellsOffset + end * kCellBytes));
+  resident_slots_ = end;
+  return Status::Ok();
 }
 
 void SharedState::InitHeader(uint64_t num_blocks) {
@@ -197,6 +200,7 @@ Status SharedState::ResetFor(const struct stat& like, uint64_t num_blocks) {
   memset(base + kOwnersOffset, 0, used_blocks * sizeof(BlockOwner));
   memset(base, 0, kBlockSize);
   resident_blocks_ = std::max(resident_blocks_, used_blocks);
+  resident_slots_ = std::max(resident_slots_, static_cast<uint32_t>(used_slots));
   TERN_TRY(BackBlocks(resident_blocks_, num_blocks));
   InitHeader(num_blocks);
   return Status::Ok();

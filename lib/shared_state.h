@@ -274,6 +274,7 @@ class SharedState {
   mode_t mode_ = 0;
   uint64_t forks_at_map_;    // NoteFork's count when mapped
   uint64_t resident_blocks_ = 0;
+  uint32_t resident_slots_ = 0;  // slots (with their op cells) whose pages are backed: BackSlots skips them
   std::string spare_path_;   // non-empty while this is a kept spare under that name
 };
 
