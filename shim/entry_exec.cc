@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -77,6 +78,7 @@ class ChildEnv {
  public:
   ChildEnv(char* const* envp, char mode) {
     if (mode == 'e') {
+      limit_.emplace();
       // Nothing of the engine survives exec: the spares it keeps would stay behind as files.
       EngineScope engine;
       tern::BackingCache::Default().DropSpares();
@@ -130,6 +132,7 @@ class ChildEnv {
   char* const* get() { return vars_.data(); }
 
  private:
+  std::optional<ProgramFdLimitForExec> limit_;  // exec only: a spawned child inherits the raised one
   std::string fds_;
   std::string ofd_;
   std::string preload_;

@@ -73,7 +73,37 @@ void DestroyDesc(Desc* d) {
   g_free = d;
 }
 
+// The soft limit the program had, and what RaiseFdLimit made it (0: not raised).
+rlim_t g_program_soft_limit = 0;
+rlim_t g_raised_soft_limit = 0;
+
+void RaiseFdLimit(const struct rlimit& rl) {
+  // Two of tern's descriptors for each of the program's, and the kept files' and spares'.
+  rlim_t want = std::min<rlim_t>({rl.rlim_max, rl.rlim_cur * 3 + 256, kMaxFds});
+  if (want <= rl.rlim_cur) return;
+  struct rlimit raised = {want, rl.rlim_max};
+  if (setrlimit(RLIMIT_NOFILE, &raised) != 0) return;
+  g_program_soft_limit = rl.rlim_cur;
+  g_raised_soft_limit = want;
+  g_internal_base = static_cast<int>(rl.rlim_cur);  // above every number the program could have had
+}
+
+// Sets the soft limit to `to` if it is still `from` (the program may have set its own since).
+bool MoveSoftFdLimit(rlim_t from, rlim_t to) {
+  struct rlimit rl;
+  if (from == to || getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur != from) return false;
+  rl.rlim_cur = to;
+  return setrlimit(RLIMIT_NOFILE, &rl) == 0;
+}
+
 }  // namespace
+
+ProgramFdLimitForExec::ProgramFdLimitForExec()
+    : lowered_(g_raised_soft_limit != 0 && MoveSoftFdLimit(g_raised_soft_limit, g_program_soft_limit)) {}
+
+ProgramFdLimitForExec::~ProgramFdLimitForExec() {
+  if (lowered_) (void)MoveSoftFdLimit(g_program_soft_limit, g_raised_soft_limit);
+}
 
 void InitFdTable() {
   static std::once_flag once;
@@ -91,6 +121,7 @@ void InitFdTable() {
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
       auto soft = static_cast<int>(std::min<rlim_t>(rl.rlim_cur, kMaxFds));
       g_internal_base = std::min(768, soft * 3 / 4);
+      RaiseFdLimit(rl);
     }
     // release; pairs with the acquire loads in DescRef: the table is ready before it is published.
     std::atomic_thread_fence(std::memory_order_release);

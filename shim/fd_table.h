@@ -15,6 +15,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <cstdint>
@@ -48,7 +49,25 @@ struct Desc {
 };
 
 // Creates the table (idempotent). FdTableReady is false when that failed.
+// Also raises the soft RLIMIT_NOFILE, as far as the hard limit allows. A tern file holds two of
+// tern's descriptors besides the program's (its backing file and its shared state): with the usual
+// soft limit of 1,024 a program could open ~340 tern files where the kernel lets it open 1,021.
+// Tern's descriptors go above the program's old limit, so the program keeps every number it could
+// have had; getrlimit shows the raised limit. Children made by fork and posix_spawn inherit it.
 void InitFdTable();
+
+// Around an exec: the next program image starts with the soft limit the program had (its own shim
+// raises it again), unless the program set a limit of its own. Put back if the exec fails.
+class ProgramFdLimitForExec {
+ public:
+  ProgramFdLimitForExec();
+  ~ProgramFdLimitForExec();
+  ProgramFdLimitForExec(const ProgramFdLimitForExec&) = delete;
+  ProgramFdLimitForExec& operator=(const ProgramFdLimitForExec&) = delete;
+
+ private:
+  bool lowered_;
+};
 bool FdTableReady();
 
 namespace detail {

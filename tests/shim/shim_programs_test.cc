@@ -3,6 +3,7 @@
 // kernel run left in its plain directory (DESIGN §9, issue 3).
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -465,6 +466,26 @@ TEST_F(ShimPrograms, ImportAndExport) {
   EXPECT_EQ(s_.Run({TERN_BIN, "export"}, false).status, 2);
   EXPECT_EQ(s_.Run({TERN_BIN, "frobnicate"}, false).status, 2);
   EXPECT_EQ(s_.Run({TERN_BIN, "run", "--root", s_.tern_dir(), "--", "/nonexistent/prog"}, false).status, 127);
+}
+
+// A tern file holds two of tern's descriptors besides the program's (backing file, shared state):
+// the shim raises the soft RLIMIT_NOFILE to make room for them above every number the program
+// could have had, so a program under the usual soft limit of 1,024 opens as many files as on the
+// kernel (it stopped at 338). A program exec'd without the shim starts with the limit the shell set.
+TEST_F(ShimPrograms, ProgramsOpenAsManyFilesAsTheirLimitAllows) {
+  if (!HaveProgram("python3")) GTEST_SKIP() << "python3 is not installed";
+  struct rlimit rl;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
+  if (rl.rlim_max < 3 * 1024 + 256) GTEST_SKIP() << "the hard limit on open files (" << rl.rlim_max << ") leaves no room";
+  RunResult r = ExpectSame(
+      "ulimit -Sn 1024 && python3 -c \"\n"
+      "import os\n"
+      "fs = [open('f%d' % i, 'w') for i in range(1000)]\n"
+      "for i, f in enumerate(fs): f.write(str(i))\n"
+      "for f in fs: f.close()\n"
+      "print(sum(len(open('f%d' % i).read()) for i in range(1000)))\n"
+      "os.execve('/bin/sh', ['sh', '-c', 'ulimit -Sn'], {'PATH': '/usr/bin:/bin'})\n\"");
+  EXPECT_EQ(r.out, "2890\n1024\n") << r.err;
 }
 
 }  // namespace
