@@ -32,6 +32,18 @@ std::string SharedState::NameFor(const struct stat& st, uint64_t nonce) {
 
 namespace {
 
+// The shared-state directory itself failing (missing, full, not writable) fails every first open
+// of a tern file, with an errno that does not name the cause (ENOENT for a path that exists): said
+// once per process, at warning level.
+Status DirectoryFailure(int err, const char* what) {
+  static std::atomic<bool> said{false};
+  if (!said.exchange(true)) {
+    TERN_LOG_WARN("shared state in %s: %s: %s (tern files cannot be opened or grown until it works)",
+                  SharedStateDir(), what, strerror(err));
+  }
+  return Status::Error(err, what);
+}
+
 Result<void*> MapObject(int fd) {
   void* base = mmap(nullptr, SharedState::kObjectSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (base == MAP_FAILED) return Status::Error(errno, "mmap of shared state");
@@ -57,11 +69,11 @@ Status SharedState::TakeOwnerAndMode(const struct stat& like) {
 Result<std::unique_ptr<SharedState>> SharedState::CreateUnpublished(const struct stat& like,
                                                                     uint64_t num_blocks) {
   int fd = open(SharedStateDir(), O_TMPFILE | O_RDWR | O_CLOEXEC, like.st_mode & 0666);
-  if (fd < 0) return Status::Error(errno, "create shared state");
+  if (fd < 0) return DirectoryFailure(errno, "create shared state");
   if (ftruncate(fd, static_cast<off_t>(kObjectSize)) != 0) {
     int err = errno;
     close(fd);
-    return Status::Error(err, "size shared state");
+    return DirectoryFailure(err, "size shared state");
   }
   auto base = MapObject(fd);
   if (!base.ok()) {
@@ -82,7 +94,7 @@ Status SharedState::BackRange(uint64_t from, uint64_t to) {
   uint64_t end = (to + kBlockSize - 1) / kBlockSize * kBlockSize;
   if (first >= end) return Status::Ok();
   if (fallocate(fd_, 0, static_cast<off_t>(first), static_cast<off_t>(end - first)) != 0) {
-    return Status::Error(errno, "allocate a page of the shared state");
+    return DirectoryFailure(errno, "allocate a page of shared state");
   }
   return Status::Ok();
 }
@@ -130,7 +142,7 @@ Status SharedState::Publish(const std::string& path) {
   snprintf(tmp, sizeof(tmp), "%s.tmp.%d.%u", path.c_str(), static_cast<int>(ThisProcessId()),
            counter.fetch_add(1));
   if (linkat(AT_FDCWD, fdpath, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) != 0) {
-    return Status::Error(errno, "link shared state");
+    return DirectoryFailure(errno, "link shared state");
   }
   if (rename(tmp, path.c_str()) != 0) {
     int err = errno;

@@ -237,10 +237,26 @@ TEST_F(ShimState, AFullSharedStateDirectoryIsEnospcNotACrash) {
   EXPECT_EQ(py.status, 0) << py.err;
   EXPECT_EQ(py.out, "grow ENOSPC\ncreate ENOSPC\ngrow ok\ncreate ok\n" + std::to_string(4096 + (16 << 20)) + "\n")
       << py.err;
+  EXPECT_NE(py.err.find("warn: shared state in " + shm_ + ": allocate a page of shared state: No space left on device"),
+            std::string::npos)
+      << py.err;
   uint64_t size = 0;
   auto bytes = ReadTern(s_.tern_dir() + "/grow", &size);
   ASSERT_TRUE(bytes.ok()) << bytes.status().context();
   EXPECT_EQ(*bytes, std::string(4096, 'a') + std::string(16 << 20, 'c')) << "the refused write left nothing";
+}
+
+// A shared-state directory that is missing (a mistyped TERN_SHM_DIR) fails every first open of a
+// tern file with the errno of its creation, ENOENT here, which alone would point at the file's own
+// path: one warning line a process names the directory and the cause.
+TEST_F(ShimState, AMissingSharedStateDirectoryIsNamedInOneWarning) {
+  const std::string missing = s_.base() + "/missing";
+  RunResult r = s_.Bash("echo a > a; echo b > b; echo \"$?\"", true, {"TERN_SHM_DIR=" + missing});
+  EXPECT_EQ(r.out, "1\n");
+  const std::string warning = "warn: shared state in " + missing + ": create shared state: No such file or directory";
+  size_t at = r.err.find(warning);
+  EXPECT_NE(at, std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find(warning, at + 1), std::string::npos) << "said once: " << r.err;
 }
 
 }  // namespace
