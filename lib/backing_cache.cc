@@ -468,6 +468,19 @@ void BackingCache::DropSpares(DropMode mode) {
   }
 }
 
+bool BackingCache::ReleaseSpares() {
+  std::list<Entry> spares;
+  {
+    std::unique_lock lock(mu_, std::try_to_lock);
+    if (!lock.owns_lock()) return false;
+    spares.swap(spares_);
+  }
+  for (Entry& e : spares) {
+    if (PathNames(e.spare_path, false, e.dev, e.ino)) (void)unlink(e.spare_path.c_str());
+  }
+  return !spares.empty();  // unmapped and closed as the list goes
+}
+
 void BackingCache::LockForFork() { mu_.lock(); }
 void BackingCache::UnlockAfterFork() { mu_.unlock(); }
 

@@ -126,6 +126,12 @@ class BackingCache {
 
   // Unlinks every spare and forgets every entry (exit and exec: nothing may outlive the process).
   void DropSpares(DropMode mode = DropMode::kRelease);
+  // Deletes, unmaps and closes the spares (deleted files' backings, fresh ones made ahead), which
+  // gives their space back to the filesystem: for a growth that found it full. True if there were
+  // any. The closed files kept for a reopen stay (their space is their files'). Never waits for the
+  // cache's lock (the caller holds a file's locks, which fork's handlers take after it): false
+  // when the lock is busy.
+  bool ReleaseSpares();
 
   // Where the processes of user `uid` keep spares for files under `root` (absolute and lexically
   // normalised, NormalizePath): beside the root, in `.tern-spares-UID` (on the root's filesystem

@@ -8,8 +8,10 @@
 #include <cstring>
 
 #include "lib/atomic_max.h"
+#include "lib/backing_cache.h"
 #include "lib/crc32c.h"
 #include "lib/pool.h"
+#include "lib/shared_state_spares.h"
 #include "lib/test_hooks.h"
 #include "pmem/log.h"
 #include "pmem/mapping.h"
@@ -201,9 +203,22 @@ Status FileCore::PublishBlocks(uint64_t want) {
 
 Status FileCore::Grow(uint64_t min_blocks, GrowStep how) {
   std::lock_guard lock(grow_mu_);
-  TERN_ASSIGN_OR_RETURN(uint64_t want, ExtendBacking(min_blocks, how));
-  TERN_TRY(PublishBlocks(want));
-  return backing_->EnsureMapped(alloc_->num_blocks());
+  auto grow = [&]() -> Status {
+    TERN_ASSIGN_OR_RETURN(uint64_t want, ExtendBacking(min_blocks, how));
+    TERN_TRY(PublishBlocks(want));
+    return backing_->EnsureMapped(alloc_->num_blocks());
+  };
+  Status grown = grow();
+  // A full filesystem: the deleted files this process keeps for its next creates, and the shared
+  // state of closed files it keeps, hold space that a kernel filesystem would have given back.
+  if (grown.err() == ENOSPC && ReleaseSpaceKeptForReuse()) grown = grow();
+  return grown;
+}
+
+bool FileCore::ReleaseSpaceKeptForReuse() {
+  bool backings = BackingCache::Default().ReleaseSpares();
+  bool states = SharedStateSpares::Default().ReleaseSpares();
+  return backings || states;
 }
 
 void FileCore::GrowAhead() {

@@ -333,6 +333,9 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // the growth rule allows (BackingBlocksFor).
   enum class GrowStep { kAmortised, kExact };
   Status Grow(uint64_t min_blocks, GrowStep how);
+  // After ENOSPC: gives back the space of what this process keeps for reuse (BackingCache's spares,
+  // SharedStateSpares). True if it kept anything.
+  static bool ReleaseSpaceKeptForReuse();
   // Grows the backing file and maps the new blocks without publishing them; returns the new block
   // count. REQUIRES: grow_mu_ held.
   Result<uint64_t> ExtendBacking(uint64_t min_blocks, GrowStep how);

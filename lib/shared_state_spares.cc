@@ -102,6 +102,16 @@ void SharedStateSpares::DropAll(DropMode mode) {
   }
 }
 
+bool SharedStateSpares::ReleaseSpares() {
+  std::vector<Spare> spares;
+  {
+    std::unique_lock lock(mu_, std::try_to_lock);
+    if (!lock.owns_lock()) return false;
+    spares.swap(spares_);
+  }
+  return !spares.empty();  // each SharedState unlinks its spare name as it goes
+}
+
 void SharedStateSpares::SweepOrphansOnce(const std::string& dir) {
   {
     std::lock_guard lock(mu_);

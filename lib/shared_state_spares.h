@@ -52,6 +52,10 @@ class SharedStateSpares {
 
   // Unlinks every spare and forgets it (exit and exec: nothing may outlive the process).
   void DropAll(DropMode mode = DropMode::kRelease);
+  // Removes, unmaps and closes every spare, which gives their pages back to the directory: for
+  // a growth that found it full. True if there were any. Never waits for the lock, as
+  // BackingCache::ReleaseSpares.
+  bool ReleaseSpares();
 
   // Unlinks the spare objects in `dir` whose process is gone (their lock is free); returns how many.
   static Result<uint64_t> SweepOrphans(const std::string& dir);

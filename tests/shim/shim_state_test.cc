@@ -262,5 +262,37 @@ TEST_F(ShimState, AMissingSharedStateDirectoryIsNamedInOneWarning) {
   EXPECT_EQ(r.err.find(warning, at + 1), std::string::npos) << "said once: " << r.err;
 }
 
+// A process keeps the backing of a file it deletes for the next file it creates (spares, beside
+// the root on the same filesystem), so `rm` frees nothing at once. When the filesystem is full, a
+// growth gives that space back and tries again: a program that deletes a file to make room for its
+// writes gets the room, as on the kernel.
+TEST_F(ShimState, ADeletedFilesSpaceComesBackWhenTheFilesystemIsFull) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root: mounts a small tmpfs for the root";
+  const std::string small = s_.base() + "/small";
+  ASSERT_EQ(mkdir(small.c_str(), 0755), 0);
+  if (mount("tmpfs", small.c_str(), "tmpfs", 0, "size=8m") != 0) {
+    if (errno == EPERM) GTEST_SKIP() << "root, but no right to mount a tmpfs here (a container?)";
+    FAIL() << "mount: " << strerror(errno);
+  }
+  struct Unmount {
+    const std::string& dir;
+    ~Unmount() { umount2(dir.c_str(), MNT_DETACH); }
+  } unmount{small};
+  const std::string root = small + "/root";  // its spares go to small/.tern-spares-UID
+  ASSERT_EQ(mkdir(root.c_str(), 0755), 0);
+  RunResult py = s_.Run({TERN_BIN, "run", "--root", root, "--", "python3", "-c",
+                         "import os\n"
+                         "c = os.open('" + root + "/c', os.O_WRONLY | os.O_CREAT, 0o644)\n"
+                         "with open('" + root + "/a', 'wb') as f: f.write(b'a' * (5 << 20))\n"
+                         "os.unlink('" + root + "/a')\n"
+                         "print(len(os.listdir('" + small + "/.tern-spares-" + std::to_string(geteuid()) + "')))\n"
+                         "os.write(c, b'c' * (5 << 20))\n"
+                         "os.close(c)\n"
+                         "print(os.path.getsize('" + root + "/c'))\n"},
+                        false, Env());
+  EXPECT_EQ(py.status, 0) << py.err;
+  EXPECT_EQ(py.out, "1\n" + std::to_string(5 << 20) + "\n") << "a's backing was kept, then given back" << py.err;
+}
+
 }  // namespace
 }  // namespace tern::shim_test
