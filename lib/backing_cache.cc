@@ -469,16 +469,23 @@ void BackingCache::DropSpares(DropMode mode) {
 }
 
 bool BackingCache::ReleaseSpares() {
-  std::list<Entry> spares;
+  std::list<Entry> spares, deleted;
   {
     std::unique_lock lock(mu_, std::try_to_lock);
     if (!lock.owns_lock()) return false;
     spares.swap(spares_);
+    // A closed file another process deleted since lives on only in our descriptor and mapping.
+    for (auto it = closed_.begin(); it != closed_.end();) {
+      auto next = std::next(it);
+      struct stat st;
+      if (fstat(it->backing->fd(), &st) == 0 && st.st_nlink == 0) deleted.splice(deleted.end(), closed_, it);
+      it = next;
+    }
   }
   for (Entry& e : spares) {
     if (PathNames(e.spare_path, false, e.dev, e.ino)) (void)unlink(e.spare_path.c_str());
   }
-  return !spares.empty();  // unmapped and closed as the list goes
+  return !spares.empty() || !deleted.empty();  // unmapped and closed as the lists go
 }
 
 void BackingCache::LockForFork() { mu_.lock(); }

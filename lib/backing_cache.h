@@ -127,10 +127,10 @@ class BackingCache {
   // Unlinks every spare and forgets every entry (exit and exec: nothing may outlive the process).
   void DropSpares(DropMode mode = DropMode::kRelease);
   // Deletes, unmaps and closes the spares (deleted files' backings, fresh ones made ahead), which
-  // gives their space back to the filesystem: for a growth that found it full. True if there were
-  // any. The closed files kept for a reopen stay (their space is their files'). Never waits for the
-  // cache's lock (the caller holds a file's locks, which fork's handlers take after it): false
-  // when the lock is busy.
+  // gives their space back to the filesystem: for a growth that found it full. Of the closed files
+  // kept for a reopen, those deleted since go too (the rest hold only their own files' space). True
+  // if anything went. Never waits for the cache's lock (the caller holds a file's locks, which
+  // fork's handlers take after it): false when the lock is busy.
   bool ReleaseSpares();
 
   // Where the processes of user `uid` keep spares for files under `root` (absolute and lexically

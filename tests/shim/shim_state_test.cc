@@ -263,9 +263,10 @@ TEST_F(ShimState, AMissingSharedStateDirectoryIsNamedInOneWarning) {
 }
 
 // A process keeps the backing of a file it deletes for the next file it creates (spares, beside
-// the root on the same filesystem), so `rm` frees nothing at once. When the filesystem is full, a
-// growth gives that space back and tries again: a program that deletes a file to make room for its
-// writes gets the room, as on the kernel.
+// the root on the same filesystem), and the backing of a file it closed for a reopen, which holds
+// the file's space after another process deletes it: so `rm` frees nothing at once. When the
+// filesystem is full, a growth gives that space back and tries again: a program that deletes files
+// to make room for its writes gets the room, as on the kernel.
 TEST_F(ShimState, ADeletedFilesSpaceComesBackWhenTheFilesystemIsFull) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root: mounts a small tmpfs for the root";
   const std::string small = s_.base() + "/small";
@@ -283,15 +284,17 @@ TEST_F(ShimState, ADeletedFilesSpaceComesBackWhenTheFilesystemIsFull) {
   RunResult py = s_.Run({TERN_BIN, "run", "--root", root, "--", "python3", "-c",
                          "import os\n"
                          "c = os.open('" + root + "/c', os.O_WRONLY | os.O_CREAT, 0o644)\n"
-                         "with open('" + root + "/a', 'wb') as f: f.write(b'a' * (5 << 20))\n"
+                         "with open('" + root + "/a', 'wb') as f: f.write(b'a' * (3 << 20))\n"
                          "os.unlink('" + root + "/a')\n"
                          "print(len(os.listdir('" + small + "/.tern-spares-" + std::to_string(geteuid()) + "')))\n"
+                         "with open('" + root + "/d', 'wb') as f: f.write(b'd' * (3 << 20))\n"
+                         "assert os.system('rm " + root + "/d') == 0\n"
                          "os.write(c, b'c' * (5 << 20))\n"
                          "os.close(c)\n"
                          "print(os.path.getsize('" + root + "/c'))\n"},
                         false, Env());
   EXPECT_EQ(py.status, 0) << py.err;
-  EXPECT_EQ(py.out, "1\n" + std::to_string(5 << 20) + "\n") << "a's backing was kept, then given back" << py.err;
+  EXPECT_EQ(py.out, "1\n" + std::to_string(5 << 20) + "\n") << "a's and d's backings were kept, then given back" << py.err;
 }
 
 }  // namespace
