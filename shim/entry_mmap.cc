@@ -7,8 +7,9 @@
 // could not be pinned (a block a writer is superseding right now) — is an anonymous private copy
 // of the file's bytes at mmap time. Either way the view is the file as of the mmap: a MAP_SHARED
 // mapping is not coherent with later writes (fine for files nobody rewrites while mapped, such as
-// LevelDB's tables). TERN_DIRECT_MMAP=0 copies everything. Shared writable mappings are refused
-// with ENODEV and one log line: tern never returns a mapping whose stores would be lost.
+// LevelDB's tables). TERN_DIRECT_MMAP=0 copies everything. Shared mappings of a descriptor open
+// for writing, writable or not, are refused with ENODEV and one log line: tern never returns a
+// mapping whose stores would be lost, nor one that would not show what its owner writes.
 #include <sys/mman.h>
 
 #include <fcntl.h>
@@ -146,6 +147,14 @@ void* MapTern(Desc* d, int fd, void* addr, size_t len, int prot, int flags, off_
   if (type != MAP_PRIVATE && (prot & PROT_WRITE)) {
     if (d->access() != O_RDWR) return MapFailed(EACCES);
     TERN_LOG_WARN("shim: %s: shared writable mmap of a tern file is not supported (ENODEV)", d->path.c_str());
+    return MapFailed(ENODEV);
+  }
+  if (type != MAP_PRIVATE && d->access() == O_RDWR) {
+    // A read-only shared mapping of a descriptor open for writing is how programs read back what
+    // they write with write() (SQLite with mmap_size, LMDB): the mapping must follow the writes,
+    // and tern's shows the file as at mmap time. Refused as a writable one is: SQLite then reads
+    // with read(); a program that cannot do without fails loudly instead of reading stale bytes.
+    TERN_LOG_WARN("shim: %s: shared mmap of a tern file open for writing is not supported (ENODEV)", d->path.c_str());
     return MapFailed(ENODEV);
   }
   off_t size = DescSize(d, fd);

@@ -377,12 +377,14 @@ int Mmap() {
   std::string data;
   for (int i = 0; i < 3000; ++i) data += "line " + std::to_string(i) + "\n";
   Say("write", write(fd, data.data(), data.size()));
-  void* p = mmap(nullptr, data.size(), PROT_READ, MAP_SHARED, fd, 0);
+  int ro = open("mapped", O_RDONLY);
+  void* p = mmap(nullptr, data.size(), PROT_READ, MAP_SHARED, ro, 0);
   Say("mmap shared read-only", p == MAP_FAILED ? -1 : 0);
   if (p != MAP_FAILED) {
     Say("content matches", memcmp(p, data.data(), data.size()) == 0);
     munmap(p, data.size());
   }
+  close(ro);
   void* q = mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 4096);
   Say("mmap private", q == MAP_FAILED ? -1 : 0);
   if (q != MAP_FAILED) {
@@ -405,6 +407,8 @@ int SharedWritableMmap() {
   if (write(fd, "abcd", 4) != 4) return 1;
   void* p = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   Say("mmap shared writable", p == MAP_FAILED ? -1 : 0);
+  void* q = mmap(nullptr, 4096, PROT_READ, MAP_SHARED, fd, 0);
+  Say("mmap shared read-only of a read-write fd", q == MAP_FAILED ? -1 : 0);
   close(fd);
   return 0;
 }

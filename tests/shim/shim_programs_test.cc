@@ -347,11 +347,41 @@ TEST_F(ShimPrograms, ThreadsShareOneDescription) {
   EXPECT_EQ(tern.out, plain.out) << tern.err;
 }
 
-TEST_F(ShimPrograms, SharedWritableMmapIsRefused) {
-  EXPECT_EQ(Probe("mmap-shared-writable", false).out, "mmap shared writable: ok 0\n");
+// A shared mapping of a descriptor open for writing is refused, writable (its stores would bypass
+// the engine) or read-only (its owner reads through it what it writes with write(), and tern's
+// mappings show the file as at mmap time), with ENODEV and a line each. SQLite with mmap_size then
+// reads with read(): a reader process sees each commit of a writer process (with the mapping it
+// kept showing the file it had mapped).
+TEST_F(ShimPrograms, SharedMmapOfAWritableDescriptorIsRefused) {
+  EXPECT_EQ(Probe("mmap-shared-writable", false).out,
+            "mmap shared writable: ok 0\nmmap shared read-only of a read-write fd: ok 0\n");
   RunResult tern = Probe("mmap-shared-writable", true);
-  EXPECT_EQ(tern.out, "mmap shared writable: -1 ENODEV\n");
+  EXPECT_EQ(tern.out, "mmap shared writable: -1 ENODEV\nmmap shared read-only of a read-write fd: -1 ENODEV\n");
   EXPECT_NE(tern.err.find("shared writable mmap"), std::string::npos) << tern.err;
+  EXPECT_NE(tern.err.find("shared mmap of a tern file open for writing"), std::string::npos) << tern.err;
+  if (!HaveProgram("python3")) GTEST_SKIP() << "python3 is not installed";
+  WritePlain(s_.input_dir() + "/mmap_reader.py", R"PY(
+import sqlite3, subprocess, sys
+c = sqlite3.connect('m.db')
+c.execute('PRAGMA mmap_size=268435456')
+c.execute('create table t(a integer primary key, b text)')
+c.executemany('insert into t values(?, ?)', [(i, 'x' * 50) for i in range(5000)])
+c.commit()
+print(c.execute('select count(*), sum(length(b)) from t').fetchone())
+for rnd in range(3):
+    subprocess.run([sys.executable, '-c', f"""
+import sqlite3
+d = sqlite3.connect('m.db')
+d.execute('PRAGMA mmap_size=268435456')
+d.execute("update t set b = 'y' || b where a % 2 = {rnd % 2}")
+d.execute("insert into t(b) select 'new' from t limit 100")
+d.commit()
+"""], check=True)
+    print(c.execute('select count(*), sum(length(b)), max(a) from t').fetchone())
+print(c.execute('pragma integrity_check').fetchone())
+)PY");
+  RunResult r = ExpectSame("python3 \"$INPUT/mmap_reader.py\" 2>&1 | grep -v 'shared mmap of a tern file'");
+  EXPECT_EQ(r.out, "(5000, 250000)\n(5100, 252800, 5099)\n(5200, 255650, 5199)\n(5300, 258550, 5299)\n('ok',)\n");
 }
 
 // mmap shows the file's own blocks without a copy, pinned until munmap: rewriting the file (which
