@@ -40,6 +40,20 @@ size_t CountNames(const std::string& dir, const std::string& prefix) {
 class ShimState : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_EQ(mkdir(shm_.c_str(), 0700), 0); }
+  void TearDown() override {
+    for (const std::string& dir : mounted_) umount2(dir.c_str(), MNT_DETACH);
+  }
+
+  // A tmpfs with mount options `options` at `dir` until the test ends. Skips, saying why, unless
+  // this is root and may mount.
+  void MountTmpfs(const std::string& dir, const char* options) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root: mounts a small tmpfs";
+    if (mount("tmpfs", dir.c_str(), "tmpfs", 0, options) != 0) {
+      if (errno == EPERM) GTEST_SKIP() << "root, but no right to mount a tmpfs here (a container?)";
+      FAIL() << "mount " << dir << ": " << strerror(errno);
+    }
+    mounted_.push_back(dir);
+  }
 
   // The environment that points tern at the private directory, with TERN_LOG=`log` if given.
   std::vector<std::string> Env(const std::string& log = "") const {
@@ -58,6 +72,7 @@ class ShimState : public ::testing::Test {
 
   Scratch s_;
   std::string shm_ = s_.base() + "/shm";
+  std::vector<std::string> mounted_;
 };
 
 // `rm` of a large tern file takes the shared state its last close left at rest along
@@ -208,15 +223,8 @@ TEST_F(ShimState, ProcessesThatEndWithUnderscoreExitLeaveNoSpares) {
 // object is allocated before its first touch: a touch with no room behind it was a SIGBUS that
 // killed the program.) Once there is room again, the same process goes on.
 TEST_F(ShimState, AFullSharedStateDirectoryIsEnospcNotACrash) {
-  if (geteuid() != 0) GTEST_SKIP() << "needs root: mounts a small tmpfs as the shared-state directory";
-  if (mount("tmpfs", shm_.c_str(), "tmpfs", 0, "size=256k") != 0) {
-    if (errno == EPERM) GTEST_SKIP() << "root, but no right to mount a tmpfs here (a container?)";
-    FAIL() << "mount: " << strerror(errno);
-  }
-  struct Unmount {
-    const std::string& dir;
-    ~Unmount() { umount2(dir.c_str(), MNT_DETACH); }
-  } unmount{shm_};
+  MountTmpfs(shm_, "size=256k");  // the shared-state directory
+  if (IsSkipped() || HasFatalFailure()) return;
   RunResult py = s_.Run({"python3", "-c",
                          "import os, errno\n"
                          "f = os.open('grow', os.O_WRONLY | os.O_CREAT, 0o644)\n"
@@ -268,17 +276,10 @@ TEST_F(ShimState, AMissingSharedStateDirectoryIsNamedInOneWarning) {
 // filesystem is full, a growth gives that space back and tries again: a program that deletes files
 // to make room for its writes gets the room, as on the kernel.
 TEST_F(ShimState, ADeletedFilesSpaceComesBackWhenTheFilesystemIsFull) {
-  if (geteuid() != 0) GTEST_SKIP() << "needs root: mounts a small tmpfs for the root";
   const std::string small = s_.base() + "/small";
   ASSERT_EQ(mkdir(small.c_str(), 0755), 0);
-  if (mount("tmpfs", small.c_str(), "tmpfs", 0, "size=8m") != 0) {
-    if (errno == EPERM) GTEST_SKIP() << "root, but no right to mount a tmpfs here (a container?)";
-    FAIL() << "mount: " << strerror(errno);
-  }
-  struct Unmount {
-    const std::string& dir;
-    ~Unmount() { umount2(dir.c_str(), MNT_DETACH); }
-  } unmount{small};
+  MountTmpfs(small, "size=8m");
+  if (IsSkipped() || HasFatalFailure()) return;
   const std::string root = small + "/root";  // its spares go to small/.tern-spares-UID
   ASSERT_EQ(mkdir(root.c_str(), 0755), 0);
   RunResult py = s_.Run({TERN_BIN, "run", "--root", root, "--", "python3", "-c",
