@@ -34,6 +34,11 @@ void LogNotTern(const std::string& abs, const char* why) {
   }
 }
 
+// OpenTernOnce: the path named another file by the time the engine had opened one (try again).
+constexpr int kReplacedMeanwhile = -2;
+// Opens `path` (absolute: `abs`) as a tern file, or through the kernel when it is not one.
+int OpenTernOnce(int dirfd, const char* path, const std::string& abs, int flags, mode_t mode);
+
 int KernelOpen(int dirfd, const char* path, int flags, mode_t mode) {
   int fd = Real().openat(dirfd, path, flags, mode);
   if (fd >= 0) NoteKernelFd(fd);
@@ -58,6 +63,24 @@ int ShimOpen(int dirfd, const char* path, int flags, mode_t mode) {
       !TernCandidate(dirfd, path, &abs)) {
     return KernelOpen(dirfd, path, flags, mode);
   }
+  // A file replaced by rename between the first look and the engine's open (written as a copy and
+  // renamed over, as editors, config writers and git do) is looked at again: the kernel resolves
+  // the path once, so its open never fails for that. Each retry means another rename meanwhile.
+  constexpr int kAttempts = 100;
+  for (int attempt = 1;; ++attempt) {
+    int fd = OpenTernOnce(dirfd, path, abs, flags, mode);
+    if (fd != kReplacedMeanwhile) return fd;
+    if (attempt == kAttempts) {
+      TERN_LOG_WARN("shim: %s was replaced %d times while it was being opened (EAGAIN)", abs.c_str(), kAttempts);
+      return Fail(EAGAIN);
+    }
+  }
+}
+
+namespace {
+
+int OpenTernOnce(int dirfd, const char* path, const std::string& abs, int flags, mode_t mode) {
+  const RealLibc& real = Real();
   // Only regular files (existing, or about to be created) are tern files. The application's fd,
   // an O_PATH descriptor, is taken first: its fstat is the one look at the file the whole open
   // needs (the engine trusts it, and it proves the engine opened that same inode).
@@ -123,8 +146,9 @@ int ShimOpen(int dirfd, const char* path, int flags, mode_t mode) {
   }
   if (st.st_ino != file->core().ino() || st.st_dev != file->core().dev()) {
     real.close(fd);
-    TERN_LOG_WARN("shim: %s changed while it was being opened", abs.c_str());
-    return Fail(EAGAIN);
+    EngineScope engine;
+    file.reset();
+    return kReplacedMeanwhile;
   }
   if (fd >= kMaxFds) {
     real.close(fd);
@@ -147,6 +171,8 @@ int ShimOpen(int dirfd, const char* path, int flags, mode_t mode) {
   if (fd <= 2) SyncStdStream(fd);
   return fd;
 }
+
+}  // namespace
 
 void NoteKernelFd(int fd) {
   if (fd < 0) return;
