@@ -91,6 +91,11 @@ void Load() {
   Resolve(r.spawn_destroy, "posix_spawn_file_actions_destroy");
   Resolve(r.fork, "fork");
   Resolve(r.unlinkat, "unlinkat");
+  Resolve(r.rename, "rename");
+  Resolve(r.renameat, "renameat");
+  Resolve(r.renameat2, "renameat2");
+  Resolve(r.link, "link");
+  Resolve(r.linkat, "linkat");
   Resolve(r.umask, "umask");
 }
 

@@ -90,6 +90,11 @@ struct RealLibc {
   int (*spawn_destroy)(posix_spawn_file_actions_t*);
   pid_t (*fork)();
   int (*unlinkat)(int, const char*, int);
+  int (*rename)(const char*, const char*);
+  int (*renameat)(int, const char*, int, const char*);
+  int (*renameat2)(int, const char*, int, const char*, unsigned);
+  int (*link)(const char*, const char*);
+  int (*linkat)(int, const char*, int, const char*, int);
   mode_t (*umask)(mode_t);
 };
 
