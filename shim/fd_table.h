@@ -55,6 +55,7 @@ struct Desc {
 // Tern's descriptors go above the program's old limit, so the program keeps every number it could
 // have had; getrlimit shows the raised limit. Children made by fork and posix_spawn inherit it.
 void InitFdTable();
+bool FdTableReady();
 
 // Around an exec: the next program image starts with the soft limit the program had (its own shim
 // raises it again), unless the program set a limit of its own. Put back if the exec fails.
@@ -68,7 +69,6 @@ class ProgramFdLimitForExec {
  private:
   bool lowered_;
 };
-bool FdTableReady();
 
 namespace detail {
 extern std::atomic<Desc*>* g_entries;  // kMaxFds entries; null until InitFdTable
