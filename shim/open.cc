@@ -1,7 +1,9 @@
 // Opening paths: which opens become tern files, and how.
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,6 +13,7 @@
 
 #include "lib/file.h"
 #include "lib/file_core.h"
+#include "lib/process_id.h"
 #include "pmem/log.h"
 #include "shim/fd_table.h"
 #include "shim/ops.h"
@@ -39,6 +42,59 @@ constexpr int kReplacedMeanwhile = -2;
 // Opens `path` (absolute: `abs`) as a tern file, or through the kernel when it is not one.
 int OpenTernOnce(int dirfd, const char* path, const std::string& abs, int flags, mode_t mode);
 
+// The tern fd that /dev/stdin, /dev/stdout, /dev/stderr, /dev/fd/N or /proc/{self,thread-self,PID}/fd/N
+// names, or -1.
+int TernFdNamedBy(const char* path) {
+  int n = -1;
+  if (strcmp(path, "/dev/stdin") == 0) {
+    n = 0;
+  } else if (strcmp(path, "/dev/stdout") == 0) {
+    n = 1;
+  } else if (strcmp(path, "/dev/stderr") == 0) {
+    n = 2;
+  } else {
+    char own[40];
+    snprintf(own, sizeof(own), "/proc/%u/fd/", ThisProcessId());
+    const char* digits = nullptr;
+    for (const char* prefix : {"/dev/fd/", "/proc/self/fd/", "/proc/thread-self/fd/", static_cast<const char*>(own)}) {
+      if (strncmp(path, prefix, strlen(prefix)) == 0) digits = path + strlen(prefix);
+    }
+    if (digits == nullptr || *digits < '0' || *digits > '9') return -1;
+    char* end = nullptr;
+    long v = strtol(digits, &end, 10);
+    if (*end != '\0' || v >= kMaxFds) return -1;
+    n = static_cast<int>(v);
+  }
+  return IsTernFd(n) ? n : -1;
+}
+
+// An open of /dev/stdin (or /dev/fd/N, /proc/self/fd/N) while that fd is a tern file: the kernel
+// would follow the O_PATH descriptor to the backing file and show its format. The file is opened
+// again by the name it has now — a new open file description at offset 0, as the kernel's reopen
+// gives; a deleted file cannot be (ENXIO, with a line).
+int ReopenTernFd(int n, int flags, mode_t mode) {
+  char link[64], target[PATH_MAX];
+  snprintf(link, sizeof(link), "/proc/self/fd/%d", n);
+  ssize_t len = readlink(link, target, sizeof(target) - 1);
+  if (len < 0) return -1;
+  std::string abs(target, static_cast<size_t>(len));
+  struct stat was, now;
+  if (Real().fstat(n, &was) != 0) return -1;
+  if (was.st_nlink == 0) {
+    TERN_LOG_WARN("shim: fd %d: reopening a deleted tern file through /proc is not supported (ENXIO)", n);
+    return Fail(ENXIO);
+  }
+  int fd = ShimOpen(AT_FDCWD, abs.c_str(), flags & ~(O_CREAT | O_EXCL), mode);
+  if (fd < 0) return fd;
+  if (Real().fstat(fd, &now) != 0 || now.st_dev != was.st_dev || now.st_ino != was.st_ino) {
+    RoutedClose(fd);
+    TERN_LOG_WARN("shim: fd %d: %s names another file now; reopening it through /proc is not supported (ENXIO)", n,
+                  abs.c_str());
+    return Fail(ENXIO);
+  }
+  return fd;
+}
+
 int KernelOpen(int dirfd, const char* path, int flags, mode_t mode) {
   int fd = Real().openat(dirfd, path, flags, mode);
   if (fd >= 0) NoteKernelFd(fd);
@@ -59,10 +115,13 @@ int ShimOpen(int dirfd, const char* path, int flags, mode_t mode) {
   if (InEngine()) return TrackEngineFd(real.openat(dirfd, path, flags, mode), flags);
   std::string abs;
   // O_PATH and directories are the kernel's; so is access mode 3 (no reads or writes, ioctl only).
-  if (!ShimReady() || path == nullptr || (flags & (O_PATH | O_DIRECTORY)) != 0 || (flags & O_ACCMODE) == O_ACCMODE ||
-      !TernCandidate(dirfd, path, &abs)) {
+  if (!ShimReady() || path == nullptr || (flags & (O_PATH | O_DIRECTORY)) != 0 || (flags & O_ACCMODE) == O_ACCMODE) {
     return KernelOpen(dirfd, path, flags, mode);
   }
+  if (path[0] == '/') {
+    if (int n = TernFdNamedBy(path); n >= 0) return ReopenTernFd(n, flags, mode);
+  }
+  if (!TernCandidate(dirfd, path, &abs)) return KernelOpen(dirfd, path, flags, mode);
   // A file replaced by rename between the first look and the engine's open (written as a copy and
   // renamed over, as editors, config writers and git do) is looked at again: the kernel resolves
   // the path once, so its open never fails for that. Each retry means another rename meanwhile.
@@ -173,6 +232,8 @@ int OpenTernOnce(int dirfd, const char* path, const std::string& abs, int flags,
 }
 
 }  // namespace
+
+bool NamesTernFd(const char* path) { return path != nullptr && path[0] == '/' && TernFdNamedBy(path) >= 0; }
 
 void NoteKernelFd(int fd) {
   if (fd < 0) return;

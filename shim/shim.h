@@ -16,6 +16,9 @@ bool ShimReady();
 // open/openat for every flag combination: a tern file gets an O_PATH fd and a Desc; anything else
 // is the real libc's open. Returns the fd or -1 with errno.
 int ShimOpen(int dirfd, const char* path, int flags, mode_t mode);
+// True when `path` is /dev/stdin, /dev/fd/N, /proc/self/fd/N or the like and that fd is a tern
+// file: ShimOpen opens the tern file again (the kernel would open its backing file).
+bool NamesTernFd(const char* path);
 // dup2 with the table kept in step (also used by freopen).
 int ShimDup2(int oldfd, int newfd);
 // After the kernel handed out `fd` for something that is not a tern file: forget any stale entry

@@ -198,7 +198,9 @@ extern "C" FILE* TernFreopen64(const char* path, const char* mode, FILE* stream)
 FILE* TernFopen(const char* path, const char* mode) noexcept {
   TERN_ENTRY_TRY
   std::string abs;
-  if (!ShimReady() || InEngine() || !TernCandidate(AT_FDCWD, path, &abs)) return Real().fopen(path, mode);
+  if (!ShimReady() || InEngine() || (!TernCandidate(AT_FDCWD, path, &abs) && !NamesTernFd(path))) {
+    return Real().fopen(path, mode);
+  }
   return OpenStream(path, mode);
   TERN_ENTRY_CATCH(nullptr)
 }
@@ -231,7 +233,7 @@ FILE* TernFreopen(const char* path, const char* mode, FILE* stream) noexcept {
   TERN_ENTRY_TRY
   if (!ShimReady() || InEngine()) return Real().freopen(path, mode, stream);
   std::string abs;
-  bool tern_path = path != nullptr && TernCandidate(AT_FDCWD, path, &abs);
+  bool tern_path = path != nullptr && (TernCandidate(AT_FDCWD, path, &abs) || NamesTernFd(path));
   bool cookie = IsCookie(stream);
   if (!tern_path && !cookie) return Real().freopen(path, mode, stream);
   int std_index = StdIndexOf(stream);
