@@ -1,6 +1,7 @@
 #include "shim/ops.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/falloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "pmem/log.h"
 #include "shim/paths.h"
 #include "shim/real_libc.h"
+#include "shim/shim.h"
 
 namespace tern::shim {
 namespace {
@@ -363,7 +365,13 @@ void PatchPathStat(int dirfd, const char* path, bool follow, struct stat* st) {
   // A tern file is a non-empty regular file made of whole 4 KiB blocks; anything else is not one.
   if (!S_ISREG(st->st_mode) || st->st_size == 0 || st->st_size % 4096 != 0) return;
   std::string abs;
-  if (!TernCandidate(dirfd, path, &abs)) return;
+  if (!TernCandidate(dirfd, path, &abs)) {
+    // /dev/stdin or /dev/fd/N of a tern fd: the kernel described the backing file it follows to.
+    char resolved[PATH_MAX];
+    if (!follow || !NamesTernFd(path) || realpath(path, resolved) == nullptr || !TernCandidate(AT_FDCWD, resolved, &abs)) {
+      return;
+    }
+  }
   int saved = errno;
   EngineScope engine;
   auto f = File::Open(abs, O_RDONLY | (follow ? 0 : O_NOFOLLOW));

@@ -572,13 +572,15 @@ TEST_F(ShimPrograms, MovingTernFilesOutOfTheRootCopiesThem) {
 // /dev/stdin, /dev/fd/N and /proc/self/fd/N open what the fd names: for a tern fd (an O_PATH
 // descriptor of the backing file) the kernel would open the backing file, and `cat /dev/stdin <
 // f` showed 64 KiB of its format. The shim opens the tern file again (after a rename too), in
-// open and in fopen (paste, awk), as a new description at offset 0 (`> /dev/fd/4` truncates).
+// open and in fopen (paste, awk), as a new description at offset 0 (`> /dev/fd/4` truncates), and
+// `stat -L` of such a path gives the file's size.
 TEST_F(ShimPrograms, DevStdinAndDevFdOfATernFileShowTheFile) {
   RunResult r = ExpectSame(
       "echo hello > f; cat /dev/stdin < f; exec 3<f; cat /dev/fd/3; cat /proc/self/fd/3; "
       "paste /dev/fd/3 <(echo x); awk '{print \"awk:\" $0}' /dev/stdin < f; "
-      "exec 4>>f; echo more > /dev/fd/4; cat f; mv f g; cat /dev/fd/3; sort /dev/stdin < g");
-  EXPECT_EQ(r.out, "hello\nhello\nhello\nhello\tx\nawk:hello\nmore\nmore\nmore\n");
+      "exec 4>>f; echo more > /dev/fd/4; cat f; mv f g; cat /dev/fd/3; sort /dev/stdin < g; "
+      "stat -L -c %s /dev/stdin < g; stat -L -c %s /dev/fd/3");
+  EXPECT_EQ(r.out, "hello\nhello\nhello\nhello\tx\nawk:hello\nmore\nmore\nmore\n5\n5\n");
 }
 
 }  // namespace
