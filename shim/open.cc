@@ -45,6 +45,7 @@ int OpenTernOnce(int dirfd, const char* path, const std::string& abs, int flags,
 // The tern fd that /dev/stdin, /dev/stdout, /dev/stderr, /dev/fd/N or /proc/{self,thread-self,PID}/fd/N
 // names, or -1.
 int TernFdNamedBy(const char* path) {
+  if (strncmp(path, "/dev/", 5) != 0 && strncmp(path, "/proc/", 6) != 0) return -1;  // most opens
   int n = -1;
   if (strcmp(path, "/dev/stdin") == 0) {
     n = 0;
@@ -86,10 +87,11 @@ int ReopenTernFd(int n, int flags, mode_t mode) {
   }
   int fd = ShimOpen(AT_FDCWD, abs.c_str(), flags & ~(O_CREAT | O_EXCL), mode);
   if (fd < 0) return fd;
-  if (Real().fstat(fd, &now) != 0 || now.st_dev != was.st_dev || now.st_ino != was.st_ino) {
+  // (Not a tern fd: the file was moved out of the root by a process without tern.)
+  if (!IsTernFd(fd) || Real().fstat(fd, &now) != 0 || now.st_dev != was.st_dev || now.st_ino != was.st_ino) {
     RoutedClose(fd);
-    TERN_LOG_WARN("shim: fd %d: %s names another file now; reopening it through /proc is not supported (ENXIO)", n,
-                  abs.c_str());
+    TERN_LOG_WARN("shim: fd %d: %s names another file now, or one outside the root; reopening it through /proc is "
+                  "not supported (ENXIO)", n, abs.c_str());
     return Fail(ENXIO);
   }
   return fd;
