@@ -32,6 +32,11 @@ std::string DirOf(const std::string& path) {
   return slash == 0 ? "/" : path.substr(0, slash);
 }
 
+// Removes a spare's name, unless it names another file by now.
+void UnlinkSpareName(const std::string& spare_path, dev_t dev, ino_t ino) {
+  if (PathNames(spare_path, false, dev, ino)) (void)unlink(spare_path.c_str());
+}
+
 }  // namespace
 
 bool PathNames(const std::string& path, bool follow, dev_t dev, ino_t ino) {
@@ -218,9 +223,7 @@ bool BackingCache::Retire(const std::string& path, const struct stat& st) {
     spares_.push_front(std::move(entry));
     TrimLocked(spares_, kMaxSpares, kMaxSpareBytes, &dropped);
   }
-  for (Entry& e : dropped) {
-    if (PathNames(e.spare_path, false, e.dev, e.ino)) (void)unlink(e.spare_path.c_str());
-  }
+  for (const Entry& e : dropped) UnlinkSpareName(e.spare_path, e.dev, e.ino);
   return true;
 }
 
@@ -427,9 +430,7 @@ void BackingCache::DropSpares(DropMode mode) {
     if (!lock.owns_lock()) return;
     ++generation_;
     making_ = 0;
-    for (const Entry& e : spares_) {
-      if (PathNames(e.spare_path, false, e.dev, e.ino)) (void)unlink(e.spare_path.c_str());
-    }
+    for (const Entry& e : spares_) UnlinkSpareName(e.spare_path, e.dev, e.ino);
     if (retired_ > 0 || fresh_ > 0) (void)rmdir(spare_dir_.c_str());
     return;
   }
@@ -456,9 +457,7 @@ void BackingCache::DropSpares(DropMode mode) {
                      static_cast<unsigned long long>(placed_fresh_), static_cast<unsigned long long>(fresh_));
     }
   }
-  for (Entry& e : spares) {
-    if (PathNames(e.spare_path, false, e.dev, e.ino)) (void)unlink(e.spare_path.c_str());
-  }
+  for (const Entry& e : spares) UnlinkSpareName(e.spare_path, e.dev, e.ino);
   if (made_spares) (void)rmdir(dir.c_str());  // fails while other processes keep spares there
   if (mode == DropMode::kProcessExit) {
     // Deliberately never freed: the process takes the mappings and descriptors down itself.
@@ -482,9 +481,7 @@ bool BackingCache::ReleaseSpares() {
       it = next;
     }
   }
-  for (Entry& e : spares) {
-    if (PathNames(e.spare_path, false, e.dev, e.ino)) (void)unlink(e.spare_path.c_str());
-  }
+  for (const Entry& e : spares) UnlinkSpareName(e.spare_path, e.dev, e.ino);
   return !spares.empty() || !deleted.empty();  // unmapped and closed as the lists go
 }
 
