@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <climits>
@@ -64,18 +65,28 @@ int LockFd(Desc* d, int fd) {
   return lfd;
 }
 
-// Closing any fd of a file drops the process's record locks on it (POSIX); the lock descriptor
-// stays open for the other fds of the description, so tern drops them explicitly.
-void DropPosixLocks(Desc* d) {
-  int lfd = d->lock_fd.load();
-  if (lfd < 0 || !d->had_posix_locks.exchange(false)) return;
-  struct flock fl = {};
-  fl.l_type = F_UNLCK;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = 0;
-  fl.l_len = kAppLockEnd;
+// Closing any fd of a file drops the process's record locks on it (POSIX), whichever description
+// took them; lock descriptors stay open for the other fds of their description, so tern unlocks
+// through them. One unlock through any of them drops the process's locks on the file.
+void DropPosixLocks(int closing_fd) {
+  if (!AnyPosixLocks()) return;
+  const RealLibc& real = Real();
   int saved = errno;
-  Real().fcntl(lfd, F_SETLK, &fl);
+  struct stat closing;
+  if (real.fstat(closing_fd, &closing) == 0) {
+    ForEachDesc([&](Desc* d) {
+      int lfd = d->lock_fd.load();
+      struct stat st;
+      if (lfd < 0 || !d->had_posix_locks.load() || real.fstat(lfd, &st) != 0) return;
+      if (st.st_dev != closing.st_dev || st.st_ino != closing.st_ino || !ClearPosixLocksMark(d)) return;
+      struct flock fl = {};
+      fl.l_type = F_UNLCK;
+      fl.l_whence = SEEK_SET;
+      fl.l_start = 0;
+      fl.l_len = kAppLockEnd;
+      real.fcntl(lfd, F_SETLK, &fl);
+    });
+  }
   errno = saved;
 }
 
@@ -107,7 +118,7 @@ int RecordLock(Desc* d, int fd, int cmd, struct flock* user) {
       *user = fl;
     }
   } else if (cmd == F_SETLK || cmd == F_SETLKW) {
-    d->had_posix_locks.store(true);
+    MarkPosixLocks(d);
   }
   return 0;
 }
@@ -147,7 +158,7 @@ int Dup3(int oldfd, int newfd, int flags, bool is_dup3) {
   DescRef d(oldfd);
   if (DescRef previous(newfd); previous) {  // the kernel's dup2 closes newfd first
     TouchIfDirty(previous.get(), newfd);
-    DropPosixLocks(previous.get());
+    DropPosixLocks(newfd);
   }
   int r = is_dup3 ? real.dup3(oldfd, newfd, flags) : real.dup2(oldfd, newfd);
   if (r < 0) return r;
@@ -173,7 +184,7 @@ int Close(int fd) {
   Desc* d = TakeFd(fd);
   if (d == nullptr) return real.close(fd);
   TouchIfDirty(d, fd);
-  DropPosixLocks(d);
+  DropPosixLocks(fd);
   int r = real.close(fd);
   UnrefDesc(d);
   return r;
@@ -196,7 +207,7 @@ int CloseRange(unsigned first, unsigned last, int flags) {
   for (long fd = first; fd <= static_cast<long>(last) && fd <= max_tern; ++fd) {
     if (Desc* d = TakeFd(static_cast<int>(fd))) {
       TouchIfDirty(d, static_cast<int>(fd));
-      DropPosixLocks(d);
+      DropPosixLocks(static_cast<int>(fd));
       closed.emplace_back(static_cast<int>(fd), d);
     }
   }

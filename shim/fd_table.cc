@@ -30,6 +30,7 @@ std::mutex g_desc_mu;  // guards the free list and chunk growth
 Desc* g_chunks[kMaxChunks];
 std::atomic<size_t> g_desc_count{0};
 Desc* g_free = nullptr;
+std::atomic<int> g_posix_lock_descs{0};  // Descs marked by MarkPosixLocks
 
 Desc* AllocDescStorage() {
   std::lock_guard lock(g_desc_mu);
@@ -66,7 +67,7 @@ void DestroyDesc(Desc* d) {
   d->slot = nullptr;
   d->slot_index = 0;
   d->dirty.store(false);
-  d->had_posix_locks.store(false);
+  ClearPosixLocksMark(d);
   std::string().swap(d->path);
   std::lock_guard lock(g_desc_mu);
   d->next_free = g_free;
@@ -130,6 +131,18 @@ void InitFdTable() {
 }
 
 bool FdTableReady() { return g_entries != nullptr; }
+
+void MarkPosixLocks(Desc* d) {
+  if (!d->had_posix_locks.exchange(true)) g_posix_lock_descs.fetch_add(1);
+}
+
+bool ClearPosixLocksMark(Desc* d) {
+  if (!d->had_posix_locks.exchange(false)) return false;
+  g_posix_lock_descs.fetch_sub(1);
+  return true;
+}
+
+bool AnyPosixLocks() { return g_posix_lock_descs.load(std::memory_order_relaxed) > 0; }
 
 DescRef::DescRef(int fd) {
   if (g_entries == nullptr || static_cast<unsigned>(fd) >= static_cast<unsigned>(kMaxFds) || InEngine()) return;

@@ -39,7 +39,7 @@ struct Desc {
   uint32_t slot_index = 0;         // 0: `slot` is private to this process (heap)
   std::atomic<int> lock_fd{-1};    // a real fd of the file for fcntl/flock locks, opened on demand
   std::atomic<bool> dirty{false};  // written since the last mtime update
-  std::atomic<bool> had_posix_locks{false};
+  std::atomic<bool> had_posix_locks{false};  // see MarkPosixLocks
   std::mutex mu;                   // serialises the lazy open and the lock fd's creation
   std::string path;                // absolute path at open (logs)
   Desc* next_free = nullptr;
@@ -47,6 +47,13 @@ struct Desc {
   int access() const { return static_cast<int>(slot->flags.load() & O_ACCMODE); }
   uint32_t flags() const { return slot->flags.load(); }
 };
+
+// Record locks belong to the process and the file, not to a description: closing any fd of a file
+// drops the process's locks on it (POSIX). A Desc that took one is marked, so a close can find the
+// lock descriptors to unlock through; AnyPosixLocks keeps the common close (no locks) one load.
+void MarkPosixLocks(Desc* d);
+bool ClearPosixLocksMark(Desc* d);  // true when d was marked
+bool AnyPosixLocks();
 
 // Creates the table (idempotent). FdTableReady is false when that failed.
 // Also raises the soft RLIMIT_NOFILE, as far as the hard limit allows. A tern file holds two of

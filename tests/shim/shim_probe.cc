@@ -320,8 +320,62 @@ int Stdio() {
   return 0;
 }
 
+// What another process sees of "locked": F_GETLK of the whole file from a child.
+std::string LockSeenByChild() {
+  fflush(stdout);
+  int pipe_fds[2];
+  if (pipe(pipe_fds) != 0) return "pipe failed";
+  pid_t pid = fork();
+  if (pid == 0) {
+    int c = open("locked", O_RDWR);
+    struct flock q = {};
+    q.l_type = F_WRLCK;
+    q.l_whence = SEEK_SET;
+    const char* seen = fcntl(c, F_GETLK, &q) != 0 ? "error" : q.l_type == F_UNLCK ? "unlocked" : "locked";
+    ssize_t ignored = write(pipe_fds[1], seen, strlen(seen));
+    (void)ignored;
+    _exit(0);
+  }
+  close(pipe_fds[1]);
+  char buf[16] = {};
+  ssize_t n = read(pipe_fds[0], buf, sizeof(buf) - 1);
+  close(pipe_fds[0]);
+  waitpid(pid, nullptr, 0);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "nothing";
+}
+
+bool LockWholeFile(int fd) {
+  struct flock fl = {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  return fcntl(fd, F_SETLK, &fl) == 0;
+}
+
+// POSIX drops a process's record locks on a file when it closes any fd of the file, not only the
+// one that took them (a second open, an fopen'ed stream); a dup's close does too.
+void LocksDroppedByOtherCloses(int fd) {
+  printf("locked: %d\n", LockWholeFile(fd));
+  printf("child sees %s\n", LockSeenByChild().c_str());
+  int second = open("locked", O_RDONLY);
+  printf("second open: child sees %s\n", LockSeenByChild().c_str());
+  close(second);
+  printf("its close: child sees %s\n", LockSeenByChild().c_str());
+  printf("locked: %d\n", LockWholeFile(fd));
+  FILE* stream = fopen("locked", "r");
+  if (stream != nullptr) fclose(stream);
+  printf("fopen+fclose: child sees %s\n", LockSeenByChild().c_str());
+  printf("locked: %d\n", LockWholeFile(fd));
+  close(dup(fd));
+  printf("dup+close: child sees %s\n", LockSeenByChild().c_str());
+  printf("locked: %d\n", LockWholeFile(fd));
+  struct stat st;
+  stat("locked", &st);
+  printf("stat: child sees %s\n", LockSeenByChild().c_str());
+}
+
 int Locks() {
   int fd = open("locked", O_RDWR | O_CREAT | O_TRUNC, 0644);
+  LocksDroppedByOtherCloses(fd);
   Say("write", write(fd, "0123456789", 10));
   struct flock fl = {};
   fl.l_type = F_WRLCK;
