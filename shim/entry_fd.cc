@@ -276,6 +276,22 @@ int Fcntl(int fd, int cmd, void* arg) {
     case F_GET_SEALS:
     case F_ADD_SEALS:
       return Fail(EINVAL);  // as for any file that is not a memfd
+    case F_GETOWN:
+    case F_SETOWN:
+    case F_GETOWN_EX:
+    case F_SETOWN_EX:
+    case F_GETSIG:
+    case F_SETSIG:
+    case F_GETLEASE:
+    case F_SETLEASE:
+    case F_GET_RW_HINT:
+    case F_SET_RW_HINT: {
+      // The kernel refuses these on an O_PATH fd (EBADF); the description's lock fd is a real fd of
+      // the file, opened with its access mode. A lease meets tern's own descriptor of the file
+      // (open for writing), so the kernel answers EAGAIN as for any file open elsewhere.
+      int lfd = LockFd(d.get(), fd);
+      return lfd < 0 ? -1 : real.fcntl(lfd, cmd, arg);
+    }
     default:
       return real.fcntl(fd, cmd, arg);  // F_GETFD/F_SETFD work on O_PATH; the rest fail as the kernel says
   }

@@ -19,6 +19,7 @@
 //   shim_probe splice           splice, sendfile, copy_file_range with offsets
 //   shim_probe threads          threads appending, reading, dup'ing and reopening at once
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -515,6 +516,12 @@ int DupFlags() {
   int f3 = fcntl(e, F_DUPFD_CLOEXEC, 50);
   Say("F_DUPFD_CLOEXEC", f3);
   Say("dup3 same", dup3(e, e, 0));
+  // Async-I/O owner and signal, a description's (the kernel refuses them on an O_PATH fd).
+  Say("F_SETOWN", fcntl(e, F_SETOWN, getpid()));
+  printf("F_GETOWN is pid: %d\n", fcntl(e, F_GETOWN) == getpid());
+  Say("F_SETSIG", fcntl(e, F_SETSIG, SIGUSR1));
+  Say("F_GETSIG via dup", fcntl(d, F_GETSIG));
+  Say("F_GETLEASE", fcntl(e, F_GETLEASE));
   close(d);
   close(e);
   close(f3);
