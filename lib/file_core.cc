@@ -57,7 +57,7 @@ Result<LogPos> FileCore::Refresh() {
   LogPos pos = applied_.load();
   if (IsFree(pos)) return pos;
   std::lock_guard lock(mu_);
-  TERN_TRY(ReplayLocked());
+  TERN_TRY(backing_->writable() ? ReplayLocked() : CatchUpWithoutWriteAccessLocked());
   return applied_.load();
 }
 

@@ -188,6 +188,18 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   Status BuildAllocator();
   Status ScrubTail();
 
+  // --- opens without write access to the file (file_core_readonly.cc) ---
+  // A process that may only read the file (its mode, a read-only mount) can take none of the
+  // locks that need a writable descriptor, nor write the shared state (it has the file's owner and
+  // mode). It reads slotless, with a private object for the block count, and holds the
+  // slotless-reader lock (open_lock.h) so that GC frees no log block under it.
+  Status OpenWithoutWriteAccess(const struct stat& st);
+  // Refresh's catch-up for such a reader: the block count from the backing file, a checkpoint
+  // jump when the log moved on past this process, then replay. REQUIRES: mu_ held.
+  Status CatchUpWithoutWriteAccessLocked();
+  // AfterForkInChild for such a reader: its own description of the backing file and reader lock.
+  void AfterForkWithoutWriteAccess(int fd);
+
   // --- the shared state at rest between opens (file_core_rest.cc) ---
   static constexpr uint64_t kRestMinBlocks = uint64_t{1} << 15;  // 128 MiB of backing
   // At a close that may be the last: what the log looks like now. REQUIRES: mu_ held.

@@ -303,6 +303,15 @@ Status FileCore::RetireAndSweep(GcMode mode, LogPos position, const std::vector<
     h->epoch.fetch_add(1);
     stats.drained = WaitForOldOperations(static_cast<uint32_t>(epoch & 1));
   }
+  if (stats.drained) {
+    // A reader without write access has no slot to drain (file_core_readonly.cc): while one has
+    // the file open, old log blocks stay, for the first full sweep after it.
+    auto slotless = SlotlessReadersPresent(backing_->fd());
+    if (!slotless.ok() || *slotless) {
+      stats.drained = false;
+      h->sweep_wanted.store(1);
+    }
+  }
   if (!stats.drained) return Status::Ok();  // what we retire stays log-owned: a later full sweep
   OpGuard guard(this);
   TERN_TRY(guard.status());

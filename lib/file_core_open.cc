@@ -124,8 +124,14 @@ Result<std::shared_ptr<FileCore>> FileCore::OpenWith(const std::string& path, in
   core->ino_ = st.st_ino;
   if (!core->table_.Init() || !core->chain_.Init()) return Status::Error(ENOMEM, "block table");
 
+  // Without write access, only the shared locks can be had (file_core_readonly.cc).
+  bool may_write = core->backing_->writable();
+  if (!may_write) TERN_TRY(HoldSlotlessReaderLock(fd));
   for (int attempt = 0; attempt < kMaxOpenAttempts; ++attempt) {
-    TERN_ASSIGN_OR_RETURN(bool exclusive, TryLockExclusive(fd));
+    bool exclusive = false;
+    if (may_write) {
+      TERN_ASSIGN_OR_RETURN(exclusive, TryLockExclusive(fd));
+    }
     if (!exclusive) TERN_TRY(LockShared(fd));
     // The path must still name the inode we hold: one look by path is also the inode's fresh
     // attributes (size) when it does.
@@ -149,6 +155,13 @@ Result<std::shared_ptr<FileCore>> FileCore::OpenWith(const std::string& path, in
     core->shared_name_ = SharedState::NameFor(st, header.nonce);
     if (table != nullptr && table->nonce == header.nonce) core->AdoptKeptTable(*table);
     table.reset();
+    if (!may_write) {
+      // The shared lock was only a wait for a first opener's recovery: this reader is in nobody's
+      // shared state, so a writer coming later must still find the file unopened.
+      Unlock(fd);
+      TERN_TRY(core->OpenWithoutWriteAccess(st));
+      return core;
+    }
     if (exclusive) {
       TERN_TRY(core->Recover(true, st));
       TERN_TRY(LockShared(fd));  // downgrade: others may come in now
@@ -393,7 +406,7 @@ FileCore::~FileCore() {
       CloseArena();
     }
     ReleaseSlot();
-    auto last = TryLockExclusive(backing_->fd());
+    Result<bool> last = backing_->writable() ? TryLockExclusive(backing_->fd()) : Result<bool>(false);
     // Nobody else has the file open: a large file's object rests under its name; any other's name
     // goes, and the object is kept for reuse or unmapped.
     if (last.ok() && *last) {

@@ -309,6 +309,10 @@ void FileCore::AfterForkInChild() {
   // Drop every hold on the parent's description before locking our own: a parent closing this file
   // during the fork may hold its open lock exclusively ("last close"), and our copy would pin that
   // lock forever; a dead parent's slot lock too.
+  if (!backing_->writable()) {
+    AfterForkWithoutWriteAccess(fd);
+    return;
+  }
   Status remapped = backing_->ReplaceFdInChild(fd);
   if (!remapped.ok()) {
     TERN_LOG_ERROR("%s: %s (errno %d)", path_.c_str(), remapped.context(), remapped.err());

@@ -10,6 +10,7 @@ namespace {
 // The top of the offset range: no application byte-range lock reaches it.
 constexpr off_t kOpenLockOffset = LLONG_MAX - 1;
 constexpr off_t kBuildLockOffset = kOpenLockOffset - 1;
+constexpr off_t kSlotlessReaderOffset = kOpenLockOffset - 2;
 constexpr off_t kSlotLockBase = kOpenLockOffset - (1 << 20);
 static_assert(kSlotLockBase >= kEngineLockRangeStart);
 
@@ -57,6 +58,14 @@ void UnlockBuild(int fd) { UnlockAt(fd, kBuildLockOffset); }
 Result<bool> OpenedElsewhere(int fd) {
   struct flock fl = LockOf(F_WRLCK, kOpenLockOffset);
   if (fcntl(fd, F_OFD_GETLK, &fl) != 0) return Status::Error(errno, "query open lock");
+  return fl.l_type != F_UNLCK;
+}
+
+Status HoldSlotlessReaderLock(int fd) { return LockWaiting(fd, F_RDLCK, kSlotlessReaderOffset, "reader lock"); }
+
+Result<bool> SlotlessReadersPresent(int fd) {
+  struct flock fl = LockOf(F_WRLCK, kSlotlessReaderOffset);
+  if (fcntl(fd, F_OFD_GETLK, &fl) != 0) return Status::Error(errno, "query reader lock");
   return fl.l_type != F_UNLCK;
 }
 

@@ -8,6 +8,12 @@
 //
 // Slot locks: one byte per process slot (shared_state.h), held exclusively by the slot's process.
 //
+// The slotless-reader lock: held shared, for as long as it has the file open, by every process
+// that opened the file without write permission (it cannot take the locks above, which need a
+// writable descriptor, nor write the shared state, which has the file's owner and mode). Such a
+// reader has no slot, so GC cannot count its operations: while the lock is held, GC frees no log
+// block (file_core_readonly.cc).
+//
 // The build lock: held exclusively by the one process building the file's block allocator from
 // the log (FileCore::EnsureAllocatorReady); the others wait for it.
 #pragma once
@@ -34,6 +40,12 @@ void Unlock(int fd);
 // True while an open file description other than fd's holds the open lock (the file is open
 // somewhere, in any process). Takes no lock.
 Result<bool> OpenedElsewhere(int fd);
+
+// Takes the slotless-reader lock shared (a read-only descriptor suffices); dropped with the
+// descriptor's open file description.
+Status HoldSlotlessReaderLock(int fd);
+// True while some open file description (not fd's) holds the slotless-reader lock.
+Result<bool> SlotlessReadersPresent(int fd);
 
 // Takes the build lock, waiting while another process holds it; releases it.
 Status LockBuild(int fd);

@@ -89,6 +89,14 @@ Result<std::unique_ptr<SharedState>> SharedState::CreateUnpublished(const struct
   return state;
 }
 
+Result<std::unique_ptr<SharedState>> SharedState::CreatePrivate(uint64_t num_blocks) {
+  void* base = mmap(nullptr, kObjectSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (base == MAP_FAILED) return Status::Error(errno, "mmap of private shared state");
+  auto state = std::make_unique<SharedState>(-1, base);
+  state->InitHeader(num_blocks);
+  return state;
+}
+
 Status SharedState::BackRange(uint64_t from, uint64_t to) {
   uint64_t first = (from + kBlockSize - 1) / kBlockSize * kBlockSize;
   uint64_t end = (to + kBlockSize - 1) / kBlockSize * kBlockSize;
@@ -220,7 +228,7 @@ Status SharedState::ResetFor(const struct stat& like, uint64_t num_blocks) {
 
 SharedState::~SharedState() {
   munmap(base_, kObjectSize);
-  close(fd_);
+  if (fd_ >= 0) close(fd_);
   if (!spare_path_.empty()) unlink(spare_path_.c_str());  // a spare nobody took: it was ours
 }
 

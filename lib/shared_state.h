@@ -186,6 +186,9 @@ class SharedState {
   // others. Owner and mode follow `like` (the data file's stat) minus execute bits.
   static Result<std::unique_ptr<SharedState>> CreateUnpublished(const struct stat& like,
                                                                 uint64_t num_blocks);
+  // An object in this process's own memory, never published: a process without write access to
+  // the file reads it with one (slotless, file_core_readonly.cc). Only num_blocks is used.
+  static Result<std::unique_ptr<SharedState>> CreatePrivate(uint64_t num_blocks);
   // Makes an object built by CreateUnpublished visible at `path`, replacing any stale one.
   Status Publish(const std::string& path);
   // Maps an existing object and takes its lock shared. ENOENT if there is none (or a sweep removed
