@@ -42,7 +42,7 @@ void Unlock(int fd);
 Result<bool> OpenedElsewhere(int fd);
 
 // Takes the slotless-reader lock shared (a read-only descriptor suffices); dropped with the
-// descriptor's open file description.
+// descriptor's open file description, at close (BackingCache keeps only writable descriptors).
 Status HoldSlotlessReaderLock(int fd);
 // True while some open file description (not fd's) holds the slotless-reader lock.
 Result<bool> SlotlessReadersPresent(int fd);

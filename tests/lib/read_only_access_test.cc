@@ -65,7 +65,8 @@ class ReadOnlyAccessTest : public ::testing::Test {
   }
 
   // A child that becomes `nobody`, opens the file read-only, says so on `opened` ('y', or 'n' when
-  // the open failed), waits for `go`, then runs `check` on the file and exits with its result.
+  // the open failed), waits for `go`, then runs `check` on the open file (which it may close) and
+  // exits with its result.
   template <typename Check>
   pid_t StartReader(Signal& opened, Signal& go, Check check) {
     pid_t pid = ForkChild();
@@ -78,7 +79,8 @@ class ReadOnlyAccessTest : public ::testing::Test {
       ExitChild(false);
     }
     go.Wait();
-    ExitChild(check(**f));
+    std::unique_ptr<File> file = std::move(*f);
+    ExitChild(check(file));
   }
 
   // True when every block of f is one whole stamp of its own index, at least at `min_version`.
@@ -112,15 +114,15 @@ class ReadOnlyAccessTest : public ::testing::Test {
 
 TEST_F(ReadOnlyAccessTest, AnotherUserReadsTheFileAndCannotWriteIt) {
   Signal opened, go;
-  pid_t reader = StartReader(opened, go, [&](File& f) {
+  pid_t reader = StartReader(opened, go, [&](std::unique_ptr<File>& f) {
     std::string why;
-    bool whole = AllBlocksWhole(f, 1, &why);
+    bool whole = AllBlocksWhole(*f, 1, &why);
     if (!whole) fprintf(stderr, "reader: %s\n", why.c_str());
     auto w = File::Open(path_, O_RDWR);
     bool refused = !w.ok() && w.status().err() == EACCES;
     if (!refused) fprintf(stderr, "reader: a read-write open was not refused with EACCES\n");
     // A child of the reader reads too (its own description of the file).
-    bool child_reads = InForkedChild([&] { return AllBlocksWhole(f, 1, &why); });
+    bool child_reads = InForkedChild([&] { return AllBlocksWhole(*f, 1, &why); });
     if (!child_reads) fprintf(stderr, "reader's child: %s\n", why.c_str());
     return whole && refused && child_reads;
   });
@@ -132,13 +134,17 @@ TEST_F(ReadOnlyAccessTest, AnotherUserReadsTheFileAndCannotWriteIt) {
 
 // The reader opens; the writer then commits past it and compacts the log: the compaction frees
 // nothing while the reader has the file open (its slotless-reader lock), the reader catches up
-// across the checkpoint, and once it has closed the next compaction frees the old log blocks.
+// across the checkpoint, and once it has closed the file (the process lives on, and may keep the
+// file's descriptor for a later open) the next compaction frees the old log blocks.
 TEST_F(ReadOnlyAccessTest, GcKeepsOldLogBlocksWhileSuchAReaderHasTheFileOpen) {
-  Signal opened, go;
-  pid_t reader = StartReader(opened, go, [&](File& f) {
+  Signal opened, go, closed, done;
+  pid_t reader = StartReader(opened, go, [&](std::unique_ptr<File>& f) {
     std::string why;
-    bool whole = AllBlocksWhole(f, 3, &why);
+    bool whole = AllBlocksWhole(*f, 3, &why);
     if (!whole) fprintf(stderr, "reader: %s\n", why.c_str());
+    f.reset();
+    closed.Send();
+    done.Wait();
     return whole;
   });
   ASSERT_GT(reader, 0);
@@ -160,11 +166,13 @@ TEST_F(ReadOnlyAccessTest, GcKeepsOldLogBlocksWhileSuchAReaderHasTheFileOpen) {
   EXPECT_FALSE(held->drained);
   EXPECT_EQ(held->blocks_freed, 0u) << "GC freed log blocks while a slotless reader had the file open";
   go.Send();
-  EXPECT_TRUE(WaitChildSucceeded(reader)) << "the reader did not see the writer's last commits whole";
+  EXPECT_EQ(closed.Wait(), 1) << "the reader did not get to its close";
   auto freed = (*f)->core().Compact(FileCore::GcMode::kFull);
+  done.Send();
   TERN_ASSERT_OK(freed);
   EXPECT_TRUE(freed->drained);
-  EXPECT_GT(freed->blocks_freed, 0u) << "the old log blocks were not freed once the reader closed";
+  EXPECT_GT(freed->blocks_freed, 0u) << "the old log blocks were not freed once the reader closed the file";
+  EXPECT_TRUE(WaitChildSucceeded(reader)) << "the reader did not see the writer's last commits whole";
 }
 
 // Readers without write access read over and over while a writer rewrites every block and
@@ -173,16 +181,16 @@ TEST_F(ReadOnlyAccessTest, GcKeepsOldLogBlocksWhileSuchAReaderHasTheFileOpen) {
 TEST_F(ReadOnlyAccessTest, ReadsStayWholeWhileAWriterCommitsAndCompacts) {
   constexpr uint64_t kVersions = 2000;
   Signal opened, go;
-  pid_t reader = StartReader(opened, go, [&](File& f) {
+  pid_t reader = StartReader(opened, go, [&](std::unique_ptr<File>& f) {
     std::vector<uint64_t> seen(kBlocks, 1);
     std::vector<uint64_t> words(kBlocks * kBlockSize / 8);
     for (int pass = 0;; ++pass) {
       std::string why;
-      if (!AllBlocksWhole(f, 1, &why)) {
+      if (!AllBlocksWhole(*f, 1, &why)) {
         fprintf(stderr, "reader, pass %d: %s\n", pass, why.c_str());
         return false;
       }
-      auto n = f.Pread(words.data(), kBlocks * kBlockSize, 0);
+      auto n = f->Pread(words.data(), kBlocks * kBlockSize, 0);
       if (!n.ok()) return false;
       bool last = true;
       for (uint64_t b = 0; b < kBlocks; ++b) {
