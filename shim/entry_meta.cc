@@ -41,6 +41,8 @@ int TernFxstatat64(int ver, int dirfd, const char* path, struct stat* st, int fl
 int TernFsync(int fd) noexcept TERN_EXPORT_AS("fsync");
 int TernFdatasync(int fd) noexcept TERN_EXPORT_AS("fdatasync");
 int TernSyncFileRange(int fd, off_t off, off_t n, unsigned flags) noexcept TERN_EXPORT_AS("sync_file_range");
+int TernSyncfs(int fd) noexcept TERN_EXPORT_AS("syncfs");
+void TernSync() noexcept TERN_EXPORT_AS("sync");
 int TernFtruncate(int fd, off_t len) noexcept TERN_EXPORT_AS("ftruncate");
 int TernFtruncate64(int fd, off_t len) noexcept TERN_EXPORT_AS("ftruncate64");
 int TernTruncate(const char* path, off_t len) noexcept TERN_EXPORT_AS("truncate");
@@ -208,6 +210,24 @@ int TernSyncFileRange(int fd, off_t off, off_t n, unsigned flags) noexcept {
   if (off < 0 || n < 0) return Fail(EINVAL);
   return DescFsync(d.get(), fd);  // stronger than asked: the whole file is made durable
   TERN_ENTRY_CATCH(-1)
+}
+
+int TernSyncfs(int fd) noexcept {
+  TERN_ENTRY_TRY
+  if (DescRef d(fd); !d) return Real().syncfs(fd);
+  // The kernel refuses an O_PATH fd; and what it would flush of a tern file is tern's to flush.
+  if (FsyncWrittenTernFiles() != 0) return -1;
+  Real().sync();  // the filesystem's kernel files too (sync(2) covers every filesystem)
+  return 0;
+  TERN_ENTRY_CATCH(-1)
+}
+
+void TernSync() noexcept {
+  try {
+    FsyncWrittenTernFiles();
+  } catch (...) {
+  }
+  Real().sync();
 }
 
 int TernFtruncate(int fd, off_t len) noexcept {

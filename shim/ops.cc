@@ -270,6 +270,20 @@ int DescFsync(Desc* d, int fd) {
   return s.ok() ? 0 : FailWith(s);
 }
 
+int FsyncWrittenTernFiles() {
+  int result = 0;
+  int first_errno = 0;
+  for (int fd = 0, max = MaxTernFd(); fd <= max; ++fd) {
+    DescRef d(fd);
+    if (d && CanWrite(d.get()) && DescFsync(d.get(), fd) != 0 && result == 0) {
+      result = -1;
+      first_errno = errno;
+    }
+  }
+  if (result != 0) errno = first_errno;
+  return result;
+}
+
 int DescFallocate(Desc* d, int fd, int mode, off_t off, off_t len) {
   if (off < 0 || len <= 0) return Fail(EINVAL);
   if (!CanWrite(d)) return Fail(EBADF);

@@ -31,6 +31,10 @@ off_t DescLseek(Desc* d, int fd, off_t off, int whence);
 int DescFstat(Desc* d, int fd, struct stat* st);
 int DescTruncate(Desc* d, int fd, off_t len);
 int DescFsync(Desc* d, int fd);
+// sync(2), syncfs(2): every tern file this process has open for writing, made durable as fsync
+// does (tern's log is flushed by the processes that write it; another process's sync cannot do
+// it for them). 0, or -1 with errno from the first that failed.
+int FsyncWrittenTernFiles();
 int DescFallocate(Desc* d, int fd, int mode, off_t off, off_t len);
 // Logical size, or -1 with errno.
 off_t DescSize(Desc* d, int fd);

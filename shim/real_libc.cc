@@ -50,6 +50,8 @@ void Load() {
   Resolve(r.fsync, "fsync");
   Resolve(r.fdatasync, "fdatasync");
   Resolve(r.sync_file_range, "sync_file_range");
+  Resolve(r.syncfs, "syncfs");
+  Resolve(r.sync, "sync");
   Resolve(r.ftruncate, "ftruncate64");
   Resolve(r.truncate, "truncate64");
   Resolve(r.fallocate, "fallocate64");

@@ -47,6 +47,8 @@ struct RealLibc {
   int (*fsync)(int);
   int (*fdatasync)(int);
   int (*sync_file_range)(int, off_t, off_t, unsigned);
+  int (*syncfs)(int);
+  void (*sync)();
   int (*ftruncate)(int, off_t);
   int (*truncate)(const char*, off_t);
   int (*fallocate)(int, int, off_t, off_t);

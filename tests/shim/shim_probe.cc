@@ -505,6 +505,8 @@ int DupFlags() {
   Say("F_GETFL fd", fcntl(fd, F_GETFL));
   Say("lseek 1", lseek(fd, 1, SEEK_SET));
   Say("write dup", write(d, "B", 1));
+  sync();
+  Say("syncfs", syncfs(d));  // `sync -f FILE`; the kernel refuses it on an O_PATH fd
   int e = dup2(fd, 40);
   Say("dup2", e);
   Say("close fd", close(fd));
