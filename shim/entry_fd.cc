@@ -164,8 +164,13 @@ int Dup3(int oldfd, int newfd, int flags, bool is_dup3) {
   if (r < 0) return r;
   if (d) {
     InstallFd(newfd, d.get());
-  } else if (Desc* old = TakeFd(newfd)) {
-    UnrefDesc(old);
+  } else {
+    if (Desc* old = TakeFd(newfd)) UnrefDesc(old);
+    if (IsTernPathFd(oldfd)) {
+      MarkTernPathFd(newfd);
+    } else {
+      UnmarkTernPathFd(newfd);
+    }
   }
   if (newfd <= 2) SyncStdStream(newfd);
   return r;
@@ -182,7 +187,10 @@ int Close(int fd) {
     return 0;
   }
   Desc* d = TakeFd(fd);
-  if (d == nullptr) return real.close(fd);
+  if (d == nullptr) {
+    UnmarkTernPathFd(fd);
+    return real.close(fd);
+  }
   TouchIfDirty(d, fd);
   DropPosixLocks(fd);
   int r = real.close(fd);
@@ -203,6 +211,7 @@ int CloseRange(unsigned first, unsigned last, int flags) {
     return r;
   }
   std::vector<std::pair<int, Desc*>> closed;
+  for (long fd = first; fd <= static_cast<long>(last) && fd <= MaxTernPathFd(); ++fd) UnmarkTernPathFd(static_cast<int>(fd));
   int max_tern = MaxTernFd();
   for (long fd = first; fd <= static_cast<long>(last) && fd <= max_tern; ++fd) {
     if (Desc* d = TakeFd(static_cast<int>(fd))) {
@@ -237,6 +246,7 @@ int NewFdFrom(int fd, int cmd, long arg, Desc* d) {
     if (r <= 2) SyncStdStream(r);
   } else {
     NoteKernelFd(r);
+    if (IsTernPathFd(fd)) MarkTernPathFd(r);
   }
   return r;
 }

@@ -8,6 +8,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <climits>
 #include <string>
 
 #include "lib/file.h"
@@ -69,19 +70,37 @@ namespace {
 
 std::string ProcPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
+// fstat through a program's own O_PATH fd of a tern file (fd_table.h): the kernel describes the
+// backing file; the tern file is what the fd names.
+void PatchTernPathFdStat(int fd, struct stat* st) {
+  if (!IsTernPathFd(fd) || InEngine()) return;
+  char target[PATH_MAX];
+  ssize_t n = readlink(ProcPath(fd).c_str(), target, sizeof(target) - 1);
+  if (n <= 0) return;
+  target[n] = '\0';
+  PatchPathStat(AT_FDCWD, target, false, st);
+}
+
 int Fstat(int fd, struct stat* st) {
   DescRef d(fd);
-  if (!d) return Real().fstat(fd, st);
-  return DescFstat(d.get(), fd, st);
+  if (d) return DescFstat(d.get(), fd, st);
+  int r = Real().fstat(fd, st);
+  if (r == 0) PatchTernPathFdStat(fd, st);
+  return r;
 }
 
 int Fstatat(int dirfd, const char* path, struct stat* st, int flags) {
-  if (path != nullptr && path[0] == '\0' && (flags & AT_EMPTY_PATH)) {
+  bool empty_path = path != nullptr && path[0] == '\0' && (flags & AT_EMPTY_PATH);
+  if (empty_path) {
     DescRef d(dirfd);
     if (d) return DescFstat(d.get(), dirfd, st);
   }
   int r = Real().fstatat(dirfd, path, st, flags);
-  if (r == 0 && ShimReady() && !InEngine()) PatchPathStat(dirfd, path, (flags & AT_SYMLINK_NOFOLLOW) == 0, st);
+  if (r == 0 && empty_path) {
+    PatchTernPathFdStat(dirfd, st);
+  } else if (r == 0 && ShimReady() && !InEngine()) {
+    PatchPathStat(dirfd, path, (flags & AT_SYMLINK_NOFOLLOW) == 0, st);
+  }
   return r;
 }
 
@@ -89,17 +108,22 @@ int Statx(int dirfd, const char* path, int flags, unsigned mask, struct statx* s
   if (Real().statx == nullptr) return Fail(ENOSYS);
   int r = Real().statx(dirfd, path, flags, mask, stx);
   if (r != 0 || InEngine() || !ShimReady() || !S_ISREG(stx->stx_mode)) return r;
-  struct stat st;
+  struct stat st = {};
+  st.st_mode = stx->stx_mode;
+  st.st_size = static_cast<off_t>(stx->stx_size);
+  st.st_ino = stx->stx_ino;
+  st.st_blocks = static_cast<blkcnt_t>(stx->stx_blocks);
+  st.st_blksize = static_cast<blksize_t>(stx->stx_blksize);
   if (path != nullptr && path[0] == '\0' && (flags & AT_EMPTY_PATH)) {
     DescRef d(dirfd);
-    if (!d) return r;
-    if (DescFstat(d.get(), dirfd, &st) != 0) return -1;
+    if (d) {
+      if (DescFstat(d.get(), dirfd, &st) != 0) return -1;
+    } else if (IsTernPathFd(dirfd)) {
+      PatchTernPathFdStat(dirfd, &st);
+    } else {
+      return r;
+    }
   } else {
-    st.st_mode = stx->stx_mode;
-    st.st_size = static_cast<off_t>(stx->stx_size);
-    st.st_ino = stx->stx_ino;
-    st.st_blocks = static_cast<blkcnt_t>(stx->stx_blocks);
-    st.st_blksize = static_cast<blksize_t>(stx->stx_blksize);
     PatchPathStat(dirfd, path, (flags & AT_SYMLINK_NOFOLLOW) == 0, &st);
   }
   stx->stx_size = static_cast<uint64_t>(st.st_size);

@@ -76,9 +76,15 @@ ssize_t Pwritev2(int fd, const struct iovec* iov, int iovcnt, off_t off, int fla
   return DescWritev(d.get(), fd, iov, iovcnt, off, flags);
 }
 
+// The kernel's sendfile and splice refuse a destination open with O_APPEND (EINVAL).
+bool OpenForAppending(int fd) {
+  DescRef d(fd);
+  return d && (d->flags() & O_APPEND) != 0;
+}
+
 ssize_t Sendfile(int out, int in, off_t* offset, size_t count) {
   if (!IsTernFd(in) && !IsTernFd(out)) return Real().sendfile(out, in, offset, count);
-  if (offset != nullptr && *offset < 0) return Fail(EINVAL);
+  if ((offset != nullptr && *offset < 0) || OpenForAppending(out)) return Fail(EINVAL);
   return CopyThrough(in, offset, out, nullptr, count);
 }
 
@@ -226,7 +232,9 @@ ssize_t TernSendfile64(int out, int in, off_t* offset, size_t count) noexcept {
 ssize_t TernSplice(int in, off_t* off_in, int out, off_t* off_out, size_t len, unsigned flags) noexcept {
   TERN_ENTRY_TRY
   if (!IsTernFd(in) && !IsTernFd(out)) return Real().splice(in, off_in, out, off_out, len, flags);
-  if ((off_in != nullptr && *off_in < 0) || (off_out != nullptr && *off_out < 0)) return Fail(EINVAL);
+  if ((off_in != nullptr && *off_in < 0) || (off_out != nullptr && *off_out < 0) || OpenForAppending(out)) {
+    return Fail(EINVAL);
+  }
   return CopyThrough(in, off_in, out, off_out, len);
   TERN_ENTRY_CATCH(-1)
 }

@@ -22,8 +22,28 @@ constexpr size_t kChunk = 256;
 constexpr size_t kMaxChunks = 4096;
 
 using detail::g_entries;
-std::atomic<uint64_t>* g_internal = nullptr;  // kMaxFds bits
-std::atomic<int> g_max_internal_fd{-1};
+// A set of fd numbers: one bit each, and the highest ever set.
+struct FdBits {
+  std::atomic<uint64_t>* bits = nullptr;  // kMaxFds bits, once InitFdTable mapped them
+  std::atomic<int> max{-1};
+
+  bool InRange(int fd) const { return bits != nullptr && fd >= 0 && fd < kMaxFds; }
+  void Set(int fd) {
+    if (!InRange(fd)) return;
+    bits[fd / 64].fetch_or(uint64_t{1} << (fd % 64));
+    RaiseAtomic(max, fd);
+  }
+  void Clear(int fd) {
+    if (fd <= max.load(std::memory_order_relaxed) && InRange(fd)) bits[fd / 64].fetch_and(~(uint64_t{1} << (fd % 64)));
+  }
+  bool Test(int fd) const {
+    return fd <= max.load(std::memory_order_relaxed) && InRange(fd) &&
+           ((bits[fd / 64].load(std::memory_order_relaxed) >> (fd % 64)) & 1);
+  }
+};
+
+FdBits g_internal;
+FdBits g_tern_path_fds;
 int g_internal_base = 768;
 
 std::mutex g_desc_mu;  // guards the free list and chunk growth
@@ -111,13 +131,14 @@ void InitFdTable() {
   std::call_once(once, [] {
     size_t entry_bytes = sizeof(std::atomic<Desc*>) * kMaxFds;
     size_t bit_bytes = kMaxFds / 8;
-    void* p = mmap(nullptr, entry_bytes + bit_bytes, PROT_READ | PROT_WRITE,
+    void* p = mmap(nullptr, entry_bytes + 2 * bit_bytes, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) {
       TERN_LOG_ERROR("shim: cannot map the fd table (errno %d); tern files are served by the kernel", errno);
       return;
     }
-    g_internal = reinterpret_cast<std::atomic<uint64_t>*>(static_cast<char*>(p) + entry_bytes);
+    g_internal.bits = reinterpret_cast<std::atomic<uint64_t>*>(static_cast<char*>(p) + entry_bytes);
+    g_tern_path_fds.bits = reinterpret_cast<std::atomic<uint64_t>*>(static_cast<char*>(p) + entry_bytes + bit_bytes);
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
       auto soft = static_cast<int>(std::min<rlim_t>(rl.rlim_cur, kMaxFds));
@@ -247,23 +268,21 @@ Result<File*> EnsureFile(Desc* d, int fd) {
   return f;
 }
 
-void MarkInternalFd(int fd) {
-  if (g_internal == nullptr || fd < 0 || fd >= kMaxFds) return;
-  g_internal[fd / 64].fetch_or(uint64_t{1} << (fd % 64));
-  RaiseAtomic(g_max_internal_fd, fd);
-}
+void MarkInternalFd(int fd) { g_internal.Set(fd); }
 
-void UnmarkInternalFd(int fd) {
-  if (g_internal == nullptr || fd < 0 || fd >= kMaxFds) return;
-  g_internal[fd / 64].fetch_and(~(uint64_t{1} << (fd % 64)));
-}
+void UnmarkInternalFd(int fd) { g_internal.Clear(fd); }
 
-bool IsInternalFd(int fd) {
-  if (g_internal == nullptr || fd < 0 || fd >= kMaxFds) return false;
-  return (g_internal[fd / 64].load(std::memory_order_relaxed) >> (fd % 64)) & 1;
-}
+bool IsInternalFd(int fd) { return g_internal.Test(fd); }
 
-int MaxInternalFd() { return g_max_internal_fd.load(); }
+void MarkTernPathFd(int fd) { g_tern_path_fds.Set(fd); }
+
+void UnmarkTernPathFd(int fd) { g_tern_path_fds.Clear(fd); }
+
+bool IsTernPathFd(int fd) { return g_tern_path_fds.Test(fd); }
+
+int MaxTernPathFd() { return g_tern_path_fds.max.load(std::memory_order_relaxed); }
+
+int MaxInternalFd() { return g_internal.max.load(); }
 
 int MoveToInternalRange(int fd, bool cloexec) {
   if (fd < 0 || fd >= g_internal_base) return fd;

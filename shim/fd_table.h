@@ -160,6 +160,17 @@ void MarkInternalFd(int fd);
 void UnmarkInternalFd(int fd);
 bool IsInternalFd(int fd);
 int MaxInternalFd();
+
+// The program's own O_PATH descriptors of tern files (open with O_PATH). Kernel fds like any other:
+// the kernel refuses reads and writes through them as through any O_PATH fd. But what names the
+// file through them must show the tern file, not its backing file: fstat (and fstatat/statx with
+// AT_EMPTY_PATH), and an open of /proc/self/fd/N. A mark is cleared when the number is closed or
+// taken by another kernel fd the shim sees; a stale one (a number reused unseen) only makes those
+// look again, and they check what the fd names.
+void MarkTernPathFd(int fd);
+void UnmarkTernPathFd(int fd);
+bool IsTernPathFd(int fd);
+int MaxTernPathFd();  // -1: none ever marked
 // Moves fd to the internal range (first free number at or above the base); returns the new fd
 // (or fd itself when it cannot be moved). Closes the old number.
 int MoveToInternalRange(int fd, bool cloexec);

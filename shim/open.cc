@@ -66,7 +66,7 @@ int TernFdNamedBy(const char* path) {
     if (*end != '\0' || v >= kMaxFds) return -1;
     n = static_cast<int>(v);
   }
-  return IsTernFd(n) ? n : -1;
+  return IsTernFd(n) || IsTernPathFd(n) ? n : -1;
 }
 
 // An open of /dev/stdin (or /dev/fd/N, /proc/self/fd/N) while that fd is a tern file: the kernel
@@ -87,14 +87,27 @@ int ReopenTernFd(int n, int flags, mode_t mode) {
   }
   int fd = ShimOpen(AT_FDCWD, abs.c_str(), flags & ~(O_CREAT | O_EXCL), mode);
   if (fd < 0) return fd;
-  // (Not a tern fd: the file was moved out of the root by a process without tern.)
-  if (!IsTernFd(fd) || Real().fstat(fd, &now) != 0 || now.st_dev != was.st_dev || now.st_ino != was.st_ino) {
+  // (Not a tern fd: the file was moved out of the root by a process without tern. A program's
+  // O_PATH fd may name a kernel file under the root that only looked like a tern file.)
+  bool served_alike = IsTernFd(fd) || !IsTernFd(n);
+  if (!served_alike || Real().fstat(fd, &now) != 0 || now.st_dev != was.st_dev || now.st_ino != was.st_ino) {
     RoutedClose(fd);
     TERN_LOG_WARN("shim: fd %d: %s names another file now, or one outside the root; reopening it through /proc is "
                   "not supported (ENXIO)", n, abs.c_str());
     return Fail(ENXIO);
   }
   return fd;
+}
+
+// A program's O_PATH open of what may be a tern file (fd_table.h, MarkTernPathFd): a regular file
+// under the root made of whole blocks. What names the file through fd checks it is one.
+void MarkIfTernPathFd(int fd, int dirfd, const char* path) {
+  std::string abs;
+  struct stat st;
+  if (TernCandidate(dirfd, path, &abs) && Real().fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
+      st.st_size % 4096 == 0) {
+    MarkTernPathFd(fd);
+  }
 }
 
 int KernelOpen(int dirfd, const char* path, int flags, mode_t mode) {
@@ -118,7 +131,9 @@ int ShimOpen(int dirfd, const char* path, int flags, mode_t mode) {
   std::string abs;
   // O_PATH and directories are the kernel's; so is access mode 3 (no reads or writes, ioctl only).
   if (!ShimReady() || path == nullptr || (flags & (O_PATH | O_DIRECTORY)) != 0 || (flags & O_ACCMODE) == O_ACCMODE) {
-    return KernelOpen(dirfd, path, flags, mode);
+    int fd = KernelOpen(dirfd, path, flags, mode);
+    if (fd >= 0 && ShimReady() && (flags & O_PATH) != 0) MarkIfTernPathFd(fd, dirfd, path);
+    return fd;
   }
   if (path[0] == '/') {
     if (int n = TernFdNamedBy(path); n >= 0) return ReopenTernFd(n, flags, mode);
@@ -239,6 +254,7 @@ bool NamesTernFd(const char* path) { return path != nullptr && path[0] == '/' &&
 
 void NoteKernelFd(int fd) {
   if (fd < 0) return;
+  UnmarkTernPathFd(fd);
   if (Desc* stale = TakeFd(fd)) UnrefDesc(stale);
   if (fd <= 2) SyncStdStream(fd);
 }

@@ -17,6 +17,7 @@
 //   shim_probe dupflags         dup/dup2/fcntl flags and shared offsets
 //   shim_probe spawn            posix_spawn with addopen/adddup2 file actions
 //   shim_probe splice           splice, sendfile, copy_file_range with offsets
+//   shim_probe opath            a program's own O_PATH fd of a file: fstat, dup, /proc reopen
 //   shim_probe threads          threads appending, reading, dup'ing and reopening at once
 #include <fcntl.h>
 #include <signal.h>
@@ -554,6 +555,7 @@ int main(int argc, char** argv) {
   if (cmd == "threads") return Threads();
   if (cmd == "spawn") return Spawn();
   if (cmd == "splice") return Splice();
-  fprintf(stderr, "usage: shim_probe errno|random SEED N|fork|exec|append2 N|stdio|locks|mmap|fstream|dupflags\n");
+  if (cmd == "opath") return OPath();
+  fprintf(stderr, "usage: shim_probe errno|random SEED N|fork|exec|append2 N|stdio|locks|mmap|fstream|dupflags|splice|opath\n");
   return 2;
 }

@@ -24,6 +24,7 @@ int Append2(int n);
 int Threads();
 int Spawn();
 int Splice();
+int OPath();
 int MmapPins();  // shim_probe_mmap.cc
 
 }  // namespace shim_probe

@@ -220,12 +220,59 @@ int Splice() {
   Say("copy_file_range at eof", copy_file_range(src, nullptr, dst, nullptr, 1 << 20, 0));
   struct stat st;
   Say("dst size", fstat(dst, &st) == 0 ? st.st_size : -1);
+  // Neither sendfile nor splice appends: a destination open with O_APPEND is refused.
+  int app = open("zapp", O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+  soff = 0;
+  Say("sendfile to O_APPEND", sendfile(app, src, &soff, 10));
+  Say("write pipe", write(p[1], "0123456789", 10));
+  Say("splice to O_APPEND", splice(p[0], nullptr, app, nullptr, 10, 0));
+  close(app);
   close(src);
   close(dst);
   close(p[0]);
   close(p[1]);
   std::string out = ReadWhole("zdst");
   printf("zdst digest %016llx\n", static_cast<unsigned long long>(Fnv(out.data(), out.size())));
+  return 0;
+}
+
+// A program's own O_PATH descriptor of a file: fstat through it (and fstatat, statx with
+// AT_EMPTY_PATH) describes the file, reads through it fail, its dups do the same, and an open of
+// /proc/self/fd/N opens the file.
+int OPath() {
+  int fd = open("pathed", O_RDWR | O_CREAT | O_TRUNC, 0644);
+  Say("write", write(fd, "hello, path", 11));
+  close(fd);
+  int p = open("pathed", O_PATH);
+  auto size_via = [](int f) {
+    struct stat st;
+    return fstat(f, &st) == 0 ? static_cast<long>(st.st_size) : -1L;
+  };
+  Say("fstat size", size_via(p));
+  struct stat st;
+  Say("fstatat empty path size", fstatat(p, "", &st, AT_EMPTY_PATH) == 0 ? st.st_size : -1);
+  struct statx sx;
+  Say("statx empty path size", statx(p, "", AT_EMPTY_PATH, STATX_SIZE, &sx) == 0 ? static_cast<long>(sx.stx_size) : -1L);
+  char buf[32] = {};
+  Say("read", read(p, buf, sizeof(buf)));
+  int d = dup(p);
+  close(p);
+  Say("dup's fstat size", size_via(d));
+  Say("F_DUPFD's fstat size", size_via(fcntl(d, F_DUPFD_CLOEXEC, 60)));
+  Say("dup2's fstat size", size_via(dup2(d, 70)));
+  char proc[64];
+  snprintf(proc, sizeof(proc), "/proc/self/fd/%d", d);
+  int r = open(proc, O_RDONLY);
+  Say("reopen through /proc, read", read(r, buf, 11));
+  printf("reopened: %.11s\n", buf);
+  close(r);
+  close(d);
+  close(70);
+  // The numbers go to other files: nothing of the old mark shows.
+  int q[2];
+  Say("pipe", pipe(q));
+  Say("dup2 a pipe over 70", dup2(q[0], 70));
+  Say("fstat of it is a fifo", fstat(70, &st) == 0 && S_ISFIFO(st.st_mode));
   return 0;
 }
 
