@@ -20,6 +20,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "lib/backing_cache.h"
@@ -58,6 +59,7 @@ int TernSpawnDestroy(posix_spawn_file_actions_t* fa) noexcept TERN_EXPORT_AS("po
 
 namespace {
 
+constexpr const char kHandOverPrefix[] = "TERN_SHIM_";
 constexpr const char kFdsVar[] = "TERN_SHIM_FDS=";
 constexpr const char kOfdVar[] = "TERN_SHIM_OFD=";
 
@@ -70,10 +72,24 @@ const char* SelfPath() {
   return path;
 }
 
+std::vector<std::string>& StartupSettings() {
+  static std::vector<std::string> settings;
+  return settings;
+}
+
+// NAME of a NAME=value entry, with its '='.
+std::string_view EntryName(const char* entry) {
+  const char* eq = strchr(entry, '=');
+  return eq == nullptr ? std::string_view(entry) : std::string_view(entry, static_cast<size_t>(eq - entry + 1));
+}
+
 // The environment for the next program image: envp without stale tern variables, plus the current
-// fd list and offset region. A program that inherits tern fds can only use them with the shim
-// loaded, so when envp dropped LD_PRELOAD or TERN_ROOT (env -i, an empty subprocess env) they are
-// put back.
+// fd list and offset region. A program started from one that runs under tern runs under tern too:
+// one without the shim would read tern files as their backing format. So when envp has no
+// LD_PRELOAD at all (env -i, an empty subprocess environment), the shim and this process's TERN_*
+// settings are put back; and a program that inherits tern fds, which only the shim can use, gets
+// the shim in front of whatever LD_PRELOAD it has. An LD_PRELOAD set without the shim (even empty)
+// is a choice, and kept.
 class ChildEnv {
  public:
   ChildEnv(char* const* envp, char mode) {
@@ -103,14 +119,16 @@ class ChildEnv {
     }
     ofd_ = kOfdVar;
     ofd_ += OfdRegionEnv();
-    bool has_preload = false, has_root = false;
+    bool has_preload = false, has_root = false, any_preload = false;
     for (char* const* e = envp; e != nullptr && *e != nullptr; ++e) {
-      if (strncmp(*e, kFdsVar, sizeof(kFdsVar) - 1) == 0 || strncmp(*e, kOfdVar, sizeof(kOfdVar) - 1) == 0) continue;
+      if (strncmp(*e, kHandOverPrefix, sizeof(kHandOverPrefix) - 1) == 0) continue;
+      if (strncmp(*e, "LD_PRELOAD=", 11) == 0) any_preload = true;
       if (strncmp(*e, "LD_PRELOAD=", 11) == 0 && strstr(*e, "libtern") != nullptr) has_preload = true;
       if (strncmp(*e, "TERN_ROOT=", 10) == 0) has_root = true;
       vars_.push_back(*e);
     }
-    if (inherited && !has_preload && SelfPath()[0] != '\0') {
+    bool put_back = (inherited || !any_preload) && !has_preload && SelfPath()[0] != '\0';
+    if (put_back) {
       preload_ = std::string("LD_PRELOAD=") + SelfPath();
       for (auto it = vars_.begin(); it != vars_.end(); ++it) {
         if (strncmp(*it, "LD_PRELOAD=", 11) == 0) {  // keep what was there, after the shim
@@ -121,11 +139,25 @@ class ChildEnv {
       }
       vars_.push_back(preload_.data());
     }
-    if (inherited && !has_root) {
+    if (put_back) {
+      size_t given = vars_.size();
+      for (std::string& setting : StartupSettings()) {
+        std::string_view name = EntryName(setting.c_str());
+        bool present = false;
+        for (size_t i = 0; i < given && !present; ++i) present = EntryName(vars_[i]) == name;
+        if (!present) vars_.push_back(setting.data());
+        has_root = has_root || name == "TERN_ROOT=";
+      }
+    }
+    if (put_back && !has_root) {
       root_ = "TERN_ROOT=" + Paths().root;
       vars_.push_back(root_.data());
     }
     if (!first) vars_.push_back(fds_.data());
+    if (mode != 'e') {  // a spawned child starts with the raised limit, an exec'ed image without
+      fd_limit_ = FdLimitHandOver();
+      if (!fd_limit_.empty()) vars_.push_back(fd_limit_.data());
+    }
     if (ofd_.size() > sizeof(kOfdVar) - 1) vars_.push_back(ofd_.data());
     vars_.push_back(nullptr);
   }
@@ -137,8 +169,21 @@ class ChildEnv {
   std::string ofd_;
   std::string preload_;
   std::string root_;
+  std::string fd_limit_;
   std::vector<char*> vars_;
 };
+
+}  // namespace
+
+void tern::shim::NoteStartupSettings() {
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    // (TERN_SHIM_*: what one image hands the next, made anew at each exec and spawn.)
+    if (strncmp(*e, "TERN_", 5) != 0 || strncmp(*e, kHandOverPrefix, sizeof(kHandOverPrefix) - 1) == 0) continue;
+    StartupSettings().emplace_back(*e);
+  }
+}
+
+namespace {
 
 std::vector<char*> CollectArgs(const char* arg, va_list ap, char* const** envp) {
   std::vector<char*> args;

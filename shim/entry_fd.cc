@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,6 +41,11 @@ int TernIoctl(int fd, unsigned long request, ...) noexcept TERN_EXPORT_AS("ioctl
 int TernFlock(int fd, int op) noexcept TERN_EXPORT_AS("flock");
 int TernLockf(int fd, int cmd, off_t len) noexcept TERN_EXPORT_AS("lockf");
 int TernLockf64(int fd, int cmd, off_t len) noexcept TERN_EXPORT_AS("lockf64");
+int TernGetrlimit(int resource, struct rlimit* rl) noexcept TERN_EXPORT_AS("getrlimit");
+int TernGetrlimit64(int resource, struct rlimit* rl) noexcept TERN_EXPORT_AS("getrlimit64");
+int TernPrlimit(pid_t pid, int resource, const struct rlimit* want, struct rlimit* old) noexcept TERN_EXPORT_AS("prlimit");
+int TernPrlimit64(pid_t pid, int resource, const struct rlimit* want, struct rlimit* old) noexcept
+    TERN_EXPORT_AS("prlimit64");
 }
 
 namespace tern::shim {
@@ -452,3 +458,23 @@ int TernLockf(int fd, int cmd, off_t len) noexcept {
 }
 
 int TernLockf64(int fd, int cmd, off_t len) noexcept { return TernLockf(fd, cmd, len); }
+
+// The open-files limit as the program set it: tern raises the soft limit for its own descriptors
+// (fd_table.h), which the program does not see, as `ulimit -n` on the kernel would not show it.
+int TernGetrlimit(int resource, struct rlimit* rl) noexcept {
+  int r = Real().getrlimit(resource, rl);
+  if (r == 0 && resource == RLIMIT_NOFILE) ShowProgramFdLimit(rl);
+  return r;
+}
+
+int TernGetrlimit64(int resource, struct rlimit* rl) noexcept { return TernGetrlimit(resource, rl); }
+
+int TernPrlimit(pid_t pid, int resource, const struct rlimit* want, struct rlimit* old) noexcept {
+  int r = Real().prlimit(pid, resource, want, old);
+  if (r == 0 && old != nullptr && resource == RLIMIT_NOFILE && (pid == 0 || pid == getpid())) ShowProgramFdLimit(old);
+  return r;
+}
+
+int TernPrlimit64(pid_t pid, int resource, const struct rlimit* want, struct rlimit* old) noexcept {
+  return TernPrlimit(pid, resource, want, old);
+}

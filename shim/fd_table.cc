@@ -5,10 +5,12 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <string>
 
 #include "lib/atomic_max.h"
 #include "lib/drop_mode.h"
 #include "pmem/log.h"
+#include "shim/env.h"
 #include "shim/real_libc.h"
 
 namespace tern::shim {
@@ -94,30 +96,56 @@ void DestroyDesc(Desc* d) {
   g_free = d;
 }
 
+constexpr const char kFdLimitVar[] = "TERN_SHIM_NOFILE";
+
 // The soft limit the program had, and what RaiseFdLimit made it (0: not raised).
 rlim_t g_program_soft_limit = 0;
 rlim_t g_raised_soft_limit = 0;
 
-void RaiseFdLimit(const struct rlimit& rl) {
+// `program_soft`: the soft limit the program has, which is rl's, or less when this process was
+// spawned by one whose shim had raised it (TERN_SHIM_NOFILE).
+void RaiseFdLimit(const struct rlimit& rl, rlim_t program_soft) {
   // Two of tern's descriptors for each of the program's, and the kept files' and spares'.
-  rlim_t want = std::min<rlim_t>({rl.rlim_max, rl.rlim_cur * 3 + 256, kMaxFds});
-  if (want <= rl.rlim_cur) return;
-  struct rlimit raised = {want, rl.rlim_max};
-  if (setrlimit(RLIMIT_NOFILE, &raised) != 0) return;
-  g_program_soft_limit = rl.rlim_cur;
+  rlim_t want = std::min<rlim_t>({rl.rlim_max, program_soft * 3 + 256, kMaxFds});
+  if (want <= program_soft) return;
+  if (want != rl.rlim_cur) {
+    struct rlimit raised = {want, rl.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &raised) != 0) return;
+  }
+  g_program_soft_limit = program_soft;
   g_raised_soft_limit = want;
-  g_internal_base = static_cast<int>(rl.rlim_cur);  // above every number the program could have had
+  g_internal_base = static_cast<int>(program_soft);  // above every number the program could have had
+}
+
+// The program's soft limit as a spawning parent's shim handed it over ("P:R", valid while the
+// limit is still the R it raised to), else the current one.
+rlim_t ProgramSoftLimitAtStart(rlim_t current) {
+  const char* handed = EnvGet(kFdLimitVar);
+  if (handed == nullptr) return current;
+  unsigned long long program = 0, raised = 0;
+  bool valid = sscanf(handed, "%llu:%llu", &program, &raised) == 2 && raised == current && program < current;
+  EnvUnset(kFdLimitVar);
+  return valid ? static_cast<rlim_t>(program) : current;
 }
 
 // Sets the soft limit to `to` if it is still `from` (the program may have set its own since).
 bool MoveSoftFdLimit(rlim_t from, rlim_t to) {
   struct rlimit rl;
-  if (from == to || getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur != from) return false;
+  if (from == to || Real().getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur != from) return false;
   rl.rlim_cur = to;
   return setrlimit(RLIMIT_NOFILE, &rl) == 0;
 }
 
 }  // namespace
+
+void ShowProgramFdLimit(struct rlimit* rl) {
+  if (g_raised_soft_limit != 0 && rl->rlim_cur == g_raised_soft_limit) rl->rlim_cur = g_program_soft_limit;
+}
+
+std::string FdLimitHandOver() {
+  if (g_raised_soft_limit == 0) return "";
+  return std::string(kFdLimitVar) + "=" + std::to_string(g_program_soft_limit) + ":" + std::to_string(g_raised_soft_limit);
+}
 
 ProgramFdLimitForExec::ProgramFdLimitForExec()
     : lowered_(g_raised_soft_limit != 0 && MoveSoftFdLimit(g_raised_soft_limit, g_program_soft_limit)) {}
@@ -140,10 +168,10 @@ void InitFdTable() {
     g_internal.bits = reinterpret_cast<std::atomic<uint64_t>*>(static_cast<char*>(p) + entry_bytes);
     g_tern_path_fds.bits = reinterpret_cast<std::atomic<uint64_t>*>(static_cast<char*>(p) + entry_bytes + bit_bytes);
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+    if (Real().getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
       auto soft = static_cast<int>(std::min<rlim_t>(rl.rlim_cur, kMaxFds));
       g_internal_base = std::min(768, soft * 3 / 4);
-      RaiseFdLimit(rl);
+      RaiseFdLimit(rl, ProgramSoftLimitAtStart(rl.rlim_cur));
     }
     // release; pairs with the acquire loads in DescRef: the table is ready before it is published.
     std::atomic_thread_fence(std::memory_order_release);

@@ -64,6 +64,14 @@ bool AnyPosixLocks();
 void InitFdTable();
 bool FdTableReady();
 
+// getrlimit(RLIMIT_NOFILE) as the program sees it: its own soft limit while tern's raise is in
+// effect (the real one once the program has set a limit of its own).
+void ShowProgramFdLimit(struct rlimit* rl);
+// For a child started by posix_spawn, which inherits the raised limit: "TERN_SHIM_NOFILE=P:R"
+// (the program's soft limit and the raised one), so that its shim shows P too; empty when tern
+// raised nothing.
+std::string FdLimitHandOver();
+
 // Around an exec: the next program image starts with the soft limit the program had (its own shim
 // raises it again), unless the program set a limit of its own. Put back if the exec fails.
 class ProgramFdLimitForExec {

@@ -214,6 +214,7 @@ void InitShim() {
   static std::once_flag once;
   std::call_once(once, [] {
     Real();
+    NoteStartupSettings();
     InitPaths();
     InitFdTable();
     if (!FdTableReady()) return;

@@ -99,6 +99,8 @@ void Load() {
   Resolve(r.link, "link");
   Resolve(r.linkat, "linkat");
   Resolve(r.umask, "umask");
+  Resolve(r.getrlimit, "getrlimit");
+  Resolve(r.prlimit, "prlimit");
 }
 
 }  // namespace

@@ -98,6 +98,8 @@ struct RealLibc {
   int (*link)(const char*, const char*);
   int (*linkat)(int, const char*, int, const char*, int);
   mode_t (*umask)(mode_t);
+  int (*getrlimit)(int, struct rlimit*);
+  int (*prlimit)(pid_t, int, const struct rlimit*, struct rlimit*);
 };
 
 namespace detail {

@@ -40,6 +40,10 @@ int TrackEngineFd(int fd, int flags);
 // Turns the inherited O_PATH fds of tern files into descriptions (constructor).
 void AdoptInheritedFds();
 
+// The TERN_* settings this process started with (constructor), which exec and posix_spawn put
+// back into a child's environment when it lost LD_PRELOAD (entry_exec.cc).
+void NoteStartupSettings();
+
 // Engine fork hooks bracket: makes the Pool's child handler run inside an EngineScope.
 void InstallForkHandlers();
 

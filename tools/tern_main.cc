@@ -70,11 +70,9 @@ void DropPreloadedShim(char** argv) {
     if (!item.empty() && item.find("libtern") == std::string::npos) kept += (kept.empty() ? "" : ":") + item;
     start = end + 1;
   }
-  if (kept.empty()) {
-    unsetenv("LD_PRELOAD");
-  } else {
-    setenv("LD_PRELOAD", kept.c_str(), 1);
-  }
+  // Set even when empty: the shim puts itself back into a child whose environment has no
+  // LD_PRELOAD at all (entry_exec.cc), not into one that chose another.
+  setenv("LD_PRELOAD", kept.c_str(), 1);
   execv("/proc/self/exe", argv);
   perror("tern: re-exec without the shim");
 }

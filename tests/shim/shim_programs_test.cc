@@ -501,7 +501,8 @@ TEST_F(ShimPrograms, ImportAndExport) {
 // A tern file holds two of tern's descriptors besides the program's (backing file, shared state):
 // the shim raises the soft RLIMIT_NOFILE to make room for them above every number the program
 // could have had, so a program under the usual soft limit of 1,024 opens as many files as on the
-// kernel (it stopped at 338). A program exec'd without the shim starts with the limit the shell set.
+// kernel (it stopped at 338). The program, and what it spawns or execs, sees the limit the shell
+// set (getrlimit, `ulimit -n`), as on the kernel.
 TEST_F(ShimPrograms, ProgramsOpenAsManyFilesAsTheirLimitAllows) {
   if (!HaveProgram("python3")) GTEST_SKIP() << "python3 is not installed";
   struct rlimit rl;
@@ -514,8 +515,11 @@ TEST_F(ShimPrograms, ProgramsOpenAsManyFilesAsTheirLimitAllows) {
       "for i, f in enumerate(fs): f.write(str(i))\n"
       "for f in fs: f.close()\n"
       "print(sum(len(open('f%d' % i).read()) for i in range(1000)))\n"
+      "import resource\n"
+      "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+      "os.waitpid(os.posix_spawn('/bin/sh', ['sh', '-c', 'ulimit -Sn'], os.environ), 0)\n"
       "os.execve('/bin/sh', ['sh', '-c', 'ulimit -Sn'], {'PATH': '/usr/bin:/bin'})\n\"");
-  EXPECT_EQ(r.out, "2890\n1024\n") << r.err;
+  EXPECT_EQ(r.out, "2890\n1024\n1024\n1024\n") << r.err;
 }
 
 // Writing a copy and renaming it over the file (editors, config writers, git) while another
