@@ -66,14 +66,14 @@ Status ReadHeaderLocked(const Backing& backing, const struct stat& st, const std
 
 }  // namespace
 
-Result<std::shared_ptr<FileCore>> FileCore::Open(const std::string& path, int flags, mode_t mode) {
+Result<std::shared_ptr<FileCore>> FileCore::Open(const std::string& path, int flags, mode_t mode, bool slotless) {
   int access = flags & O_ACCMODE;
   if (access == O_ACCMODE) return Status::Error(EINVAL, "bad access mode");
   int extra = O_CLOEXEC | (flags & (O_CREAT | O_EXCL | O_NOFOLLOW));
   // Copy-on-write reads old blocks, so the backing file is opened read-write when allowed.
-  bool writable = true;
-  int fd = open(path.c_str(), O_RDWR | extra, mode);
-  if (fd < 0 && (errno == EACCES || errno == EROFS || errno == ETXTBSY) && access == O_RDONLY) {
+  bool writable = !slotless || access != O_RDONLY;
+  int fd = writable ? open(path.c_str(), O_RDWR | extra, mode) : -1;
+  if (fd < 0 && access == O_RDONLY && (!writable || errno == EACCES || errno == EROFS || errno == ETXTBSY)) {
     writable = false;
     fd = open(path.c_str(), O_RDONLY | extra, mode);
   }

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "lib/backing_cache.h"
+#include "lib/shared_state.h"
 #include "lib/process_id.h"
 #include "lib/shared_state_spares.h"
 #include "pmem/log.h"
@@ -173,6 +174,7 @@ void Pool::ChildAfterFork() {
 Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int flags, mode_t mode,
                                                   const struct stat* looked) {
   bool want_write = (flags & O_ACCMODE) != O_RDONLY;
+  uint64_t directory_failures = SharedState::DirectoryFailures();
   bool exists = false;
   std::unique_ptr<Backing> kept;
   std::unique_ptr<KeptTable> kept_table;
@@ -221,6 +223,11 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
   // A file unlinked (or replaced) between FileCore::Open's open(2) and its lock: open again.
   for (int retry = 0; retry < kMaxStaleRetries && !opened.ok() && opened.status().err() == ESTALE; ++retry) {
     opened = FileCore::Open(path, flags, mode);
+  }
+  // A reader whose open could not make or grow the shared state (its directory full or missing)
+  // reads without it, as one that may not write the file does.
+  if (!opened.ok() && !want_write && SharedState::DirectoryFailures() != directory_failures) {
+    opened = FileCore::Open(path, flags, mode, /*slotless=*/true);
   }
   TERN_ASSIGN_OR_RETURN(std::shared_ptr<FileCore> core, std::move(opened));
   std::lock_guard lock(mu_);

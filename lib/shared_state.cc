@@ -35,7 +35,10 @@ namespace {
 // The shared-state directory itself failing (missing, full, not writable) fails every first open
 // of a tern file, with an errno that does not name the cause (ENOENT for a path that exists): said
 // once per process, at warning level.
+std::atomic<uint64_t> g_directory_failures{0};
+
 Status DirectoryFailure(int err, const char* what) {
+  g_directory_failures.fetch_add(1);
   static std::atomic<bool> said{false};
   if (!said.exchange(true)) {
     TERN_LOG_WARN("shared state in %s: %s: %s (tern files cannot be opened or grown until it works)",
@@ -88,6 +91,8 @@ Result<std::unique_ptr<SharedState>> SharedState::CreateUnpublished(const struct
   state->InitHeader(num_blocks);
   return state;
 }
+
+uint64_t SharedState::DirectoryFailures() { return g_directory_failures.load(); }
 
 Result<std::unique_ptr<SharedState>> SharedState::CreatePrivate(uint64_t num_blocks) {
   void* base = mmap(nullptr, kObjectSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);

@@ -195,6 +195,9 @@ class SharedState {
   // it meanwhile).
   static Result<std::unique_ptr<SharedState>> Attach(const std::string& path);
   static void Remove(const std::string& path);
+  // How many times this process failed to make or grow an object because of its directory (full,
+  // missing, not writable): an open that fails while this moves may read without one.
+  static uint64_t DirectoryFailures();
 
   // Removes, in `dir`, the objects no process maps (their lock is free): those of files whose last
   // opener was killed, objects at rest for longer than kRestSeconds, and names a killed publisher

@@ -218,15 +218,17 @@ TEST_F(ShimState, ProcessesThatEndWithUnderscoreExitLeaveNoSpares) {
 }
 
 // The shared-state directory is a tmpfs with a size limit (/dev/shm: half the RAM by default, and
-// the default root lives there too). When it is full, a first open of a tern file, or a write that
-// grows one, fails with ENOSPC, as a write into a full filesystem does. (Each page of the sparse
+// the default root lives there too). When it is full, a first open of a tern file for writing, or a
+// write that grows one, fails with ENOSPC, as a write into a full filesystem does; a reader reads
+// without the object (slotless, as a reader that may not write the file). (Each page of the sparse
 // object is allocated before its first touch: a touch with no room behind it was a SIGBUS that
 // killed the program.) Once there is room again, the same process goes on.
 TEST_F(ShimState, AFullSharedStateDirectoryIsEnospcNotACrash) {
   MountTmpfs(shm_, "size=256k");  // the shared-state directory
   if (IsSkipped() || HasFatalFailure()) return;
   RunResult py = s_.Run({"python3", "-c",
-                         "import os, errno\n"
+                         "import os, errno, subprocess\n"
+                         "with open('ro', 'w') as r: r.write('read me')\n"
                          "f = os.open('grow', os.O_WRONLY | os.O_CREAT, 0o644)\n"
                          "os.write(f, b'a' * 4096)\n"
                          "filler = os.environ['TERN_SHM_DIR'] + '/filler'\n"
@@ -239,6 +241,7 @@ TEST_F(ShimState, AFullSharedStateDirectoryIsEnospcNotACrash) {
                          "    except OSError as e: print(what, errno.errorcode[e.errno])\n"
                          "attempt('grow', lambda: os.write(f, b'b' * (16 << 20)))\n"
                          "attempt('create', lambda: open('other', 'wb'))\n"
+                         "print(subprocess.run(['cat', 'ro'], capture_output=True).stdout)\n"
                          "os.unlink(filler)\n"
                          "attempt('grow', lambda: os.write(f, b'c' * (16 << 20)))\n"
                          "attempt('create', lambda: open('other', 'wb').write(b'o'))\n"
@@ -246,7 +249,7 @@ TEST_F(ShimState, AFullSharedStateDirectoryIsEnospcNotACrash) {
                          "print(os.path.getsize('grow'))\n"},
                         true, Env());
   EXPECT_EQ(py.status, 0) << py.err;
-  EXPECT_EQ(py.out, "grow ENOSPC\ncreate ENOSPC\ngrow ok\ncreate ok\n" + std::to_string(4096 + (16 << 20)) + "\n")
+  EXPECT_EQ(py.out, "grow ENOSPC\ncreate ENOSPC\nb'read me'\ngrow ok\ncreate ok\n" + std::to_string(4096 + (16 << 20)) + "\n")
       << py.err;
   EXPECT_NE(py.err.find("warn: shared state in " + shm_ + ": allocate a page of shared state: No space left on device"),
             std::string::npos)
