@@ -322,6 +322,16 @@ int Stdio() {
   return 0;
 }
 
+// A record-lock request for [start, start + len) (len 0: to the end).
+struct flock Range(short type, off_t start, off_t len) {
+  struct flock fl = {};
+  fl.l_type = type;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = start;
+  fl.l_len = len;
+  return fl;
+}
+
 // What another process sees of "locked": F_GETLK of the whole file from a child.
 std::string LockSeenByChild() {
   fflush(stdout);
@@ -329,11 +339,8 @@ std::string LockSeenByChild() {
   if (pipe(pipe_fds) != 0) return "pipe failed";
   pid_t pid = fork();
   if (pid == 0) {
-    int c = open("locked", O_RDWR);
-    struct flock q = {};
-    q.l_type = F_WRLCK;
-    q.l_whence = SEEK_SET;
-    const char* seen = fcntl(c, F_GETLK, &q) != 0 ? "error" : q.l_type == F_UNLCK ? "unlocked" : "locked";
+    struct flock q = Range(F_WRLCK, 0, 0);
+    const char* seen = fcntl(open("locked", O_RDWR), F_GETLK, &q) != 0 ? "error" : q.l_type == F_UNLCK ? "unlocked" : "locked";
     ssize_t ignored = write(pipe_fds[1], seen, strlen(seen));
     (void)ignored;
     _exit(0);
@@ -347,9 +354,7 @@ std::string LockSeenByChild() {
 }
 
 bool LockWholeFile(int fd) {
-  struct flock fl = {};
-  fl.l_type = F_WRLCK;
-  fl.l_whence = SEEK_SET;
+  struct flock fl = Range(F_WRLCK, 0, 0);
   return fcntl(fd, F_SETLK, &fl) == 0;
 }
 
@@ -379,34 +384,18 @@ int Locks() {
   int fd = open("locked", O_RDWR | O_CREAT | O_TRUNC, 0644);
   LocksDroppedByOtherCloses(fd);
   Say("write", write(fd, "0123456789", 10));
-  struct flock fl = {};
-  fl.l_type = F_WRLCK;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = 0;
-  fl.l_len = 0;
+  struct flock fl = Range(F_WRLCK, 0, 0);
   Say("F_SETLK whole file", fcntl(fd, F_SETLK, &fl));
-  struct flock part = {};
-  part.l_type = F_RDLCK;
-  part.l_whence = SEEK_SET;
-  part.l_start = 100;
-  part.l_len = 10;
+  struct flock part = Range(F_RDLCK, 100, 10);
   Say("F_SETLK part", fcntl(fd, F_SETLK, &part));
   fflush(stdout);
   pid_t pid = fork();
   if (pid == 0) {
     int c = open("locked", O_RDWR);
-    struct flock q = {};
-    q.l_type = F_WRLCK;
-    q.l_whence = SEEK_SET;
-    q.l_start = 5;
-    q.l_len = 1;
+    struct flock q = Range(F_WRLCK, 5, 1);
     int r1 = fcntl(c, F_SETLK, &q);
     int e1 = errno;
-    struct flock g = {};
-    g.l_type = F_WRLCK;
-    g.l_whence = SEEK_SET;
-    g.l_start = 0;
-    g.l_len = 0;
+    struct flock g = Range(F_WRLCK, 0, 0);
     fcntl(c, F_GETLK, &g);
     printf("child F_SETLK conflicting: %s\n", r1 < 0 ? ErrName(e1).c_str() : "ok");
     printf("child F_GETLK type %s start %lld len %lld\n", g.l_type == F_WRLCK ? "W" : g.l_type == F_RDLCK ? "R" : "U",
@@ -418,9 +407,7 @@ int Locks() {
   waitpid(pid, nullptr, 0);
   fl.l_type = F_UNLCK;
   Say("unlock", fcntl(fd, F_SETLK, &fl));
-  struct flock ofd = {};
-  ofd.l_type = F_WRLCK;
-  ofd.l_whence = SEEK_SET;
+  struct flock ofd = Range(F_WRLCK, 0, 0);
   Say("F_OFD_SETLK", fcntl(fd, F_OFD_SETLK, &ofd));
   Say("lockf F_TLOCK", lockf(fd, F_TLOCK, 0));
   Say("flock", flock(fd, LOCK_EX));
