@@ -52,6 +52,8 @@ int TernPosixSpawnp(pid_t* pid, const char* file, const posix_spawn_file_actions
                     const posix_spawnattr_t* attr, char* const argv[], char* const envp[]) noexcept
     TERN_EXPORT_AS("posix_spawnp");
 pid_t TernVfork() noexcept TERN_EXPORT_AS("vfork");
+int TernSystem(const char* command) noexcept TERN_EXPORT_AS("system");
+FILE* TernPopen(const char* command, const char* mode) noexcept TERN_EXPORT_AS("popen");
 int TernSpawnAddopen(posix_spawn_file_actions_t* fa, int fd, const char* path, int oflag, mode_t mode) noexcept
     TERN_EXPORT_AS("posix_spawn_file_actions_addopen");
 int TernSpawnDestroy(posix_spawn_file_actions_t* fa) noexcept TERN_EXPORT_AS("posix_spawn_file_actions_destroy");
@@ -184,6 +186,23 @@ void tern::shim::NoteStartupSettings() {
 }
 
 namespace {
+
+// system(3) and popen(3) start their child with glibc's own posix_spawn, which the shim does not
+// see, and give it `environ`: for the call, `environ` is what the shim's posix_spawn would pass, so
+// the child gets the fd hand-over. (Without it a child adopted inherited tern fds without their
+// shared offset: `system("echo x")` with stdout redirected to a tern file wrote at offset 0, over
+// the lines the program had written.)
+class SpawnEnvironment {
+ public:
+  SpawnEnvironment() : saved_(environ), env_(environ, 's') { environ = const_cast<char**>(env_.get()); }
+  ~SpawnEnvironment() { environ = saved_; }
+  SpawnEnvironment(const SpawnEnvironment&) = delete;
+  SpawnEnvironment& operator=(const SpawnEnvironment&) = delete;
+
+ private:
+  char** saved_;
+  ChildEnv env_;
+};
 
 std::vector<char*> CollectArgs(const char* arg, va_list ap, char* const** envp) {
   std::vector<char*> args;
@@ -493,3 +512,20 @@ int TernPosixSpawnp(pid_t* pid, const char* file, const posix_spawn_file_actions
 }
 
 pid_t TernVfork() noexcept { return Real().fork(); }
+
+int TernSystem(const char* command) noexcept {
+  TERN_ENTRY_TRY
+  if (!ShimReady() || command == nullptr) return Real().system(command);
+  SpawnEnvironment env;
+  return Real().system(command);
+  TERN_ENTRY_CATCH(-1)
+}
+
+FILE* TernPopen(const char* command, const char* mode) noexcept {
+  TERN_ENTRY_TRY
+  if (!ShimReady()) return Real().popen(command, mode);
+  SpawnEnvironment env;
+  return Real().popen(command, mode);
+  TERN_ENTRY_CATCH(nullptr)
+}
+

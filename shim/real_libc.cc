@@ -89,6 +89,8 @@ void Load() {
   Resolve(r.fexecve, "fexecve");
   Resolve(r.posix_spawn, "posix_spawn");
   Resolve(r.posix_spawnp, "posix_spawnp");
+  Resolve(r.system, "system");
+  Resolve(r.popen, "popen");
   Resolve(r.spawn_addopen, "posix_spawn_file_actions_addopen");
   Resolve(r.spawn_destroy, "posix_spawn_file_actions_destroy");
   Resolve(r.fork, "fork");

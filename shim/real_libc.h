@@ -88,6 +88,8 @@ struct RealLibc {
                      const posix_spawnattr_t*, char* const[], char* const[]);
   int (*posix_spawnp)(pid_t*, const char*, const posix_spawn_file_actions_t*,
                       const posix_spawnattr_t*, char* const[], char* const[]);
+  int (*system)(const char*);
+  FILE* (*popen)(const char*, const char*);
   int (*spawn_addopen)(posix_spawn_file_actions_t*, int, const char*, int, mode_t);
   int (*spawn_destroy)(posix_spawn_file_actions_t*);
   pid_t (*fork)();

@@ -18,6 +18,7 @@
 //   shim_probe spawn            posix_spawn with addopen/adddup2 file actions
 //   shim_probe splice           splice, sendfile, copy_file_range with offsets
 //   shim_probe opath            a program's own O_PATH fd of a file: fstat, dup, /proc reopen
+//   shim_probe system           system(3), popen(3) with stdout redirected to a file
 //   shim_probe threads          threads appending, reading, dup'ing and reopening at once
 #include <fcntl.h>
 #include <signal.h>
@@ -543,6 +544,7 @@ int main(int argc, char** argv) {
   if (cmd == "spawn") return Spawn();
   if (cmd == "splice") return Splice();
   if (cmd == "opath") return OPath();
-  fprintf(stderr, "usage: shim_probe errno|random SEED N|fork|exec|append2 N|stdio|locks|mmap|fstream|dupflags|splice|opath\n");
+  if (cmd == "system") return SystemPopen();
+  fprintf(stderr, "usage: shim_probe errno|random SEED N|fork|exec|append2 N|stdio|locks|mmap|fstream|dupflags|splice|opath|system\n");
   return 2;
 }

@@ -25,6 +25,7 @@ int Threads();
 int Spawn();
 int Splice();
 int OPath();
+int SystemPopen();
 int MmapPins();  // shim_probe_mmap.cc
 
 }  // namespace shim_probe

@@ -276,4 +276,31 @@ int OPath() {
   return 0;
 }
 
+// system(3) and popen(3), whose children glibc starts itself, with stdout redirected to a file: the
+// children write at the file's shared offset, after what the program wrote.
+int SystemPopen() {
+  fflush(stdout);
+  int saved = dup(1);
+  int fd = open("sysout", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  dup2(fd, 1);
+  close(fd);
+  printf("parent one\n");
+  fflush(stdout);
+  int rc = system("echo child by system");
+  printf("parent two\n");
+  fflush(stdout);
+  FILE* p = popen("cat; echo child by popen", "w");
+  if (p != nullptr) {
+    fputs("piped line\n", p);
+    pclose(p);
+  }
+  printf("parent three\n");
+  fflush(stdout);
+  dup2(saved, 1);
+  close(saved);
+  Say("system", rc);
+  printf("sysout:\n%s", ReadWhole("sysout").c_str());
+  return 0;
+}
+
 }  // namespace shim_probe
