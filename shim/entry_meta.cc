@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/xattr.h>
+#include <utime.h>
 #include <unistd.h>
 
 #include <climits>
@@ -60,6 +61,8 @@ int TernFchown(int fd, uid_t uid, gid_t gid) noexcept TERN_EXPORT_AS("fchown");
 int TernFutimens(int fd, const struct timespec* ts) noexcept TERN_EXPORT_AS("futimens");
 int TernUtimensat(int dirfd, const char* path, const struct timespec* ts, int flags) noexcept TERN_EXPORT_AS("utimensat");
 int TernFutimes(int fd, const struct timeval* tv) noexcept TERN_EXPORT_AS("futimes");
+int TernUtime(const char* path, const struct utimbuf* times) noexcept TERN_EXPORT_AS("utime");
+int TernUtimes(const char* path, const struct timeval* tv) noexcept TERN_EXPORT_AS("utimes");
 ssize_t TernFgetxattr(int fd, const char* name, void* value, size_t size) noexcept TERN_EXPORT_AS("fgetxattr");
 int TernFsetxattr(int fd, const char* name, const void* value, size_t size, int flags) noexcept TERN_EXPORT_AS("fsetxattr");
 ssize_t TernFlistxattr(int fd, char* list, size_t size) noexcept TERN_EXPORT_AS("flistxattr");
@@ -162,11 +165,40 @@ int PosixFallocate(int fd, off_t off, off_t len, bool is64) {
   return err;
 }
 
+// The program sets a file's times: what it wrote before, through any of its descriptors of the
+// file, must not move them again at the next fstat or close (TouchIfDirty).
+void ForgetPendingTouches(const struct stat& file) {
+  for (int fd = 0, max = MaxTernFd(); fd <= max; ++fd) {
+    DescRef d(fd);
+    struct stat st;
+    if (d && d->dirty.load() && Real().fstat(fd, &st) == 0 && st.st_dev == file.st_dev && st.st_ino == file.st_ino) {
+      d->dirty.store(false);
+    }
+  }
+}
+
 int SetTimes(int fd, const struct timespec* ts) {
   DescRef d(fd);
   if (!d) return Real().futimens(fd, ts);
-  d->dirty.store(false);  // the caller's times win over tern's own mtime update
+  struct stat st;
+  if (Real().fstat(fd, &st) == 0) ForgetPendingTouches(st);
   return Real().utimensat(AT_FDCWD, ProcPath(fd).c_str(), ts, 0);
+}
+
+int SetTimesByPath(int dirfd, const char* path, const struct timespec* ts, int flags) {
+  struct stat st;
+  if (path != nullptr && MaxTernFd() >= 0 && !InEngine() && Real().fstatat(dirfd, path, &st, flags & AT_SYMLINK_NOFOLLOW) == 0) {
+    ForgetPendingTouches(st);
+  }
+  return Real().utimensat(dirfd, path, ts, flags);
+}
+
+// timeval pairs (utimes, futimes) as utimensat's timespec pairs; null stays null ("now").
+const struct timespec* AsTimespecs(const struct timeval* tv, struct timespec* ts) {
+  if (tv == nullptr) return nullptr;
+  ts[0] = {tv[0].tv_sec, tv[0].tv_usec * 1000};
+  ts[1] = {tv[1].tv_sec, tv[1].tv_usec * 1000};
+  return ts;
 }
 
 }  // namespace
@@ -321,16 +353,33 @@ int TernFutimens(int fd, const struct timespec* ts) noexcept { TERN_ENTRY(SetTim
 int TernUtimensat(int dirfd, const char* path, const struct timespec* ts, int flags) noexcept {
   TERN_ENTRY_TRY
   if (path == nullptr && IsTernFd(dirfd)) return SetTimes(dirfd, ts);
-  return Real().utimensat(dirfd, path, ts, flags);
+  return SetTimesByPath(dirfd, path, ts, flags);
   TERN_ENTRY_CATCH(-1)
 }
 
 int TernFutimes(int fd, const struct timeval* tv) noexcept {
   TERN_ENTRY_TRY
   if (!IsTernFd(fd)) return Real().futimes(fd, tv);
-  if (tv == nullptr) return SetTimes(fd, nullptr);
-  struct timespec ts[2] = {{tv[0].tv_sec, tv[0].tv_usec * 1000}, {tv[1].tv_sec, tv[1].tv_usec * 1000}};
-  return SetTimes(fd, ts);
+  struct timespec ts[2];
+  return SetTimes(fd, AsTimespecs(tv, ts));
+  TERN_ENTRY_CATCH(-1)
+}
+
+int TernUtimes(const char* path, const struct timeval* tv) noexcept {
+  TERN_ENTRY_TRY
+  struct timespec ts[2];
+  return SetTimesByPath(AT_FDCWD, path, AsTimespecs(tv, ts), 0);
+  TERN_ENTRY_CATCH(-1)
+}
+
+int TernUtime(const char* path, const struct utimbuf* times) noexcept {
+  TERN_ENTRY_TRY
+  struct timespec ts[2];
+  if (times != nullptr) {
+    ts[0] = {times->actime, 0};
+    ts[1] = {times->modtime, 0};
+  }
+  return SetTimesByPath(AT_FDCWD, path, times != nullptr ? ts : nullptr, 0);
   TERN_ENTRY_CATCH(-1)
 }
 

@@ -19,6 +19,7 @@
 //   shim_probe splice           splice, sendfile, copy_file_range with offsets
 //   shim_probe opath            a program's own O_PATH fd of a file: fstat, dup, /proc reopen
 //   shim_probe system           system(3), popen(3) with stdout redirected to a file
+//   shim_probe times            times set on a file written and still open
 //   shim_probe threads          threads appending, reading, dup'ing and reopening at once
 #include <fcntl.h>
 #include <signal.h>
@@ -545,6 +546,7 @@ int main(int argc, char** argv) {
   if (cmd == "splice") return Splice();
   if (cmd == "opath") return OPath();
   if (cmd == "system") return SystemPopen();
-  fprintf(stderr, "usage: shim_probe errno|random SEED N|fork|exec|append2 N|stdio|locks|mmap|fstream|dupflags|splice|opath|system\n");
+  if (cmd == "times") return Times();
+  fprintf(stderr, "usage: shim_probe errno|random SEED N|fork|exec|append2 N|stdio|locks|mmap|fstream|dupflags|splice|opath|system|times\n");
   return 2;
 }

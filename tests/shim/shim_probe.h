@@ -26,6 +26,7 @@ int Spawn();
 int Splice();
 int OPath();
 int SystemPopen();
+int Times();
 int MmapPins();  // shim_probe_mmap.cc
 
 }  // namespace shim_probe

@@ -318,7 +318,7 @@ TEST_F(ShimPrograms, ProbeRandomOperations) {
 }
 
 TEST_F(ShimPrograms, ProbeForkExecDupStdioLocksMmapFstream) {
-  for (const char* what : {"fork", "exec", "spawn", "splice", "opath", "system", "dupflags", "stdio", "locks", "mmap", "fstream"}) {
+  for (const char* what : {"fork", "exec", "spawn", "splice", "opath", "system", "times", "dupflags", "stdio", "locks", "mmap", "fstream"}) {
     RunResult plain = Probe(what, false);
     RunResult tern = Probe(what, true);
     EXPECT_EQ(plain.status, 0) << what << ": " << plain.err;
