@@ -174,7 +174,7 @@ void Pool::ChildAfterFork() {
 Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int flags, mode_t mode,
                                                   const struct stat* looked) {
   bool want_write = (flags & O_ACCMODE) != O_RDONLY;
-  uint64_t directory_failures = SharedState::DirectoryFailures();
+  uint64_t shared_state_failures = SharedState::Failures();
   bool exists = false;
   std::unique_ptr<Backing> kept;
   std::unique_ptr<KeptTable> kept_table;
@@ -224,9 +224,9 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
   for (int retry = 0; retry < kMaxStaleRetries && !opened.ok() && opened.status().err() == ESTALE; ++retry) {
     opened = FileCore::Open(path, flags, mode);
   }
-  // A reader whose open could not make or grow the shared state (its directory full or missing)
-  // reads without it, as one that may not write the file does.
-  if (!opened.ok() && !want_write && SharedState::DirectoryFailures() != directory_failures) {
+  // A reader whose open could not make, grow or open the shared state (its directory full or
+  // missing, the object not its to write) reads without it, as one that may not write the file does.
+  if (!opened.ok() && !want_write && SharedState::Failures() != shared_state_failures) {
     opened = FileCore::Open(path, flags, mode, /*slotless=*/true);
   }
   TERN_ASSIGN_OR_RETURN(std::shared_ptr<FileCore> core, std::move(opened));

@@ -35,16 +35,31 @@ namespace {
 // The shared-state directory itself failing (missing, full, not writable) fails every first open
 // of a tern file, with an errno that does not name the cause (ENOENT for a path that exists): said
 // once per process, at warning level.
-std::atomic<uint64_t> g_directory_failures{0};
+std::atomic<uint64_t> g_failures{0};
 
 Status DirectoryFailure(int err, const char* what) {
-  g_directory_failures.fetch_add(1);
+  g_failures.fetch_add(1);
   static std::atomic<bool> said{false};
   if (!said.exchange(true)) {
     TERN_LOG_WARN("shared state in %s: %s: %s (tern files cannot be opened or grown until it works)",
                   SharedStateDir(), what, strerror(err));
   }
   return Status::Error(err, what);
+}
+
+// An object this process may not open or replace: another user's, made when its file had another
+// owner or mode, or left by another user's process that ended with the file open (in a sticky
+// directory such as /dev/shm only its owner may replace it).
+Status NotOurs(int err, const std::string& path) {
+  g_failures.fetch_add(1);
+  static std::atomic<bool> said{false};
+  if (!said.exchange(true)) {
+    TERN_LOG_WARN("shared state %s: %s (another user's, made when the file had another owner or mode or left "
+                  "by a process that ended with it open; renewed once nobody has the file open and a sweep "
+                  "ran: until then this process reads without it and cannot write)",
+                  path.c_str(), strerror(err));
+  }
+  return Status::Error(err, "open shared state");
 }
 
 Result<void*> MapObject(int fd) {
@@ -92,7 +107,8 @@ Result<std::unique_ptr<SharedState>> SharedState::CreateUnpublished(const struct
   return state;
 }
 
-uint64_t SharedState::DirectoryFailures() { return g_directory_failures.load(); }
+uint64_t SharedState::Failures() { return g_failures.load(); }
+
 
 Result<std::unique_ptr<SharedState>> SharedState::CreatePrivate(uint64_t num_blocks) {
   void* base = mmap(nullptr, kObjectSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -142,7 +158,9 @@ Status SharedState::Publish(const std::string& path) {
   if (!spare_path_.empty()) {
     // A kept object (shared_state_spares.h): its spare name moves to the file's, replacing a
     // stale object as below; the exclusive lock that marked it kept becomes a mapper's shared one.
-    if (rename(spare_path_.c_str(), path.c_str()) != 0) return Status::Error(errno, "publish shared state");
+    if (rename(spare_path_.c_str(), path.c_str()) != 0) {
+      return errno == EPERM || errno == EACCES ? NotOurs(errno, path) : Status::Error(errno, "publish shared state");
+    }
     spare_path_.clear();
     return LockShared(fd_);
   }
@@ -160,7 +178,7 @@ Status SharedState::Publish(const std::string& path) {
   if (rename(tmp, path.c_str()) != 0) {
     int err = errno;
     unlink(tmp);
-    return Status::Error(err, "publish shared state");
+    return err == EPERM || err == EACCES ? NotOurs(err, path) : Status::Error(err, "publish shared state");
   }
   return Status::Ok();
 }
@@ -172,6 +190,7 @@ bool SharedState::SameObjectAs(const SharedState& other) const {
 
 Result<std::unique_ptr<SharedState>> SharedState::Attach(const std::string& path) {
   int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0 && (errno == EACCES || errno == EPERM)) return NotOurs(errno, path);
   if (fd < 0) return Status::Error(errno, "open shared state");
   test_hooks::after_state_attach_open.Run();
   Status locked = LockShared(fd);

@@ -195,9 +195,10 @@ class SharedState {
   // it meanwhile).
   static Result<std::unique_ptr<SharedState>> Attach(const std::string& path);
   static void Remove(const std::string& path);
-  // How many times this process failed to make or grow an object because of its directory (full,
-  // missing, not writable): an open that fails while this moves may read without one.
-  static uint64_t DirectoryFailures();
+  // How many times this process failed to make, grow or open an object for want of room or right:
+  // its directory full, missing or not writable, or an object it may not open (made when its file
+  // had another owner or mode). An open for reading that fails while this moves reads without one.
+  static uint64_t Failures();
 
   // Removes, in `dir`, the objects no process maps (their lock is free): those of files whose last
   // opener was killed, objects at rest for longer than kRestSeconds, and names a killed publisher
