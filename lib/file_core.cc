@@ -20,7 +20,7 @@
 namespace tern {
 
 Status FileCore::Damaged(const char* cause) const {
-  TERN_LOG_ERROR("%s: damaged tern file: %s", path_.c_str(), cause);
+  if (!quiet_damage_.load(std::memory_order_relaxed)) TERN_LOG_ERROR("%s: damaged tern file: %s", path_.c_str(), cause);
   return Status::Error(EUCLEAN, cause);
 }
 

@@ -493,6 +493,9 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   void AnnounceChange();
 
   uint32_t slot_ = kNoSlot;
+  // Set while a slotless catch-up tries again on damage that a concurrent grow or compaction may
+  // explain (file_core_readonly.cc): Damaged does not log then.
+  std::atomic<bool> quiet_damage_{false};
   // Short sections that every writer and every fsync of the process enter: spin, never sleep.
   alignas(kCacheLine) SpinThenBlockMutex pending_mu_;
   std::vector<PendingFree> pending_;    // guarded by pending_mu_

@@ -13,7 +13,7 @@
 //   GC frees no log block while anybody holds it (RetireAndSweep). What GC cannot see is a first
 //   writer's allocator build, which treats whatever lies before the checkpoint as free; so a
 //   catch-up starts with a jump to a checkpoint that moved past this process, and a replay that
-//   fails while the checkpoint moved is tried again from it.
+//   fails while the checkpoint moved (or the file grew) is tried again.
 #include <sys/stat.h>
 
 #include "lib/allocator.h"
@@ -26,7 +26,7 @@
 namespace tern {
 namespace {
 
-constexpr int kCatchUpAttempts = 4;
+constexpr int kCatchUpAttempts = 64;  // each after the file grew or was compacted meanwhile
 
 }  // namespace
 
@@ -39,17 +39,31 @@ Status FileCore::OpenWithoutWriteAccess(const struct stat& st) {
 }
 
 Status FileCore::CatchUpWithoutWriteAccessLocked() {
-  struct stat st;
-  if (fstat(backing_->fd(), &st) != 0) return Status::Error(errno, "fstat");
-  RaiseAtomic(shared_->header()->num_blocks, std::min<uint64_t>(static_cast<uint64_t>(st.st_size) / kBlockSize, kMaxBlocks));
+  // The block count is looked at after the checkpoint pointer and before the log: writers grow the
+  // backing file before they publish anything that names a new block.
+  auto backing_blocks = [this]() -> Result<uint64_t> {
+    struct stat st;
+    if (fstat(backing_->fd(), &st) != 0) return Status::Error(errno, "fstat");
+    uint64_t blocks = std::min<uint64_t>(static_cast<uint64_t>(st.st_size) / kBlockSize, kMaxBlocks);
+    RaiseAtomic(shared_->header()->num_blocks, blocks);
+    return blocks;
+  };
   for (int attempt = 1;; ++attempt) {
     uint64_t checkpoint = pmem::Load64(&meta()->header.checkpoint);
+    TERN_ASSIGN_OR_RETURN(uint64_t blocks, backing_blocks());
+    quiet_damage_.store(attempt < kCatchUpAttempts);
     Status replayed = RefreshCheckpointLocked();
     if (replayed.ok()) replayed = ReplayLocked();
-    if (replayed.ok() || attempt == kCatchUpAttempts || pmem::Load64(&meta()->header.checkpoint) == checkpoint) {
+    quiet_damage_.store(false);
+    if (replayed.ok() || attempt == kCatchUpAttempts) return replayed;
+    // A commit naming a block the file grew to after the look, or a checkpoint that moved while
+    // the log was read (what lay before it may be reused): look again. Anything else is damage.
+    TERN_ASSIGN_OR_RETURN(uint64_t blocks_now, backing_blocks());
+    if (pmem::Load64(&meta()->header.checkpoint) == checkpoint && blocks_now == blocks) {
+      if (replayed.err() == EUCLEAN) TERN_LOG_ERROR("%s: damaged tern file: %s", path_.c_str(), replayed.context());
       return replayed;
     }
-    TERN_LOG_DEBUG("%s: the checkpoint moved while catching up without a slot (%s); again from it",
+    TERN_LOG_DEBUG("%s: the file grew or was compacted while catching up without a slot (%s); again",
                    path_.c_str(), replayed.context());
   }
 }

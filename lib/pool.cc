@@ -8,8 +8,8 @@
 #include <thread>
 
 #include "lib/backing_cache.h"
-#include "lib/shared_state.h"
 #include "lib/process_id.h"
+#include "lib/shared_state.h"
 #include "lib/shared_state_spares.h"
 #include "pmem/log.h"
 #include <sys/stat.h>

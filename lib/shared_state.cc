@@ -32,11 +32,11 @@ std::string SharedState::NameFor(const struct stat& st, uint64_t nonce) {
 
 namespace {
 
+std::atomic<uint64_t> g_failures{0};  // SharedState::Failures
+
 // The shared-state directory itself failing (missing, full, not writable) fails every first open
 // of a tern file, with an errno that does not name the cause (ENOENT for a path that exists): said
 // once per process, at warning level.
-std::atomic<uint64_t> g_failures{0};
-
 Status DirectoryFailure(int err, const char* what) {
   g_failures.fetch_add(1);
   static std::atomic<bool> said{false};
@@ -108,7 +108,6 @@ Result<std::unique_ptr<SharedState>> SharedState::CreateUnpublished(const struct
 }
 
 uint64_t SharedState::Failures() { return g_failures.load(); }
-
 
 Result<std::unique_ptr<SharedState>> SharedState::CreatePrivate(uint64_t num_blocks) {
   void* base = mmap(nullptr, kObjectSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);

@@ -140,8 +140,6 @@ class ChildEnv {
         }
       }
       vars_.push_back(preload_.data());
-    }
-    if (put_back) {
       size_t given = vars_.size();
       for (std::string& setting : StartupSettings()) {
         std::string_view name = EntryName(setting.c_str());

@@ -187,7 +187,7 @@ int SetTimes(int fd, const struct timespec* ts) {
 
 int SetTimesByPath(int dirfd, const char* path, const struct timespec* ts, int flags) {
   struct stat st;
-  if (path != nullptr && MaxTernFd() >= 0 && !InEngine() && Real().fstatat(dirfd, path, &st, flags & AT_SYMLINK_NOFOLLOW) == 0) {
+  if (path != nullptr && MaxTernFd() >= 0 && !InEngine() && Real().fstatat(dirfd, path, &st, flags & (AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH)) == 0) {
     ForgetPendingTouches(st);
   }
   return Real().utimensat(dirfd, path, ts, flags);
@@ -282,6 +282,7 @@ void TernSync() noexcept {
   try {
     FsyncWrittenTernFiles();
   } catch (...) {
+    LogUnexpectedException(__func__);
   }
   Real().sync();
 }
