@@ -153,6 +153,12 @@ int CmdStat(int argc, char** argv) {
     auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
     printf("%s\n", argv[i]);
     printf("  size           %llu bytes\n", u(size.ok() ? *size : 0));
+    if (!core.writable()) {
+      // Read slotless (lib/file_core_readonly.cc): the counts live in a shared state not joined.
+      printf("  shared state   not joined (this process may not write the file, or its shared state is not\n"
+             "                 to be had): commits, blocks and processes are not known here\n");
+      continue;
+    }
     printf("  commits        %llu  (conflicts %llu, partial-block recopies %llu, read retries %llu)\n",
            u(s.counters.commits), u(s.counters.conflicts), u(s.counters.recopies), u(s.counters.read_retries));
     printf("  log            %llu entries to replay; %llu compactions, %llu blocks freed by them\n",

@@ -37,6 +37,12 @@ TEST(ShimUsers, OtherUsersReadTernFilesAndAreRefusedWrites) {
   EXPECT_EQ(tern.out, plain.out) << tern.err;
   EXPECT_NE(tern.err.find("Permission denied"), std::string::npos) << tern.err;
   ExpectSameTrees(s);
+  // `tern stat` by that user: the size, and that the counts of the writers' shared state are not known.
+  RunResult st = s.Run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", TERN_BIN, "stat",
+                        s.tern_dir() + "/small"},
+                       false);
+  EXPECT_EQ(st.status, 0) << st.err;
+  EXPECT_NE(st.out.find("size           9 bytes\n  shared state   not joined"), std::string::npos) << st.out;
 }
 
 // A file given to another user while a process keeps it open, or while one that ended with it open
