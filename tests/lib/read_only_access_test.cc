@@ -71,7 +71,10 @@ class ReadOnlyAccessTest : public ::testing::Test {
   pid_t StartReader(Signal& opened, Signal& go, Check check) {
     pid_t pid = ForkChild();
     if (pid != 0) return pid;
-    if (setgid(kNobody) != 0 || setuid(kNobody) != 0) ExitChild(false);
+    if (setgid(kNobody) != 0 || setuid(kNobody) != 0) {
+      opened.Send('n');
+      ExitChild(false);
+    }
     auto f = File::Open(path_, O_RDONLY);
     opened.Send(f.ok() ? 'y' : 'n');
     if (!f.ok()) {
