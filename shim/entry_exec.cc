@@ -108,17 +108,14 @@ class ChildEnv {
     fds_ += ';';
     bool first = true;
     bool inherited = false;
-    int max = MaxTernFd();
-    for (int fd = 0; fd <= max; ++fd) {
-      DescRef d(fd);
-      if (!d) continue;
+    ForEachTernFd([&](int fd, Desc* d) {
       char item[96];
       snprintf(item, sizeof(item), "%s%d:%u:%u:%llu", first ? "" : ",", fd, d->slot_index, d->flags(),
                static_cast<unsigned long long>(d->slot->offset.load()));
       fds_ += item;
       first = false;
       if ((Real().fcntl(fd, F_GETFD) & FD_CLOEXEC) == 0) inherited = true;
-    }
+    });
     ofd_ = kOfdVar;
     ofd_ += OfdRegionEnv();
     bool has_preload = false, has_root = false, any_preload = false;

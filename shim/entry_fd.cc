@@ -172,11 +172,7 @@ int Dup3(int oldfd, int newfd, int flags, bool is_dup3) {
     InstallFd(newfd, d.get());
   } else {
     if (Desc* old = TakeFd(newfd)) UnrefDesc(old);
-    if (IsTernPathFd(oldfd)) {
-      MarkTernPathFd(newfd);
-    } else {
-      UnmarkTernPathFd(newfd);
-    }
+    CopyTernPathMark(oldfd, newfd);
   }
   if (newfd <= 2) SyncStdStream(newfd);
   return r;
@@ -252,7 +248,7 @@ int NewFdFrom(int fd, int cmd, long arg, Desc* d) {
     if (r <= 2) SyncStdStream(r);
   } else {
     NoteKernelFd(r);
-    if (IsTernPathFd(fd)) MarkTernPathFd(r);
+    CopyTernPathMark(fd, r);
   }
   return r;
 }

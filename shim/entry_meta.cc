@@ -139,10 +139,7 @@ int Truncate(const char* path, off_t len) {
   std::string abs;
   if (!ShimReady() || InEngine() || !TernCandidate(AT_FDCWD, path, &abs)) return Real().truncate(path, len);
   struct stat st;
-  if (Real().stat(abs.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size % 4096 != 0 ||
-      st.st_size == 0) {
-    return Real().truncate(path, len);
-  }
+  if (Real().stat(abs.c_str(), &st) != 0 || !ShapedLikeTernFile(st)) return Real().truncate(path, len);
   if (len < 0) return Fail(EINVAL);
   EngineScope engine;
   auto f = tern::File::Open(abs, O_WRONLY);
@@ -168,13 +165,12 @@ int PosixFallocate(int fd, off_t off, off_t len, bool is64) {
 // The program sets a file's times: what it wrote before, through any of its descriptors of the
 // file, must not move them again at the next fstat or close (TouchIfDirty).
 void ForgetPendingTouches(const struct stat& file) {
-  for (int fd = 0, max = MaxTernFd(); fd <= max; ++fd) {
-    DescRef d(fd);
+  ForEachTernFd([&](int fd, Desc* d) {
     struct stat st;
-    if (d && d->dirty.load() && Real().fstat(fd, &st) == 0 && st.st_dev == file.st_dev && st.st_ino == file.st_ino) {
+    if (d->dirty.load() && Real().fstat(fd, &st) == 0 && st.st_dev == file.st_dev && st.st_ino == file.st_ino) {
       d->dirty.store(false);
     }
-  }
+  });
 }
 
 int SetTimes(int fd, const struct timespec* ts) {

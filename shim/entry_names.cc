@@ -71,7 +71,7 @@ bool WouldLeaveTheRoot(int from_dirfd, const char* from, int to_dirfd, const cha
   int rc = follow ? Real().stat(from_abs.c_str(), &st) : Real().lstat(from_abs.c_str(), &st);
   if (rc != 0) return false;
   if (S_ISDIR(st.st_mode)) return true;
-  if (!S_ISREG(st.st_mode) || st.st_size == 0 || st.st_size % 4096 != 0) return false;
+  if (!ShapedLikeTernFile(st)) return false;
   int fd = Real().open(from_abs.c_str(), O_RDONLY | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW));
   if (fd < 0) return false;
   uint64_t magic = 0;

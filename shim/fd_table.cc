@@ -266,11 +266,6 @@ Desc* TakeFd(int fd) {
 
 int MaxTernFd() { return detail::g_hints.max_tern_fd.load(); }
 
-Desc* DescAtUnlocked(int fd) {
-  if (g_entries == nullptr || static_cast<unsigned>(fd) >= static_cast<unsigned>(kMaxFds)) return nullptr;
-  return g_entries[fd].load();
-}
-
 Desc* DescStorageAt(size_t i) { return &g_chunks[i / kChunk][i % kChunk]; }
 size_t DescStorageCount() { return g_desc_count.load(); }
 
@@ -307,6 +302,14 @@ void MarkTernPathFd(int fd) { g_tern_path_fds.Set(fd); }
 void UnmarkTernPathFd(int fd) { g_tern_path_fds.Clear(fd); }
 
 bool IsTernPathFd(int fd) { return g_tern_path_fds.Test(fd); }
+
+void CopyTernPathMark(int from, int to) {
+  if (IsTernPathFd(from)) {
+    MarkTernPathFd(to);
+  } else {
+    UnmarkTernPathFd(to);
+  }
+}
 
 int MaxTernPathFd() { return g_tern_path_fds.max.load(std::memory_order_relaxed); }
 

@@ -60,7 +60,8 @@ bool AnyPosixLocks();
 // tern's descriptors besides the program's (its backing file and its shared state): with the usual
 // soft limit of 1,024 a program could open ~340 tern files where the kernel lets it open 1,021.
 // Tern's descriptors go above the program's old limit, so the program keeps every number it could
-// have had; getrlimit shows the raised limit. Children made by fork and posix_spawn inherit it.
+// have had; getrlimit shows the program its own (ShowProgramFdLimit). Children made by fork and
+// posix_spawn inherit the raised limit.
 void InitFdTable();
 bool FdTableReady();
 
@@ -149,8 +150,8 @@ Desc* TakeFd(int fd);
 // Highest fd that ever held a tern file (bounds scans).
 int MaxTernFd();
 
-// Visits every fd that names a tern file with its Desc (no references taken; single-threaded
-// contexts only: fork child, exec).
+// Visits every fd that names a tern file with its Desc, holding a reference to it meanwhile (any
+// thread; nothing inside the engine: DescRef sees no tern fd there).
 template <typename F>
 void ForEachTernFd(F&& f);
 
@@ -179,6 +180,8 @@ void MarkTernPathFd(int fd);
 void UnmarkTernPathFd(int fd);
 bool IsTernPathFd(int fd);
 int MaxTernPathFd();  // -1: none ever marked
+// `to` became a duplicate of `from`: it carries `from`'s mark, or none.
+void CopyTernPathMark(int from, int to);
 // Moves fd to the internal range (first free number at or above the base); returns the new fd
 // (or fd itself when it cannot be moved). Closes the old number.
 int MoveToInternalRange(int fd, bool cloexec);
@@ -196,15 +199,13 @@ void FdTableParentAfterFork();
 void FdTableChildAfterFork();
 
 // --- implementation details of the templates ---
-Desc* DescAtUnlocked(int fd);
 Desc* DescStorageAt(size_t i);
 size_t DescStorageCount();
 
 template <typename F>
 void ForEachTernFd(F&& f) {
-  int max = MaxTernFd();
-  for (int fd = 0; fd <= max; ++fd) {
-    if (Desc* d = DescAtUnlocked(fd)) f(fd, d);
+  for (int fd = 0, max = MaxTernFd(); fd <= max; ++fd) {
+    if (DescRef d(fd); d) f(fd, d.get());
   }
 }
 

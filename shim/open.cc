@@ -104,10 +104,7 @@ int ReopenTernFd(int n, int flags, mode_t mode) {
 void MarkIfTernPathFd(int fd, int dirfd, const char* path) {
   std::string abs;
   struct stat st;
-  if (TernCandidate(dirfd, path, &abs) && Real().fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
-      st.st_size % 4096 == 0) {
-    MarkTernPathFd(fd);
-  }
+  if (TernCandidate(dirfd, path, &abs) && Real().fstat(fd, &st) == 0 && ShapedLikeTernFile(st)) MarkTernPathFd(fd);
 }
 
 int KernelOpen(int dirfd, const char* path, int flags, mode_t mode) {

@@ -273,13 +273,12 @@ int DescFsync(Desc* d, int fd) {
 int FsyncWrittenTernFiles() {
   int result = 0;
   int first_errno = 0;
-  for (int fd = 0, max = MaxTernFd(); fd <= max; ++fd) {
-    DescRef d(fd);
-    if (d && CanWrite(d.get()) && DescFsync(d.get(), fd) != 0 && result == 0) {
+  ForEachTernFd([&](int fd, Desc* d) {
+    if (CanWrite(d) && DescFsync(d, fd) != 0 && result == 0) {
       result = -1;
       first_errno = errno;
     }
-  }
+  });
   if (result != 0) errno = first_errno;
   return result;
 }
@@ -376,8 +375,7 @@ ssize_t CopyThrough(int in, off_t* off_in, int out, off_t* off_out, size_t len) 
 }
 
 void PatchPathStat(int dirfd, const char* path, bool follow, struct stat* st) {
-  // A tern file is a non-empty regular file made of whole 4 KiB blocks; anything else is not one.
-  if (!S_ISREG(st->st_mode) || st->st_size == 0 || st->st_size % 4096 != 0) return;
+  if (!ShapedLikeTernFile(*st)) return;
   std::string abs;
   if (!TernCandidate(dirfd, path, &abs)) {
     // /dev/stdin or /dev/fd/N of a tern fd: the kernel described the backing file it follows to.

@@ -109,4 +109,8 @@ bool TernCandidate(int dirfd, const char* path, std::string* abs) {
   return UnderRoot(*abs);
 }
 
+bool ShapedLikeTernFile(const struct stat& st) {
+  return S_ISREG(st.st_mode) && st.st_size > 0 && st.st_size % 4096 == 0;
+}
+
 }  // namespace tern::shim

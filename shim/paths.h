@@ -5,6 +5,8 @@
 // Thread-safety: Options are read once (InitPaths, from the library constructor) and immutable after.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <string>
 #include <vector>
 
@@ -30,6 +32,9 @@ bool AbsolutePath(int dirfd, const char* path, std::string* out);
 bool UnderRoot(const std::string& abs);
 // AbsolutePath + UnderRoot.
 bool TernCandidate(int dirfd, const char* path, std::string* abs);
+// A tern file's backing is a non-empty regular file made of whole 4 KiB blocks: a file that looks
+// otherwise is not one, and needs no closer look.
+bool ShapedLikeTernFile(const struct stat& st);
 // Files created plain (kernel files) under the root, because what uses them cannot go through
 // the shim; one that already is a tern file stays one:
 //  - SQLite's WAL index, "NAME-shm": shared memory every connection maps writable (which tern
