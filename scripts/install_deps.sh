@@ -15,7 +15,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libleveldb-dev libsnappy-dev sqlite3 libsqlite3-dev
   fio libfuse3-dev fuse3
-  python3
+  python3 git
 )
 
 # One dpkg-query for all of them; it exits non-zero when some package is unknown, which just means

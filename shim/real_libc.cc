@@ -103,6 +103,10 @@ void Load() {
   Resolve(r.umask, "umask");
   Resolve(r.getrlimit, "getrlimit");
   Resolve(r.prlimit, "prlimit");
+  Resolve(r.aio_read, "aio_read");
+  Resolve(r.aio_write, "aio_write");
+  Resolve(r.aio_fsync, "aio_fsync");
+  Resolve(r.lio_listio, "lio_listio");
 }
 
 }  // namespace

@@ -12,6 +12,8 @@
 
 #include <atomic>
 
+struct aiocb;
+struct sigevent;
 struct statx;
 struct timeval;
 
@@ -102,6 +104,10 @@ struct RealLibc {
   mode_t (*umask)(mode_t);
   int (*getrlimit)(int, struct rlimit*);
   int (*prlimit)(pid_t, int, const struct rlimit*, struct rlimit*);
+  int (*aio_read)(struct aiocb*);
+  int (*aio_write)(struct aiocb*);
+  int (*aio_fsync)(int, struct aiocb*);
+  int (*lio_listio)(int, struct aiocb* const[], int, struct sigevent*);
 };
 
 namespace detail {

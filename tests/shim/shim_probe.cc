@@ -20,6 +20,7 @@
 //   shim_probe opath            a program's own O_PATH fd of a file: fstat, dup, /proc reopen
 //   shim_probe system           system(3), popen(3) with stdout redirected to a file
 //   shim_probe times            times set on a file written and still open
+//   shim_probe aio              POSIX AIO: aio_read/write/fsync, lio_listio, notifications, errors
 //   shim_probe threads          threads appending, reading, dup'ing and reopening at once
 #include <fcntl.h>
 #include <signal.h>
@@ -547,6 +548,7 @@ int main(int argc, char** argv) {
   if (cmd == "opath") return OPath();
   if (cmd == "system") return SystemPopen();
   if (cmd == "times") return Times();
-  fprintf(stderr, "usage: shim_probe errno|random SEED N|fork|exec|append2 N|stdio|locks|mmap|fstream|dupflags|splice|opath|system|times\n");
+  if (cmd == "aio") return Aio();
+  fprintf(stderr, "usage: shim_probe errno|random SEED N|fork|exec|append2 N|stdio|locks|mmap|fstream|dupflags|splice|opath|system|times|aio\n");
   return 2;
 }

@@ -28,5 +28,6 @@ int OPath();
 int SystemPopen();
 int Times();
 int MmapPins();  // shim_probe_mmap.cc
+int Aio();       // shim_probe_aio.cc
 
 }  // namespace shim_probe

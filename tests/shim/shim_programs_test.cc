@@ -153,6 +153,51 @@ TEST_F(ShimPrograms, SharedLibrariesBuiltUnderTheRootLoad) {
       /*same_stderr=*/true, /*plain_files=*/{"libf.so"});
 }
 
+TEST_F(ShimPrograms, MakeAndGccBuildUnderTheRoot) {
+  // make reads the makefile and stats targets, gcc and as write objects, ar an archive, ld the
+  // executables (run from the root afterwards); a rebuild after one source changed redoes part.
+  if (!HaveProgram("make") || !HaveProgram("gcc") || !HaveProgram("ar")) GTEST_SKIP() << "make, gcc or ar is not installed";
+  ExpectSame(R"(
+cat > a.c <<'EOF'
+#include <stdio.h>
+int f(int);
+int main(void) { printf("%d\n", f(20)); return 0; }
+EOF
+echo 'int f(int x) { return 2 * x + 1; }' > b.c
+printf 'prog: a.o libb.a\n\tgcc -o $@ a.o -L. -lb\n%%.o: %%.c\n\tgcc -O2 -c $< -o $@\nlibb.a: b.o\n\tar rcsD $@ $^\n' > Makefile
+make && ./prog && make -q prog; echo "up to date: $?"
+sleep 1; echo 'int f(int x) { return 3 * x; }' > b.c
+make && ./prog && make -q prog; echo "rebuilt: $?"
+gcc -O2 -o direct a.c b.c && ./direct && gcc -E a.c | grep -c printf
+)",
+             /*same_stderr=*/true);
+}
+
+TEST_F(ShimPrograms, Git) {
+  // git: loose objects written through temporary files and renamed, the index and refs through
+  // lock files, packs written and read through mmap by gc and repack, fsck, a merge, a local
+  // clone (hard links). Dates are fixed and packing is single-threaded, so both runs write the same
+  // objects; the index records inode numbers and the clone's config and reflogs the source's path,
+  // so they are compared through git, then removed (the URL set relative).
+  if (!HaveProgram("git")) GTEST_SKIP() << "git is not installed";
+  ExpectSame(
+      "export HOME=$PWD GIT_AUTHOR_DATE=2026-01-01T00:00:00Z GIT_COMMITTER_DATE=2026-01-01T00:00:00Z; "
+      "git config --global user.email t@t && git config --global user.name t && "
+      "git config --global init.defaultBranch main && git config --global pack.threads 1 && "
+      "git init -q repo && cd repo && "
+      "for i in $(seq 12); do seq $i 300 > f$((i % 5)).txt; git add -A; git commit -q -m c$i; done; "
+      "git log --oneline | wc -l; git gc -q --aggressive && git fsck --full --no-progress && "
+      "git count-objects -v | grep -E '^(count|in-pack|packs):'; "
+      "git checkout -q -b side HEAD~4 && echo side > s.txt && git add s.txt && git commit -q -m side && "
+      "git checkout -q main && git merge -q --no-edit side && git log --oneline -3 && "
+      "git status --short && git diff HEAD~3 --stat | tail -1 && git repack -adq && git fsck --no-progress && "
+      "git cat-file -p HEAD:f2.txt | md5sum && git clone -q . ../clone && cd ../clone && "
+      "git log --oneline | wc -l && git fsck --no-progress && md5sum f3.txt && "
+      "git ls-files -s | md5sum && git remote set-url origin ../repo && cd .. && "
+      "rm -rf repo/.git/index clone/.git/index clone/.git/logs",
+      /*same_stderr=*/true);
+}
+
 TEST_F(ShimPrograms, TailFollowsAppends) {
   // `tail -f` sleeps on inotify: each change through the engine must reach it as IN_MODIFY,
   // including the last of a burst of appends (announced when the rate limit's window closes).
@@ -318,7 +363,7 @@ TEST_F(ShimPrograms, ProbeRandomOperations) {
 }
 
 TEST_F(ShimPrograms, ProbeForkExecDupStdioLocksMmapFstream) {
-  for (const char* what : {"fork", "exec", "spawn", "splice", "opath", "system", "times", "dupflags", "stdio", "locks", "mmap", "fstream"}) {
+  for (const char* what : {"fork", "exec", "spawn", "splice", "opath", "system", "times", "aio", "dupflags", "stdio", "locks", "mmap", "fstream"}) {
     RunResult plain = Probe(what, false);
     RunResult tern = Probe(what, true);
     EXPECT_EQ(plain.status, 0) << what << ": " << plain.err;
