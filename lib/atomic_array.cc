@@ -103,6 +103,11 @@ void AtomicU32Array::FillRun(uint32_t begin, uint32_t count, uint32_t first, Fil
   }
 }
 
+void AtomicU32Array::Reserve(uint32_t index) {
+  std::atomic<Chunk*>& slot = SlotOf(index >> kChunkBits);
+  if (slot.load(std::memory_order_acquire) == nullptr) slot.store(NewChunk(), std::memory_order_release);
+}
+
 std::atomic<uint32_t>* AtomicU32Array::CellFor(uint32_t index, uint32_t value) {
   if (value == 0 && top_[index >> (kChunkBits + kMidBits)].load(std::memory_order_acquire) == nullptr) {
     return nullptr;  // nothing mapped there: nothing to clear

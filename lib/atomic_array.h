@@ -111,6 +111,10 @@ class AtomicU32Array {
 
   // Kept for symmetry with callers that check allocation up front; the array needs no set-up.
   bool Init() { return true; }
+  // Makes the node that holds index exist (its cells 0, which reads as nothing stored) unless
+  // its chunk is pending, so that a later Set there allocates nothing: a write may come from a
+  // signal handler that interrupted malloc (small_vector.h). REQUIRES: as Set.
+  void Reserve(uint32_t index);
 
   // Chunks taken from the heap before slabs are used.
   static constexpr uint32_t kHeapChunks = 8;

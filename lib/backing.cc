@@ -20,12 +20,26 @@ Backing::~Backing() {
 Status Backing::ReplaceFdInChild(int fd) {
   int old = fd_.exchange(fd);
   close(old);
-  for (const auto& view : views_) {
+  auto remap = [&](const View& view) {
     bool dax = false;
-    int rc = pmem::MapFileRange(view->base, view->nblocks * kBlockSize, fd, 0, writable_, false, trace_region_, &dax);
-    if (rc != 0) return Status::Error(-rc, "map backing file again after fork");
+    return pmem::MapFileRange(view.base, view.nblocks * kBlockSize, fd, 0, writable_, false, trace_region_, &dax);
+  };
+  for (uint32_t i = 0; i < inline_views_used_; ++i) {
+    if (int rc = remap(inline_views_[i]); rc != 0) return Status::Error(-rc, "map backing file again after fork");
+  }
+  for (const auto& view : more_views_) {
+    if (int rc = remap(*view); rc != 0) return Status::Error(-rc, "map backing file again after fork");
   }
   return Status::Ok();
+}
+
+Backing::View* Backing::NewView(View v) {
+  if (inline_views_used_ < kInlineViews) {
+    inline_views_[inline_views_used_] = v;
+    return &inline_views_[inline_views_used_++];
+  }
+  more_views_.push_back(std::make_unique<View>(v));
+  return more_views_.back().get();
 }
 
 bool Backing::ReadThroughKernel(void* dst, uint64_t n, uint64_t at) const {
@@ -68,8 +82,7 @@ Status Backing::EnsureMapped(uint64_t nblocks) {
                               populate, trace_region_, &dax);
   if (rc != 0) return Status::Error(-rc, "map backing file");
   is_dax_ = dax;
-  views_.push_back(std::make_unique<View>(View{base, nblocks}));
-  view_.store(views_.back().get(), std::memory_order_release);
+  view_.store(NewView(View{base, nblocks}), std::memory_order_release);
   return Status::Ok();
 }
 

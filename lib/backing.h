@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "lib/index.h"
+#include "lib/small_vector.h"
 #include "lib/status.h"
 
 namespace tern {
@@ -81,8 +82,14 @@ class Backing {
   uint32_t trace_region_;
   bool is_dax_ = false;
   std::mutex mu_;
-  std::vector<Reservation> reservations_;   // guarded by mu_
-  std::vector<std::unique_ptr<View>> views_;  // guarded by mu_; never freed before Close
+  // Views are never freed before Close (readers hold them). The first ones live here: a write
+  // that grows the file then allocates nothing (it may come from a signal handler, small_vector.h).
+  static constexpr uint32_t kInlineViews = 32;
+  View* NewView(View v);  // REQUIRES: mu_ held
+  SmallVector<Reservation, 4> reservations_;  // guarded by mu_
+  View inline_views_[kInlineViews] = {};      // guarded by mu_: [0, inline_views_used_) in use
+  uint32_t inline_views_used_ = 0;
+  std::vector<std::unique_ptr<View>> more_views_;  // guarded by mu_
   std::atomic<const View*> view_{nullptr};  // release in EnsureMapped; acquire in BlockAddress
 };
 

@@ -36,6 +36,8 @@ struct CheckpointRuns {
 class BlockTable {
  public:
   bool Init() { return map_.Init(); }
+  // AtomicU32Array::Reserve for the cell of vblock.
+  void Reserve(uint32_t vblock) { map_.Reserve(vblock); }
 
   uint32_t Get(uint32_t vblock) const {
     uint32_t l = map_.Get(vblock);

@@ -245,7 +245,7 @@ void FileCore::GrowAhead() {
   (void)PublishBlocks(want);  // failed: the writer that needs the blocks meets the error itself
 }
 
-Status FileCore::Allocate(uint64_t nblocks, std::vector<BlockRun>* runs) {
+Status FileCore::Allocate(uint64_t nblocks, BlockRuns* runs) {
   if (slot_ == kNoSlot) return Status::Error(EIO, "no process slot: this process cannot allocate");
   if (!alloc_->ready()) return Status::Error(EIO, "allocating before the block allocator was built");
   uint64_t left = nblocks;
@@ -320,17 +320,17 @@ Result<BlockRun> FileCore::AllocateContiguous(uint32_t nblocks) {
   }
 }
 
-void FileCore::ReleaseRuns(const std::vector<BlockRun>& runs) {
+void FileCore::ReleaseRuns(std::span<const BlockRun> runs) {
   for (const BlockRun& r : runs) alloc_->Release(r, slot_);
 }
 
-void FileCore::AdoptRuns(const std::vector<BlockRun>& runs) {
+void FileCore::AdoptRuns(std::span<const BlockRun> runs) {
   for (const BlockRun& r : runs) alloc_->Adopt(r);
 }
 
 
 uint64_t FileCore::WriteRecord(const RecordPlace& place, pmem::ExtKind kind, uint64_t new_size,
-                               const std::vector<pmem::ExtRun>& runs) {
+                               std::span<const pmem::ExtRun> runs) {
   pmem::ExtRecordHeader h{pmem::kExtMagic, static_cast<uint8_t>(kind), 0, 0,
                           static_cast<uint32_t>(runs.size()), 0, new_size};
   uint32_t crc = Crc32c(&h, sizeof(h));
@@ -343,8 +343,8 @@ uint64_t FileCore::WriteRecord(const RecordPlace& place, pmem::ExtKind kind, uin
 
 void FileCore::SupersedeClaims::Update(uint32_t first, uint32_t end) {
   BlockAllocator& alloc = *core_->alloc_;
-  std::vector<std::pair<uint32_t, uint32_t>> kept;
-  std::vector<uint32_t> superseded_by_others;
+  SmallVector<std::pair<uint32_t, uint32_t>, 8> kept;
+  SmallVector<uint32_t, 8> superseded_by_others;
   for (auto [v, l] : held_) {
     if (core_->table_.Get(v) != l) {
       superseded_by_others.push_back(l);  // a commit in the log superseded it
@@ -397,7 +397,7 @@ void FileCore::SupersedeClaims::Update(uint32_t first, uint32_t end) {
   if (unclaimed) core_->shared_->header()->sweep_wanted.store(1);
 }
 
-void FileCore::FreeOnceSupersedingIsDurable(const std::vector<uint32_t>& claimed) {
+void FileCore::FreeOnceSupersedingIsDurable(std::span<const uint32_t> claimed) {
   if (claimed.empty()) return;
   // The superseding commit lies below applied_, but only once the replay that applied it to the
   // table has finished (a replay applies an entry, then advances applied_), so read applied_

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -41,6 +42,7 @@
 #include "lib/log_block_format.h"
 #include "lib/meta_block_format.h"
 #include "lib/shared_state.h"
+#include "lib/small_vector.h"
 #include "lib/spin_then_block_mutex.h"
 #include "lib/status.h"
 
@@ -55,6 +57,11 @@ struct ProcessInfo {
 
 class FileCore : public BlockResolver, public std::enable_shared_from_this<FileCore> {
  public:
+  // A write's new block runs, and the runs of its extended record: inline for the few a write
+  // has, so that a write allocates nothing (small_vector.h).
+  using BlockRuns = SmallVector<BlockRun, 4>;
+  using ExtRuns = SmallVector<pmem::ExtRun, 5>;
+
   // Opens the backing file at `path`: formats it when it is new (empty and writable), replays its
   // log, and attaches to (or, as the only opener, creates) its shared state. Flags as File::Open;
   // O_TRUNC and O_APPEND are the caller's business. Errors as File::Open. `slotless`: a read-only
@@ -189,6 +196,11 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   Status EnsureAllocatorReady();
   Status BuildAllocator();
   Status ScrubTail();
+  // The table's and the log chain's nodes where the next writes land (the end of the file, the
+  // next log block), and room for the deferred frees of many overwrites, are made at open, not by
+  // a write (AtomicU32Array::Reserve).
+  void ReserveForWrites();
+  static constexpr size_t kPendingFreesRoom = 512;
 
   // --- opens without write access to the file (file_core_readonly.cc) ---
   // A process that may only read the file (its mode, a read-only mount) can take none of the
@@ -334,7 +346,7 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   void FreeDurable(FreeWait wait);
   // Frees blocks this process claimed that a commit now in the table superseded, once that
   // commit is durable (the table is at least as new as the commit). REQUIRES: mu_ not held.
-  void FreeOnceSupersedingIsDurable(const std::vector<uint32_t>& claimed);
+  void FreeOnceSupersedingIsDurable(std::span<const uint32_t> claimed);
   struct PendingFree {
     LogPos durable_after;  // free once durable_ reaches it
     uint32_t lblock;       // claimed by this process
@@ -361,12 +373,12 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // asked to grow it; 0 for a small file, which is never grown ahead.
   static uint64_t GrowAheadDistance(uint64_t have);
   static constexpr uint64_t kGrowAheadBlocks = 256;  // at least this much free space ahead
-  Status Allocate(uint64_t nblocks, std::vector<BlockRun>* runs);
+  Status Allocate(uint64_t nblocks, BlockRuns* runs);
   Result<BlockRun> AllocateContiguous(uint32_t nblocks);
   // Ownership transitions of allocated blocks (allocator.h): our uncommitted blocks go back to the
   // pool; committed ones are handed to the log.
-  void ReleaseRuns(const std::vector<BlockRun>& runs);
-  void AdoptRuns(const std::vector<BlockRun>& runs);
+  void ReleaseRuns(std::span<const BlockRun> runs);
+  void AdoptRuns(std::span<const BlockRun> runs);
 
   // The blocks a commit in progress will supersede, claimed before its CAS so that nobody else
   // frees (or reuses) them meanwhile; freed by the committer once the commit is in the log.
@@ -392,7 +404,7 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
 
    private:
     FileCore* core_;
-    std::vector<std::pair<uint32_t, uint32_t>> held_;  // (vblock, lblock), ascending vblock
+    SmallVector<std::pair<uint32_t, uint32_t>, 8> held_;  // (vblock, lblock), ascending vblock
   };
   // Where an extended record goes: inside the shared arena block, or in `dedicated` blocks of its
   // own (records larger than a block), which the writer adopts on commit or releases.
@@ -417,7 +429,7 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   void EndCompactionSeq();
   // Writes an extended record and flushes it (unfenced); returns its commit entry.
   uint64_t WriteRecord(const RecordPlace& place, pmem::ExtKind kind, uint64_t new_size,
-                       const std::vector<pmem::ExtRun>& runs);
+                       std::span<const pmem::ExtRun> runs);
   // Writes bytes [from, to) of virtual block v's current content into the new block dst (zeros for
   // a hole, and past `size`, the file's size as of the same table state), flushed, unfenced.
   void FillFromCurrent(uint8_t* dst, uint32_t v, uint32_t from, uint32_t to, uint64_t size);
@@ -434,7 +446,7 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // when the edge moved or a commit since the last fill changed that virtual block.
   Status FillEdgeCopy(EdgeCopy& copy, LogPos pos, uint64_t edge);
   // Extended-record runs for `runs` laid out from virtual block `first` on.
-  static std::vector<pmem::ExtRun> ToExtRuns(uint32_t first, const std::vector<BlockRun>& runs);
+  static ExtRuns ToExtRuns(uint32_t first, std::span<const BlockRun> runs);
 
   // --- write path (file_core_write.cc, file_core_space.cc) ---
   friend struct WriteTx;  // one write's state across attempts; holds an EdgeCopy

@@ -165,6 +165,7 @@ Result<std::shared_ptr<FileCore>> FileCore::OpenWith(const std::string& path, in
     if (exclusive) {
       TERN_TRY(core->Recover(true, st));
       TERN_TRY(LockShared(fd));  // downgrade: others may come in now
+      core->ReserveForWrites();
       return core;
     }
     auto shared = SharedState::Attach(core->shared_name_);
@@ -188,6 +189,7 @@ Result<std::shared_ptr<FileCore>> FileCore::OpenWith(const std::string& path, in
       return Status::Error(EUCLEAN, "shared state disagrees with the backing file");
     }
     TERN_TRY(core->Recover(false, st));
+    core->ReserveForWrites();
     return core;
   }
   return Status::Error(EAGAIN, "file kept changing while opening");
@@ -294,6 +296,16 @@ Status FileCore::Recover(bool exclusive, const struct stat& st) {
   // ours alone (no build lock): it costs next to nothing, and a creator writes next.
   if (applied_.load() == 0) TERN_TRY(BuildAllocator());
   return shared_->Publish(shared_name_);
+}
+
+void FileCore::ReserveForWrites() {
+  {
+    std::lock_guard lock(mu_);
+    table_.Reserve(static_cast<uint32_t>(table_.size() / kBlockSize));
+    chain_.Reserve(chain_len_.load());
+  }
+  std::lock_guard lock(pending_mu_);
+  pending_.reserve(kPendingFreesRoom);
 }
 
 Status FileCore::ScrubTail() {

@@ -29,7 +29,8 @@ Status FileCore::UnmapBlocks(uint32_t first, uint32_t end) {
       TERN_ASSIGN_OR_RETURN(record, ReserveRecord(static_cast<uint32_t>(pmem::ExtRecordBytes(1))));
       has_record = true;
     }
-    uint64_t entry = WriteRecord(record, pmem::ExtKind::kWrite, size, {{first, 0, stop - first, 0}});
+    const pmem::ExtRun hole[] = {{first, 0, stop - first, 0}};
+    uint64_t entry = WriteRecord(record, pmem::ExtKind::kWrite, size, hole);
     TERN_TRY(EnsureSlot(pos));
     pmem::Drain();
     superseded.Update(first, stop);

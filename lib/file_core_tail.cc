@@ -24,7 +24,7 @@ Result<bool> FileCore::AppendInPlace(const uint8_t* data, size_t n, bool append,
                                      uint64_t* written_at) {
   if (slot_ == kNoSlot) return false;
   SupersedeClaims tail(this);       // the claim on the last block
-  std::vector<BlockRun> runs;       // new blocks past the last one, for the rest of the bytes
+  BlockRuns runs;                   // new blocks past the last one, for the rest of the bytes
   RecordPlace record{};
   bool has_record = false;
   bool claimed = false;             // we hold the last block
@@ -87,8 +87,8 @@ Result<bool> FileCore::AppendInPlace(const uint8_t* data, size_t n, bool append,
       written = true;
       test_hooks::after_in_place_copy.Run();
     }
-    std::vector<pmem::ExtRun> ext = ToExtRuns(v + 1, runs);
-    ext.insert(ext.begin(), pmem::ExtRun{v, block, 1, 0});
+    ExtRuns ext = ToExtRuns(v + 1, runs);
+    ext.push_front(pmem::ExtRun{v, block, 1, 0});
     auto bytes = static_cast<uint32_t>(pmem::ExtRecordBytes(static_cast<uint32_t>(ext.size())));
     if (!has_record) {
       auto place = ReserveRecord(bytes);

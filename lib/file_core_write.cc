@@ -10,9 +10,8 @@
 
 namespace tern {
 
-std::vector<pmem::ExtRun> FileCore::ToExtRuns(uint32_t first, const std::vector<BlockRun>& runs) {
-  std::vector<pmem::ExtRun> out;
-  out.reserve(runs.size() + 1);  // callers may put one run in front
+FileCore::ExtRuns FileCore::ToExtRuns(uint32_t first, std::span<const BlockRun> runs) {
+  ExtRuns out;
   uint32_t v = first;
   for (const BlockRun& r : runs) {
     out.push_back({v, r.start.value(), r.count, 0});
@@ -26,7 +25,7 @@ struct WriteTx {
   bool prepared = false;
   uint64_t offset = 0;
   uint32_t first = 0, end = 0;      // virtual blocks [first, end)
-  std::vector<BlockRun> runs;       // new blocks for [first, end), in order
+  FileCore::BlockRuns runs;         // new blocks for [first, end), in order
   uint8_t* head = nullptr;          // new block of `first` when the write starts inside it
   uint8_t* tail = nullptr;          // new block of `end - 1` when the write ends inside it
   uint32_t head_from = 0;           // bytes [0, head_from) of the head block come from the old one
@@ -192,8 +191,8 @@ Result<size_t> FileCore::Write(const void* buf, size_t n, uint64_t offset, bool 
       }
     }
     if (entry == 0) {
-      std::vector<pmem::ExtRun> ext = ToExtRuns(tx.first, tx.runs);
-      if (tx.gap_used) ext.insert(ext.begin(), pmem::ExtRun{tx.gap.vblock(), tx.gap.block.start.value(), 1, 0});
+      ExtRuns ext = ToExtRuns(tx.first, tx.runs);
+      if (tx.gap_used) ext.push_front(pmem::ExtRun{tx.gap.vblock(), tx.gap.block.start.value(), 1, 0});
       auto bytes = static_cast<uint32_t>(pmem::ExtRecordBytes(static_cast<uint32_t>(ext.size())));
       if (!tx.has_record || record.capacity < bytes) {
         auto place = ReserveRecord(bytes);

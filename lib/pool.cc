@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <new>
@@ -16,6 +17,12 @@
 #include <unistd.h>
 
 namespace tern {
+namespace {
+
+// Jobs the background thread's queues hold without growing: one of each kind for a few files.
+constexpr size_t kQueueRoom = 32;
+
+}  // namespace
 
 Pool& Pool::Default() {
   static Pool* pool = [] {
@@ -40,10 +47,25 @@ void Pool::ScheduleAt(const std::shared_ptr<FileCore>& core, Job job, std::chron
   gc_cv_.notify_one();
 }
 
+void Pool::StartBackgroundThread() {
+  std::lock_guard lock(gc_mu_);
+  StartThreadLocked();
+}
+
 void Pool::StartThreadLocked() {
   if (!gc_thread_running_) {
     gc_thread_running_ = true;
+    gc_queue_.reserve(kQueueRoom);
+    delayed_.reserve(kQueueRoom);
+    // No signal handler of the program runs on this thread: it holds engine locks, and its libc
+    // calls bypass the shim, so a handler's open or write of a tern file there would wait for
+    // itself or reach a backing file. It starts with every signal blocked (inherited), so none
+    // can arrive before it could block them itself.
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     std::thread([this] { GcThreadMain(); }).detach();
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
   }
 }
 
@@ -230,6 +252,7 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
     opened = FileCore::Open(path, flags, mode, /*slotless=*/true);
   }
   TERN_ASSIGN_OR_RETURN(std::shared_ptr<FileCore> core, std::move(opened));
+  if (want_write) StartBackgroundThread();
   std::lock_guard lock(mu_);
   cores_[{core->dev(), core->ino()}] = core;
   // Drop entries whose files were all closed.

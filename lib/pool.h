@@ -43,6 +43,10 @@ class Pool {
   void Schedule(const std::shared_ptr<FileCore>& core, Job job);
   // As Schedule, run no earlier than `due`.
   void ScheduleAt(const std::shared_ptr<FileCore>& core, Job job, std::chrono::steady_clock::time_point due);
+  // Starts the background thread, with room for its queues, if it is not running. A writable open
+  // calls it so that a write never has to: a write may come from a signal handler that interrupted
+  // malloc, and must not allocate (shim/signal_hold.h).
+  void StartBackgroundThread();
 
  private:
   static void PrepareFork();

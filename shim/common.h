@@ -8,6 +8,7 @@
 #include <new>
 
 #include "lib/status.h"
+#include "shim/signal_hold.h"
 
 // Every interposed libc function is defined under a C++ name of its own (`TernOpen`) and exported
 // under the libc name through an asm label. The libc headers' own declarations (with their own
@@ -40,12 +41,16 @@ extern constinit thread_local int t_engine_depth __attribute__((tls_model("initi
 
 inline bool InEngine() { return t_engine_depth != 0; }
 
+// Engine code takes the engine's locks and allocates: signals are held while it runs.
 class EngineScope {
  public:
   EngineScope() { ++t_engine_depth; }
   ~EngineScope() { --t_engine_depth; }
   EngineScope(const EngineScope&) = delete;
   EngineScope& operator=(const EngineScope&) = delete;
+
+ private:
+  SignalsHeld held_;
 };
 
 // The shim-boundary conversion: errno = err, return -1.

@@ -386,7 +386,7 @@ int SpawnAddopen(posix_spawn_file_actions_t* fa, int fd, const char* path, int o
     errno = saved;
     return r;
   }
-  std::lock_guard lock(SpawnMu());
+  HeldLockGuard lock(SpawnMu());
   SpawnFds()[fa].push_back(opened);
   errno = saved;
   return 0;
@@ -395,7 +395,7 @@ int SpawnAddopen(posix_spawn_file_actions_t* fa, int fd, const char* path, int o
 int SpawnDestroy(posix_spawn_file_actions_t* fa) {
   std::vector<int> fds;
   {
-    std::lock_guard lock(SpawnMu());
+    HeldLockGuard lock(SpawnMu());
     auto it = SpawnFds().find(fa);
     if (it != SpawnFds().end()) {
       fds = std::move(it->second);

@@ -58,7 +58,7 @@ constexpr off_t kAppLockEnd = kEngineLockRangeStart;
 int LockFd(Desc* d, int fd) {
   int lfd = d->lock_fd.load();
   if (lfd >= 0) return lfd;
-  std::lock_guard lock(d->mu);
+  HeldLockGuard lock(d->mu);
   lfd = d->lock_fd.load();
   if (lfd >= 0) return lfd;
   char path[64];
@@ -114,7 +114,13 @@ int RecordLock(Desc* d, int fd, int cmd, struct flock* user) {
   if (fl.l_len == 0 && fl.l_start >= 0 && fl.l_start < kAppLockEnd) fl.l_len = kAppLockEnd - fl.l_start;
   int lfd = LockFd(d, fd);
   if (lfd < 0) return -1;
-  int r = Real().fcntl(lfd, cmd, &fl);
+  int r;
+  if (cmd == F_SETLKW || cmd == F_OFD_SETLKW) {
+    SignalsAllowed wait;  // as the kernel's wait, interruptible by a handler (an alarm's timeout)
+    r = Real().fcntl(lfd, cmd, &fl);
+  } else {
+    r = Real().fcntl(lfd, cmd, &fl);
+  }
   if (r != 0) return r;
   if (cmd == F_GETLK || cmd == F_OFD_GETLK) {
     if (fl.l_type == F_UNLCK) {
@@ -443,7 +449,10 @@ int TernFlock(int fd, int op) noexcept {
   DescRef d(fd);
   if (!d) return Real().flock(fd, op);
   int lfd = LockFd(d.get(), fd);
-  return lfd < 0 ? -1 : Real().flock(lfd, op);
+  if (lfd < 0) return -1;
+  if (op & LOCK_NB) return Real().flock(lfd, op);
+  SignalsAllowed wait;  // a wait for the lock, interruptible as on the kernel
+  return Real().flock(lfd, op);
   TERN_ENTRY_CATCH(-1)
 }
 

@@ -55,7 +55,7 @@ Desc* g_free = nullptr;
 std::atomic<int> g_posix_lock_descs{0};  // Descs marked by MarkPosixLocks
 
 Desc* AllocDescStorage() {
-  std::lock_guard lock(g_desc_mu);
+  HeldLockGuard lock(g_desc_mu);
   if (g_free != nullptr) {
     Desc* d = g_free;
     g_free = d->next_free;
@@ -91,7 +91,7 @@ void DestroyDesc(Desc* d) {
   d->dirty.store(false);
   ClearPosixLocksMark(d);
   std::string().swap(d->path);
-  std::lock_guard lock(g_desc_mu);
+  HeldLockGuard lock(g_desc_mu);
   d->next_free = g_free;
   g_free = d;
 }
@@ -209,14 +209,18 @@ DescRef::DescRef(int fd) {
     if (!taken) continue;  // freed under us; the entry has changed by now
     if (g_entries[fd].load(std::memory_order_acquire) == d) {
       d_ = d;
+      EnterSignalHold();  // for as long as the description is used (signal_hold.h)
       return;
     }
+    SignalsHeld held;
     UnrefDesc(d);  // the fd was closed or redirected meanwhile: look again
   }
 }
 
 DescRef::~DescRef() {
-  if (d_ != nullptr) UnrefDesc(d_);
+  if (d_ == nullptr) return;
+  UnrefDesc(d_);
+  LeaveSignalHold();
 }
 
 Desc* NewDesc(File* file, uint32_t slot_index, uint32_t flags, std::string path) {
@@ -272,7 +276,7 @@ size_t DescStorageCount() { return g_desc_count.load(); }
 Result<File*> EnsureFile(Desc* d, int fd) {
   File* f = d->file.load(std::memory_order_acquire);
   if (f != nullptr) return f;
-  std::lock_guard lock(d->mu);
+  HeldLockGuard lock(d->mu);
   f = d->file.load(std::memory_order_acquire);
   if (f != nullptr) return f;
   char path[64];

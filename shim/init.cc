@@ -57,7 +57,15 @@ void EarlyChild() {
   FdTableChildAfterFork();
   StdioAfterFork();
 }
-void LateChild() { --t_engine_depth; }
+void LateChild() {
+  --t_engine_depth;
+  ForgetHeldSignals();  // the parent runs them
+  --t_signal_hold_depth;
+}
+// Registered last, so the hold spans every prepare handler's locks (taken first, in the parent
+// released last): a handler's write to a tern file meanwhile would wait for them.
+void HoldSignalsForFork() { EnterSignalHold(); }
+void ReleaseSignalsAfterFork() { LeaveSignalHold(); }
 
 struct Inherited {
   int fd;
@@ -106,7 +114,7 @@ void InstallForkHandlers() {
     EngineScope engine;
     Pool::Default();  // registers the engine's handlers between the two of the shim
   }
-  pthread_atfork(nullptr, nullptr, LateChild);
+  pthread_atfork(HoldSignalsForFork, ReleaseSignalsAfterFork, LateChild);
 }
 
 void AdoptInheritedFds() {

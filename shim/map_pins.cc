@@ -98,7 +98,7 @@ void RememberPinnedMapping(void* addr, size_t len, std::shared_ptr<FileCore> cor
   auto lo = reinterpret_cast<uintptr_t>(addr);
   auto pin = std::make_shared<Pin>(Pin{std::move(core), std::move(blocks), static_cast<pid_t>(ThisProcessId()), 1});
   PinTable& t = Table();
-  std::lock_guard lock(t.mu);
+  HeldLockGuard lock(t.mu);
   t.live.emplace(lo, Range{lo + len, std::move(pin)});
   detail::g_pinned_mappings.fetch_add(1);
 }
@@ -109,7 +109,7 @@ void NoteUnmapped(const void* addr, size_t len) {
   std::vector<std::shared_ptr<Pin>> gone;
   {
     PinTable& t = Table();
-    std::lock_guard lock(t.mu);
+    HeldLockGuard lock(t.mu);
     for (auto& pin : CutOut(t, lo, lo + len)) {
       if (pin->ranges == 0) {
         detail::g_pinned_mappings.fetch_sub(1);
@@ -124,7 +124,7 @@ void NoteRemapped(const void* addr, size_t len) {
   if (!AnyPinnedMappings()) return;
   auto lo = reinterpret_cast<uintptr_t>(addr);
   PinTable& t = Table();
-  std::lock_guard lock(t.mu);
+  HeldLockGuard lock(t.mu);
   for (auto& pin : CutOut(t, lo, lo + std::max<size_t>(len, 1))) {
     if (pin->ranges == 0) {
       detail::g_pinned_mappings.fetch_sub(1);

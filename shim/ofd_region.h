@@ -19,6 +19,8 @@
 #include <atomic>
 #include <cstdint>
 
+#include "shim/signal_hold.h"
+
 namespace tern::shim {
 
 struct OfdSlot {
@@ -63,6 +65,7 @@ class SlotGuard {
   SlotGuard& operator=(const SlotGuard&) = delete;
 
  private:
+  SignalsHeld held_;  // before the lock, after the unlock
   OfdSlot* slot_;
 };
 

@@ -31,7 +31,7 @@ constexpr uint32_t kKeptFlags = O_ACCMODE | O_APPEND | O_NONBLOCK | O_DSYNC | O_
 void LogNotTern(const std::string& abs, const char* why) {
   static std::mutex mu;
   static auto* seen = new std::set<std::string>();
-  std::lock_guard lock(mu);
+  HeldLockGuard lock(mu);
   if (seen->size() < 64 && seen->insert(abs).second) {
     TERN_LOG_WARN("shim: %s is not a tern file (%s); served by the kernel untouched", abs.c_str(), why);
   }

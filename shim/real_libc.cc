@@ -107,6 +107,10 @@ void Load() {
   Resolve(r.aio_write, "aio_write");
   Resolve(r.aio_fsync, "aio_fsync");
   Resolve(r.lio_listio, "lio_listio");
+  Resolve(r.sigaction, "sigaction");
+  Resolve(r.signal, "signal");
+  Resolve(r.sysv_signal, "sysv_signal");
+  Resolve(r.sigset, "sigset");
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <atomic>
 
 struct aiocb;
+struct sigaction;
 struct sigevent;
 struct statx;
 struct timeval;
@@ -108,6 +109,10 @@ struct RealLibc {
   int (*aio_write)(struct aiocb*);
   int (*aio_fsync)(int, struct aiocb*);
   int (*lio_listio)(int, struct aiocb* const[], int, struct sigevent*);
+  int (*sigaction)(int, const struct sigaction*, struct sigaction*);
+  void (*(*signal)(int, void (*)(int)))(int);
+  void (*(*sysv_signal)(int, void (*)(int)))(int);
+  void (*(*sigset)(int, void (*)(int)))(int);
 };
 
 namespace detail {

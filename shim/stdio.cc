@@ -67,7 +67,7 @@ int CookieClose(void* c) {
   int fd = cookie->fd;
   if (cookie->std_index >= 0) g_std_cookie[cookie->std_index] = nullptr;
   {
-    std::lock_guard lock(CookieMu());
+    HeldLockGuard lock(CookieMu());
     Cookies().erase(cookie->fp);
   }
   delete cookie;
@@ -85,13 +85,13 @@ FILE* MakeCookieFile(int fd, const char* mode, int std_index) {
   fp->_fileno = fd;
   cookie->fp = fp;
   setvbuf(fp, cookie->buffer, std_index == 2 ? _IONBF : _IOFBF, kStreamBuffer);
-  std::lock_guard lock(CookieMu());
+  HeldLockGuard lock(CookieMu());
   Cookies().insert(fp);
   return fp;
 }
 
 bool IsCookie(FILE* fp) {
-  std::lock_guard lock(CookieMu());
+  HeldLockGuard lock(CookieMu());
   return Cookies().count(fp) != 0;
 }
 

@@ -21,6 +21,7 @@
 //   shim_probe system           system(3), popen(3) with stdout redirected to a file
 //   shim_probe times            times set on a file written and still open
 //   shim_probe aio              POSIX AIO: aio_read/write/fsync, lio_listio, notifications, errors
+//   shim_probe signals          handlers writing to files mid-write and mid-malloc; dispositions
 //   shim_probe threads          threads appending, reading, dup'ing and reopening at once
 #include <fcntl.h>
 #include <signal.h>
@@ -549,6 +550,7 @@ int main(int argc, char** argv) {
   if (cmd == "system") return SystemPopen();
   if (cmd == "times") return Times();
   if (cmd == "aio") return Aio();
-  fprintf(stderr, "usage: shim_probe errno|random SEED N|fork|exec|append2 N|stdio|locks|mmap|fstream|dupflags|splice|opath|system|times|aio\n");
+  if (cmd == "signals") return Signals();
+  fprintf(stderr, "usage: shim_probe errno|random SEED N|fork|exec|append2 N|stdio|locks|mmap|fstream|dupflags|splice|opath|system|times|aio|signals\n");
   return 2;
 }

@@ -29,5 +29,6 @@ int SystemPopen();
 int Times();
 int MmapPins();  // shim_probe_mmap.cc
 int Aio();       // shim_probe_aio.cc
+int Signals();   // shim_probe_signals.cc
 
 }  // namespace shim_probe

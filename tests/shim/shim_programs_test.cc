@@ -373,6 +373,18 @@ TEST_F(ShimPrograms, ProbeForkExecDupStdioLocksMmapFstream) {
   ExpectSameTrees(s_);
 }
 
+TEST_F(ShimPrograms, SignalHandlersWriteToFiles) {
+  // A handler that entered the shim while its thread was inside it waited for itself (the run
+  // hung: the timeout ends it), and one that interrupted malloc corrupted the heap (abort).
+  std::string run = "timeout 120 " + std::string(SHIM_PROBE_BIN) + " signals";
+  RunResult plain = s_.Bash(run, false);
+  RunResult tern = s_.Bash(run, true);
+  EXPECT_EQ(plain.status, 0) << plain.err;
+  EXPECT_EQ(tern.status, 0) << tern.err;
+  EXPECT_EQ(plain.out, tern.out) << tern.err;
+  ExpectAllTernFiles(s_.tern_dir());  // how many lines the handlers wrote differs run to run
+}
+
 TEST_F(ShimPrograms, ConcurrentAppendersNeverOverwrite) {
   RunResult tern = Probe("append2 3000", true);
   EXPECT_EQ(tern.out, "records 3000 3000 bad 0 size 258000\n") << tern.err;
