@@ -45,7 +45,7 @@ class Pool {
   void ScheduleAt(const std::shared_ptr<FileCore>& core, Job job, std::chrono::steady_clock::time_point due);
   // Starts the background thread, with room for its queues, if it is not running. A writable open
   // calls it so that a write never has to: a write may come from a signal handler that interrupted
-  // malloc, and must not allocate (shim/signal_hold.h).
+  // malloc, and must not allocate (shim/interruption_hold.h).
   void StartBackgroundThread();
 
  private:

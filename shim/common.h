@@ -2,13 +2,15 @@
 // one helper that turns an error into errno + -1 (STYLE §4, shim boundary).
 #pragma once
 
+#include <cxxabi.h>
+
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <new>
 
 #include "lib/status.h"
-#include "shim/signal_hold.h"
+#include "shim/interruption_hold.h"
 
 // Every interposed libc function is defined under a C++ name of its own (`TernOpen`) and exported
 // under the libc name through an asm label. The libc headers' own declarations (with their own
@@ -17,10 +19,20 @@
 #define TERN_EXPORT_AS(sym) __asm__(sym) __attribute__((visibility("default"), used))
 
 // Wraps the body of an entry point: nothing escapes into C callers. std::bad_alloc becomes ENOMEM,
-// anything else EIO with one log line.
+// anything else EIO with one log line. An entry point that is a cancellation point (not noexcept)
+// ends with TERN_CANCELLABLE_ENTRY_CATCH: a thread cancellation's unwinding goes on through it
+// to the program (interruption_hold.h).
 #define TERN_ENTRY_TRY try {
 #define TERN_ENTRY_CATCH(fail_value)                       \
   }                                                        \
+  TERN_ENTRY_HANDLERS(fail_value)
+#define TERN_CANCELLABLE_ENTRY_CATCH(fail_value)           \
+  }                                                        \
+  catch (const abi::__forced_unwind&) {                    \
+    throw;                                                 \
+  }                                                        \
+  TERN_ENTRY_HANDLERS(fail_value)
+#define TERN_ENTRY_HANDLERS(fail_value)                    \
   catch (const std::bad_alloc&) {                          \
     errno = ENOMEM;                                        \
     return fail_value;                                     \
@@ -50,7 +62,7 @@ class EngineScope {
   EngineScope& operator=(const EngineScope&) = delete;
 
  private:
-  SignalsHeld held_;
+  InterruptionsHeld held_;
 };
 
 // The shim-boundary conversion: errno = err, return -1.

@@ -29,18 +29,18 @@
 using namespace tern::shim;
 
 extern "C" {
-int TernClose(int fd) noexcept TERN_EXPORT_AS("close");
+int TernClose(int fd) TERN_EXPORT_AS("close");
 int TernCloseRange(unsigned first, unsigned last, int flags) noexcept TERN_EXPORT_AS("close_range");
 void TernClosefrom(int lowfd) noexcept TERN_EXPORT_AS("closefrom");
 int TernDup(int fd) noexcept TERN_EXPORT_AS("dup");
 int TernDup2(int oldfd, int newfd) noexcept TERN_EXPORT_AS("dup2");
 int TernDup3(int oldfd, int newfd, int flags) noexcept TERN_EXPORT_AS("dup3");
-int TernFcntl(int fd, int cmd, ...) noexcept TERN_EXPORT_AS("fcntl");
-int TernFcntl64(int fd, int cmd, ...) noexcept TERN_EXPORT_AS("fcntl64");
+int TernFcntl(int fd, int cmd, ...) TERN_EXPORT_AS("fcntl");
+int TernFcntl64(int fd, int cmd, ...) TERN_EXPORT_AS("fcntl64");
 int TernIoctl(int fd, unsigned long request, ...) noexcept TERN_EXPORT_AS("ioctl");
-int TernFlock(int fd, int op) noexcept TERN_EXPORT_AS("flock");
-int TernLockf(int fd, int cmd, off_t len) noexcept TERN_EXPORT_AS("lockf");
-int TernLockf64(int fd, int cmd, off_t len) noexcept TERN_EXPORT_AS("lockf64");
+int TernFlock(int fd, int op) TERN_EXPORT_AS("flock");
+int TernLockf(int fd, int cmd, off_t len) TERN_EXPORT_AS("lockf");
+int TernLockf64(int fd, int cmd, off_t len) TERN_EXPORT_AS("lockf64");
 int TernGetrlimit(int resource, struct rlimit* rl) noexcept TERN_EXPORT_AS("getrlimit");
 int TernGetrlimit64(int resource, struct rlimit* rl) noexcept TERN_EXPORT_AS("getrlimit64");
 int TernPrlimit(pid_t pid, int resource, const struct rlimit* want, struct rlimit* old) noexcept TERN_EXPORT_AS("prlimit");
@@ -116,7 +116,7 @@ int RecordLock(Desc* d, int fd, int cmd, struct flock* user) {
   if (lfd < 0) return -1;
   int r;
   if (cmd == F_SETLKW || cmd == F_OFD_SETLKW) {
-    SignalsAllowed wait;  // as the kernel's wait, interruptible by a handler (an alarm's timeout)
+    InterruptionsAllowed wait;  // as the kernel's wait, interruptible by a handler (an alarm's timeout)
     r = Real().fcntl(lfd, cmd, &fl);
   } else {
     r = Real().fcntl(lfd, cmd, &fl);
@@ -369,10 +369,11 @@ int RoutedClose(int fd) { return Close(fd); }
 
 }  // namespace tern::shim
 
-int TernClose(int fd) noexcept {
+int TernClose(int fd) {
   TERN_ENTRY_TRY
+  ActOnCancellation();
   return Close(fd);
-  TERN_ENTRY_CATCH(-1)
+  TERN_CANCELLABLE_ENTRY_CATCH(-1)
 }
 
 int TernCloseRange(unsigned first, unsigned last, int flags) noexcept {
@@ -414,24 +415,24 @@ int TernDup3(int oldfd, int newfd, int flags) noexcept {
 
 // fcntl's third argument is an int or a pointer; on x86-64 both travel in the same register, so
 // reading it as a pointer-sized value and passing it on unchanged is what glibc itself does.
-int TernFcntl(int fd, int cmd, ...) noexcept {
+int TernFcntl(int fd, int cmd, ...) {
   va_list ap;
   va_start(ap, cmd);
   void* arg = va_arg(ap, void*);
   va_end(ap);
   TERN_ENTRY_TRY
   return Fcntl(fd, cmd, arg);
-  TERN_ENTRY_CATCH(-1)
+  TERN_CANCELLABLE_ENTRY_CATCH(-1)
 }
 
-int TernFcntl64(int fd, int cmd, ...) noexcept {
+int TernFcntl64(int fd, int cmd, ...) {
   va_list ap;
   va_start(ap, cmd);
   void* arg = va_arg(ap, void*);
   va_end(ap);
   TERN_ENTRY_TRY
   return Fcntl(fd, cmd, arg);
-  TERN_ENTRY_CATCH(-1)
+  TERN_CANCELLABLE_ENTRY_CATCH(-1)
 }
 
 int TernIoctl(int fd, unsigned long request, ...) noexcept {
@@ -444,25 +445,25 @@ int TernIoctl(int fd, unsigned long request, ...) noexcept {
   TERN_ENTRY_CATCH(-1)
 }
 
-int TernFlock(int fd, int op) noexcept {
+int TernFlock(int fd, int op) {
   TERN_ENTRY_TRY
   DescRef d(fd);
   if (!d) return Real().flock(fd, op);
   int lfd = LockFd(d.get(), fd);
   if (lfd < 0) return -1;
   if (op & LOCK_NB) return Real().flock(lfd, op);
-  SignalsAllowed wait;  // a wait for the lock, interruptible as on the kernel
+  InterruptionsAllowed wait;  // a wait for the lock, interruptible as on the kernel
   return Real().flock(lfd, op);
-  TERN_ENTRY_CATCH(-1)
+  TERN_CANCELLABLE_ENTRY_CATCH(-1)
 }
 
-int TernLockf(int fd, int cmd, off_t len) noexcept {
+int TernLockf(int fd, int cmd, off_t len) {
   TERN_ENTRY_TRY
   return Lockf(fd, cmd, len);
-  TERN_ENTRY_CATCH(-1)
+  TERN_CANCELLABLE_ENTRY_CATCH(-1)
 }
 
-int TernLockf64(int fd, int cmd, off_t len) noexcept { return TernLockf(fd, cmd, len); }
+int TernLockf64(int fd, int cmd, off_t len) { return TernLockf(fd, cmd, len); }
 
 // The open-files limit as the program set it: tern raises the soft limit for its own descriptors
 // (fd_table.h), which the program does not see, as `ulimit -n` on the kernel would not show it.

@@ -40,8 +40,8 @@ int TernLxstat(int ver, const char* path, struct stat* st) noexcept TERN_EXPORT_
 int TernLxstat64(int ver, const char* path, struct stat* st) noexcept TERN_EXPORT_AS("__lxstat64");
 int TernFxstatat(int ver, int dirfd, const char* path, struct stat* st, int flags) noexcept TERN_EXPORT_AS("__fxstatat");
 int TernFxstatat64(int ver, int dirfd, const char* path, struct stat* st, int flags) noexcept TERN_EXPORT_AS("__fxstatat64");
-int TernFsync(int fd) noexcept TERN_EXPORT_AS("fsync");
-int TernFdatasync(int fd) noexcept TERN_EXPORT_AS("fdatasync");
+int TernFsync(int fd) TERN_EXPORT_AS("fsync");
+int TernFdatasync(int fd) TERN_EXPORT_AS("fdatasync");
 int TernSyncFileRange(int fd, off_t off, off_t n, unsigned flags) noexcept TERN_EXPORT_AS("sync_file_range");
 int TernSyncfs(int fd) noexcept TERN_EXPORT_AS("syncfs");
 void TernSync() noexcept TERN_EXPORT_AS("sync");
@@ -241,18 +241,20 @@ int TernFxstatat64(int, int dirfd, const char* path, struct stat* st, int flags)
   TERN_ENTRY(Fstatat(dirfd, path, st, flags))
 }
 
-int TernFsync(int fd) noexcept {
+int TernFsync(int fd) {
   TERN_ENTRY_TRY
+  ActOnCancellation();
   DescRef d(fd);
   return d ? DescFsync(d.get(), fd) : Real().fsync(fd);
-  TERN_ENTRY_CATCH(-1)
+  TERN_CANCELLABLE_ENTRY_CATCH(-1)
 }
 
-int TernFdatasync(int fd) noexcept {
+int TernFdatasync(int fd) {
   TERN_ENTRY_TRY
+  ActOnCancellation();
   DescRef d(fd);
   return d ? DescFsync(d.get(), fd) : Real().fdatasync(fd);
-  TERN_ENTRY_CATCH(-1)
+  TERN_CANCELLABLE_ENTRY_CATCH(-1)
 }
 
 int TernSyncFileRange(int fd, off_t off, off_t n, unsigned flags) noexcept {

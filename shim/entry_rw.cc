@@ -16,25 +16,25 @@ using namespace tern::shim;
 extern "C" {
 [[noreturn]] void __chk_fail(void);
 
-ssize_t TernRead(int fd, void* buf, size_t n) noexcept TERN_EXPORT_AS("read");
-ssize_t TernReadChk(int fd, void* buf, size_t n, size_t buflen) noexcept TERN_EXPORT_AS("__read_chk");
-ssize_t TernWrite(int fd, const void* buf, size_t n) noexcept TERN_EXPORT_AS("write");
-ssize_t TernPread(int fd, void* buf, size_t n, off_t off) noexcept TERN_EXPORT_AS("pread");
-ssize_t TernPread64(int fd, void* buf, size_t n, off_t off) noexcept TERN_EXPORT_AS("pread64");
-ssize_t TernPreadChk(int fd, void* buf, size_t n, off_t off, size_t buflen) noexcept TERN_EXPORT_AS("__pread_chk");
-ssize_t TernPread64Chk(int fd, void* buf, size_t n, off_t off, size_t buflen) noexcept TERN_EXPORT_AS("__pread64_chk");
-ssize_t TernPwrite(int fd, const void* buf, size_t n, off_t off) noexcept TERN_EXPORT_AS("pwrite");
-ssize_t TernPwrite64(int fd, const void* buf, size_t n, off_t off) noexcept TERN_EXPORT_AS("pwrite64");
-ssize_t TernReadv(int fd, const struct iovec* iov, int iovcnt) noexcept TERN_EXPORT_AS("readv");
-ssize_t TernWritev(int fd, const struct iovec* iov, int iovcnt) noexcept TERN_EXPORT_AS("writev");
-ssize_t TernPreadv(int fd, const struct iovec* iov, int iovcnt, off_t off) noexcept TERN_EXPORT_AS("preadv");
-ssize_t TernPreadv64(int fd, const struct iovec* iov, int iovcnt, off_t off) noexcept TERN_EXPORT_AS("preadv64");
-ssize_t TernPwritev(int fd, const struct iovec* iov, int iovcnt, off_t off) noexcept TERN_EXPORT_AS("pwritev");
-ssize_t TernPwritev64(int fd, const struct iovec* iov, int iovcnt, off_t off) noexcept TERN_EXPORT_AS("pwritev64");
-ssize_t TernPreadv2(int fd, const struct iovec* iov, int iovcnt, off_t off, int flags) noexcept TERN_EXPORT_AS("preadv2");
-ssize_t TernPreadv64v2(int fd, const struct iovec* iov, int iovcnt, off_t off, int flags) noexcept TERN_EXPORT_AS("preadv64v2");
-ssize_t TernPwritev2(int fd, const struct iovec* iov, int iovcnt, off_t off, int flags) noexcept TERN_EXPORT_AS("pwritev2");
-ssize_t TernPwritev64v2(int fd, const struct iovec* iov, int iovcnt, off_t off, int flags) noexcept TERN_EXPORT_AS("pwritev64v2");
+ssize_t TernRead(int fd, void* buf, size_t n) TERN_EXPORT_AS("read");
+ssize_t TernReadChk(int fd, void* buf, size_t n, size_t buflen) TERN_EXPORT_AS("__read_chk");
+ssize_t TernWrite(int fd, const void* buf, size_t n) TERN_EXPORT_AS("write");
+ssize_t TernPread(int fd, void* buf, size_t n, off_t off) TERN_EXPORT_AS("pread");
+ssize_t TernPread64(int fd, void* buf, size_t n, off_t off) TERN_EXPORT_AS("pread64");
+ssize_t TernPreadChk(int fd, void* buf, size_t n, off_t off, size_t buflen) TERN_EXPORT_AS("__pread_chk");
+ssize_t TernPread64Chk(int fd, void* buf, size_t n, off_t off, size_t buflen) TERN_EXPORT_AS("__pread64_chk");
+ssize_t TernPwrite(int fd, const void* buf, size_t n, off_t off) TERN_EXPORT_AS("pwrite");
+ssize_t TernPwrite64(int fd, const void* buf, size_t n, off_t off) TERN_EXPORT_AS("pwrite64");
+ssize_t TernReadv(int fd, const struct iovec* iov, int iovcnt) TERN_EXPORT_AS("readv");
+ssize_t TernWritev(int fd, const struct iovec* iov, int iovcnt) TERN_EXPORT_AS("writev");
+ssize_t TernPreadv(int fd, const struct iovec* iov, int iovcnt, off_t off) TERN_EXPORT_AS("preadv");
+ssize_t TernPreadv64(int fd, const struct iovec* iov, int iovcnt, off_t off) TERN_EXPORT_AS("preadv64");
+ssize_t TernPwritev(int fd, const struct iovec* iov, int iovcnt, off_t off) TERN_EXPORT_AS("pwritev");
+ssize_t TernPwritev64(int fd, const struct iovec* iov, int iovcnt, off_t off) TERN_EXPORT_AS("pwritev64");
+ssize_t TernPreadv2(int fd, const struct iovec* iov, int iovcnt, off_t off, int flags) TERN_EXPORT_AS("preadv2");
+ssize_t TernPreadv64v2(int fd, const struct iovec* iov, int iovcnt, off_t off, int flags) TERN_EXPORT_AS("preadv64v2");
+ssize_t TernPwritev2(int fd, const struct iovec* iov, int iovcnt, off_t off, int flags) TERN_EXPORT_AS("pwritev2");
+ssize_t TernPwritev64v2(int fd, const struct iovec* iov, int iovcnt, off_t off, int flags) TERN_EXPORT_AS("pwritev64v2");
 off_t TernLseek(int fd, off_t off, int whence) noexcept TERN_EXPORT_AS("lseek");
 off_t TernLseek64(int fd, off_t off, int whence) noexcept TERN_EXPORT_AS("lseek64");
 ssize_t TernCopyFileRange(int in, off_t* off_in, int out, off_t* off_out, size_t len, unsigned flags) noexcept TERN_EXPORT_AS("copy_file_range");
@@ -90,107 +90,117 @@ ssize_t Sendfile(int out, int in, off_t* offset, size_t count) {
 
 }  // namespace
 
-ssize_t TernRead(int fd, void* buf, size_t n) noexcept {
+ssize_t TernRead(int fd, void* buf, size_t n) {
   if (PassThrough(fd)) return Real().read(fd, buf, n);
+  ActOnCancellation();
   TERN_ENTRY_TRY
   return RoutedRead(fd, buf, n);
-  TERN_ENTRY_CATCH(-1)
+  TERN_CANCELLABLE_ENTRY_CATCH(-1)
 }
 
-ssize_t TernReadChk(int fd, void* buf, size_t n, size_t buflen) noexcept {
+ssize_t TernReadChk(int fd, void* buf, size_t n, size_t buflen) {
   if (n > buflen) __chk_fail();
   return TernRead(fd, buf, n);
 }
 
-ssize_t TernWrite(int fd, const void* buf, size_t n) noexcept {
+ssize_t TernWrite(int fd, const void* buf, size_t n) {
   if (PassThrough(fd)) return Real().write(fd, buf, n);
+  ActOnCancellation();
   TERN_ENTRY_TRY
   return RoutedWrite(fd, buf, n);
-  TERN_ENTRY_CATCH(-1)
+  TERN_CANCELLABLE_ENTRY_CATCH(-1)
 }
 
-ssize_t TernPread(int fd, void* buf, size_t n, off_t off) noexcept {
+ssize_t TernPread(int fd, void* buf, size_t n, off_t off) {
   if (PassThrough(fd)) return Real().pread(fd, buf, n, off);
+  ActOnCancellation();
   TERN_ENTRY_TRY
   return RoutedPread(fd, buf, n, off);
-  TERN_ENTRY_CATCH(-1)
+  TERN_CANCELLABLE_ENTRY_CATCH(-1)
 }
 
-ssize_t TernPread64(int fd, void* buf, size_t n, off_t off) noexcept { return TernPread(fd, buf, n, off); }
+ssize_t TernPread64(int fd, void* buf, size_t n, off_t off) { return TernPread(fd, buf, n, off); }
 
-ssize_t TernPreadChk(int fd, void* buf, size_t n, off_t off, size_t buflen) noexcept {
+ssize_t TernPreadChk(int fd, void* buf, size_t n, off_t off, size_t buflen) {
   if (n > buflen) __chk_fail();
   return TernPread(fd, buf, n, off);
 }
 
-ssize_t TernPread64Chk(int fd, void* buf, size_t n, off_t off, size_t buflen) noexcept {
+ssize_t TernPread64Chk(int fd, void* buf, size_t n, off_t off, size_t buflen) {
   return TernPreadChk(fd, buf, n, off, buflen);
 }
 
-ssize_t TernPwrite(int fd, const void* buf, size_t n, off_t off) noexcept {
+ssize_t TernPwrite(int fd, const void* buf, size_t n, off_t off) {
   if (PassThrough(fd)) return Real().pwrite(fd, buf, n, off);
+  ActOnCancellation();
   TERN_ENTRY_TRY
   return RoutedPwrite(fd, buf, n, off);
-  TERN_ENTRY_CATCH(-1)
+  TERN_CANCELLABLE_ENTRY_CATCH(-1)
 }
 
-ssize_t TernPwrite64(int fd, const void* buf, size_t n, off_t off) noexcept { return TernPwrite(fd, buf, n, off); }
+ssize_t TernPwrite64(int fd, const void* buf, size_t n, off_t off) { return TernPwrite(fd, buf, n, off); }
 
-ssize_t TernReadv(int fd, const struct iovec* iov, int iovcnt) noexcept {
+ssize_t TernReadv(int fd, const struct iovec* iov, int iovcnt) {
   if (PassThrough(fd)) return Real().readv(fd, iov, iovcnt);
+  ActOnCancellation();
   TERN_ENTRY_TRY
   DescRef d(fd);
   if (!d) return Real().readv(fd, iov, iovcnt);
   return DescReadv(d.get(), fd, iov, iovcnt, -1);
-  TERN_ENTRY_CATCH(-1)
+  TERN_CANCELLABLE_ENTRY_CATCH(-1)
 }
 
-ssize_t TernWritev(int fd, const struct iovec* iov, int iovcnt) noexcept {
+ssize_t TernWritev(int fd, const struct iovec* iov, int iovcnt) {
   if (PassThrough(fd)) return Real().writev(fd, iov, iovcnt);
+  ActOnCancellation();
   TERN_ENTRY_TRY
   DescRef d(fd);
   if (!d) return Real().writev(fd, iov, iovcnt);
   return DescWritev(d.get(), fd, iov, iovcnt, -1, 0);
-  TERN_ENTRY_CATCH(-1)
+  TERN_CANCELLABLE_ENTRY_CATCH(-1)
 }
 
-ssize_t TernPreadv(int fd, const struct iovec* iov, int iovcnt, off_t off) noexcept {
+ssize_t TernPreadv(int fd, const struct iovec* iov, int iovcnt, off_t off) {
   TERN_ENTRY_TRY
+  ActOnCancellation();
   return Preadv(fd, iov, iovcnt, off);
-  TERN_ENTRY_CATCH(-1)
+  TERN_CANCELLABLE_ENTRY_CATCH(-1)
 }
 
-ssize_t TernPreadv64(int fd, const struct iovec* iov, int iovcnt, off_t off) noexcept {
+ssize_t TernPreadv64(int fd, const struct iovec* iov, int iovcnt, off_t off) {
   return TernPreadv(fd, iov, iovcnt, off);
 }
 
-ssize_t TernPwritev(int fd, const struct iovec* iov, int iovcnt, off_t off) noexcept {
+ssize_t TernPwritev(int fd, const struct iovec* iov, int iovcnt, off_t off) {
   TERN_ENTRY_TRY
+  ActOnCancellation();
   return Pwritev(fd, iov, iovcnt, off);
-  TERN_ENTRY_CATCH(-1)
+  TERN_CANCELLABLE_ENTRY_CATCH(-1)
 }
 
-ssize_t TernPwritev64(int fd, const struct iovec* iov, int iovcnt, off_t off) noexcept {
+ssize_t TernPwritev64(int fd, const struct iovec* iov, int iovcnt, off_t off) {
   return TernPwritev(fd, iov, iovcnt, off);
 }
 
-ssize_t TernPreadv2(int fd, const struct iovec* iov, int iovcnt, off_t off, int flags) noexcept {
+ssize_t TernPreadv2(int fd, const struct iovec* iov, int iovcnt, off_t off, int flags) {
   TERN_ENTRY_TRY
+  ActOnCancellation();
   return Preadv2(fd, iov, iovcnt, off, flags);
-  TERN_ENTRY_CATCH(-1)
+  TERN_CANCELLABLE_ENTRY_CATCH(-1)
 }
 
-ssize_t TernPreadv64v2(int fd, const struct iovec* iov, int iovcnt, off_t off, int flags) noexcept {
+ssize_t TernPreadv64v2(int fd, const struct iovec* iov, int iovcnt, off_t off, int flags) {
   return TernPreadv2(fd, iov, iovcnt, off, flags);
 }
 
-ssize_t TernPwritev2(int fd, const struct iovec* iov, int iovcnt, off_t off, int flags) noexcept {
+ssize_t TernPwritev2(int fd, const struct iovec* iov, int iovcnt, off_t off, int flags) {
   TERN_ENTRY_TRY
+  ActOnCancellation();
   return Pwritev2(fd, iov, iovcnt, off, flags);
-  TERN_ENTRY_CATCH(-1)
+  TERN_CANCELLABLE_ENTRY_CATCH(-1)
 }
 
-ssize_t TernPwritev64v2(int fd, const struct iovec* iov, int iovcnt, off_t off, int flags) noexcept {
+ssize_t TernPwritev64v2(int fd, const struct iovec* iov, int iovcnt, off_t off, int flags) {
   return TernPwritev2(fd, iov, iovcnt, off, flags);
 }
 

@@ -1,5 +1,5 @@
 // Entry points: signal dispositions (sigaction, signal and its relatives), and the trampoline
-// that holds a signal while its thread is inside the shim (signal_hold.h says why).
+// that holds a signal while its thread is inside the shim (interruption_hold.h says why).
 //
 // The kernel sees the trampoline wherever the program installed a handler; the program sees its
 // own handler, flags and mask in every answer (the previous action of sigaction, signal's return
@@ -16,7 +16,7 @@
 
 #include "shim/common.h"
 #include "shim/real_libc.h"
-#include "shim/signal_hold.h"
+#include "shim/interruption_hold.h"
 
 using namespace tern::shim;
 
@@ -34,8 +34,9 @@ sighandler_t TernSigset(int sig, sighandler_t disposition) noexcept TERN_EXPORT_
 
 namespace tern::shim {
 
-constinit thread_local int t_signal_hold_depth = 0;
+constinit thread_local int t_hold_depth = 0;
 constinit thread_local int t_signals_held = 0;
+constinit thread_local int t_program_cancel_state = PTHREAD_CANCEL_ENABLE;
 
 namespace {
 
@@ -90,7 +91,7 @@ void Trampoline(int sig, siginfo_t* info, void* context) {
   void* handler = g_actions[sig].handler.load(std::memory_order_acquire);
   int flags = g_actions[sig].flags.load(std::memory_order_relaxed);
   if (handler == nullptr) return;
-  if (t_signal_hold_depth == 0 || RaisedByAFault(sig, info)) {
+  if (t_hold_depth == 0 || RaisedByAFault(sig, info)) {
     Call(handler, flags, sig, info, context);
     return;
   }

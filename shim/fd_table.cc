@@ -209,10 +209,10 @@ DescRef::DescRef(int fd) {
     if (!taken) continue;  // freed under us; the entry has changed by now
     if (g_entries[fd].load(std::memory_order_acquire) == d) {
       d_ = d;
-      EnterSignalHold();  // for as long as the description is used (signal_hold.h)
+      EnterInterruptionHold();  // for as long as the description is used (interruption_hold.h)
       return;
     }
-    SignalsHeld held;
+    InterruptionsHeld held;
     UnrefDesc(d);  // the fd was closed or redirected meanwhile: look again
   }
 }
@@ -220,7 +220,7 @@ DescRef::DescRef(int fd) {
 DescRef::~DescRef() {
   if (d_ == nullptr) return;
   UnrefDesc(d_);
-  LeaveSignalHold();
+  LeaveInterruptionHold();
 }
 
 Desc* NewDesc(File* file, uint32_t slot_index, uint32_t flags, std::string path) {

@@ -60,12 +60,12 @@ void EarlyChild() {
 void LateChild() {
   --t_engine_depth;
   ForgetHeldSignals();  // the parent runs them
-  --t_signal_hold_depth;
+  LeaveInterruptionHold();
 }
 // Registered last, so the hold spans every prepare handler's locks (taken first, in the parent
 // released last): a handler's write to a tern file meanwhile would wait for them.
-void HoldSignalsForFork() { EnterSignalHold(); }
-void ReleaseSignalsAfterFork() { LeaveSignalHold(); }
+void HoldSignalsForFork() { EnterInterruptionHold(); }
+void ReleaseSignalsAfterFork() { LeaveInterruptionHold(); }
 
 struct Inherited {
   int fd;

@@ -19,7 +19,7 @@
 #include <atomic>
 #include <cstdint>
 
-#include "shim/signal_hold.h"
+#include "shim/interruption_hold.h"
 
 namespace tern::shim {
 
@@ -65,7 +65,7 @@ class SlotGuard {
   SlotGuard& operator=(const SlotGuard&) = delete;
 
  private:
-  SignalsHeld held_;  // before the lock, after the unlock
+  InterruptionsHeld held_;  // before the lock, after the unlock
   OfdSlot* slot_;
 };
 

@@ -111,6 +111,7 @@ void Load() {
   Resolve(r.signal, "signal");
   Resolve(r.sysv_signal, "sysv_signal");
   Resolve(r.sigset, "sigset");
+  Resolve(r.pthread_cancel, "pthread_cancel");
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // names are aliases of one function (notes/env.md §3.2), so one pointer serves both.
 #pragma once
 
+#include <pthread.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -113,6 +114,7 @@ struct RealLibc {
   void (*(*signal)(int, void (*)(int)))(int);
   void (*(*sysv_signal)(int, void (*)(int)))(int);
   void (*(*sigset)(int, void (*)(int)))(int);
+  int (*pthread_cancel)(pthread_t);
 };
 
 namespace detail {

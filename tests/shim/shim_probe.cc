@@ -22,6 +22,7 @@
 //   shim_probe times            times set on a file written and still open
 //   shim_probe aio              POSIX AIO: aio_read/write/fsync, lio_listio, notifications, errors
 //   shim_probe signals          handlers writing to files mid-write and mid-malloc; dispositions
+//   shim_probe cancel           threads cancelled in file I/O, in a FIFO open, a lock wait, a read
 //   shim_probe threads          threads appending, reading, dup'ing and reopening at once
 #include <fcntl.h>
 #include <signal.h>
@@ -551,6 +552,7 @@ int main(int argc, char** argv) {
   if (cmd == "times") return Times();
   if (cmd == "aio") return Aio();
   if (cmd == "signals") return Signals();
-  fprintf(stderr, "usage: shim_probe errno|random SEED N|fork|exec|append2 N|stdio|locks|mmap|fstream|dupflags|splice|opath|system|times|aio|signals\n");
+  if (cmd == "cancel") return Cancel();
+  fprintf(stderr, "usage: shim_probe errno|random SEED N|fork|exec|append2 N|stdio|locks|mmap|fstream|dupflags|splice|opath|system|times|aio|signals|cancel\n");
   return 2;
 }

@@ -30,5 +30,6 @@ int Times();
 int MmapPins();  // shim_probe_mmap.cc
 int Aio();       // shim_probe_aio.cc
 int Signals();   // shim_probe_signals.cc
+int Cancel();    // shim_probe_cancel.cc
 
 }  // namespace shim_probe

@@ -385,6 +385,18 @@ TEST_F(ShimPrograms, SignalHandlersWriteToFiles) {
   ExpectAllTernFiles(s_.tern_dir());  // how many lines the handlers wrote differs run to run
 }
 
+TEST_F(ShimPrograms, ThreadsCancelledInFileIo) {
+  // The unwinding of a cancelled thread that crossed a shim frame aborted the program (code 134),
+  // whether the thread was in a tern file's I/O or blocked in open(2) of any file.
+  std::string run = "timeout 120 " + std::string(SHIM_PROBE_BIN) + " cancel";
+  RunResult plain = s_.Bash(run, false);
+  RunResult tern = s_.Bash(run, true);
+  EXPECT_EQ(plain.status, 0) << plain.err;
+  EXPECT_EQ(tern.status, 0) << tern.err;
+  EXPECT_EQ(plain.out, tern.out) << tern.err;
+  ExpectAllTernFiles(s_.tern_dir());  // how far each cancelled loop got differs run to run
+}
+
 TEST_F(ShimPrograms, ConcurrentAppendersNeverOverwrite) {
   RunResult tern = Probe("append2 3000", true);
   EXPECT_EQ(tern.out, "records 3000 3000 bad 0 size 258000\n") << tern.err;
