@@ -77,6 +77,13 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   static Result<std::shared_ptr<FileCore>> OpenWith(const std::string& path, int flags,
                                                     std::unique_ptr<Backing> backing, struct stat st,
                                                     std::unique_ptr<KeptTable> table);
+  // Makes, before any write needs them, the table's and the log chain's nodes where the next
+  // writes land (the end of the file, the next log block) and room for the deferred frees of many
+  // overwrites, so that an ordinary write allocates nothing (a write may come from a signal handler
+  // that interrupted malloc: AtomicU32Array::Reserve, small_vector.h). Pool::OpenCore calls it for
+  // every open that may write. Idempotent.
+  void ReserveForWrites();
+  static constexpr size_t kPendingFreesRoom = 512;
   ~FileCore() override;
   FileCore(const FileCore&) = delete;
   FileCore& operator=(const FileCore&) = delete;
@@ -196,11 +203,6 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   Status EnsureAllocatorReady();
   Status BuildAllocator();
   Status ScrubTail();
-  // The table's and the log chain's nodes where the next writes land (the end of the file, the
-  // next log block), and room for the deferred frees of many overwrites, are made at open, not by
-  // a write (AtomicU32Array::Reserve).
-  void ReserveForWrites();
-  static constexpr size_t kPendingFreesRoom = 512;
 
   // --- opens without write access to the file (file_core_readonly.cc) ---
   // A process that may only read the file (its mode, a read-only mount) can take none of the

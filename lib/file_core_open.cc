@@ -165,7 +165,6 @@ Result<std::shared_ptr<FileCore>> FileCore::OpenWith(const std::string& path, in
     if (exclusive) {
       TERN_TRY(core->Recover(true, st));
       TERN_TRY(LockShared(fd));  // downgrade: others may come in now
-      core->ReserveForWrites();
       return core;
     }
     auto shared = SharedState::Attach(core->shared_name_);
@@ -189,7 +188,6 @@ Result<std::shared_ptr<FileCore>> FileCore::OpenWith(const std::string& path, in
       return Status::Error(EUCLEAN, "shared state disagrees with the backing file");
     }
     TERN_TRY(core->Recover(false, st));
-    core->ReserveForWrites();
     return core;
   }
   return Status::Error(EAGAIN, "file kept changing while opening");

@@ -47,6 +47,11 @@ void Pool::ScheduleAt(const std::shared_ptr<FileCore>& core, Job job, std::chron
   gc_cv_.notify_one();
 }
 
+void Pool::PrepareForWrites(FileCore& core) {
+  core.ReserveForWrites();
+  StartBackgroundThread();
+}
+
 void Pool::StartBackgroundThread() {
   std::lock_guard lock(gc_mu_);
   StartThreadLocked();
@@ -221,6 +226,7 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
       }
       int access = want_write ? ((flags & O_ACCMODE) == O_WRONLY ? W_OK : R_OK | W_OK) : R_OK;
       if (found != nullptr && (!want_write || found->writable()) && faccessat(AT_FDCWD, path.c_str(), access, AT_EACCESS) == 0) {
+        if (want_write) PrepareForWrites(*found);
         return found;
       }
       // Closed here last, its Backing kept and the inode unchanged since: no open(2) is needed.
@@ -252,7 +258,7 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
     opened = FileCore::Open(path, flags, mode, /*slotless=*/true);
   }
   TERN_ASSIGN_OR_RETURN(std::shared_ptr<FileCore> core, std::move(opened));
-  if (want_write) StartBackgroundThread();
+  if (want_write) PrepareForWrites(*core);
   std::lock_guard lock(mu_);
   cores_[{core->dev(), core->ino()}] = core;
   // Drop entries whose files were all closed.

@@ -43,12 +43,14 @@ class Pool {
   void Schedule(const std::shared_ptr<FileCore>& core, Job job);
   // As Schedule, run no earlier than `due`.
   void ScheduleAt(const std::shared_ptr<FileCore>& core, Job job, std::chrono::steady_clock::time_point due);
-  // Starts the background thread, with room for its queues, if it is not running. A writable open
-  // calls it so that a write never has to: a write may come from a signal handler that interrupted
-  // malloc, and must not allocate (shim/interruption_hold.h).
+  // Starts the background thread, with room for its queues, if it is not running.
   void StartBackgroundThread();
 
  private:
+  // What an open that may write does first, so that its writes allocate nothing (one may come from
+  // a signal handler that interrupted malloc: shim/interruption_hold.h): the file's reservations
+  // (FileCore::ReserveForWrites) and the background thread with room for its queues.
+  void PrepareForWrites(FileCore& core);
   static void PrepareFork();
   static void ParentAfterFork();
   static void ChildAfterFork();

@@ -1,8 +1,8 @@
 // A vector whose first N elements live inside it. The engine's per-write lists (the new block
 // runs, the claimed blocks, a record's runs) fit there for any write of a few runs, so an ordinary
 // write allocates nothing: a signal handler may then write to a tern file while the code it
-// interrupted was inside malloc, as write(2) allows (shim/interruption_hold.h). Longer lists go to the
-// heap as std::vector would.
+// interrupted was inside malloc, as write(2) allows (shim/interruption_hold.h). Longer lists go
+// to the heap as std::vector would.
 //
 // T: default-constructible and copyable (block runs, index pairs). Only what the engine uses.
 #pragma once

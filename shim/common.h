@@ -53,7 +53,8 @@ extern constinit thread_local int t_engine_depth __attribute__((tls_model("initi
 
 inline bool InEngine() { return t_engine_depth != 0; }
 
-// Engine code takes the engine's locks and allocates: signals are held while it runs.
+// Engine code takes the engine's locks and allocates: signals and cancellation are held off while
+// it runs (interruption_hold.h).
 class EngineScope {
  public:
   EngineScope() { ++t_engine_depth; }

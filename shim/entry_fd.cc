@@ -116,7 +116,7 @@ int RecordLock(Desc* d, int fd, int cmd, struct flock* user) {
   if (lfd < 0) return -1;
   int r;
   if (cmd == F_SETLKW || cmd == F_OFD_SETLKW) {
-    InterruptionsAllowed wait;  // as the kernel's wait, interruptible by a handler (an alarm's timeout)
+    InterruptionsAllowed wait;  // as the kernel's wait: a handler (an alarm's timeout) or a cancellation
     r = Real().fcntl(lfd, cmd, &fl);
   } else {
     r = Real().fcntl(lfd, cmd, &fl);

@@ -74,7 +74,8 @@ bool IsProgramHandler(const struct sigaction& a) {
 
 // A signal an instruction raised (a fault): its handler runs now, or the instruction faults again.
 bool RaisedByAFault(int sig, const siginfo_t* info) {
-  bool fault_signal = sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE || sig == SIGTRAP || sig == SIGSYS;
+  bool fault_signal =
+      sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE || sig == SIGTRAP || sig == SIGSYS;
   return fault_signal && info != nullptr && info->si_code > 0;
 }
 

@@ -121,7 +121,8 @@ inline bool PassThrough(int fd) { return !IsTernFd(fd) || InEngine(); }
 
 // A counted reference to the Desc of a tern fd. Empty for every other fd (and always while the
 // engine is running on this thread).
-// Signals are held while a DescRef holds a description (interruption_hold.h).
+// Interruptions (signals, cancellation) are held off while a DescRef holds a description
+// (interruption_hold.h).
 class DescRef {
  public:
   DescRef() = default;

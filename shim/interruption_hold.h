@@ -42,18 +42,25 @@ void RunHeldSignals();
 // A forked child's copy of what its parent's thread held: the parent runs them.
 void ForgetHeldSignals();
 
+// The depth goes up before the cancellation state is saved and down after it is restored: a
+// handler that runs in between (with the depth 0) enters and leaves completely, and one that
+// comes later is held, so the saved state is always the program's.
 inline void EnterInterruptionHold() {
-  if (t_hold_depth == 0) pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &t_program_cancel_state);
-  ++t_hold_depth;
+  if (t_hold_depth++ == 0) {
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &t_program_cancel_state);
+  }
   std::atomic_signal_fence(std::memory_order_seq_cst);  // raised before any lock is taken
 }
 
 inline void LeaveInterruptionHold() {
   std::atomic_signal_fence(std::memory_order_seq_cst);  // lowered after every lock is released
-  if (--t_hold_depth != 0) return;
-  int ignored;
-  pthread_setcancelstate(t_program_cancel_state, &ignored);
-  if (t_signals_held != 0) RunHeldSignals();
+  if (t_hold_depth == 1) {
+    int ignored;
+    pthread_setcancelstate(t_program_cancel_state, &ignored);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  }
+  if (--t_hold_depth == 0 && t_signals_held != 0) RunHeldSignals();
 }
 
 // At the start of an entry point that is a cancellation point, before anything is taken.
@@ -71,21 +78,22 @@ class InterruptionsHeld {
 // lock: handlers run as they would on the kernel (held ones first).
 class InterruptionsAllowed {
  public:
+  // The cancellation state changes while the depth is not 0 (see EnterInterruptionHold).
   InterruptionsAllowed() : saved_(t_hold_depth) {
+    int ignored;
+    if (saved_ != 0) pthread_setcancelstate(t_program_cancel_state, &ignored);
     std::atomic_signal_fence(std::memory_order_seq_cst);
     t_hold_depth = 0;
     std::atomic_signal_fence(std::memory_order_seq_cst);
-    int ignored;
-    if (saved_ != 0) pthread_setcancelstate(t_program_cancel_state, &ignored);
     if (t_signals_held != 0) RunHeldSignals();
   }
   // Also as a cancellation unwinds through it: the outer scopes then restore the program's state.
   ~InterruptionsAllowed() {
     std::atomic_signal_fence(std::memory_order_seq_cst);
-    int ignored;
-    if (saved_ != 0) pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &ignored);
     t_hold_depth = saved_;
     std::atomic_signal_fence(std::memory_order_seq_cst);
+    int ignored;
+    if (saved_ != 0) pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &ignored);
   }
   InterruptionsAllowed(const InterruptionsAllowed&) = delete;
   InterruptionsAllowed& operator=(const InterruptionsAllowed&) = delete;
@@ -94,7 +102,7 @@ class InterruptionsAllowed {
   int saved_;
 };
 
-// A lock guard that holds signals while the lock is held (taken after, released before).
+// A lock guard that holds interruptions off while the lock is held (taken after, released before).
 template <typename Mutex>
 class HeldLockGuard {
  public:

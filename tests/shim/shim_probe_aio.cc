@@ -213,7 +213,8 @@ int Aio() {
   close(fd);
 
   std::string whole = ReadWhole("aio");
-  printf("file: %zu bytes, digest %016llx\n", whole.size(), static_cast<unsigned long long>(Fnv(whole.data(), whole.size())));
+  printf("file: %zu bytes, digest %016llx\n", whole.size(),
+         static_cast<unsigned long long>(Fnv(whole.data(), whole.size())));
   return 0;
 }
 
