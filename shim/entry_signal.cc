@@ -195,7 +195,13 @@ sighandler_t Adopt(int sig, sighandler_t returned, void* prev_handler) {
   return returned;
 }
 
-void* PreviousHandler(int sig) { return Managed(sig) ? g_actions[sig].handler.load() : nullptr; }
+// One of glibc's installers (signal, sysv_signal, sigset), then Adopt.
+sighandler_t ThroughGlibc(sighandler_t (*real)(int, sighandler_t), int sig, sighandler_t handler) {
+  if (real == nullptr) return (errno = ENOSYS, SIG_ERR);
+  void* prev = Managed(sig) ? g_actions[sig].handler.load() : nullptr;
+  sighandler_t returned = real(sig, handler);
+  return returned == SIG_ERR ? SIG_ERR : Adopt(sig, returned, prev);
+}
 
 }  // namespace
 
@@ -226,29 +232,18 @@ int TernUnderscoreSigaction(int sig, const struct sigaction* act, struct sigacti
   return Sigaction(sig, act, old);
 }
 
-sighandler_t TernSignal(int sig, sighandler_t handler) noexcept {
-  if (Real().signal == nullptr) return (errno = ENOSYS, SIG_ERR);
-  void* prev = PreviousHandler(sig);
-  sighandler_t returned = Real().signal(sig, handler);
-  return returned == SIG_ERR ? SIG_ERR : Adopt(sig, returned, prev);
-}
+sighandler_t TernSignal(int sig, sighandler_t handler) noexcept { return ThroughGlibc(Real().signal, sig, handler); }
 
 sighandler_t TernBsdSignal(int sig, sighandler_t handler) noexcept { return TernSignal(sig, handler); }
 
 sighandler_t TernSsignal(int sig, sighandler_t handler) noexcept { return TernSignal(sig, handler); }
 
 sighandler_t TernSysvSignal(int sig, sighandler_t handler) noexcept {
-  if (Real().sysv_signal == nullptr) return (errno = ENOSYS, SIG_ERR);
-  void* prev = PreviousHandler(sig);
-  sighandler_t returned = Real().sysv_signal(sig, handler);
-  return returned == SIG_ERR ? SIG_ERR : Adopt(sig, returned, prev);
+  return ThroughGlibc(Real().sysv_signal, sig, handler);
 }
 
 sighandler_t TernUnderscoreSysvSignal(int sig, sighandler_t handler) noexcept { return TernSysvSignal(sig, handler); }
 
 sighandler_t TernSigset(int sig, sighandler_t disposition) noexcept {
-  if (Real().sigset == nullptr) return (errno = ENOSYS, SIG_ERR);
-  void* prev = PreviousHandler(sig);
-  sighandler_t returned = Real().sigset(sig, disposition);
-  return returned == SIG_ERR ? SIG_ERR : Adopt(sig, returned, prev);
+  return ThroughGlibc(Real().sigset, sig, disposition);
 }

@@ -44,6 +44,18 @@ class ShimPrograms : public ::testing::Test {
     return s_.Bash(std::string(SHIM_PROBE_BIN) + " " + args, tern);
   }
 
+  // A probe whose files depend on timing: same status (0) and output, and every file left a valid
+  // tern file; a hang ends at the timeout.
+  void ExpectSameTimedProbe(const std::string& args) {
+    std::string run = "timeout 120 " + std::string(SHIM_PROBE_BIN) + " " + args;
+    RunResult plain = s_.Bash(run, false);
+    RunResult tern = s_.Bash(run, true);
+    EXPECT_EQ(plain.status, 0) << plain.err;
+    EXPECT_EQ(tern.status, 0) << tern.err;
+    EXPECT_EQ(plain.out, tern.out) << tern.err;
+    ExpectAllTernFiles(s_.tern_dir());
+  }
+
   Scratch s_;
 };
 
@@ -376,25 +388,13 @@ TEST_F(ShimPrograms, ProbeForkExecDupStdioLocksMmapFstream) {
 TEST_F(ShimPrograms, SignalHandlersWriteToFiles) {
   // A handler that entered the shim while its thread was inside it waited for itself (the run
   // hung: the timeout ends it), and one that interrupted malloc corrupted the heap (abort).
-  std::string run = "timeout 120 " + std::string(SHIM_PROBE_BIN) + " signals";
-  RunResult plain = s_.Bash(run, false);
-  RunResult tern = s_.Bash(run, true);
-  EXPECT_EQ(plain.status, 0) << plain.err;
-  EXPECT_EQ(tern.status, 0) << tern.err;
-  EXPECT_EQ(plain.out, tern.out) << tern.err;
-  ExpectAllTernFiles(s_.tern_dir());  // how many lines the handlers wrote differs run to run
+  ExpectSameTimedProbe("signals");  // how many lines the handlers wrote differs run to run
 }
 
 TEST_F(ShimPrograms, ThreadsCancelledInFileIo) {
   // The unwinding of a cancelled thread that crossed a shim frame aborted the program (code 134),
   // whether the thread was in a tern file's I/O or blocked in open(2) of any file.
-  std::string run = "timeout 120 " + std::string(SHIM_PROBE_BIN) + " cancel";
-  RunResult plain = s_.Bash(run, false);
-  RunResult tern = s_.Bash(run, true);
-  EXPECT_EQ(plain.status, 0) << plain.err;
-  EXPECT_EQ(tern.status, 0) << tern.err;
-  EXPECT_EQ(plain.out, tern.out) << tern.err;
-  ExpectAllTernFiles(s_.tern_dir());  // how far each cancelled loop got differs run to run
+  ExpectSameTimedProbe("cancel");  // how far each cancelled loop got differs run to run
 }
 
 TEST_F(ShimPrograms, ConcurrentAppendersNeverOverwrite) {
