@@ -103,8 +103,9 @@ void AtomicU32Array::FillRun(uint32_t begin, uint32_t count, uint32_t first, Fil
   }
 }
 
-void AtomicU32Array::Reserve(uint32_t index) {
-  std::atomic<Chunk*>& slot = SlotOf(index >> kChunkBits);
+void AtomicU32Array::Reserve(uint64_t index) {
+  if (index >= kCapacity) return;  // a file that ends at 1 TiB: nothing is written past it
+  std::atomic<Chunk*>& slot = SlotOf(static_cast<uint32_t>(index >> kChunkBits));
   if (slot.load(std::memory_order_acquire) == nullptr) slot.store(NewChunk(), std::memory_order_release);
 }
 

@@ -28,6 +28,7 @@ class AtomicU32Array {
   static constexpr uint32_t kChunkBits = 12;
   static constexpr uint32_t kMidBits = 8;
   static constexpr uint32_t kTopSize = 256;
+  static constexpr uint64_t kCapacity = uint64_t{kTopSize} << (kChunkBits + kMidBits);  // indices
   static constexpr uint32_t kChunkSize = 1u << kChunkBits;
   // What Get returns inside a pending chunk (never a stored value: callers store block numbers).
   static constexpr uint32_t kPending = UINT32_MAX;
@@ -112,9 +113,10 @@ class AtomicU32Array {
   // Kept for symmetry with callers that check allocation up front; the array needs no set-up.
   bool Init() { return true; }
   // Makes the node that holds index exist (its cells 0, which reads as nothing stored) unless
-  // its chunk is pending, so that a later Set there allocates nothing: a write may come from a
-  // signal handler that interrupted malloc (small_vector.h). REQUIRES: as Set.
-  void Reserve(uint32_t index);
+  // its chunk is pending or index is past the array's reach (kCapacity), so that a later Set there
+  // allocates nothing: a write may come from a signal handler that interrupted malloc
+  // (small_vector.h). REQUIRES: as Set.
+  void Reserve(uint64_t index);
 
   // Chunks taken from the heap before slabs are used.
   static constexpr uint32_t kHeapChunks = 8;

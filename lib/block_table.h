@@ -37,7 +37,7 @@ class BlockTable {
  public:
   bool Init() { return map_.Init(); }
   // AtomicU32Array::Reserve for the cell of vblock.
-  void Reserve(uint32_t vblock) { map_.Reserve(vblock); }
+  void Reserve(uint64_t vblock) { map_.Reserve(vblock); }
 
   uint32_t Get(uint32_t vblock) const {
     uint32_t l = map_.Get(vblock);

@@ -299,7 +299,7 @@ Status FileCore::Recover(bool exclusive, const struct stat& st) {
 void FileCore::ReserveForWrites() {
   {
     std::lock_guard lock(mu_);
-    table_.Reserve(static_cast<uint32_t>(table_.size() / kBlockSize));
+    table_.Reserve(table_.size() / kBlockSize);
     chain_.Reserve(chain_len_.load());
   }
   std::lock_guard lock(pending_mu_);

@@ -422,5 +422,21 @@ TEST_F(FileIoTest, WritesPastTheSizeLimitFail) {
   ExpectModel(*f, "nothing written");
 }
 
+TEST_F(FileIoTest, AFileThatEndsAtTheSizeLimitOpensForWriting) {
+  // A writable open prepares the table node where the next write lands, past the end: for a file
+  // of the largest size there is none (the fuzzer found the out-of-range index).
+  auto f = Create();
+  ASSERT_NE(f, nullptr);
+  char c = 'z';
+  TERN_ASSERT_OK(f->Pwrite(&c, 1, kMaxFileSize - 1));
+  f.reset();
+  auto again = File::Open(path_, O_RDWR);
+  TERN_ASSERT_OK(again);
+  char got = 0;
+  TERN_ASSERT_OK((*again)->Pread(&got, 1, kMaxFileSize - 1));
+  EXPECT_EQ(got, 'z');
+  TERN_EXPECT_ERRNO((*again)->Pwrite(&c, 1, kMaxFileSize), EFBIG);
+}
+
 }  // namespace
 }  // namespace tern
