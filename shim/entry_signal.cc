@@ -57,7 +57,7 @@ struct HeldSignal {
 // Standard signals coalesce in the kernel too; a thread inside the shim for long enough to be
 // sent more than this many drops the rest.
 constexpr int kMaxHeld = 8;
-constinit thread_local HeldSignal t_held[kMaxHeld];
+constinit thread_local HeldSignal t_held[kMaxHeld] = {};
 constinit thread_local std::atomic<int> t_held_count{0};
 constinit thread_local int t_held_next = 0;
 
