@@ -29,7 +29,7 @@ job() {  # ENGINE [FIO OPTIONS...]
   local engine=$1
   shift
   "$TERN" run --root "$root" -- "$FIO" --name="$engine" --directory="$root" --ioengine="$engine" \
-    --rw=randrw --bs=4k --size=4m --io_size=8m --fsync=4 --verify=crc32c --do_verify=1 "$@" \
+    --rw=randrw --bs=4k --size=4m --io_size=8m --fsync=4 --verify=crc32c --do_verify=1 --aux-path="$work" "$@" \
     >"$work/$engine.log" 2>&1
 }
 
