@@ -40,22 +40,6 @@ class ShimPrograms : public ::testing::Test {
     return tern;
   }
 
-  RunResult Probe(const std::string& args, bool tern) {
-    return s_.Bash(std::string(SHIM_PROBE_BIN) + " " + args, tern);
-  }
-
-  // A probe whose files depend on timing: same status (0) and output, and every file left a valid
-  // tern file; a hang ends at the timeout.
-  void ExpectSameTimedProbe(const std::string& args) {
-    std::string run = "timeout 120 " + std::string(SHIM_PROBE_BIN) + " " + args;
-    RunResult plain = s_.Bash(run, false);
-    RunResult tern = s_.Bash(run, true);
-    EXPECT_EQ(plain.status, 0) << plain.err;
-    EXPECT_EQ(tern.status, 0) << tern.err;
-    EXPECT_EQ(plain.out, tern.out) << tern.err;
-    ExpectAllTernFiles(s_.tern_dir());
-  }
-
   Scratch s_;
 };
 
@@ -358,75 +342,15 @@ TEST_F(ShimPrograms, LevelDb) {
 #endif
 }
 
-TEST_F(ShimPrograms, ProbeErrnoParity) {
-  RunResult plain = Probe("errno", false);
-  RunResult tern = Probe("errno", true);
-  EXPECT_EQ(plain.status, 0) << plain.err;
-  EXPECT_EQ(plain.out, tern.out) << tern.err;
-  EXPECT_EQ(plain.status, tern.status);
-}
-
-TEST_F(ShimPrograms, ProbeRandomOperations) {
-  for (int seed = 1; seed <= 4; ++seed) {
-    std::string args = "random " + std::to_string(seed) + " 400";
-    RunResult plain = Probe(args, false);
-    RunResult tern = Probe(args, true);
-    EXPECT_EQ(plain.out, tern.out) << "seed " << seed << "\n" << tern.err;
-    ExpectSameTrees(s_);
-  }
-}
-
-TEST_F(ShimPrograms, ProbeForkExecDupStdioLocksMmapFstream) {
-  for (const char* what : {"fork", "exec", "spawn", "splice", "opath", "system", "times", "aio", "dupflags", "stdio", "locks", "mmap", "fstream"}) {
-    RunResult plain = Probe(what, false);
-    RunResult tern = Probe(what, true);
-    EXPECT_EQ(plain.status, 0) << what << ": " << plain.err;
-    EXPECT_EQ(plain.status, tern.status) << what << ": " << tern.err;
-    EXPECT_EQ(plain.out, tern.out) << what << ": " << tern.err;
-  }
-  ExpectSameTrees(s_);
-}
-
-TEST_F(ShimPrograms, SignalHandlersWriteToFiles) {
-  // A handler that entered the shim while its thread was inside it waited for itself (the run
-  // hung: the timeout ends it), and one that interrupted malloc corrupted the heap (abort).
-  ExpectSameTimedProbe("signals");  // how many lines the handlers wrote differs run to run
-}
-
-TEST_F(ShimPrograms, ThreadsCancelledInFileIo) {
-  // The unwinding of a cancelled thread that crossed a shim frame aborted the program (code 134),
-  // whether the thread was in a tern file's I/O or blocked in open(2) of any file.
-  ExpectSameTimedProbe("cancel");  // how far each cancelled loop got differs run to run
-}
-
-TEST_F(ShimPrograms, ConcurrentAppendersNeverOverwrite) {
-  RunResult tern = Probe("append2 3000", true);
-  EXPECT_EQ(tern.out, "records 3000 3000 bad 0 size 258000\n") << tern.err;
-  uint64_t size = 0;
-  auto f = File::Open(s_.tern_dir() + "/appended", O_RDONLY);
-  ASSERT_TRUE(f.ok());
-  auto got = (*f)->Size();
-  ASSERT_TRUE(got.ok());
-  size = *got;
-  EXPECT_EQ(size, 258000u);
-}
-
-TEST_F(ShimPrograms, ThreadsShareOneDescription) {
-  RunResult plain = Probe("threads", false);
-  RunResult tern = Probe("threads", true);
-  EXPECT_EQ(plain.out, "size 256000 bad 0 torn 0 dup-errors 0 churn-errors 0\n") << plain.err;
-  EXPECT_EQ(tern.out, plain.out) << tern.err;
-}
-
 // A shared mapping of a descriptor open for writing is refused, writable (its stores would bypass
 // the engine) or read-only (its owner reads through it what it writes with write(), and tern's
 // mappings show the file as at mmap time), with ENODEV and a line each. SQLite with mmap_size then
 // reads with read(): a reader process sees each commit of a writer process (with the mapping it
 // kept showing the file it had mapped).
 TEST_F(ShimPrograms, SharedMmapOfAWritableDescriptorIsRefused) {
-  EXPECT_EQ(Probe("mmap-shared-writable", false).out,
+  EXPECT_EQ(RunProbe(s_, "mmap-shared-writable", false).out,
             "mmap shared writable: ok 0\nmmap shared read-only of a read-write fd: ok 0\n");
-  RunResult tern = Probe("mmap-shared-writable", true);
+  RunResult tern = RunProbe(s_, "mmap-shared-writable", true);
   EXPECT_EQ(tern.out, "mmap shared writable: -1 ENODEV\nmmap shared read-only of a read-write fd: -1 ENODEV\n");
   EXPECT_NE(tern.err.find("shared writable mmap"), std::string::npos) << tern.err;
   EXPECT_NE(tern.err.find("shared mmap of a tern file open for writing"), std::string::npos) << tern.err;
@@ -453,37 +377,6 @@ print(c.execute('pragma integrity_check').fetchone())
 )PY");
   RunResult r = ExpectSame("python3 \"$INPUT/mmap_reader.py\" 2>&1 | grep -v 'shared mmap of a tern file'");
   EXPECT_EQ(r.out, "(5000, 250000)\n(5100, 252800, 5099)\n(5200, 255650, 5199)\n(5300, 258550, 5299)\n('ok',)\n");
-}
-
-// mmap shows the file's own blocks without a copy, pinned until munmap: rewriting the file (which
-// would reuse freed blocks) leaves the mapping as it was; a child's munmap or a partial one ends no
-// pin early; and once unmapped, superseded blocks are freed again (the file stays small).
-TEST_F(ShimPrograms, MappingsShowPinnedBlocksUntilMunmap) {
-  RunResult tern = Probe("mmap-pins", true);
-  EXPECT_EQ(tern.status, 0) << tern.err;
-  EXPECT_EQ(tern.out,
-            "maps the file itself: 1\n"
-            "content: 1\n"
-            "mprotect writable: -1 EACCES\n"
-            "unchanged after rewrites: 1\n"
-            "unchanged after a child's munmap: 1\n"
-            "rest unchanged after a partial munmap: 1\n"
-            "private maps the file itself: 1\n"
-            "file unchanged by private stores: 1\n"
-            "fragmented maps the file itself: 0\n"
-            "fragmented content: 1\n"
-            "done\n")
-      << tern.err;
-  struct stat st = {};
-  ASSERT_EQ(stat((s_.tern_dir() + "/pinned").c_str(), &st), 0);
-  // 4 MiB here; 64 map-overwrite-unmap rounds of 65 blocks leave 18 MiB if no unmapping ends a
-  // pin, 10 MiB if only MAP_FIXED over the mapping does not.
-  EXPECT_LE(st.st_size, 6 << 20) << "backing file size";
-  auto f = File::Open(s_.tern_dir() + "/pinned", O_RDONLY);
-  ASSERT_TRUE(f.ok());
-  auto size = (*f)->Size();
-  ASSERT_TRUE(size.ok());
-  EXPECT_EQ(*size, 64u * 4096 + 100);
 }
 
 TEST_F(ShimPrograms, ForeignFilesUnderTheRootStayPlain) {

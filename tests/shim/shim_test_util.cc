@@ -213,6 +213,10 @@ void ExpectAllTernFiles(const std::string& dir) {
   }
 }
 
+RunResult RunProbe(const Scratch& s, const std::string& args, bool tern) {
+  return s.Bash(std::string(SHIM_PROBE_BIN) + " " + args, tern);
+}
+
 bool HaveProgram(const std::string& prog) {
   std::string cmd = "command -v " + prog + " > /dev/null 2>&1";
   return system(cmd.c_str()) == 0;

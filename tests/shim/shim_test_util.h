@@ -62,6 +62,9 @@ void ExpectSameTrees(const Scratch& s, const std::set<std::string>& plain_files 
 // Every regular file under dir opens as a tern file through the engine.
 void ExpectAllTernFiles(const std::string& dir);
 
+// shim_probe (SHIM_PROBE_BIN) with `args`, in the scratch's plain directory or under tern.
+RunResult RunProbe(const Scratch& s, const std::string& args, bool tern);
+
 // True when `prog` is on PATH.
 bool HaveProgram(const std::string& prog);
 
