@@ -49,10 +49,6 @@ void Pool::ScheduleAt(const std::shared_ptr<FileCore>& core, Job job, std::chron
 
 void Pool::PrepareForWrites(FileCore& core) {
   core.ReserveForWrites();
-  StartBackgroundThread();
-}
-
-void Pool::StartBackgroundThread() {
   std::lock_guard lock(gc_mu_);
   StartThreadLocked();
 }

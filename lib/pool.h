@@ -43,8 +43,6 @@ class Pool {
   void Schedule(const std::shared_ptr<FileCore>& core, Job job);
   // As Schedule, run no earlier than `due`.
   void ScheduleAt(const std::shared_ptr<FileCore>& core, Job job, std::chrono::steady_clock::time_point due);
-  // Starts the background thread, with room for its queues, if it is not running.
-  void StartBackgroundThread();
 
  private:
   // What an open that may write does first, so that its writes allocate nothing (one may come from

@@ -64,8 +64,8 @@ void LateChild() {
 }
 // Registered last, so the hold spans every prepare handler's locks (taken first, in the parent
 // released last): a handler's write to a tern file meanwhile would wait for them.
-void HoldSignalsForFork() { EnterInterruptionHold(); }
-void ReleaseSignalsAfterFork() { LeaveInterruptionHold(); }
+void HoldInterruptionsForFork() { EnterInterruptionHold(); }
+void ReleaseInterruptionsAfterFork() { LeaveInterruptionHold(); }
 
 struct Inherited {
   int fd;
@@ -114,7 +114,7 @@ void InstallForkHandlers() {
     EngineScope engine;
     Pool::Default();  // registers the engine's handlers between the two of the shim
   }
-  pthread_atfork(HoldSignalsForFork, ReleaseSignalsAfterFork, LateChild);
+  pthread_atfork(HoldInterruptionsForFork, ReleaseInterruptionsAfterFork, LateChild);
 }
 
 void AdoptInheritedFds() {
