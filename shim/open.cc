@@ -190,6 +190,18 @@ int OpenTernOnce(int dirfd, const char* path, const std::string& abs, int flags,
 
   int access = flags & O_ACCMODE;
   int engine_flags = flags & (O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC | O_NOFOLLOW);
+  if (!exists && access == O_RDONLY) {
+    // O_RDONLY|O_CREAT creates the file as the kernel does (flock(1) and daemons' lock files): the
+    // engine makes it an empty tern file through a writable open of its own, and the program's
+    // open then reads that file. Someone else creating the name first is EEXIST here: look again.
+    Status made = [&] {
+      EngineScope engine;
+      auto creator = File::Open(abs, O_RDWR | O_CREAT | O_EXCL | (flags & O_NOFOLLOW), mode, nullptr);
+      return creator.ok() ? Status::Ok() : creator.status();
+    }();
+    if (!made.ok()) return made.err() == EEXIST ? kReplacedMeanwhile : fail(made);
+    engine_flags = O_RDONLY | (flags & O_NOFOLLOW);
+  }
   // Linux truncates on O_RDONLY|O_TRUNC too (when the caller may write); the engine wants a
   // writable open for it.
   bool truncate_read_only = (flags & O_TRUNC) && access == O_RDONLY;

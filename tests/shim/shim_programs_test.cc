@@ -80,6 +80,20 @@ TEST_F(ShimPrograms, TruncateMvRm) {
       "rm e/b && rm -r e && ls && touch t && ls -s t | cut -c1-0 && echo done");
 }
 
+TEST_F(ShimPrograms, ReadOnlyCreatesMakeTernFiles) {
+  // flock(1) and daemons' lock files open O_RDONLY|O_CREAT: the file is created (an empty tern
+  // file, no warning), reads as empty, refuses writes through that fd, and O_EXCL sees it.
+  ExpectSame(
+      "flock lock -c 'echo held' && flock -s lock cat lock && wc -c lock && python3 -c '\n"
+      "import os\n"
+      "fd = os.open(\"ro\", os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)\n"
+      "print(os.read(fd, 10), os.fstat(fd).st_size, oct(os.fstat(fd).st_mode & 0o777))\n"
+      "try:\n  os.write(fd, b\"x\")\nexcept OSError as e:\n  print(\"write:\", e.errno)\n"
+      "os.close(fd)\n"
+      "try:\n  os.open(\"ro\", os.O_RDONLY | os.O_CREAT | os.O_EXCL)\nexcept OSError as e:\n  print(\"again:\", e.errno)\n"
+      "' && echo appended >> lock && cat lock");
+}
+
 TEST_F(ShimPrograms, InPlaceEditorsKeepTernFiles) {
   // sed -i writes a temporary file (mkstemp) in the same directory and renames it over the original.
   ExpectSame(
