@@ -150,7 +150,9 @@ class ChildEnv {
       root_ = "TERN_ROOT=" + Paths().root;
       vars_.push_back(root_.data());
     }
-    if (!first) vars_.push_back(fds_.data());
+    // Also when empty: the next image then knows that it inherits no tern fd and skips its scan of
+    // /proc/self/fd (a tenth of a millisecond of every process's start here).
+    vars_.push_back(fds_.data());
     if (mode != 'e') {  // a spawned child starts with the raised limit, an exec'ed image without
       fd_limit_ = FdLimitHandOver();
       if (!fd_limit_.empty()) vars_.push_back(fd_limit_.data());

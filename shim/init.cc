@@ -44,10 +44,12 @@ std::atomic<bool> g_ready{false};
 // internal range, and nothing it does re-enters the shim.
 void EarlyPrepare() {
   StdioPrepareFork();
+  OfdRegionPrepareFork();
   FdTablePrepareFork();
 }
 void EarlyParent() {
   FdTableParentAfterFork();
+  OfdRegionAfterFork();
   StdioAfterFork();
 }
 void EarlyChild() {
@@ -55,6 +57,7 @@ void EarlyChild() {
   RefreshThisProcessId();
   ForgetPinsInChild();
   FdTableChildAfterFork();
+  OfdRegionAfterFork();
   StdioAfterFork();
 }
 void LateChild() {
@@ -121,6 +124,9 @@ void AdoptInheritedFds() {
   std::vector<Inherited> listed;
   char mode = ParseInherited(&listed);
   EnvUnset("TERN_SHIM_FDS");
+  // A shim before this image listed every tern fd it had: none, none to look for. Without a list
+  // (the parent ran without the shim), any inherited O_PATH fd under the root may be one.
+  if (mode != 0 && listed.empty()) return;
   std::map<uint32_t, Desc*> by_slot;  // one description per shared slot, as before the exec
   DIR* dir = opendir("/proc/self/fd");
   if (dir == nullptr) return;

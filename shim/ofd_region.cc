@@ -37,12 +37,19 @@ struct Header {
 };
 static_assert(sizeof(Header) == sizeof(OfdSlot));
 
-OfdSlot* g_base = nullptr;
-int g_fd = -1;
+// Set once (at start-up when inherited, else by the first AllocSlot); read by every thread.
+std::atomic<OfdSlot*> g_base{nullptr};
+std::atomic<int> g_fd{-1};
 uint64_t g_ino = 0;
 char g_env[64];
+std::atomic<bool> g_env_ready{false};  // g_env describes the region
+// Creation is a few system calls that a fork must not split (the child would keep a mapping or an
+// fd it does not know of): the fork handlers hold this across fork.
+std::mutex g_create_mu;
+bool g_create_tried = false;  // guarded by g_create_mu
 
-Header* Head() { return reinterpret_cast<Header*>(g_base); }
+OfdSlot* Base() { return g_base.load(std::memory_order_acquire); }
+Header* Head() { return reinterpret_cast<Header*>(Base()); }
 
 bool MapFd(int fd) {
   struct stat st;
@@ -54,8 +61,8 @@ bool MapFd(int fd) {
     munmap(p, kRegionBytes);
     return false;
   }
-  g_base = static_cast<OfdSlot*>(p);
   g_ino = st.st_ino;
+  g_base.store(static_cast<OfdSlot*>(p), std::memory_order_release);
   return true;
 }
 
@@ -91,15 +98,35 @@ bool Create() {
   h->hint.store(1);
   struct stat st;
   Real().fstat(fd, &st);
-  g_base = static_cast<OfdSlot*>(p);
   g_ino = st.st_ino;
-  g_fd = MoveToInternalRange(fd, /*cloexec=*/false);
+  g_fd.store(MoveToInternalRange(fd, /*cloexec=*/false));
+  g_base.store(static_cast<OfdSlot*>(p), std::memory_order_release);
   return true;
 }
 
 void UpdateEnv() {
-  snprintf(g_env, sizeof(g_env), "%d:%llu", g_fd, static_cast<unsigned long long>(g_ino));
+  g_env_ready.store(false, std::memory_order_relaxed);
+  snprintf(g_env, sizeof(g_env), "%d:%llu", g_fd.load(), static_cast<unsigned long long>(g_ino));
+  g_env_ready.store(true, std::memory_order_release);
   EnvSet("TERN_SHIM_OFD", g_env);
+}
+
+// The region for a first description of this process that may be shared: made on demand, since
+// most processes (a shell's commands, a compiler's helpers) never open a tern file, and creating
+// and tearing down the region was ~0.15 ms of every process's start and exit here.
+bool EnsureRegion() {
+  if (Base() != nullptr) return true;
+  HeldLockGuard lock(g_create_mu);
+  if (Base() != nullptr) return true;
+  if (g_create_tried) return false;
+  g_create_tried = true;
+  if (!Create()) {
+    TERN_LOG_WARN("shim: no shared offset region (errno %d): offsets are not shared with children", errno);
+    return false;
+  }
+  MarkInternalFd(g_fd.load());
+  UpdateEnv();
+  return true;
 }
 
 long Futex(std::atomic<uint32_t>* word, int op, uint32_t val, const struct timespec* timeout) {
@@ -111,34 +138,35 @@ long Futex(std::atomic<uint32_t>* word, int op, uint32_t val, const struct times
 void InitOfdRegion() {
   static std::once_flag once;
   std::call_once(once, [] {
-    if (!Inherit() && !Create()) {
-      TERN_LOG_WARN("shim: no shared offset region (errno %d): offsets are not shared with children", errno);
-      return;
-    }
-    MarkInternalFd(g_fd);
+    if (!Inherit()) return;  // made by the first AllocSlot
+    MarkInternalFd(g_fd.load());
     UpdateEnv();
   });
 }
 
-int OfdRegionFd() { return g_fd; }
+void OfdRegionPrepareFork() { g_create_mu.lock(); }
+void OfdRegionAfterFork() { g_create_mu.unlock(); }
+
+int OfdRegionFd() { return g_fd.load(); }
 
 void SetOfdRegionFd(int fd) {
-  g_fd = fd;
+  g_fd.store(fd);
   UpdateEnv();
 }
 
-const char* OfdRegionEnv() { return g_base == nullptr ? "" : g_env; }
+const char* OfdRegionEnv() { return g_env_ready.load(std::memory_order_acquire) ? g_env : ""; }
 
-uint32_t SlotCount() { return g_base == nullptr ? 0 : kSlots; }
+uint32_t SlotCount() { return Base() == nullptr ? 0 : kSlots; }
 
-OfdSlot* SlotAt(uint32_t index) { return &g_base[index]; }
+OfdSlot* SlotAt(uint32_t index) { return &Base()[index]; }
 
 uint32_t AllocSlot(uint32_t flags, dev_t dev, ino_t ino) {
-  if (g_base == nullptr) return 0;
+  if (!EnsureRegion()) return 0;
+  OfdSlot* base = Base();
   uint32_t start = Head()->hint.load(std::memory_order_relaxed);
   for (uint32_t i = 0; i < kSlots - 1; ++i) {
     uint32_t index = 1 + (start - 1 + i) % (kSlots - 1);
-    OfdSlot* s = &g_base[index];
+    OfdSlot* s = &base[index];
     uint32_t expected = 0;
     if (s->refs.load(std::memory_order_relaxed) != 0) continue;
     if (!s->refs.compare_exchange_strong(expected, 1)) continue;
@@ -159,12 +187,12 @@ uint32_t AllocSlot(uint32_t flags, dev_t dev, ino_t ino) {
 }
 
 void RefSlot(uint32_t index) {
-  if (index != 0) g_base[index].refs.fetch_add(1);
+  if (index != 0) SlotAt(index)->refs.fetch_add(1);
 }
 
 void UnrefSlot(uint32_t index) {
   if (index == 0) return;
-  OfdSlot* s = &g_base[index];
+  OfdSlot* s = SlotAt(index);
   uint32_t r = s->refs.load();
   // Never below zero, even if a crashed process's bookkeeping was off.
   while (r != 0 && !s->refs.compare_exchange_weak(r, r - 1)) {

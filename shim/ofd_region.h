@@ -36,8 +36,12 @@ struct OfdSlot {
 static_assert(sizeof(OfdSlot) == 64);
 static_assert(std::atomic<uint64_t>::is_always_lock_free && std::atomic<uint32_t>::is_always_lock_free);
 
-// Maps the inherited region (TERN_SHIM_OFD=fd:ino) or creates a fresh one. Idempotent.
+// Maps the inherited region (TERN_SHIM_OFD=fd:ino), if any. Idempotent. Without one, the first
+// AllocSlot creates the region.
 void InitOfdRegion();
+// Fork handlers: a region is never half-made in a child.
+void OfdRegionPrepareFork();
+void OfdRegionAfterFork();
 // The region's fd (kept open and inheritable), or -1 when there is no region.
 int OfdRegionFd();
 // Replaces the region fd number (the application wants that number).
@@ -45,7 +49,8 @@ void SetOfdRegionFd(int fd);
 // The value TERN_SHIM_OFD should carry for a child ("fd:ino"), empty when there is no region.
 const char* OfdRegionEnv();
 
-// Allocates a slot with refs = 1; returns its index, or 0 when the region is full or missing.
+// Allocates a slot with refs = 1, creating the region first if there is none; returns its index, or
+// 0 when the region is full or cannot be made.
 uint32_t AllocSlot(uint32_t flags, dev_t dev, ino_t ino);
 // The slot at `index` (1 ≤ index < SlotCount()).
 OfdSlot* SlotAt(uint32_t index);
