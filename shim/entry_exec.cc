@@ -102,6 +102,8 @@ class ChildEnv {
       tern::BackingCache::Default().DropSpares();
       tern::SharedStateSpares::Default().DropAll();
     }
+    // A spawned child shares the descriptions it inherits (an exec'ed image takes over offsets).
+    if (mode == 's') ShareDescriptions();
     fds_ = kFdsVar;
     fds_ += mode;
     fds_ += std::to_string(getpid());
@@ -111,7 +113,7 @@ class ChildEnv {
     ForEachTernFd([&](int fd, Desc* d) {
       char item[96];
       snprintf(item, sizeof(item), "%s%d:%u:%u:%llu", first ? "" : ",", fd, d->slot_index, d->flags(),
-               static_cast<unsigned long long>(d->slot->offset.load()));
+               static_cast<unsigned long long>(d->Slot()->offset.load()));
       fds_ += item;
       first = false;
       if ((Real().fcntl(fd, F_GETFD) & FD_CLOEXEC) == 0) inherited = true;

@@ -101,7 +101,7 @@ int RecordLock(Desc* d, int fd, int cmd, struct flock* user) {
   struct flock fl = *user;
   switch (fl.l_whence) {
     case SEEK_SET: break;
-    case SEEK_CUR: fl.l_start += static_cast<off_t>(d->slot->offset.load()); break;
+    case SEEK_CUR: fl.l_start += static_cast<off_t>(d->Slot()->offset.load()); break;
     case SEEK_END: {
       off_t size = DescSize(d, fd);
       if (size < 0) return -1;
@@ -279,8 +279,9 @@ int Fcntl(int fd, int cmd, void* arg) {
     case F_SETFL: {
       constexpr uint32_t kSettable = O_APPEND | O_NONBLOCK | O_ASYNC | O_DIRECT | O_NOATIME;
       auto want = static_cast<uint32_t>(reinterpret_cast<long>(arg));
-      uint32_t cur = d->slot->flags.load();
-      while (!d->slot->flags.compare_exchange_weak(cur, (cur & ~kSettable) | (want & kSettable))) {
+      DescSlotGuard guard(d.get());  // the slot does not move to the shared region meanwhile
+      uint32_t cur = guard.slot()->flags.load();
+      while (!guard.slot()->flags.compare_exchange_weak(cur, (cur & ~kSettable) | (want & kSettable))) {
       }
       return 0;
     }
@@ -322,16 +323,18 @@ int Ioctl(int fd, unsigned long request, void* arg) {
     case FIONREAD: {
       off_t size = DescSize(d.get(), fd);
       if (size < 0) return -1;
-      auto off = static_cast<off_t>(d->slot->offset.load());
+      auto off = static_cast<off_t>(d->Slot()->offset.load());
       *static_cast<int*>(arg) = size > off ? static_cast<int>(std::min<off_t>(size - off, INT_MAX)) : 0;
       return 0;
     }
     case FIOCLEX: return Real().fcntl(fd, F_SETFD, FD_CLOEXEC);
     case FIONCLEX: return Real().fcntl(fd, F_SETFD, 0);
-    case FIONBIO:
-      if (*static_cast<int*>(arg)) d->slot->flags.fetch_or(O_NONBLOCK);
-      else d->slot->flags.fetch_and(~static_cast<uint32_t>(O_NONBLOCK));
+    case FIONBIO: {
+      DescSlotGuard guard(d.get());
+      if (*static_cast<int*>(arg)) guard.slot()->flags.fetch_or(O_NONBLOCK);
+      else guard.slot()->flags.fetch_and(~static_cast<uint32_t>(O_NONBLOCK));
       return 0;
+    }
     case FICLONE:
     case FICLONERANGE:
     case FIDEDUPERANGE:

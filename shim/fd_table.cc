@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <bit>
 #include <string>
 
 #include "lib/atomic_max.h"
@@ -20,8 +21,15 @@ detail::FdHints detail::g_hints;
 
 namespace {
 
-constexpr size_t kChunk = 256;
-constexpr size_t kMaxChunks = 4096;
+// Desc storage grows in chunks that double, from one of kFirstChunk (a process that opens a few
+// files touches one page of it, where a fixed 256 cost eight faults, ~80 µs here).
+constexpr size_t kFirstChunk = 16;
+constexpr size_t kMaxChunks = 17;  // 16 * (2^17 - 1) descriptions: more than kMaxFds
+constexpr size_t kMaxDescs = kMaxFds;
+
+// The chunk that holds description i, and where that chunk starts.
+size_t ChunkOf(size_t i) { return static_cast<size_t>(std::bit_width(i / kFirstChunk + 1)) - 1; }
+size_t ChunkStart(size_t chunk) { return kFirstChunk * ((size_t{1} << chunk) - 1); }
 
 using detail::g_entries;
 // A set of fd numbers: one bit each, and the highest ever set.
@@ -63,12 +71,11 @@ Desc* AllocDescStorage() {
     return d;
   }
   size_t n = g_desc_count.load();
-  if (n % kChunk == 0) {
-    if (n / kChunk >= kMaxChunks) return nullptr;
-    g_chunks[n / kChunk] = new Desc[kChunk];
-  }
+  if (n >= kMaxDescs) return nullptr;
+  size_t chunk = ChunkOf(n);
+  if (n == ChunkStart(chunk)) g_chunks[chunk] = new Desc[kFirstChunk << chunk];
   g_desc_count.store(n + 1);
-  return &g_chunks[n / kChunk][n % kChunk];
+  return &g_chunks[chunk][n - ChunkStart(chunk)];
 }
 
 void DestroyDesc(Desc* d) {
@@ -81,19 +88,43 @@ void DestroyDesc(Desc* d) {
     UnmarkInternalFd(lock_fd);
     Real().close(lock_fd);
   }
-  if (d->slot_index != 0) {
-    UnrefSlot(d->slot_index);
-  } else {
-    delete d->slot;
-  }
-  d->slot = nullptr;
-  d->slot_index = 0;
   d->dirty.store(false);
   ClearPosixLocksMark(d);
   std::string().swap(d->path);
-  HeldLockGuard lock(g_desc_mu);
+  HeldLockGuard lock(g_desc_mu);  // ShareDescriptions may be moving the slot right now
+  if (d->slot_index != 0) UnrefSlot(d->slot_index);
+  delete d->private_slot;
+  d->private_slot = nullptr;
+  d->slot.store(nullptr);
+  d->slot_index = 0;
   d->next_free = g_free;
   g_free = d;
+}
+
+// `wait`: for a description's operations in flight (its slot lock). Without waiting, one that is
+// busy stays private. REQUIRES: g_desc_mu held.
+void ShareDescriptionsLocked(bool wait) {
+  size_t n = g_desc_count.load();
+  for (size_t i = 0; i < n; ++i) {
+    Desc* d = DescStorageAt(i);
+    if (d->refs.load() <= 0 || d->slot_index != 0) continue;
+    OfdSlot* own = d->Slot();
+    // Under the private slot's lock no read or write of the description is between looking at its
+    // offset and moving it; those that wait for the lock find the new slot when they get it.
+    if (wait) {
+      LockSlot(own);
+    } else if (!TryLockSlot(own)) {
+      continue;
+    }
+    uint32_t index = AllocSlot(own->flags.load(), d->dev, d->ino);
+    if (index != 0) {
+      SlotAt(index)->offset.store(own->offset.load());
+      d->slot_index = index;
+      d->slot.store(SlotAt(index), std::memory_order_release);
+    }
+    UnlockSlot(own);
+    if (index == 0) return;  // no region (one warning): every description stays private
+  }
 }
 
 constexpr const char kFdLimitVar[] = "TERN_SHIM_NOFILE";
@@ -223,16 +254,28 @@ DescRef::~DescRef() {
   LeaveInterruptionHold();
 }
 
-Desc* NewDesc(File* file, uint32_t slot_index, uint32_t flags, std::string path) {
+DescSlotGuard::DescSlotGuard(Desc* d) {
+  for (;;) {
+    slot_ = d->Slot();
+    LockSlot(slot_);
+    if (d->Slot() == slot_) return;
+    UnlockSlot(slot_);  // moved to the shared region while we waited
+  }
+}
+
+Desc* NewDesc(File* file, uint32_t slot_index, uint32_t flags, dev_t dev, ino_t ino, std::string path) {
   Desc* d = AllocDescStorage();
   if (d == nullptr) return nullptr;
   if (slot_index == 0) {
-    d->slot = new OfdSlot();
-    d->slot->flags.store(flags);
+    d->private_slot = new OfdSlot();
+    d->private_slot->flags.store(flags);
+    d->slot.store(d->private_slot);
   } else {
-    d->slot = SlotAt(slot_index);
+    d->slot.store(SlotAt(slot_index));
   }
   d->slot_index = slot_index;
+  d->dev = dev;
+  d->ino = ino;
   d->path = std::move(path);
   d->file.store(file);
   d->refs.store(1, std::memory_order_release);
@@ -270,7 +313,10 @@ Desc* TakeFd(int fd) {
 
 int MaxTernFd() { return detail::g_hints.max_tern_fd.load(); }
 
-Desc* DescStorageAt(size_t i) { return &g_chunks[i / kChunk][i % kChunk]; }
+Desc* DescStorageAt(size_t i) {
+  size_t chunk = ChunkOf(i);
+  return &g_chunks[chunk][i - ChunkStart(chunk)];
+}
 size_t DescStorageCount() { return g_desc_count.load(); }
 
 Result<File*> EnsureFile(Desc* d, int fd) {
@@ -337,17 +383,31 @@ void ReleaseSharedSlotsAtExit(DropMode mode) {
   for (size_t i = 0; i < n; ++i) {
     Desc* d = DescStorageAt(i);
     if (d->refs.load() <= 0 || d->slot_index == 0) continue;
-    OfdSlot* own = mode == DropMode::kImmediateExit ? &after_immediate_exit : new OfdSlot();
-    own->offset.store(d->slot->offset.load());
-    own->flags.store(d->slot->flags.load());
+    OfdSlot* own = &after_immediate_exit;
+    if (mode != DropMode::kImmediateExit) {
+      if (d->private_slot == nullptr) d->private_slot = new OfdSlot();
+      own = d->private_slot;
+    }
+    own->offset.store(d->Slot()->offset.load());
+    own->flags.store(d->Slot()->flags.load());
     uint32_t shared = d->slot_index;
-    d->slot = own;
+    d->slot.store(own);
     d->slot_index = 0;
     UnrefSlot(shared);
   }
 }
 
-void FdTablePrepareFork() { g_desc_mu.lock(); }
+void ShareDescriptions() {
+  HeldLockGuard lock(g_desc_mu);
+  ShareDescriptionsLocked(/*wait=*/true);
+}
+
+void FdTablePrepareFork() {
+  g_desc_mu.lock();
+  // Those made since ShareDescriptions (the first prepare handler) and not busy now: the engine's
+  // handlers hold its locks, which a busy description's operation may be waiting for.
+  ShareDescriptionsLocked(/*wait=*/false);
+}
 void FdTableParentAfterFork() { g_desc_mu.unlock(); }
 
 void FdTableChildAfterFork() {

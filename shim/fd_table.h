@@ -26,6 +26,7 @@
 #include "lib/file.h"
 #include "lib/status.h"
 #include "shim/common.h"
+#include "shim/interruption_hold.h"
 #include "shim/ofd_region.h"
 
 namespace tern::shim {
@@ -35,8 +36,13 @@ inline constexpr int kMaxFds = 1 << 20;
 struct Desc {
   std::atomic<int32_t> refs{0};    // fds in this process + operations in flight; 0 = free
   std::atomic<File*> file{nullptr};  // owned; null until first use for adopted descriptions
-  OfdSlot* slot = nullptr;
-  uint32_t slot_index = 0;         // 0: `slot` is private to this process (heap)
+  // The offset and flags: a private slot until a child process is about to share the description
+  // (ShareDescriptionsLocked moves it to the shared region, once, under the private slot's lock).
+  std::atomic<OfdSlot*> slot{nullptr};
+  OfdSlot* private_slot = nullptr;  // owned; null for a description adopted with a shared slot
+  uint32_t slot_index = 0;         // 0: `slot` is private_slot. Guarded by the table's lock
+  dev_t dev = 0;                   // the file, for the shared slot's identity
+  ino_t ino = 0;
   std::atomic<int> lock_fd{-1};    // a real fd of the file for fcntl/flock locks, opened on demand
   std::atomic<bool> dirty{false};  // written since the last mtime update
   std::atomic<bool> had_posix_locks{false};  // see MarkPosixLocks
@@ -44,8 +50,24 @@ struct Desc {
   std::string path;                // absolute path at open (logs)
   Desc* next_free = nullptr;
 
-  int access() const { return static_cast<int>(slot->flags.load() & O_ACCMODE); }
-  uint32_t flags() const { return slot->flags.load(); }
+  OfdSlot* Slot() const { return slot.load(std::memory_order_acquire); }
+  int access() const { return static_cast<int>(Slot()->flags.load() & O_ACCMODE); }
+  uint32_t flags() const { return Slot()->flags.load(); }
+};
+
+// Holds the offset lock of d's slot (LockSlot): the description's offset and flags change under
+// it, and its slot does not move meanwhile.
+class DescSlotGuard {
+ public:
+  explicit DescSlotGuard(Desc* d);
+  ~DescSlotGuard() { UnlockSlot(slot_); }
+  DescSlotGuard(const DescSlotGuard&) = delete;
+  DescSlotGuard& operator=(const DescSlotGuard&) = delete;
+  OfdSlot* slot() const { return slot_; }
+
+ private:
+  InterruptionsHeld held_;  // before the lock, after the unlock
+  OfdSlot* slot_;
 };
 
 // Record locks belong to the process and the file, not to a description: closing any fd of a file
@@ -139,9 +161,9 @@ class DescRef {
   Desc* d_ = nullptr;
 };
 
-// A new Desc with refs = 1 (the caller's), owning `file` (may be null: opened on first use),
-// using shared slot `slot_index` (0: a private slot is made with `flags`).
-Desc* NewDesc(File* file, uint32_t slot_index, uint32_t flags, std::string path);
+// A new Desc with refs = 1 (the caller's), owning `file` (may be null: opened on first use) of
+// the file (dev, ino), using shared slot `slot_index` (0: a private slot is made with `flags`).
+Desc* NewDesc(File* file, uint32_t slot_index, uint32_t flags, dev_t dev, ino_t ino, std::string path);
 void RefDesc(Desc* d);
 void UnrefDesc(Desc* d);
 
@@ -193,6 +215,13 @@ int MoveToInternalRange(int fd, bool cloexec);
 // files open. (Writes after this, such as glibc's last flush of stdout, still work; they just no
 // longer share the offset.)
 void ReleaseSharedSlotsAtExit(DropMode mode);
+
+// Before a child process comes to share this process's descriptions (fork, posix_spawn): each
+// that still has a private slot gets one in the shared offset region (made now if this is the
+// first), so that the child and this process move one offset. A process that never starts a child
+// while it has tern files open never makes the region. Takes the table's lock, and waits for the
+// operations in flight on each description it moves.
+void ShareDescriptions();
 
 // fork: the prepare/parent/child steps of the table (the desc allocator's lock; the child takes a
 // slot reference for every live description).

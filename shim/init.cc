@@ -44,20 +44,20 @@ std::atomic<bool> g_ready{false};
 // internal range, and nothing it does re-enters the shim.
 void EarlyPrepare() {
   StdioPrepareFork();
+  FdTablePrepareFork();  // may make the offset region: before its lock
   OfdRegionPrepareFork();
-  FdTablePrepareFork();
 }
 void EarlyParent() {
-  FdTableParentAfterFork();
   OfdRegionAfterFork();
+  FdTableParentAfterFork();
   StdioAfterFork();
 }
 void EarlyChild() {
   ++t_engine_depth;
   RefreshThisProcessId();
   ForgetPinsInChild();
-  FdTableChildAfterFork();
   OfdRegionAfterFork();
+  FdTableChildAfterFork();
   StdioAfterFork();
 }
 void LateChild() {
@@ -66,8 +66,13 @@ void LateChild() {
   LeaveInterruptionHold();
 }
 // Registered last, so the hold spans every prepare handler's locks (taken first, in the parent
-// released last): a handler's write to a tern file meanwhile would wait for them.
-void HoldInterruptionsForFork() { EnterInterruptionHold(); }
+// released last): a handler's write to a tern file meanwhile would wait for them. Descriptions the
+// child will share move to the shared offset region first, before any lock is held: that waits
+// for their operations in flight, which may need the engine's locks.
+void HoldInterruptionsForFork() {
+  ShareDescriptions();
+  EnterInterruptionHold();
+}
 void ReleaseInterruptionsAfterFork() { LeaveInterruptionHold(); }
 
 struct Inherited {
@@ -180,16 +185,13 @@ void AdoptInheritedFds() {
         continue;
       }
       if (mode != 'e') RefSlot(slot);  // an exec'ed process already holds its reference
-    } else {
-      slot = AllocSlot(flags, st.st_dev, st.st_ino);
-      if (slot != 0) SlotAt(slot)->offset.store(offset);
     }
-    Desc* d = NewDesc(nullptr, slot, flags, path);
+    Desc* d = NewDesc(nullptr, slot, flags, st.st_dev, st.st_ino, path);
     if (d == nullptr) {
       UnrefSlot(slot);
       continue;
     }
-    if (slot == 0) d->slot->offset.store(offset);
+    if (slot == 0) d->Slot()->offset.store(offset);
     if (slot != 0) by_slot[slot] = d;
     InstallFd(fd, d);
     UnrefDesc(d);

@@ -18,6 +18,7 @@
 #include "pmem/log.h"
 #include "shim/env.h"
 #include "shim/fd_table.h"
+#include "shim/interruption_hold.h"
 #include "shim/real_libc.h"
 
 namespace tern::shim {
@@ -220,6 +221,11 @@ void LockSlot(OfdSlot* slot) {
       slot->lock.compare_exchange_strong(holder, 0);
     }
   }
+}
+
+bool TryLockSlot(OfdSlot* slot) {
+  uint32_t free_value = 0;
+  return slot->lock.compare_exchange_strong(free_value, ThisProcessId(), std::memory_order_acquire);
 }
 
 void UnlockSlot(OfdSlot* slot) {

@@ -2,13 +2,16 @@
 // status flags (O_APPEND...). The kernel keeps these in the open file description, which dup'ed fds,
 // a forked child and an exec'ed program all share; tern keeps them in a slot of a MAP_SHARED memfd
 // region that every process of a `tern run` tree maps (the memfd is inherited across fork and exec;
-// its fd number travels in TERN_SHIM_OFD). Slot 0 is the header.
+// its fd number travels in TERN_SHIM_OFD). Slot 0 is the header. A description starts with a
+// slot of its own in the process's heap and moves here when a child process is about to share it
+// (fork, posix_spawn: ShareDescriptions in fd_table.h); the region is made then, so a process that
+// starts no child while it has tern files open (a compiler's cc1, cat, sort) never makes one.
 //
 // Reference counting: every process that has a description using a slot holds one reference
-// (taken at open, by the child at fork, transferred across exec). A slot whose count drops to zero is
-// free. A process killed without closing leaks its references; when the region is full, new
-// descriptions get a process-private slot instead (offsets then are not shared with children) and
-// one log line says so.
+// (taken when the description moves here, by the child at fork, transferred across exec). A slot
+// whose count drops to zero is free. A process killed without closing leaks its references; when
+// the region is full, descriptions keep their private slots (offsets then are not shared with
+// children) and one log line says so.
 //
 // Thread- and process-safety: all fields are atomics in shared memory; Lock/Unlock is a
 // process-shared futex lock that a dead holder cannot wedge (its pid is checked).
@@ -18,8 +21,6 @@
 
 #include <atomic>
 #include <cstdint>
-
-#include "shim/interruption_hold.h"
 
 namespace tern::shim {
 
@@ -60,18 +61,7 @@ void UnrefSlot(uint32_t index);
 
 // Serialises offset updates of one description across threads and processes (the kernel's f_pos lock).
 void LockSlot(OfdSlot* slot);
+bool TryLockSlot(OfdSlot* slot);  // LockSlot if the lock is free now
 void UnlockSlot(OfdSlot* slot);
-
-class SlotGuard {
- public:
-  explicit SlotGuard(OfdSlot* slot) : slot_(slot) { LockSlot(slot_); }
-  ~SlotGuard() { UnlockSlot(slot_); }
-  SlotGuard(const SlotGuard&) = delete;
-  SlotGuard& operator=(const SlotGuard&) = delete;
-
- private:
-  InterruptionsHeld held_;  // before the lock, after the unlock
-  OfdSlot* slot_;
-};
 
 }  // namespace tern::shim

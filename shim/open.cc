@@ -240,12 +240,10 @@ int OpenTernOnce(int dirfd, const char* path, const std::string& abs, int flags,
     return Fail(EMFILE);
   }
   uint32_t flags_kept = (static_cast<uint32_t>(flags) & kKeptFlags) | kKernelLargefile;
-  uint32_t slot = AllocSlot(flags_kept, st.st_dev, st.st_ino);
   {
     EngineScope engine;  // File's destructor on the error path
-    Desc* d = NewDesc(file.get(), slot, flags_kept, abs);
+    Desc* d = NewDesc(file.get(), /*slot_index=*/0, flags_kept, st.st_dev, st.st_ino, abs);
     if (d == nullptr) {
-      UnrefSlot(slot);
       real.close(fd);
       return Fail(ENFILE);
     }

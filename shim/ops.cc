@@ -53,11 +53,11 @@ ssize_t WriteLocked(Desc* d, File* f, const void* buf, size_t n, bool append, ui
   if (append) {
     auto at = Engine([&] { return f->Append(buf, n); });
     if (!at.ok()) return FailWith(at.status());
-    d->slot->offset.store(*at + n);
+    d->Slot()->offset.store(*at + n);
   } else {
     auto r = Engine([&] { return f->Pwrite(buf, n, off); });
     if (!r.ok()) return FailWith(r.status());
-    d->slot->offset.store(off + *r);
+    d->Slot()->offset.store(off + *r);
   }
   Written(d, f);
   return static_cast<ssize_t>(n);
@@ -81,11 +81,11 @@ ssize_t DescRead(Desc* d, int fd, void* buf, size_t n) {
   auto f = EnsureFile(d, fd);
   if (!f.ok()) return FailWith(f.status());
   n = std::min(n, kMaxRw);
-  SlotGuard guard(d->slot);
-  uint64_t off = d->slot->offset.load();
+  DescSlotGuard guard(d);
+  uint64_t off = d->Slot()->offset.load();
   auto r = Engine([&] { return (*f)->Pread(buf, n, off); });
   if (!r.ok()) return FailWith(r.status());
-  d->slot->offset.store(off + *r);
+  d->Slot()->offset.store(off + *r);
   return static_cast<ssize_t>(*r);
 }
 
@@ -108,9 +108,9 @@ ssize_t DescWrite(Desc* d, int fd, const void* buf, size_t n) {
   if (n == 0) return 0;
   ssize_t r;
   {
-    SlotGuard guard(d->slot);
+    DescSlotGuard guard(d);
     bool append = (d->flags() & O_APPEND) != 0;
-    r = WriteLocked(d, *f, buf, n, append, d->slot->offset.load());
+    r = WriteLocked(d, *f, buf, n, append, d->Slot()->offset.load());
   }
   return r < 0 ? r : SyncIfAsked(d, *f, r, 0);
 }
@@ -177,8 +177,8 @@ ssize_t DescWritev(Desc* d, int fd, const struct iovec* iov, int iovcnt, off_t o
   bool append = (d->flags() & O_APPEND) != 0 || (rwf & RWF_APPEND) != 0;
   ssize_t r;
   if (off < 0) {
-    SlotGuard guard(d->slot);
-    r = WriteLocked(d, *f, data, total, append, d->slot->offset.load());
+    DescSlotGuard guard(d);
+    r = WriteLocked(d, *f, data, total, append, d->Slot()->offset.load());
   } else if (append) {
     auto at = Engine([&] { return (*f)->Append(data, total); });
     r = at.ok() ? static_cast<ssize_t>(total) : FailWith(at.status());
@@ -200,14 +200,13 @@ off_t DescSize(Desc* d, int fd) {
 }
 
 off_t DescLseek(Desc* d, int fd, off_t off, int whence) {
-  OfdSlot* slot = d->slot;
   if (whence == SEEK_SET) {
     if (off < 0) return Fail(EINVAL);
-    SlotGuard guard(slot);  // not in the middle of a read or write on the same description
-    slot->offset.store(static_cast<uint64_t>(off));
+    DescSlotGuard guard(d);  // not in the middle of a read or write on the same description
+    guard.slot()->offset.store(static_cast<uint64_t>(off));
     return off;
   }
-  if (whence == SEEK_CUR && off == 0) return static_cast<off_t>(slot->offset.load());
+  if (whence == SEEK_CUR && off == 0) return static_cast<off_t>(d->Slot()->offset.load());
   off_t base = 0;
   if (whence == SEEK_END || whence == SEEK_DATA || whence == SEEK_HOLE) {
     base = DescSize(d, fd);
@@ -215,7 +214,8 @@ off_t DescLseek(Desc* d, int fd, off_t off, int whence) {
   } else if (whence != SEEK_CUR) {
     return Fail(EINVAL);
   }
-  SlotGuard guard(slot);
+  DescSlotGuard guard(d);
+  OfdSlot* slot = guard.slot();
   if (whence == SEEK_DATA || whence == SEEK_HOLE) {
     // Holes are unmapped blocks; the end of the file counts as a hole.
     if (off < 0 || off >= base) return Fail(ENXIO);

@@ -224,7 +224,10 @@ FILE* TernFdopen(int fd, const char* mode) noexcept {
     errno = EINVAL;
     return nullptr;
   }
-  if (flags & O_APPEND) d->slot->flags.fetch_or(O_APPEND);  // as glibc's fdopen does with F_SETFL
+  if (flags & O_APPEND) {  // as glibc's fdopen does with F_SETFL
+    DescSlotGuard guard(d.get());
+    guard.slot()->flags.fetch_or(O_APPEND);
+  }
   return MakeCookieFile(fd, cmode.c_str(), -1);
   TERN_ENTRY_CATCH(nullptr)
 }

@@ -545,6 +545,7 @@ int main(int argc, char** argv) {
   if (cmd == "fstream") return Fstream();
   if (cmd == "dupflags") return DupFlags();
   if (cmd == "threads") return Threads();
+  if (cmd == "fork-while-writing") return ForkWhileWriting();
   if (cmd == "spawn") return Spawn();
   if (cmd == "splice") return Splice();
   if (cmd == "opath") return OPath();
@@ -553,6 +554,6 @@ int main(int argc, char** argv) {
   if (cmd == "aio") return Aio();
   if (cmd == "signals") return Signals();
   if (cmd == "cancel") return Cancel();
-  fprintf(stderr, "usage: shim_probe errno|random SEED N|fork|exec|append2 N|stdio|locks|mmap|fstream|dupflags|splice|opath|system|times|aio|signals|cancel\n");
+  fprintf(stderr, "usage: shim_probe errno|random SEED N|fork|exec|append2 N|stdio|locks|mmap|fstream|dupflags|threads|fork-while-writing|splice|opath|system|times|aio|signals|cancel\n");
   return 2;
 }

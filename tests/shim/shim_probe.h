@@ -22,6 +22,7 @@ int Exec(const char* self);
 int ExecChild(int fd);
 int Append2(int n);
 int Threads();
+int ForkWhileWriting();
 int Spawn();
 int Splice();
 int OPath();

@@ -94,6 +94,18 @@ TEST_F(ShimProbes, ThreadsShareOneDescription) {
   EXPECT_EQ(tern.out, plain.out) << tern.err;
 }
 
+TEST_F(ShimProbes, ForksWhileThreadsWriteShareTheOffset) {
+  RunResult plain = Probe("fork-while-writing", false);
+  RunResult tern = Probe("fork-while-writing", true);
+  std::string want;
+  for (int round = 0; round < 6; ++round) {
+    want += "round " + std::to_string(round) + " size 48192 writer-records 3000 child-records 12 bad 0 child-failures 0\n";
+  }
+  EXPECT_EQ(plain.out, want) << plain.err;
+  EXPECT_EQ(tern.out, plain.out) << tern.err;
+  ExpectAllTernFiles(s_.tern_dir());
+}
+
 // mmap shows the file's own blocks without a copy, pinned until munmap: rewriting the file (which
 // would reuse freed blocks) leaves the mapping as it was; a child's munmap or a partial one ends no
 // pin early; and once unmapped, superseded blocks are freed again (the file stays small).
