@@ -45,6 +45,10 @@ TEST(GrowAheadTest, OverwritesWakeThePoolAtMostOncePerPassOverTheFile) {
   off_t backing_before = BackingBytes(dir.File("f"));
   ASSERT_GT(backing_before, 0);
 
+  // A grow-ahead the prefill asked for may still be running (on a loaded machine): let it finish
+  // first (bounded). One that had already passed the hook when it was installed would grow the
+  // file unseen, and the overwrites could then stay in the space it made.
+  for (int i = 0; i < 5000 && f.core().grow_ahead_scheduled_.load(); ++i) usleep(1000);
   g_grow_ahead_jobs.store(0);
   test_hooks::at_grow_ahead.callback.store(CountGrowAhead);
   constexpr uint32_t kPasses = 4;
