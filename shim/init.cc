@@ -44,11 +44,9 @@ std::atomic<bool> g_ready{false};
 // internal range, and nothing it does re-enters the shim.
 void EarlyPrepare() {
   StdioPrepareFork();
-  FdTablePrepareFork();  // may make the offset region: before its lock
-  OfdRegionPrepareFork();
+  FdTablePrepareFork();
 }
 void EarlyParent() {
-  OfdRegionAfterFork();
   FdTableParentAfterFork();
   StdioAfterFork();
 }
@@ -56,7 +54,6 @@ void EarlyChild() {
   ++t_engine_depth;
   RefreshThisProcessId();
   ForgetPinsInChild();
-  OfdRegionAfterFork();
   FdTableChildAfterFork();
   StdioAfterFork();
 }

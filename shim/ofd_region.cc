@@ -44,8 +44,8 @@ std::atomic<int> g_fd{-1};
 uint64_t g_ino = 0;
 char g_env[64];
 std::atomic<bool> g_env_ready{false};  // g_env describes the region
-// Creation is a few system calls that a fork must not split (the child would keep a mapping or an
-// fd it does not know of): the fork handlers hold this across fork.
+// One attempt at creation. A fork never splits one (the child would keep a mapping or an fd it
+// does not know of): AllocSlot runs under the fd table's lock, which fork's handlers hold.
 std::mutex g_create_mu;
 bool g_create_tried = false;  // guarded by g_create_mu
 
@@ -112,9 +112,9 @@ void UpdateEnv() {
   EnvSet("TERN_SHIM_OFD", g_env);
 }
 
-// The region for a first description of this process that may be shared: made on demand, since
-// most processes (a shell's commands, a compiler's helpers) never open a tern file, and creating
-// and tearing down the region was ~0.15 ms of every process's start and exit here.
+// The region, made when this process first shares a description with a child: most processes
+// (a compiler's helpers, cat, sort) never do, and creating and tearing down the region was
+// ~0.15 ms of every process's start and exit here.
 bool EnsureRegion() {
   if (Base() != nullptr) return true;
   HeldLockGuard lock(g_create_mu);
@@ -144,9 +144,6 @@ void InitOfdRegion() {
     UpdateEnv();
   });
 }
-
-void OfdRegionPrepareFork() { g_create_mu.lock(); }
-void OfdRegionAfterFork() { g_create_mu.unlock(); }
 
 int OfdRegionFd() { return g_fd.load(); }
 

@@ -40,9 +40,6 @@ static_assert(std::atomic<uint64_t>::is_always_lock_free && std::atomic<uint32_t
 // Maps the inherited region (TERN_SHIM_OFD=fd:ino), if any. Idempotent. Without one, the first
 // AllocSlot creates the region.
 void InitOfdRegion();
-// Fork handlers: a region is never half-made in a child.
-void OfdRegionPrepareFork();
-void OfdRegionAfterFork();
 // The region's fd (kept open and inheritable), or -1 when there is no region.
 int OfdRegionFd();
 // Replaces the region fd number (the application wants that number).
@@ -51,7 +48,8 @@ void SetOfdRegionFd(int fd);
 const char* OfdRegionEnv();
 
 // Allocates a slot with refs = 1, creating the region first if there is none; returns its index, or
-// 0 when the region is full or cannot be made.
+// 0 when the region is full or cannot be made. REQUIRES: the fd table's lock (ShareDescriptions),
+// which fork's handlers hold: no fork splits a creation.
 uint32_t AllocSlot(uint32_t flags, dev_t dev, ino_t ino);
 // The slot at `index` (1 ≤ index < SlotCount()).
 OfdSlot* SlotAt(uint32_t index);
