@@ -25,7 +25,7 @@
 //
 // usage: mt_bench [--dir=DIR] [--file_mib=1024] [--ops=10000] (per thread) [--reps=5] [--auto_gc=0|1]
 //                 [--prefault=1|0] (read the whole file once before measuring)
-//                 [--cases=unif_0R,...] [--out=FILE.json]
+//                 [--cases=unif_0R,...] [--threads=1,2,4] [--backends=kernel,tern] [--out=FILE.json]
 // Output: JSON (see bench_util.h), rendered by bench/mt_table.py.
 #include <fcntl.h>
 #include <unistd.h>
@@ -267,6 +267,11 @@ void SetUpFiles(const std::string& dir, bool auto_gc) {
   if (!auto_gc) g_tern->core().compaction_scheduled_.store(true);
 }
 
+// True when the comma-separated `list` names `item`.
+bool Listed(const std::string& list, const std::string& item) {
+  return ("," + list + ",").find("," + item + ",") != std::string::npos;
+}
+
 }  // namespace
 }  // namespace tern::bench
 
@@ -280,6 +285,8 @@ int main(int argc, char** argv) {
   g_prefault = TakeOption(&argc, argv, "prefault", "1") == "1";
   std::string only = TakeOption(&argc, argv, "cases", "");
   std::string out = TakeOption(&argc, argv, "out", "-");
+  std::string thread_list = TakeOption(&argc, argv, "threads", "1,2,4");
+  std::string backend_list = TakeOption(&argc, argv, "backends", "kernel,tern");
   if (argc > 1) {
     std::fprintf(stderr, "mt_bench: unknown argument %s\n", argv[1]);
     return 2;
@@ -302,9 +309,13 @@ int main(int argc, char** argv) {
       .Num("nproc", static_cast<double>(sysconf(_SC_NPROCESSORS_ONLN)))
       .Str("load_avg_start", LoadAverage());
   for (const CaseSpec& c : Cases()) {
-    if (!only.empty() && ("," + only + ",").find("," + c.name + ",") == std::string::npos) continue;
-    for (Backend backend : {Backend::kKernel, Backend::kTern})
-      for (int threads : {1, 2, 4}) MeasureCell(report, backend, c, threads, reps);
+    if (!only.empty() && !Listed(only, c.name)) continue;
+    for (Backend backend : {Backend::kKernel, Backend::kTern}) {
+      if (!Listed(backend_list, backend == Backend::kKernel ? "kernel" : "tern")) continue;
+      for (int threads : {1, 2, 4}) {
+        if (Listed(thread_list, std::to_string(threads))) MeasureCell(report, backend, c, threads, reps);
+      }
+    }
   }
   report.Context().Str("load_avg_end", LoadAverage());
   report.Write(out);

@@ -263,12 +263,7 @@ Status FileCore::Allocate(uint64_t nblocks, BlockRuns* runs) {
     if (r.count == 0) {
       // Out of space: take back our own deferred frees, then finish dead processes' half-done
       // allocations, before growing the file.
-      bool had_pending = false;
-      {
-        std::lock_guard lock(pending_mu_);
-        had_pending = !pending_.empty();
-      }
-      if (had_pending) {
+      if (AnyPending()) {
         TERN_TRY(FlushLog());
         r = alloc_->TryAllocate(static_cast<uint32_t>(std::min<uint64_t>(left, UINT32_MAX)), slot_);
         if (r.count > 0) {
@@ -408,16 +403,26 @@ void FileCore::FreeOnceSupersedingIsDurable(std::span<const uint32_t> claimed) {
     std::lock_guard replay(mu_);
     seen = applied_.load();
   }
-  std::lock_guard lock(pending_mu_);
-  for (uint32_t l : claimed) pending_.push_back({seen, l});
+  PendingShard& own = OwnPending();
+  std::lock_guard lock(own.mu);
+  for (uint32_t l : claimed) own.list.push_back({seen, l});
+}
+
+bool FileCore::AnyPending() {
+  for (PendingShard& shard : pending_) {
+    std::lock_guard lock(shard.mu);
+    if (!shard.list.empty()) return true;
+  }
+  return false;
 }
 
 void FileCore::SupersedeClaims::Committed(LogPos pos) {
   size_t pending = 0;
   {
-    std::lock_guard lock(core_->pending_mu_);
-    for (auto [v, l] : held_) core_->pending_.push_back({pos + 1, l});
-    pending = core_->pending_.size();
+    PendingShard& own = core_->OwnPending();
+    std::lock_guard lock(own.mu);
+    for (auto [v, l] : held_) own.list.push_back({pos + 1, l});
+    pending = own.list.size();
   }
   held_.clear();
   // Bounded: a process that never fsyncs still gets its space back.
@@ -428,8 +433,15 @@ void FileCore::SupersedeClaims::Abandon() {
   Update(0, 0);
 }
 
-void FileCore::FlushCommitSlots() {
-  LogPos tail = applied_.load();
+Result<LogPos> FileCore::ProbeTail() {
+  for (LogPos pos = applied_.load();; ++pos) {
+    const uint64_t* slot = SlotAddress(pos);
+    if (slot == nullptr) return Refresh();  // past the log blocks this process has followed
+    if (pmem::Load64(slot) == 0) return pos;
+  }
+}
+
+void FileCore::FlushCommitSlots(LogPos tail) {
   LogPos pos = durable_.load();
   // Flush the slots of every commit not yet flushed, one contiguous range per log block.
   while (pos < tail) {
@@ -455,24 +467,30 @@ void FileCore::FlushCommitSlots() {
 
 void FileCore::FreeDurable(FreeWait wait) {
   LogPos durable = durable_.load();
-  // An fsync only helps along: when another thread is freeing, it frees what this one would.
-  std::unique_lock lock(pending_mu_, std::defer_lock);
-  if (wait == FreeWait::kYes) {
-    lock.lock();
-  } else if (!lock.try_lock()) {
+  // Freed under the shard's lock (a bit clear and a store each): no list to gather them into.
+  auto free_durable = [&](std::vector<PendingFree>& list) {
+    auto keep = std::partition(list.begin(), list.end(), [&](const PendingFree& p) { return p.durable_after > durable; });
+    for (auto it = keep; it != list.end(); ++it) alloc_->FreeClaimed(LogicalBlock(it->lblock));
+    list.erase(keep, list.end());
+  };
+  if (wait == FreeWait::kNo) {
+    // An fsync frees what its own thread deferred, and only helps along: when another thread of
+    // the same op cell is freeing, it frees what this one would.
+    PendingShard& own = OwnPending();
+    std::unique_lock lock(own.mu, std::try_to_lock);
+    if (lock.owns_lock()) free_durable(own.list);
     return;
   }
-  // Freed under the lock (a bit clear and a store each): no list to gather them into.
-  auto keep = std::partition(pending_.begin(), pending_.end(),
-                             [&](const PendingFree& p) { return p.durable_after > durable; });
-  for (auto it = keep; it != pending_.end(); ++it) alloc_->FreeClaimed(LogicalBlock(it->lblock));
-  pending_.erase(keep, pending_.end());
+  for (PendingShard& shard : pending_) {
+    std::lock_guard lock(shard.mu);
+    free_durable(shard.list);
+  }
 }
 
 Status FileCore::FlushLog(FreeWait wait) {
-  TERN_TRY(Refresh().status());
+  TERN_ASSIGN_OR_RETURN(LogPos tail, ProbeTail());
   test_hooks::after_flush_refresh.Run();
-  FlushCommitSlots();
+  FlushCommitSlots(tail);
   FreeDurable(wait);
   return Status::Ok();
 }

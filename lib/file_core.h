@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -83,7 +84,7 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // that interrupted malloc: AtomicU32Array::Reserve, small_vector.h). Pool::OpenCore calls it for
   // every open that may write. Idempotent.
   void ReserveForWrites();
-  static constexpr size_t kPendingFreesRoom = 512;
+  static constexpr size_t kPendingFreesRoom = 1024;  // over all op cells' lists
   ~FileCore() override;
   FileCore(const FileCore&) = delete;
   FileCore& operator=(const FileCore&) = delete;
@@ -332,14 +333,21 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
 
   // --- durability-ordered freeing (file_core.cc) ---
   // Flushes every commit slot up to the tail; then frees deferred blocks whose superseding commit
-  // is now durable. FlushCommitSlots flushes up to applied_ as it reads it; no lock: slots below
-  // applied_ never move, and flushing a line twice is harmless (callers that need the tail fixed
-  // hold mu_).
-  // kNo (fsync): skip the frees when another thread of the process is freeing right now (it frees
-  // ours too); kYes (close, out of space, too many pending): wait for the list.
+  // is now durable. The tail is probed (ProbeTail), not replayed to: an fsync needs every commit
+  // made so far on media, not in this process's table, and a replay takes the replay mutex and
+  // writes the table, both shared with every other thread writing the file.
+  // kNo (fsync): frees this thread's deferred frees only (OwnPending), and not when another thread
+  // of its op cell is freeing them right now; kYes (close, out of space, too many pending): every
+  // list, waiting for each.
   enum class FreeWait { kNo, kYes };
   Status FlushLog(FreeWait wait = FreeWait::kYes);
-  void FlushCommitSlots();
+  // The first free log position, found by reading the slots from applied_ on without applying
+  // them (a Refresh when the tail lies past the log blocks this process has followed).
+  Result<LogPos> ProbeTail();
+  // Flushes the slots of [durable_, tail) and raises durable_ to tail. No lock: slots of committed
+  // positions never change, and flushing a line twice is harmless (callers that need the tail
+  // fixed hold mu_). REQUIRES: every slot below tail holds a commit.
+  void FlushCommitSlots(LogPos tail);
   // Where this thread counts commits, conflicts, recopies and read retries: its op cell, so that
   // counting moves no cache line between threads; the shared header without a slot.
   SharedCounters& Counted();
@@ -354,6 +362,16 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
     uint32_t lblock;       // claimed by this process
   };
   static constexpr size_t kMaxPendingFrees = 4096;  // then a write flushes the log itself
+  // Deferred frees, one list per op cell (ThreadOpCell): every write adds to one and every fsync
+  // frees from one, so threads writing the same file do not pass a lock and a list between them
+  // at each operation. Each thread frees its own at fsync; close, a full allocator and a long
+  // list free them all.
+  struct alignas(kCacheLine) PendingShard {
+    SpinThenBlockMutex mu;
+    std::vector<PendingFree> list;  // guarded by mu
+  };
+  PendingShard& OwnPending() { return pending_[ThreadOpCell()]; }
+  bool AnyPending();
 
   // --- space (file_core.cc) ---
   // kAmortised doubles a small file and grows a big one by at least an eighth (appends); kExact
@@ -510,9 +528,7 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // Set while a slotless catch-up tries again on damage that a concurrent grow or compaction may
   // explain (file_core_readonly.cc): Damaged does not log then.
   std::atomic<bool> quiet_damage_{false};
-  // Short sections that every writer and every fsync of the process enter: spin, never sleep.
-  alignas(kCacheLine) SpinThenBlockMutex pending_mu_;
-  std::vector<PendingFree> pending_;    // guarded by pending_mu_
+  std::array<PendingShard, kOpCellsPerSlot> pending_;
   alignas(kCacheLine) std::mutex grow_mu_;
   std::atomic<bool> compacting_{false};  // one compaction at a time in this process
   // This process committed to the log or wrote a checkpoint: its close has commits to flush and

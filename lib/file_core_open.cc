@@ -302,8 +302,10 @@ void FileCore::ReserveForWrites() {
     table_.Reserve(table_.size() / kBlockSize);
     chain_.Reserve(chain_len_.load());
   }
-  std::lock_guard lock(pending_mu_);
-  pending_.reserve(kPendingFreesRoom);
+  for (PendingShard& shard : pending_) {
+    std::lock_guard lock(shard.mu);
+    shard.list.reserve(kPendingFreesRoom / kOpCellsPerSlot);
+  }
 }
 
 Status FileCore::ScrubTail() {

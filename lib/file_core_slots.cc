@@ -109,7 +109,7 @@ Status FileCore::ReferencedDurably(std::vector<uint64_t>* bits) {
   TERN_TRY(Refresh().status());
   std::lock_guard lock(mu_);
   TERN_TRY(CollectReferenced(bits));
-  FlushCommitSlots();  // under mu_: exactly the state judged
+  FlushCommitSlots(applied_.load());  // under mu_: exactly the state judged
   return Status::Ok();
 }
 
@@ -259,13 +259,13 @@ void FileCore::LockForFork() {
   mu_.lock();
   grow_mu_.lock();
   arena_mu_.lock();
-  pending_mu_.lock();
+  for (PendingShard& shard : pending_) shard.mu.lock();
   table_.LockForFork();
 }
 
 void FileCore::UnlockAfterFork() {
   table_.UnlockAfterFork();
-  pending_mu_.unlock();
+  for (PendingShard& shard : pending_) shard.mu.unlock();
   arena_mu_.unlock();
   grow_mu_.unlock();
   mu_.unlock();
@@ -295,7 +295,7 @@ void FileCore::AfterForkInChild() {
   arena_used_ = kBlockSize;
   arena_block_ = LogicalBlock(0);
   arena_has_commit_ = false;
-  pending_.clear();
+  for (PendingShard& shard : pending_) shard.list.clear();
   compacting_.store(false);  // a compaction running in the parent did not come along
   slot_ = kNoSlot;
   char path[64];
