@@ -18,6 +18,7 @@ namespace tern::shim {
 
 std::atomic<Desc*>* detail::g_entries = nullptr;
 detail::FdHints detail::g_hints;
+std::atomic<Desc*> detail::g_static_entries[detail::kStaticFds];
 
 namespace {
 
@@ -31,24 +32,30 @@ constexpr size_t kMaxDescs = kMaxFds;
 size_t ChunkOf(size_t i) { return static_cast<size_t>(std::bit_width(i / kFirstChunk + 1)) - 1; }
 size_t ChunkStart(size_t chunk) { return kFirstChunk * ((size_t{1} << chunk) - 1); }
 
+using detail::EntryOf;
 using detail::g_entries;
-// A set of fd numbers: one bit each, and the highest ever set.
+// A set of fd numbers: one bit each, and the highest ever set. The words of the lowest fds (the
+// engine's internal ones start at 768) are kept here, in the shim's data, as EntryOf does.
 struct FdBits {
+  static constexpr int kStaticBits = 1024;
   std::atomic<uint64_t>* bits = nullptr;  // kMaxFds bits, once InitFdTable mapped them
   std::atomic<int> max{-1};
+  std::atomic<uint64_t> low[kStaticBits / 64] = {};
 
   bool InRange(int fd) const { return bits != nullptr && fd >= 0 && fd < kMaxFds; }
+  std::atomic<uint64_t>& Word(int fd) { return fd < kStaticBits ? low[fd / 64] : bits[fd / 64]; }
+  const std::atomic<uint64_t>& Word(int fd) const { return fd < kStaticBits ? low[fd / 64] : bits[fd / 64]; }
   void Set(int fd) {
     if (!InRange(fd)) return;
-    bits[fd / 64].fetch_or(uint64_t{1} << (fd % 64));
+    Word(fd).fetch_or(uint64_t{1} << (fd % 64));
     RaiseAtomic(max, fd);
   }
   void Clear(int fd) {
-    if (fd <= max.load(std::memory_order_relaxed) && InRange(fd)) bits[fd / 64].fetch_and(~(uint64_t{1} << (fd % 64)));
+    if (fd <= max.load(std::memory_order_relaxed) && InRange(fd)) Word(fd).fetch_and(~(uint64_t{1} << (fd % 64)));
   }
   bool Test(int fd) const {
     return fd <= max.load(std::memory_order_relaxed) && InRange(fd) &&
-           ((bits[fd / 64].load(std::memory_order_relaxed) >> (fd % 64)) & 1);
+           ((Word(fd).load(std::memory_order_relaxed) >> (fd % 64)) & 1);
   }
 };
 
@@ -227,7 +234,7 @@ bool AnyPosixLocks() { return g_posix_lock_descs.load(std::memory_order_relaxed)
 DescRef::DescRef(int fd) {
   if (g_entries == nullptr || static_cast<unsigned>(fd) >= static_cast<unsigned>(kMaxFds) || InEngine()) return;
   for (;;) {
-    Desc* d = g_entries[fd].load(std::memory_order_acquire);
+    Desc* d = EntryOf(fd).load(std::memory_order_acquire);
     if (d == nullptr) return;
     int32_t r = d->refs.load(std::memory_order_relaxed);
     bool taken = false;
@@ -238,7 +245,7 @@ DescRef::DescRef(int fd) {
       }
     }
     if (!taken) continue;  // freed under us; the entry has changed by now
-    if (g_entries[fd].load(std::memory_order_acquire) == d) {
+    if (EntryOf(fd).load(std::memory_order_acquire) == d) {
       d_ = d;
       EnterInterruptionHold();  // for as long as the description is used (interruption_hold.h)
       return;
@@ -293,20 +300,20 @@ void InstallFd(int fd, Desc* d) {
   // The hints first: a lookup that sees the entry must not have been told to pass by them.
   RaiseAtomic(detail::g_hints.max_tern_fd, fd);
   if (fd < detail::kLowFds) detail::g_hints.low[fd / 64].fetch_or(uint64_t{1} << (fd % 64));
-  Desc* old = g_entries[fd].exchange(d);
+  Desc* old = EntryOf(fd).exchange(d);
   if (old != nullptr) UnrefDesc(old);
 }
 
 Desc* TakeFd(int fd) {
   if (g_entries == nullptr || static_cast<unsigned>(fd) >= static_cast<unsigned>(kMaxFds)) return nullptr;
-  if (g_entries[fd].load(std::memory_order_relaxed) == nullptr) return nullptr;
-  Desc* d = g_entries[fd].exchange(nullptr);
+  if (EntryOf(fd).load(std::memory_order_relaxed) == nullptr) return nullptr;
+  Desc* d = EntryOf(fd).exchange(nullptr);
   if (fd < detail::kLowFds) {
     uint64_t bit = uint64_t{1} << (fd % 64);
     detail::g_hints.low[fd / 64].fetch_and(~bit);
     // An InstallFd of the same fd number racing this close set its bit before its entry: put the
     // bit back if an entry is there now (a stale bit costs a table look, a missing one a miss).
-    if (g_entries[fd].load() != nullptr) detail::g_hints.low[fd / 64].fetch_or(bit);
+    if (EntryOf(fd).load() != nullptr) detail::g_hints.low[fd / 64].fetch_or(bit);
   }
   return d;
 }

@@ -109,7 +109,7 @@ class ProgramFdLimitForExec {
 };
 
 namespace detail {
-extern std::atomic<Desc*>* g_entries;  // kMaxFds entries; null until InitFdTable
+extern std::atomic<Desc*>* g_entries;  // kMaxFds entries (see EntryOf); null until InitFdTable
 // What a pass-through call reads, on one cache line: after every system call this VM refills the
 // TLB, and each further page an entry point touches costs a page walk (~50 ns a call when the
 // table's page was one of them).
@@ -120,6 +120,15 @@ struct alignas(64) FdHints {
   std::atomic<uint64_t> low[kLowFds / 64] = {};
 };
 extern FdHints g_hints;
+// The entries of the lowest fds live in the shim's own data, where a process's first tern fds
+// land, rather than in the large mapped table: the first touch of a page there, and of the page
+// table above it, cost a process's first open tens of microseconds on this VM.
+inline constexpr int kStaticFds = 64;
+extern std::atomic<Desc*> g_static_entries[kStaticFds];
+// fd's entry. REQUIRES: 0 <= fd < kMaxFds, g_entries set.
+inline std::atomic<Desc*>& EntryOf(int fd) {
+  return fd < kStaticFds ? g_static_entries[fd] : g_entries[fd];
+}
 }  // namespace detail
 
 // True when fd currently names a tern file (no reference taken). Inline, and for most fds one
@@ -132,7 +141,7 @@ inline bool IsTernFd(int fd) {
     return false;
   }
   return static_cast<unsigned>(fd) < static_cast<unsigned>(kMaxFds) &&
-         entries[fd].load(std::memory_order_acquire) != nullptr;
+         detail::EntryOf(fd).load(std::memory_order_acquire) != nullptr;
 }
 
 // True when the shim has nothing to do with fd: it names no tern file, or the engine itself runs on

@@ -508,8 +508,11 @@ int DupFlags() {
   Say("F_GETFD", fcntl(e, F_GETFD));
   Say("F_SETFD", fcntl(e, F_SETFD, FD_CLOEXEC));
   Say("F_GETFD after", fcntl(e, F_GETFD));
-  int f3 = fcntl(e, F_DUPFD_CLOEXEC, 50);
+  // Above the fds whose entries the shim keeps in its own data (fd_table.h, kStaticFds).
+  int f3 = fcntl(e, F_DUPFD_CLOEXEC, 100);
   Say("F_DUPFD_CLOEXEC", f3);
+  Say("offset via F_DUPFD copy", lseek(f3, 0, SEEK_CUR));
+  Say("write via F_DUPFD copy", write(f3, "D", 1));
   Say("dup3 same", dup3(e, e, 0));
   // Async-I/O owner and signal, a description's (the kernel refuses them on an O_PATH fd).
   Say("F_SETOWN", fcntl(e, F_SETOWN, getpid()));
