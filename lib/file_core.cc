@@ -478,11 +478,21 @@ void FileCore::FreeDurable(FreeWait wait) {
     // the same op cell is freeing, it frees what this one would.
     PendingShard& own = OwnPending();
     std::unique_lock lock(own.mu, std::try_to_lock);
-    if (lock.owns_lock()) free_durable(own.list);
-    return;
+    if (!lock.owns_lock()) return;
+    if (!own.list.empty()) {
+      free_durable(own.list);
+      return;
+    }
   }
+  // Close, a full allocator, a long list; or an fsync of a thread that defers nothing itself (a
+  // program's syncing thread), which frees what the writing threads deferred, passing busy lists.
   for (PendingShard& shard : pending_) {
-    std::lock_guard lock(shard.mu);
+    std::unique_lock lock(shard.mu, std::defer_lock);
+    if (wait == FreeWait::kYes) {
+      lock.lock();
+    } else if (!lock.try_lock()) {
+      continue;
+    }
     free_durable(shard.list);
   }
 }

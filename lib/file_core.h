@@ -336,9 +336,9 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // is now durable. The tail is probed (ProbeTail), not replayed to: an fsync needs every commit
   // made so far on media, not in this process's table, and a replay takes the replay mutex and
   // writes the table, both shared with every other thread writing the file.
-  // kNo (fsync): frees this thread's deferred frees only (OwnPending), and not when another thread
-  // of its op cell is freeing them right now; kYes (close, out of space, too many pending): every
-  // list, waiting for each.
+  // kNo (fsync): frees this thread's deferred frees (OwnPending), not when another thread of its
+  // op cell is freeing them right now; a thread that deferred none frees every list not in use.
+  // kYes (close, out of space, too many pending): every list, waiting for each.
   enum class FreeWait { kNo, kYes };
   Status FlushLog(FreeWait wait = FreeWait::kYes);
   // The first free log position, found by reading the slots from applied_ on without applying
@@ -364,8 +364,8 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   static constexpr size_t kMaxPendingFrees = 4096;  // then a write flushes the log itself
   // Deferred frees, one list per op cell (ThreadOpCell): every write adds to one and every fsync
   // frees from one, so threads writing the same file do not pass a lock and a list between them
-  // at each operation. Each thread frees its own at fsync; close, a full allocator and a long
-  // list free them all.
+  // at each operation. Each thread frees its own at fsync; close, a full allocator, a long list
+  // and a syncing thread that writes nothing free them all.
   struct alignas(kCacheLine) PendingShard {
     SpinThenBlockMutex mu;
     std::vector<PendingFree> list;  // guarded by mu

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "lib/file.h"
@@ -92,6 +93,29 @@ TEST_F(FileLogTest, OverwritesAndTruncatesDoNotLeakBlocks) {
   ExpectModel(*f, "after synced churn");
   ASSERT_EQ(stat(path_.c_str(), &after), 0);
   EXPECT_LE(after.st_size, std::max<off_t>(before.st_size, 4 << 20)) << "the file grew under synced churn";
+}
+
+// A program whose writing thread never syncs and whose other thread does (a flusher): the
+// writer's deferred frees are kept with its thread, and the syncing thread's fsync, having none
+// of its own, frees them.
+TEST_F(FileLogTest, AnFsyncOnASyncingThreadFreesWhatTheWriterDeferred) {
+  auto f = Create();
+  ASSERT_NE(f, nullptr);
+  // Room for the writer's rounds: a writer that runs out of space frees every list itself.
+  Write(*f, 0, Pattern(1, 0, 256 * kBlockSize));
+  Truncate(*f, 16 * kBlockSize);
+  TERN_ASSERT_OK(f->Fsync());
+  std::thread writer([&] {
+    for (int round = 0; round < 10; ++round) Write(*f, 0, Pattern(static_cast<uint64_t>(round) + 2, 0, 16 * kBlockSize));
+  });
+  writer.join();
+  ExpectModel(*f, "after the writer");
+  uint64_t used_before = f->core().BlocksInUse();
+  TERN_ASSERT_OK(f->Fsync());
+  auto reachable = f->core().BlocksReachable();
+  TERN_ASSERT_OK(reachable);
+  EXPECT_GE(used_before, *reachable + 16 * 9) << "the writer's superseded blocks were not pending";
+  EXPECT_EQ(f->core().BlocksInUse(), *reachable) << "the syncing thread's fsync left the writer's frees pending";
 }
 
 // A checkpoint longer than one bitmap word of blocks (more than ~16,000 runs) needs a contiguous
