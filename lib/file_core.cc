@@ -406,6 +406,7 @@ void FileCore::FreeOnceSupersedingIsDurable(std::span<const uint32_t> claimed) {
   PendingShard& own = OwnPending();
   std::lock_guard lock(own.mu);
   for (uint32_t l : claimed) own.list.push_back({seen, l});
+  own.NoteSize();
 }
 
 bool FileCore::AnyPending() {
@@ -422,6 +423,7 @@ void FileCore::SupersedeClaims::Committed(LogPos pos) {
     PendingShard& own = core_->OwnPending();
     std::lock_guard lock(own.mu);
     for (auto [v, l] : held_) own.list.push_back({pos + 1, l});
+    own.NoteSize();
     pending = own.list.size();
   }
   held_.clear();
@@ -468,10 +470,12 @@ void FileCore::FlushCommitSlots(LogPos tail) {
 void FileCore::FreeDurable(FreeWait wait) {
   LogPos durable = durable_.load();
   // Freed under the shard's lock (a bit clear and a store each): no list to gather them into.
-  auto free_durable = [&](std::vector<PendingFree>& list) {
+  auto free_durable = [&](PendingShard& shard) {
+    std::vector<PendingFree>& list = shard.list;
     auto keep = std::partition(list.begin(), list.end(), [&](const PendingFree& p) { return p.durable_after > durable; });
     for (auto it = keep; it != list.end(); ++it) alloc_->FreeClaimed(LogicalBlock(it->lblock));
     list.erase(keep, list.end());
+    shard.NoteSize();
   };
   if (wait == FreeWait::kNo) {
     // An fsync frees what its own thread deferred, and only helps along: when another thread of
@@ -480,7 +484,7 @@ void FileCore::FreeDurable(FreeWait wait) {
     std::unique_lock lock(own.mu, std::try_to_lock);
     if (!lock.owns_lock()) return;
     if (!own.list.empty()) {
-      free_durable(own.list);
+      free_durable(own);
       return;
     }
   }
@@ -490,10 +494,10 @@ void FileCore::FreeDurable(FreeWait wait) {
     std::unique_lock lock(shard.mu, std::defer_lock);
     if (wait == FreeWait::kYes) {
       lock.lock();
-    } else if (!lock.try_lock()) {
-      continue;
+    } else if (shard.size.load(std::memory_order_relaxed) == 0 || !lock.try_lock()) {
+      continue;  // (a thread that appends defers nothing: its every fsync comes here)
     }
-    free_durable(shard.list);
+    free_durable(shard);
   }
 }
 

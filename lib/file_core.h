@@ -369,6 +369,9 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   struct alignas(kCacheLine) PendingShard {
     SpinThenBlockMutex mu;
     std::vector<PendingFree> list;  // guarded by mu
+    // list.size(), stored under mu: a syncing thread passes empty lists without taking their lock.
+    std::atomic<uint32_t> size{0};
+    void NoteSize() { size.store(static_cast<uint32_t>(list.size()), std::memory_order_relaxed); }
   };
   PendingShard& OwnPending() { return pending_[ThreadOpCell()]; }
   bool AnyPending();

@@ -295,7 +295,10 @@ void FileCore::AfterForkInChild() {
   arena_used_ = kBlockSize;
   arena_block_ = LogicalBlock(0);
   arena_has_commit_ = false;
-  for (PendingShard& shard : pending_) shard.list.clear();
+  for (PendingShard& shard : pending_) {
+    shard.list.clear();
+    shard.NoteSize();
+  }
   compacting_.store(false);  // a compaction running in the parent did not come along
   slot_ = kNoSlot;
   char path[64];
