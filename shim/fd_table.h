@@ -134,8 +134,7 @@ inline std::atomic<Desc*>& EntryOf(int fd) {
 // True when fd currently names a tern file (no reference taken). Inline, and for most fds one
 // cache line: an fd above every tern fd ever installed, or whose hint bit is clear, is not one.
 inline bool IsTernFd(int fd) {
-  std::atomic<Desc*>* entries = detail::g_entries;
-  if (entries == nullptr || fd > detail::g_hints.max_tern_fd.load(std::memory_order_relaxed)) return false;
+  if (detail::g_entries == nullptr || fd > detail::g_hints.max_tern_fd.load(std::memory_order_relaxed)) return false;
   if (static_cast<unsigned>(fd) < static_cast<unsigned>(detail::kLowFds) &&
       ((detail::g_hints.low[fd / 64].load(std::memory_order_acquire) >> (fd % 64)) & 1) == 0) {
     return false;
