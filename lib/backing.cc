@@ -1,5 +1,6 @@
 #include "lib/backing.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,7 +15,17 @@ constexpr uint64_t kPopulateLimit = 32ull << 20;
 
 Backing::~Backing() {
   for (const Reservation& r : reservations_) pmem::ReleaseAddressSpace(r.base, r.length);
-  close(fd_);
+  if (int fd = fd_.load(); fd >= 0) close(fd);
+}
+
+void Backing::CloseDescriptor() {
+  int fd = fd_.exchange(-1);
+  if (fd < 0) return;
+  struct flock everything {};
+  everything.l_type = F_UNLCK;
+  everything.l_whence = SEEK_SET;  // l_start 0, l_len 0: the whole file
+  (void)fcntl(fd, F_OFD_SETLK, &everything);
+  close(fd);
 }
 
 Status Backing::ReplaceFdInChild(int fd) {

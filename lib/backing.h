@@ -47,6 +47,11 @@ class Backing {
     return v == nullptr ? 0 : v->nblocks;
   }
   int fd() const { return fd_; }
+  // Releases every OFD lock of the descriptor and closes it, keeping the mappings: BackingCache
+  // parks the mappings of files it let go, because unmapping costs more than keeping them until
+  // the process ends. The mappings keep the open file description alive, and with it any lock
+  // still on it, hence the unlock. Nothing may use the Backing afterwards but its destructor.
+  void CloseDescriptor();
   // Copies n bytes at byte offset `at` of the backing file into dst with pread(2). For a large read
   // this is cheaper than a copy out of the mapping when this process has not touched those pages
   // yet: the kernel copies through its own mapping, while every page of ours would take a

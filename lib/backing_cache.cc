@@ -141,6 +141,24 @@ void BackingCache::ReleaseEvicted() {
     has_evicted_.store(false, std::memory_order_relaxed);
     release_asked_ = false;
   }
+  for (auto& backing : evicted) backing->CloseDescriptor();  // outside the lock: system calls
+  std::vector<std::unique_ptr<Backing>> unmapped;  // past the bounds: unmapped as this goes
+  std::lock_guard lock(mu_);
+  for (auto& backing : evicted) {
+    parked_bytes_ += backing->mapped_blocks() * kBlockSize;
+    parked_.push_back(std::move(backing));
+  }
+  while (!parked_.empty() && (parked_.size() > kMaxParked || parked_bytes_ > kMaxParkedBytes)) {
+    parked_bytes_ -= parked_.front()->mapped_blocks() * kBlockSize;
+    unmapped.push_back(std::move(parked_.front()));
+    parked_.pop_front();
+  }
+}
+
+void BackingCache::TakeParkedLocked(std::vector<std::unique_ptr<Backing>>* out) {
+  for (auto& backing : parked_) out->push_back(std::move(backing));
+  parked_.clear();
+  parked_bytes_ = 0;
 }
 
 std::unique_ptr<Backing> BackingCache::Take(dev_t dev, ino_t ino, uint64_t file_bytes, bool writable) {
@@ -446,6 +464,7 @@ void BackingCache::DropSpares(DropMode mode) {
     closed.swap(closed_);
     evicted.swap(evicted_);
     has_evicted_.store(false, std::memory_order_relaxed);
+    TakeParkedLocked(&evicted);
     dir = spare_dir_;
     making_ = 0;
     made_spares = retired_ > 0 || fresh_ > 0;
@@ -469,10 +488,12 @@ void BackingCache::DropSpares(DropMode mode) {
 
 bool BackingCache::ReleaseSpares() {
   std::list<Entry> spares, deleted;
+  std::vector<std::unique_ptr<Backing>> parked;
   {
     std::unique_lock lock(mu_, std::try_to_lock);
     if (!lock.owns_lock()) return false;
     spares.swap(spares_);
+    TakeParkedLocked(&parked);
     // A closed file another process deleted since lives on only in our descriptor and mapping.
     for (auto it = closed_.begin(); it != closed_.end();) {
       auto next = std::next(it);
@@ -482,7 +503,7 @@ bool BackingCache::ReleaseSpares() {
     }
   }
   for (const Entry& e : spares) UnlinkSpareName(e.spare_path, e.dev, e.ino);
-  return !spares.empty() || !deleted.empty();  // unmapped and closed as the lists go
+  return !spares.empty() || !deleted.empty() || !parked.empty();  // unmapped and closed as the lists go
 }
 
 void BackingCache::LockForFork() { mu_.lock(); }
@@ -509,7 +530,7 @@ void BackingCache::ForgetInChild() {
 BackingCache::Counts BackingCache::counts() const {
   std::lock_guard lock(mu_);
   return {closed_.size(), spares_.size(), adopted_, retired_, placed_, adopted_unchanged_, fresh_, placed_fresh_,
-          evicted_.size()};
+          evicted_.size(), parked_.size(), parked_bytes_};
 }
 
 }  // namespace tern

@@ -24,6 +24,13 @@
 //    in the spare directory grown to one step and mapped, with its pages faulted in this process.
 //    A create then costs neither the growth (~0.4 ms of fallocate for 2 MiB here) nor the first
 //    touches of a new mapping. At most kFreshSpares wait at a time.
+//  - parked: the mapping of a closed entry the bounds pushed out, its descriptor closed. Unmapping
+//    a Backing costs ~50–70 µs here while another thread of the process runs (page tables and a
+//    TLB shootdown; measured in the background thread of a process creating files), so a process
+//    that writes many files keeps their mappings until it ends, which takes them down in one go.
+//    Past kMaxParked or kMaxParkedBytes the oldest are unmapped in the background. A parked
+//    mapping is never used again; it only keeps its file's pages allocated if the file is deleted
+//    meanwhile (at most kMaxParkedBytes, given back by ReleaseSpares when space runs out).
 // Spares this process leaves behind (exit, exec) are unlinked by DropSpares; those of a killed
 // process are swept by the next process that makes a spare (their open locks are free).
 //
@@ -37,6 +44,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <list>
 #include <memory>
@@ -86,7 +94,8 @@ class BackingCache {
   // True (once until ReleaseEvicted) when Put pushed Backings out: the caller has ReleaseEvicted
   // run in the background (Pool job kReleaseBackings).
   bool WantsRelease();
-  // Unmaps and closes the Backings Put pushed out.
+  // Closes the Backings Put pushed out and parks their mappings (see above), unmapping the oldest
+  // parked ones past the bounds.
   void ReleaseEvicted();
   // True when Put would keep `backing` now (so the caller may prepare a table for it).
   bool WouldKeep(const Backing& backing) const;
@@ -128,8 +137,8 @@ class BackingCache {
   void DropSpares(DropMode mode = DropMode::kRelease);
   // Deletes, unmaps and closes the spares (deleted files' backings, fresh ones made ahead), which
   // gives their space back to the filesystem: for a growth that found it full. Of the closed files
-  // kept for a reopen, those deleted since go too (the rest hold only their own files' space). True
-  // if anything went. Never waits for the cache's lock (the caller holds a file's locks, which
+  // kept for a reopen, those deleted since go too (the rest hold only their own files' space), and
+  // every parked mapping (which may hold a deleted file's pages). True if anything went. Never waits for the cache's lock (the caller holds a file's locks, which
   // fork's handlers take after it): false when the lock is busy.
   bool ReleaseSpares();
 
@@ -141,7 +150,8 @@ class BackingCache {
   // process holds its spares' locks); returns how many. A missing directory is 0 spares.
   static Result<uint64_t> SweepOrphans(const std::string& spare_dir);
 
-  // fork: the child forgets every entry without touching the files (they are the parent's).
+  // fork: the child forgets every entry without touching the files (they are the parent's). The
+  // parked mappings stay parked: they are the child's own copies, with no descriptor.
   void LockForFork();
   void UnlockAfterFork();
   void ForgetInChild();
@@ -153,6 +163,8 @@ class BackingCache {
     uint64_t fresh = 0;              // fresh spares made
     uint64_t placed_fresh = 0;       // new files made of fresh spares (not in `placed`)
     uint64_t evicted = 0;            // Backings pushed out, waiting for ReleaseEvicted
+    uint64_t parked = 0;             // mappings parked (see above)
+    uint64_t parked_bytes = 0;
   };
   Counts counts() const;
 
@@ -168,6 +180,9 @@ class BackingCache {
   static constexpr uint64_t kMaxClosedBytes = 256ull << 20;
   static constexpr uint64_t kMaxSpareBytes = 128ull << 20;
   static constexpr uint64_t kMaxBackingBytes = 32ull << 20;
+  // Each parked mapping keeps two VMAs and a page-table page or two (~8 KiB of kernel memory).
+  static constexpr size_t kMaxParked = 512;
+  static constexpr uint64_t kMaxParkedBytes = 64ull << 20;
 
  private:
   struct Entry {
@@ -194,6 +209,8 @@ class BackingCache {
 
   // Moves the oldest entries of `list` past the bounds into *dropped. REQUIRES: mu_ held.
   static void TrimLocked(std::list<Entry>& list, size_t max_entries, uint64_t max_bytes, std::vector<Entry>* dropped);
+  // Moves all parked mappings into *out. REQUIRES: mu_ held.
+  void TakeParkedLocked(std::vector<std::unique_ptr<Backing>>* out);
 
   mutable std::mutex mu_;
   bool enabled_ = false;        // guarded by mu_
@@ -211,6 +228,8 @@ class BackingCache {
   uint64_t generation_ = 0;  // guarded by mu_: Enable and DropSpares; a spare made across one is void
   std::condition_variable idle_;  // notified when making_now_ turns false
   std::vector<std::unique_ptr<Backing>> evicted_;  // guarded by mu_: for ReleaseEvicted
+  std::deque<std::unique_ptr<Backing>> parked_;    // guarded by mu_: oldest first, descriptors closed
+  uint64_t parked_bytes_ = 0;                      // guarded by mu_: their mapped bytes
   bool release_asked_ = false;                     // guarded by mu_: WantsRelease said so since
   // !evicted_.empty(), readable without mu_: every open asks WantsRelease, and rarely is there any.
   std::atomic<bool> has_evicted_{false};

@@ -340,6 +340,43 @@ TEST_F(BackingCacheTest, KeptBackingsPushedOutAreReleasedInTheBackground) {
   EXPECT_EQ(BackingCache::Default().counts().evicted, 0u);
 }
 
+// What the background thread lets go is parked, not unmapped: its descriptor is closed (the
+// process holds no more descriptors however many files it writes), its mapping kept, within
+// kMaxParked and kMaxParkedBytes; ReleaseSpares (space ran out) unmaps them all.
+TEST_F(BackingCacheTest, PushedOutMappingsAreParkedWithoutDescriptorsAndBounded) {
+  auto release = [] {  // here, or by the Pool's thread if an open asked it first
+    auto& cache = BackingCache::Default();
+    if (cache.WantsRelease()) cache.ReleaseEvicted();
+    for (int i = 0; i < 500 && cache.counts().evicted > 0; ++i) usleep(10000);
+    EXPECT_EQ(cache.counts().evicted, 0u);
+  };
+  auto open_fds = [] { return Names("/proc/self/fd").size(); };
+  auto write_files = [&](size_t from, size_t to) {
+    for (size_t i = from; i < to; ++i) {
+      auto f = File::Open(dir_.File("p" + std::to_string(i)), O_RDWR | O_CREAT, 0644);
+      TERN_ASSERT_OK(f);
+      TERN_ASSERT_OK((*f)->Pwrite("x", 1, 0));
+      test::CloseAndSettle(std::move(*f));
+      release();
+    }
+  };
+  write_files(0, BackingCache::kMaxClosed + 1);
+  size_t fds = open_fds();
+  uint64_t parked = BackingCache::Default().counts().parked;
+  write_files(BackingCache::kMaxClosed + 1, BackingCache::kMaxClosed + 41);
+  EXPECT_EQ(BackingCache::Default().counts().parked, std::min<uint64_t>(parked + 40, BackingCache::kMaxParked));
+  // Fresh spares made ahead come and go (each holds a descriptor); 40 parked ones would be 40 more.
+  EXPECT_LE(open_fds(), fds + BackingCache::kFreshSpares) << "parked mappings should hold no descriptor";
+  write_files(BackingCache::kMaxClosed + 41, BackingCache::kMaxClosed + BackingCache::kMaxParked + 20);
+  auto counts = BackingCache::Default().counts();
+  EXPECT_EQ(counts.parked, BackingCache::kMaxParked);
+  EXPECT_LE(counts.parked_bytes, BackingCache::kMaxParkedBytes);
+  EXPECT_GT(counts.parked_bytes, 0u);
+  EXPECT_TRUE(BackingCache::Default().ReleaseSpares());
+  EXPECT_EQ(BackingCache::Default().counts().parked, 0u);
+  EXPECT_EQ(BackingCache::Default().counts().parked_bytes, 0u);
+}
+
 // Spares end with the process (DropSpares at exit and exec); those of a process that was killed
 // are swept by the next process that makes one.
 TEST_F(BackingCacheTest, SparesDoNotOutliveTheirProcess) {

@@ -77,6 +77,29 @@ TEST_F(BackingTest, AnyOtherFileGrowsInPlace) {
   EXPECT_TRUE(HasPattern(b.BlockAddress(LogicalBlock(static_cast<uint32_t>(kGrownBlocks - 1))), kGrownBlocks - 1, 12));
 }
 
+// BackingCache parks mappings: the descriptor goes, the mapping stays readable, and no lock of
+// the descriptor outlives it (the mapping keeps its open file description alive).
+TEST_F(BackingTest, ClosingTheDescriptorKeepsTheMappingAndDropsItsLocks) {
+  Backing b(dup(fd_), true, 0);
+  TERN_ASSERT_OK(b.EnsureMapped(kSmallBlocks));
+  struct flock byte {};
+  byte.l_type = F_WRLCK;
+  byte.l_whence = SEEK_SET;
+  byte.l_start = 1000;
+  byte.l_len = 1;
+  ASSERT_EQ(fcntl(b.fd(), F_OFD_SETLK, &byte), 0);
+  int other = open(dir_.File("backing").c_str(), O_RDWR);
+  ASSERT_GE(other, 0);
+  ASSERT_NE(fcntl(other, F_OFD_SETLK, &byte), 0) << "the backing's lock should hold before";
+  int before = b.fd();
+  b.CloseDescriptor();
+  EXPECT_EQ(b.fd(), -1);
+  EXPECT_EQ(fcntl(before, F_GETFD), -1) << "the descriptor should be closed";
+  EXPECT_EQ(fcntl(other, F_OFD_SETLK, &byte), 0) << "a lock of the closed descriptor outlived it";
+  EXPECT_TRUE(HasPattern(b.BlockAddress(LogicalBlock(1)), 1, 11));
+  close(other);
+}
+
 TEST(BackingFileTest, AFileOpenedToBeReadThenWrittenPastItsReservationReadsBack) {
   // The engine's path through the move: a read-only open maps the file first (small reservation),
   // a read-write open of the same file shares that mapping and grows it to 80 MiB.
