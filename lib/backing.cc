@@ -18,6 +18,13 @@ Backing::~Backing() {
   if (int fd = fd_.load(); fd >= 0) close(fd);
 }
 
+void Backing::TakeReservations(std::vector<pmem::AddressRange>* out) {
+  std::lock_guard lock(mu_);
+  for (const Reservation& r : reservations_) out->push_back({r.base, r.length});
+  reservations_.clear();
+  view_.store(nullptr, std::memory_order_release);
+}
+
 void Backing::CloseDescriptor() {
   int fd = fd_.exchange(-1);
   if (fd < 0) return;

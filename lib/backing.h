@@ -16,6 +16,7 @@
 #include "lib/index.h"
 #include "lib/small_vector.h"
 #include "lib/status.h"
+#include "pmem/mapping.h"
 
 namespace tern {
 
@@ -52,6 +53,10 @@ class Backing {
   // the process ends. The mappings keep the open file description alive, and with it any lock
   // still on it, hence the unlock. Nothing may use the Backing afterwards but its destructor.
   void CloseDescriptor();
+  // Appends the address-space reservations (and so every mapping) to *out for the caller to
+  // release, several Backings' at once (pmem::ReleaseAddressSpaces), and leaves none to the
+  // destructor. REQUIRES: nobody uses the Backing's addresses any more.
+  void TakeReservations(std::vector<pmem::AddressRange>* out);
   // Copies n bytes at byte offset `at` of the backing file into dst with pread(2). For a large read
   // this is cheaper than a copy out of the mapping when this process has not touched those pages
   // yet: the kernel copies through its own mapping, while every page of ours would take a

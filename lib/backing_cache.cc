@@ -15,6 +15,7 @@
 #include "lib/process_id.h"
 #include "pmem/log.h"
 #include "pmem/mapping.h"
+#include "pmem/persist.h"
 
 namespace tern {
 namespace {
@@ -142,17 +143,31 @@ void BackingCache::ReleaseEvicted() {
     release_asked_ = false;
   }
   for (auto& backing : evicted) backing->CloseDescriptor();  // outside the lock: system calls
-  std::vector<std::unique_ptr<Backing>> unmapped;  // past the bounds: unmapped as this goes
-  std::lock_guard lock(mu_);
-  for (auto& backing : evicted) {
-    parked_bytes_ += backing->mapped_blocks() * kBlockSize;
-    parked_.push_back(std::move(backing));
+  std::vector<std::unique_ptr<Backing>> unmapped;  // past the bounds
+  {
+    std::lock_guard lock(mu_);
+    for (auto& backing : evicted) {
+      parked_bytes_ += backing->mapped_blocks() * kBlockSize;
+      parked_.push_back(std::move(backing));
+    }
+    // Past a bound, a batch goes, so that its reservations, mostly made one after the other, go in
+    // few munmaps (UnmapParked).
+    if (parked_.size() > kMaxParked || parked_bytes_ > kMaxParkedBytes) {
+      while (!parked_.empty() && (parked_.size() > kMaxParked - kParkedBatch || parked_bytes_ > kMaxParkedBytes - kParkedBatchBytes)) {
+        parked_bytes_ -= parked_.front()->mapped_blocks() * kBlockSize;
+        unmapped.push_back(std::move(parked_.front()));
+        parked_.pop_front();
+      }
+    }
   }
-  while (!parked_.empty() && (parked_.size() > kMaxParked || parked_bytes_ > kMaxParkedBytes)) {
-    parked_bytes_ -= parked_.front()->mapped_blocks() * kBlockSize;
-    unmapped.push_back(std::move(parked_.front()));
-    parked_.pop_front();
-  }
+  UnmapParked(unmapped);
+}
+
+void BackingCache::UnmapParked(std::vector<std::unique_ptr<Backing>>& parked) {
+  std::vector<pmem::AddressRange> ranges;
+  for (auto& backing : parked) backing->TakeReservations(&ranges);
+  pmem::ReleaseAddressSpaces(ranges);
+  parked.clear();
 }
 
 void BackingCache::TakeParkedLocked(std::vector<std::unique_ptr<Backing>>* out) {
@@ -254,14 +269,23 @@ Status BackingCache::MakeEmpty(Entry& spare, const std::string& path, mode_t mod
   // A created file's group: the directory's when it is set-group-ID, else the creator's.
   gid_t gid = (dir_st.st_mode & S_ISGID) ? dir_st.st_gid : getegid();
   if (st.st_gid != gid && fchown(fd, static_cast<uid_t>(-1), gid) != 0) return Status::Error(errno, "chown spare");
-  mode_t mask;
+  mode_t wanted;
   {
     std::lock_guard lock(mu_);
-    mask = umask_;
+    wanted = mode & 07777 & ~umask_;
+    if ((wanted & 07000) == 0) last_created_mode_ = wanted;  // fresh spares get it (FreshSpareAt)
   }
-  if (fchmod(fd, mode & 07777 & ~mask) != 0) return Status::Error(errno, "chmod spare");
-  TERN_TRY(FileCore::WriteEmptyMeta(fd, st));
-  if (fdatasync(fd) != 0) return Status::Error(errno, "sync spare");
+  if ((st.st_mode & 07777) != wanted && fchmod(fd, wanted) != 0) return Status::Error(errno, "chmod spare");
+  // Through the spare's mapping when block 0 is mapped (always, but for a failure to map it): two
+  // system calls fewer than pwrite and fdatasync; persisted before the rename makes the file new.
+  if (uint8_t* meta = spare.backing->BlockAddress(LogicalBlock(0)); meta != nullptr) {
+    pmem::MetaBlock block;
+    FileCore::MakeEmptyMeta(&block);
+    pmem::CopyPersist(meta, &block, sizeof(block));
+  } else {
+    TERN_TRY(FileCore::WriteEmptyMeta(fd));
+    if (fdatasync(fd) != 0) return Status::Error(errno, "sync spare");
+  }
   if (futimens(fd, nullptr) != 0) return Status::Error(errno, "touch spare");
   *made = st;  // device, inode and size; the open reads the rest under its lock
   return Status::Ok();
@@ -322,6 +346,7 @@ void BackingCache::MakeFreshSpare() {
 bool BackingCache::MakeOneFreshSpare() {
   std::string dir;
   uint64_t seq, generation;
+  mode_t mode;
   {
     std::lock_guard lock(mu_);
     if (making_ == 0) return false;  // all made, or asked for before Enable or DropSpares
@@ -331,9 +356,10 @@ bool BackingCache::MakeOneFreshSpare() {
     seq = next_spare_++;
     generation = generation_;
     making_now_ = true;
+    mode = last_created_mode_;
   }
   SweepOrphansOnce();
-  Entry spare = FreshSpareAt(dir, seq);
+  Entry spare = FreshSpareAt(dir, seq, mode);
   bool current;
   {
     std::lock_guard lock(mu_);
@@ -352,7 +378,7 @@ bool BackingCache::MakeOneFreshSpare() {
   return true;
 }
 
-BackingCache::Entry BackingCache::FreshSpareAt(const std::string& dir, uint64_t seq) {
+BackingCache::Entry BackingCache::FreshSpareAt(const std::string& dir, uint64_t seq, mode_t mode) {
   Entry spare{0, 0, nullptr, SparePath(dir, seq)};
   spare.fresh = true;
   // The directory exists but for the first spare (and after DropSpares): made when missing.
@@ -370,6 +396,9 @@ BackingCache::Entry BackingCache::FreshSpareAt(const std::string& dir, uint64_t 
   struct stat st;
   auto locked = TryLockExclusive(fd);  // held while it is a spare, as for any other
   if (!locked.ok() || !*locked || fstat(fd, &st) != 0) return fail("lock", errno);
+  // The mode the next create most likely asks for, set here rather than on the creating thread
+  // (the spare directory is the user's own, 0700, whatever the mode).
+  if ((st.st_mode & 07777) != mode && fchmod(fd, mode) != 0) return fail("chmod", errno);
   if (int rc = pmem::GrowFile(fd, 0, kFirstBlocks * kBlockSize); rc != 0) return fail("grow", -rc);
   spare.dev = st.st_dev;
   spare.ino = st.st_ino;
@@ -503,7 +532,9 @@ bool BackingCache::ReleaseSpares() {
     }
   }
   for (const Entry& e : spares) UnlinkSpareName(e.spare_path, e.dev, e.ino);
-  return !spares.empty() || !deleted.empty() || !parked.empty();  // unmapped and closed as the lists go
+  bool released = !spares.empty() || !deleted.empty() || !parked.empty();
+  UnmapParked(parked);
+  return released;  // the rest unmapped and closed as the lists go
 }
 
 void BackingCache::LockForFork() { mu_.lock(); }

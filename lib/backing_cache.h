@@ -183,6 +183,9 @@ class BackingCache {
   // Each parked mapping keeps two VMAs and a page-table page or two (~8 KiB of kernel memory).
   static constexpr size_t kMaxParked = 512;
   static constexpr uint64_t kMaxParkedBytes = 64ull << 20;
+  // How far below the bounds a trim goes: one batch of unmaps.
+  static constexpr size_t kParkedBatch = 128;
+  static constexpr uint64_t kParkedBatchBytes = 16ull << 20;
 
  private:
   struct Entry {
@@ -201,9 +204,9 @@ class BackingCache {
   // The closed entry of the inode, or closed_.end(). REQUIRES: mu_ held.
   std::list<Entry>::iterator FindClosedLocked(dev_t dev, ino_t ino);
   Status MakeEmpty(Entry& spare, const std::string& path, mode_t mode, struct stat* made);
-  // A fresh spare named `seq` in `dir`: grown, mapped, locked, its first pages touched. Its
+  // A fresh spare named `seq` in `dir` with `mode`: grown, mapped, locked, its first pages touched. Its
   // backing is null when that failed (logged at debug level, nothing left behind).
-  Entry FreshSpareAt(const std::string& dir, uint64_t seq);
+  Entry FreshSpareAt(const std::string& dir, uint64_t seq, mode_t mode);
   // One of the spares MakeFreshSpare was asked for; false when none is left to make.
   bool MakeOneFreshSpare();
 
@@ -211,11 +214,14 @@ class BackingCache {
   static void TrimLocked(std::list<Entry>& list, size_t max_entries, uint64_t max_bytes, std::vector<Entry>* dropped);
   // Moves all parked mappings into *out. REQUIRES: mu_ held.
   void TakeParkedLocked(std::vector<std::unique_ptr<Backing>>* out);
+  // Unmaps parked Backings (descriptors closed) in as few munmaps as their addresses allow.
+  static void UnmapParked(std::vector<std::unique_ptr<Backing>>& parked);
 
   mutable std::mutex mu_;
   bool enabled_ = false;        // guarded by mu_
   std::string spare_dir_;       // guarded by mu_
   mode_t umask_ = 022;          // guarded by mu_
+  mode_t last_created_mode_ = 0600;  // guarded by mu_: of the last create that took a spare
   bool swept_ = false;          // guarded by mu_
   uint64_t next_spare_ = 0;     // guarded by mu_
   std::list<Entry> closed_;     // guarded by mu_; newest first

@@ -21,6 +21,9 @@
 
 namespace tern {
 
+// File::Open's `looked` for a name the caller found absent (ENOENT from lstat(2)).
+inline const struct stat kPathAbsent {};
+
 class FileCore;
 
 struct FileCounters {
@@ -55,7 +58,8 @@ class File {
   // read-only; EUCLEAN when it is a damaged tern file (a log line names file and cause); EINVAL for
   // bad flags.
   // `looked`, when given, is what stat(2) of path (lstat(2) with O_NOFOLLOW) returned to the caller
-  // just before; the open uses it instead of looking again. A file changed since then is found
+  // just before, or &kPathAbsent when lstat(2) found no such name; the open uses it instead of
+  // looking again. A file changed since then is found
   // under the open lock as with any other race, and the open starts over.
   static Result<std::unique_ptr<File>> Open(const std::string& path, int flags, mode_t mode = 0644,
                                             const struct stat* looked = nullptr);

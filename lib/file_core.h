@@ -89,9 +89,11 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   FileCore(const FileCore&) = delete;
   FileCore& operator=(const FileCore&) = delete;
 
-  // Writes an empty file's meta block (a new nonce, no log) at the start of fd, not yet synced: what
-  // a new file starts with, and what makes a recycled backing file empty (BackingCache).
-  static Status WriteEmptyMeta(int fd, const struct stat& st);
+  // An empty file's meta block (a new nonce, no log): what a new file starts with, and what makes a
+  // recycled backing file empty (BackingCache).
+  static void MakeEmptyMeta(pmem::MetaBlock* block);
+  // Writes MakeEmptyMeta's block at the start of fd, not yet synced.
+  static Status WriteEmptyMeta(int fd);
   // Before `path` is unlinked: if it names a tern file large enough for its shared state to rest
   // between opens (file_core_rest.cc), with no other name and nobody holding it open, removes that
   // object now rather than leaving it to a sweep 15 minutes on. Anything else: does nothing.
@@ -197,7 +199,7 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   FileCore(std::string path, std::unique_ptr<Backing> backing) : path_(std::move(path)), backing_(std::move(backing)) {}
 
   // --- open & recovery (file_core_open.cc) ---
-  Status Format(const struct stat& st);
+  Status Format();
   Status Recover(bool exclusive, const struct stat& st);
   // Builds the shared bitmap and owner map from the log unless some process did already (see
   // kAllocReady). Every path that allocates, claims or frees blocks comes through here first.

@@ -7,7 +7,6 @@
 // (keeping the object for reuse when it can: shared_state_spares.h), or, for a large file, leaves it
 // at rest for the next first opener (file_core_rest.cc).
 #include <fcntl.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -15,6 +14,7 @@
 #include "lib/backing_cache.h"
 #include "lib/crc32c.h"
 #include "lib/file_core.h"
+#include "lib/format_nonce.h"
 #include "lib/open_lock.h"
 #include "lib/shared_state_spares.h"
 #include "pmem/log.h"
@@ -148,7 +148,7 @@ Result<std::shared_ptr<FileCore>> FileCore::OpenWith(const std::string& path, in
         Unlock(fd);
         continue;
       }
-      TERN_TRY(core->Format(st));
+      TERN_TRY(core->Format());
       if (fstat(fd, &st) != 0) return Status::Error(errno, "fstat");
     }
     TERN_TRY(ReadHeaderLocked(*core->backing_, st, path, &header));
@@ -220,25 +220,28 @@ void FileCore::AdoptKeptTable(const KeptTable& kept) {
   durable_.store(kept.applied);  // the close that kept it flushed the log up to there
 }
 
-Status FileCore::Format(const struct stat& st) {
+Status FileCore::Format() {
   // The meta block goes in with one pwrite before the file grows: a crash leaves either an empty
   // file or a 4 KiB file with a valid header (grown at the next open), never an unmarked container.
   int fd = backing_->fd();
-  TERN_TRY(WriteEmptyMeta(fd, st));
+  TERN_TRY(WriteEmptyMeta(fd));
   int rc = pmem::GrowFile(fd, kBlockSize, kFirstBlocks * kBlockSize);
   if (rc != 0) return Status::Error(-rc, "format");
   if (fdatasync(fd) != 0) return Status::Error(errno, "format");
   return Status::Ok();
 }
 
-Status FileCore::WriteEmptyMeta(int fd, const struct stat& st) {
-  pmem::MetaBlock block{};
-  block.header.magic = pmem::kMetaMagic;
-  block.header.format_version = pmem::kFormatVersion;
-  if (getrandom(&block.header.nonce, sizeof(block.header.nonce), 0) != sizeof(block.header.nonce)) {
-    block.header.nonce = static_cast<uint64_t>(st.st_ino) ^ static_cast<uint64_t>(st.st_ctim.tv_nsec);
-  }
-  block.header.checksum = pmem::MetaChecksum(block.header);
+void FileCore::MakeEmptyMeta(pmem::MetaBlock* block) {
+  *block = pmem::MetaBlock{};
+  block->header.magic = pmem::kMetaMagic;
+  block->header.format_version = pmem::kFormatVersion;
+  block->header.nonce = NewFormatNonce();
+  block->header.checksum = pmem::MetaChecksum(block->header);
+}
+
+Status FileCore::WriteEmptyMeta(int fd) {
+  pmem::MetaBlock block;
+  MakeEmptyMeta(&block);
   if (pwrite(fd, &block, sizeof(block), 0) != static_cast<ssize_t>(sizeof(block))) {
     return Status::Error(errno == 0 ? ENOSPC : errno, "format");
   }

@@ -207,7 +207,9 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
   if ((flags & O_EXCL) == 0) {
     struct stat st;
     int rc = 0;
-    if (looked != nullptr) {
+    if (looked == &kPathAbsent) {
+      rc = -1;
+    } else if (looked != nullptr) {
       st = *looked;
     } else {
       rc = (flags & O_NOFOLLOW) ? lstat(path.c_str(), &st) : stat(path.c_str(), &st);

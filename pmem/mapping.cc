@@ -6,6 +6,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "pmem/log.h"
 #include "pmem/persist.h"
 #include "pmem/trace.h"
@@ -42,6 +44,19 @@ int ReserveAddressSpace(uint64_t length, void** out) {
 void ReleaseAddressSpace(void* base, uint64_t length) {
   trace::UnregisterRange(base, length);
   munmap(base, length);
+}
+
+void ReleaseAddressSpaces(std::span<AddressRange> ranges) {
+  std::sort(ranges.begin(), ranges.end(), [](const AddressRange& a, const AddressRange& b) { return a.base < b.base; });
+  for (size_t i = 0; i < ranges.size();) {
+    uint8_t* start = ranges[i].base;
+    uint8_t* end = start;
+    for (; i < ranges.size() && ranges[i].base == end; ++i) {
+      trace::UnregisterRange(ranges[i].base, ranges[i].length);
+      end += ranges[i].length;
+    }
+    munmap(start, static_cast<size_t>(end - start));
+  }
 }
 
 int MapFileRange(void* at, uint64_t length, int fd, uint64_t offset, bool writable, bool populate,

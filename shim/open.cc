@@ -208,7 +208,7 @@ int OpenTernOnce(int dirfd, const char* path, const std::string& abs, int flags,
   if (truncate_read_only) engine_flags &= ~O_TRUNC;
   auto opened = [&] {
     EngineScope engine;
-    return File::Open(abs, engine_flags, mode, exists ? &st : nullptr);
+    return File::Open(abs, engine_flags, mode, exists ? &st : &kPathAbsent);
   }();
   if (!opened.ok()) {
     if (opened.status().err() == kNotTernFile) {

@@ -369,7 +369,8 @@ TEST_F(BackingCacheTest, PushedOutMappingsAreParkedWithoutDescriptorsAndBounded)
   EXPECT_LE(open_fds(), fds + BackingCache::kFreshSpares) << "parked mappings should hold no descriptor";
   write_files(BackingCache::kMaxClosed + 41, BackingCache::kMaxClosed + BackingCache::kMaxParked + 20);
   auto counts = BackingCache::Default().counts();
-  EXPECT_EQ(counts.parked, BackingCache::kMaxParked);
+  EXPECT_LE(counts.parked, BackingCache::kMaxParked);
+  EXPECT_GE(counts.parked, BackingCache::kMaxParked - BackingCache::kParkedBatch);
   EXPECT_LE(counts.parked_bytes, BackingCache::kMaxParkedBytes);
   EXPECT_GT(counts.parked_bytes, 0u);
   EXPECT_TRUE(BackingCache::Default().ReleaseSpares());

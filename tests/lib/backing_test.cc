@@ -4,10 +4,12 @@
 #include "lib/backing.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -98,6 +100,36 @@ TEST_F(BackingTest, ClosingTheDescriptorKeepsTheMappingAndDropsItsLocks) {
   EXPECT_EQ(fcntl(other, F_OFD_SETLK, &byte), 0) << "a lock of the closed descriptor outlived it";
   EXPECT_TRUE(HasPattern(b.BlockAddress(LogicalBlock(1)), 1, 11));
   close(other);
+}
+
+// Parked Backings are unmapped together: every reservation handed over goes, adjacent ones in one
+// munmap, and nothing else does.
+TEST_F(BackingTest, ReservationsTakenTogetherAreReleasedAndNothingElse) {
+  auto mapped = [](const uint8_t* p) {
+    unsigned char resident;
+    return mincore(const_cast<uint8_t*>(p), 4096, &resident) == 0;  // ENOMEM: not mapped
+  };
+  std::vector<std::unique_ptr<Backing>> taken;
+  std::vector<const uint8_t*> addresses;
+  for (int i = 0; i < 6; ++i) {
+    taken.push_back(std::make_unique<Backing>(dup(fd_), true, 0));
+    TERN_ASSERT_OK(taken.back()->EnsureMapped(kSmallBlocks));
+    addresses.push_back(taken.back()->BlockAddress(LogicalBlock(1)));
+    ASSERT_TRUE(HasPattern(addresses.back(), 1, 11));
+  }
+  Backing kept(dup(fd_), true, 0);
+  TERN_ASSERT_OK(kept.EnsureMapped(kSmallBlocks));
+  std::vector<pmem::AddressRange> ranges;
+  for (auto& b : taken) {
+    b->CloseDescriptor();
+    b->TakeReservations(&ranges);
+  }
+  ASSERT_EQ(ranges.size(), taken.size());
+  pmem::ReleaseAddressSpaces(ranges);
+  for (const uint8_t* p : addresses) EXPECT_FALSE(mapped(p)) << "a released reservation is still mapped";
+  EXPECT_TRUE(HasPattern(kept.BlockAddress(LogicalBlock(1)), 1, 11));
+  taken.clear();  // nothing left for the destructors to unmap
+  EXPECT_TRUE(HasPattern(kept.BlockAddress(LogicalBlock(1)), 1, 11));
 }
 
 TEST(BackingFileTest, AFileOpenedToBeReadThenWrittenPastItsReservationReadsBack) {
