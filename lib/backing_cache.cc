@@ -120,7 +120,7 @@ void BackingCache::Put(dev_t dev, ino_t ino, std::unique_ptr<Backing> backing, s
       closed_.push_front({dev, ino, std::move(backing), {}, st.st_ctim, std::move(table)});
       TrimLocked(closed_, kMaxClosed, kMaxClosedBytes, &trimmed);
       for (Entry& e : trimmed) evicted_.push_back(std::move(e.backing));
-      has_evicted_.store(!evicted_.empty(), std::memory_order_relaxed);
+      has_evicted_.store(evicted_.size() >= kReleaseBatch, std::memory_order_relaxed);
     }
   }
   // Unmapped and closed (and kept tables freed) outside the lock.
@@ -129,7 +129,7 @@ void BackingCache::Put(dev_t dev, ino_t ino, std::unique_ptr<Backing> backing, s
 bool BackingCache::WantsRelease() {
   if (!has_evicted_.load(std::memory_order_relaxed)) return false;
   std::lock_guard lock(mu_);
-  if (evicted_.empty() || release_asked_) return false;
+  if (evicted_.size() < kReleaseBatch || release_asked_) return false;
   release_asked_ = true;
   return true;
 }
@@ -316,7 +316,8 @@ std::unique_ptr<Backing> BackingCache::PlaceSpare(const std::string& path, mode_
     TERN_LOG_DEBUG("%s: spare not used: %s", path.c_str(), made.context());
   }
   if (placed) {
-    Unlock(spare.backing->fd());  // an ordinary empty tern file now: others may open it
+    // An ordinary empty tern file now, its open lock still held exclusively: the creating open
+    // goes on from there (FileCore::OpenWith), and others may open it once that has downgraded it.
     std::lock_guard lock(mu_);
     ++(spare.fresh ? placed_fresh_ : placed_);
     return std::move(spare.backing);

@@ -91,8 +91,9 @@ class BackingCache {
   // the oldest kept ones out: unmapping a Backing costs ~0.2-0.4 ms here (page tables), so those
   // wait for ReleaseEvicted, which the next open has run off its thread.
   void Put(dev_t dev, ino_t ino, std::unique_ptr<Backing> backing, std::unique_ptr<KeptTable> table = nullptr);
-  // True (once until ReleaseEvicted) when Put pushed Backings out: the caller has ReleaseEvicted
-  // run in the background (Pool job kReleaseBackings).
+  // True (once until ReleaseEvicted) when Put pushed kReleaseBatch Backings out: the caller has
+  // ReleaseEvicted run in the background (Pool job kReleaseBackings). In batches: waking that
+  // thread costs the opening thread a futex call at every create otherwise.
   bool WantsRelease();
   // Closes the Backings Put pushed out and parks their mappings (see above), unmapping the oldest
   // parked ones past the bounds.
@@ -120,8 +121,9 @@ class BackingCache {
   // Before an O_CREAT open of `path`: puts a spare there, reformatted empty, with `mode` as a
   // created file's, if the name does not exist, and returns its Backing (open read-write, as a
   // create's open is whatever the mode; `*st` its stat) for FileCore::OpenWith: an ordinary empty
-  // tern file others may open too. nullptr when it did nothing (no spare, the name exists, another
-  // filesystem).
+  // tern file, its open lock still held exclusively on that Backing's descriptor (others may open it
+  // once the caller's open has downgraded the lock, or dropped the Backing). nullptr when it did
+  // nothing (no spare, the name exists, another filesystem).
   std::unique_ptr<Backing> PlaceSpare(const std::string& path, mode_t mode, struct stat* st);
 
   // After a create that took a spare or found none: true when this process creates files faster
@@ -183,6 +185,7 @@ class BackingCache {
   // Each parked mapping keeps two VMAs and a page-table page or two (~8 KiB of kernel memory).
   static constexpr size_t kMaxParked = 512;
   static constexpr uint64_t kMaxParkedBytes = 64ull << 20;
+  static constexpr size_t kReleaseBatch = 8;
   // How far below the bounds a trim goes: one batch of unmaps.
   static constexpr size_t kParkedBatch = 128;
   static constexpr uint64_t kParkedBatchBytes = 16ull << 20;
@@ -237,7 +240,7 @@ class BackingCache {
   std::deque<std::unique_ptr<Backing>> parked_;    // guarded by mu_: oldest first, descriptors closed
   uint64_t parked_bytes_ = 0;                      // guarded by mu_: their mapped bytes
   bool release_asked_ = false;                     // guarded by mu_: WantsRelease said so since
-  // !evicted_.empty(), readable without mu_: every open asks WantsRelease, and rarely is there any.
+  // evicted_.size() >= kReleaseBatch, readable without mu_: every open asks WantsRelease.
   std::atomic<bool> has_evicted_{false};
 };
 

@@ -75,9 +75,12 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // (BackingCache::PlaceSpare), having checked that `path` names it and that this process may
   // read and write it. `table`, when not null, is what this process knew of the file at its last
   // close (kept_table.h); it is used if the file still has the same format nonce.
+  // `locked_exclusive`: the caller holds the file's open lock exclusively on backing's descriptor
+  // already (a placed spare), and the open goes on from there.
   static Result<std::shared_ptr<FileCore>> OpenWith(const std::string& path, int flags,
                                                     std::unique_ptr<Backing> backing, struct stat st,
-                                                    std::unique_ptr<KeptTable> table);
+                                                    std::unique_ptr<KeptTable> table,
+                                                    bool locked_exclusive = false);
   // Makes, before any write needs them, the table's and the log chain's nodes where the next
   // writes land (the end of the file, the next log block) and room for the deferred frees of many
   // overwrites, so that an ordinary write allocates nothing (a write may come from a signal handler

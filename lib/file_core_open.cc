@@ -114,7 +114,7 @@ Result<std::shared_ptr<FileCore>> FileCore::Open(const std::string& path, int fl
 
 Result<std::shared_ptr<FileCore>> FileCore::OpenWith(const std::string& path, int flags,
                                                      std::unique_ptr<Backing> backing, struct stat st,
-                                                     std::unique_ptr<KeptTable> table) {
+                                                     std::unique_ptr<KeptTable> table, bool locked_exclusive) {
   int access = flags & O_ACCMODE;
   int fd = backing->fd();
   pmem::MetaHeader header{};
@@ -128,8 +128,8 @@ Result<std::shared_ptr<FileCore>> FileCore::OpenWith(const std::string& path, in
   bool may_write = core->backing_->writable();
   if (!may_write) TERN_TRY(HoldSlotlessReaderLock(fd));
   for (int attempt = 0; attempt < kMaxOpenAttempts; ++attempt) {
-    bool exclusive = false;
-    if (may_write) {
+    bool exclusive = attempt == 0 && locked_exclusive && may_write;
+    if (may_write && !exclusive) {
       TERN_ASSIGN_OR_RETURN(exclusive, TryLockExclusive(fd));
     }
     if (!exclusive) TERN_TRY(LockShared(fd));

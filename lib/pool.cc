@@ -238,14 +238,17 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
   }
   // A new file may take a spare backing file (BackingCache): it is then an existing empty tern
   // file whose Backing the open uses as it is (O_EXCL has been honoured by the placement).
+  bool placed = false;
   if ((flags & O_CREAT) && !exists) {
     kept = BackingCache::Default().PlaceSpare(path, mode, &kept_st);
-    if (kept != nullptr) flags &= ~O_EXCL;
+    placed = kept != nullptr;
+    if (placed) flags &= ~O_EXCL;
     if (BackingCache::Default().WantsFreshSpare()) Schedule(nullptr, Job::kMakeSpare);
   }
   // Mappings of files closed long ago that the cache let go: unmapped in the background.
   if (BackingCache::Default().WantsRelease()) Schedule(nullptr, Job::kReleaseBackings);
-  auto opened = kept != nullptr ? FileCore::OpenWith(path, flags, std::move(kept), kept_st, std::move(kept_table)) : FileCore::Open(path, flags, mode);
+  auto opened = kept != nullptr ? FileCore::OpenWith(path, flags, std::move(kept), kept_st, std::move(kept_table), placed)
+                                : FileCore::Open(path, flags, mode);
   // A file unlinked (or replaced) between FileCore::Open's open(2) and its lock: open again.
   for (int retry = 0; retry < kMaxStaleRetries && !opened.ok() && opened.status().err() == ESTALE; ++retry) {
     opened = FileCore::Open(path, flags, mode);
