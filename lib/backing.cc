@@ -18,6 +18,11 @@ Backing::~Backing() {
   if (int fd = fd_.load(); fd >= 0) close(fd);
 }
 
+void Backing::AdoptReservation(pmem::AddressRange range) {
+  std::lock_guard lock(mu_);
+  reservations_.push_back({range.base, range.length});
+}
+
 void Backing::TakeReservations(std::vector<pmem::AddressRange>* out) {
   std::lock_guard lock(mu_);
   for (const Reservation& r : reservations_) out->push_back({r.base, r.length});
@@ -79,7 +84,8 @@ Status Backing::EnsureMapped(uint64_t nblocks) {
   if (nblocks <= have) return Status::Ok();
   uint64_t want_bytes = nblocks * kBlockSize;
 
-  uint8_t* base = current == nullptr ? nullptr : current->base;
+  // (An adopted reservation is there before anything is mapped.)
+  uint8_t* base = current != nullptr ? current->base : reservations_.empty() ? nullptr : reservations_.back().base;
   uint64_t map_from = have * kBlockSize;
   if (reservations_.empty() || want_bytes > reservations_.back().length) {
     // A new, larger reservation; the whole file is mapped into it.

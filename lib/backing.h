@@ -36,6 +36,12 @@ class Backing {
   // file that outgrows it is mapped again into a large one, and every page used again after that
   // takes a first touch anew (~5–10 µs each): writers start large.
   void ExpectReadsOnly() { first_reservation_ = kReadersFirstReservation; }
+  // Before the first EnsureMapped: `range` (clean and PROT_NONE: pmem::ResetAddressRange) becomes
+  // the first reservation instead of fresh address space, which costs more to touch (BackingCache
+  // recycles the address space of files it let go). The Backing owns it from here.
+  void AdoptReservation(pmem::AddressRange range);
+  // The first reservation of a Backing that may be written: what a recycled range must hold.
+  static constexpr uint64_t kFirstReservation = 4ull << 30;  // cheap: only PROT_NONE address space
 
   // Address of a mapped block, or nullptr when the block is past what this process has mapped.
   uint8_t* BlockAddress(LogicalBlock block) const {
@@ -84,7 +90,6 @@ class Backing {
   };
 
   static constexpr uint64_t kReadersFirstReservation = 64ull << 20;
-  static constexpr uint64_t kFirstReservation = 4ull << 30;  // cheap: only PROT_NONE address space
 
   std::atomic<int> fd_;
   bool writable_;

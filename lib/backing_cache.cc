@@ -160,7 +160,46 @@ void BackingCache::ReleaseEvicted() {
       }
     }
   }
-  UnmapParked(unmapped);
+  RecycleParked(unmapped);
+}
+
+void BackingCache::RecycleParked(std::vector<std::unique_ptr<Backing>>& parked) {
+  size_t room;
+  {
+    std::lock_guard lock(mu_);
+    room = kMaxRecycled - std::min(kMaxRecycled, recycled_.size());
+  }
+  std::vector<pmem::AddressRange> released, recycled;
+  for (auto& backing : parked) {
+    uint64_t mapped = backing->mapped_blocks() * kBlockSize;
+    size_t before = released.size();
+    backing->TakeReservations(&released);
+    // One reservation (the file never outgrew it), large enough for a writer's first: only the
+    // part its file was mapped into is emptied, one mmap each (they are not adjacent).
+    if (released.size() != before + 1 || recycled.size() >= room) continue;
+    pmem::AddressRange r = released.back();
+    if (r.length >= Backing::kFirstReservation && mapped <= r.length && pmem::ResetAddressRange(r.base, mapped)) {
+      released.pop_back();
+      recycled.push_back(r);
+    }
+  }
+  parked.clear();
+  pmem::ReleaseAddressSpaces(released);
+  std::lock_guard lock(mu_);
+  recycled_.insert(recycled_.end(), recycled.begin(), recycled.end());
+}
+
+void BackingCache::LendRecycled(Backing& backing) {
+  if (!backing.writable()) return;
+  pmem::AddressRange range;
+  {
+    std::lock_guard lock(mu_);
+    if (recycled_.empty()) return;
+    range = recycled_.back();
+    recycled_.pop_back();
+    ++recycled_lent_;
+  }
+  backing.AdoptReservation(range);
 }
 
 void BackingCache::UnmapParked(std::vector<std::unique_ptr<Backing>>& parked) {
@@ -404,6 +443,7 @@ BackingCache::Entry BackingCache::FreshSpareAt(const std::string& dir, uint64_t 
   spare.dev = st.st_dev;
   spare.ino = st.st_ino;
   spare.backing = std::make_unique<Backing>(fd, true, static_cast<uint32_t>(st.st_ino));
+  LendRecycled(*spare.backing);
   if (Status mapped = spare.backing->EnsureMapped(kFirstBlocks); !mapped.ok()) return fail("map", mapped.err());
   // The first pages a new file uses (its meta block, the first blocks the allocator hands out),
   // touched, not just populated: under this VM's shadow paging MADV_POPULATE_WRITE still leaves the
@@ -484,6 +524,7 @@ void BackingCache::DropSpares(DropMode mode) {
   }
   std::list<Entry> spares, closed;
   std::vector<std::unique_ptr<Backing>> evicted;
+  std::vector<pmem::AddressRange> recycled;
   std::string dir;
   bool made_spares;
   {
@@ -495,6 +536,7 @@ void BackingCache::DropSpares(DropMode mode) {
     evicted.swap(evicted_);
     has_evicted_.store(false, std::memory_order_relaxed);
     TakeParkedLocked(&evicted);
+    recycled.swap(recycled_);
     dir = spare_dir_;
     making_ = 0;
     made_spares = retired_ > 0 || fresh_ > 0;
@@ -513,6 +555,8 @@ void BackingCache::DropSpares(DropMode mode) {
     new std::list<Entry>(std::move(spares));
     new std::list<Entry>(std::move(closed));
     new std::vector<std::unique_ptr<Backing>>(std::move(evicted));
+  } else {
+    pmem::ReleaseAddressSpaces(recycled);
   }
 }
 
@@ -562,7 +606,7 @@ void BackingCache::ForgetInChild() {
 BackingCache::Counts BackingCache::counts() const {
   std::lock_guard lock(mu_);
   return {closed_.size(), spares_.size(), adopted_, retired_, placed_, adopted_unchanged_, fresh_, placed_fresh_,
-          evicted_.size(), parked_.size(), parked_bytes_};
+          evicted_.size(), parked_.size(), parked_bytes_, recycled_.size(), recycled_lent_};
 }
 
 }  // namespace tern

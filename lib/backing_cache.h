@@ -31,6 +31,10 @@
 //    Past kMaxParked or kMaxParkedBytes the oldest are unmapped in the background. A parked
 //    mapping is never used again; it only keeps its file's pages allocated if the file is deleted
 //    meanwhile (at most kMaxParkedBytes, given back by ReleaseSpares when space runs out).
+//  - recycled address space: the reservations of parked mappings past the bounds have their mapped
+//    part emptied (pmem::ResetAddressRange) rather than being unmapped, up to kMaxRecycled, and
+//    new writable Backings start in them (LendRecycled): address space used before keeps its page
+//    tables, and the first touches of a new file there cost about half of those in fresh space.
 // Spares this process leaves behind (exit, exec) are unlinked by DropSpares; those of a killed
 // process are swept by the next process that makes a spare (their open locks are free).
 //
@@ -95,9 +99,12 @@ class BackingCache {
   // ReleaseEvicted run in the background (Pool job kReleaseBackings). In batches: waking that
   // thread costs the opening thread a futex call at every create otherwise.
   bool WantsRelease();
-  // Closes the Backings Put pushed out and parks their mappings (see above), unmapping the oldest
-  // parked ones past the bounds.
+  // Closes the Backings Put pushed out and parks their mappings (see above), recycling the address
+  // space of the oldest parked ones past the bounds.
   void ReleaseEvicted();
+  // A new Backing's first reservation from recycled address space (Backing::AdoptReservation),
+  // if there is one; none for a read-only open, whose small reservations share page tables.
+  void LendRecycled(Backing& backing);
   // True when Put would keep `backing` now (so the caller may prepare a table for it).
   bool WouldKeep(const Backing& backing) const;
   // FileCore::Open: the kept Backing of this inode, or nullptr. Only one that the file is still
@@ -167,6 +174,8 @@ class BackingCache {
     uint64_t evicted = 0;            // Backings pushed out, waiting for ReleaseEvicted
     uint64_t parked = 0;             // mappings parked (see above)
     uint64_t parked_bytes = 0;
+    uint64_t recycled = 0;           // emptied reservations waiting for a new Backing
+    uint64_t recycled_lent = 0;      // reservations new Backings started in
   };
   Counts counts() const;
 
@@ -186,6 +195,7 @@ class BackingCache {
   static constexpr size_t kMaxParked = 512;
   static constexpr uint64_t kMaxParkedBytes = 64ull << 20;
   static constexpr size_t kReleaseBatch = 8;
+  static constexpr size_t kMaxRecycled = 128;
   // How far below the bounds a trim goes: one batch of unmaps.
   static constexpr size_t kParkedBatch = 128;
   static constexpr uint64_t kParkedBatchBytes = 16ull << 20;
@@ -219,6 +229,9 @@ class BackingCache {
   void TakeParkedLocked(std::vector<std::unique_ptr<Backing>>* out);
   // Unmaps parked Backings (descriptors closed) in as few munmaps as their addresses allow.
   static void UnmapParked(std::vector<std::unique_ptr<Backing>>& parked);
+  // Empties the mapped part of parked Backings' reservations for reuse, up to kMaxRecycled;
+  // unmaps the rest.
+  void RecycleParked(std::vector<std::unique_ptr<Backing>>& parked);
 
   mutable std::mutex mu_;
   bool enabled_ = false;        // guarded by mu_
@@ -239,6 +252,8 @@ class BackingCache {
   std::vector<std::unique_ptr<Backing>> evicted_;  // guarded by mu_: for ReleaseEvicted
   std::deque<std::unique_ptr<Backing>> parked_;    // guarded by mu_: oldest first, descriptors closed
   uint64_t parked_bytes_ = 0;                      // guarded by mu_: their mapped bytes
+  std::vector<pmem::AddressRange> recycled_;       // guarded by mu_: clean, PROT_NONE, for LendRecycled
+  uint64_t recycled_lent_ = 0;                     // guarded by mu_
   bool release_asked_ = false;                     // guarded by mu_: WantsRelease said so since
   // evicted_.size() >= kReleaseBatch, readable without mu_: every open asks WantsRelease.
   std::atomic<bool> has_evicted_{false};

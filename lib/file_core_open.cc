@@ -108,6 +108,7 @@ Result<std::shared_ptr<FileCore>> FileCore::Open(const std::string& path, int fl
     close(fd);
   } else {
     backing = std::make_unique<Backing>(fd, writable, static_cast<uint32_t>(st.st_ino));
+    BackingCache::Default().LendRecycled(*backing);
   }
   return OpenWith(path, flags, std::move(backing), st, nullptr);
 }

@@ -59,6 +59,13 @@ void ReleaseAddressSpaces(std::span<AddressRange> ranges) {
   }
 }
 
+bool ResetAddressRange(uint8_t* base, uint64_t length) {
+  if (length == 0) return true;
+  trace::UnregisterRange(base, length);
+  constexpr int kFlags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED;
+  return mmap(base, length, PROT_NONE, kFlags, -1, 0) != MAP_FAILED;
+}
+
 int MapFileRange(void* at, uint64_t length, int fd, uint64_t offset, bool writable, bool populate,
                  uint32_t trace_region, bool* is_dax) {
   int prot = PROT_READ | (writable ? PROT_WRITE : 0);

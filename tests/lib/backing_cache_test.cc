@@ -371,6 +371,12 @@ TEST_F(BackingCacheTest, PushedOutMappingsAreParkedWithoutDescriptorsAndBounded)
   EXPECT_GE(counts.parked, BackingCache::kMaxParked - BackingCache::kParkedBatch);
   EXPECT_LE(counts.parked_bytes, BackingCache::kMaxParkedBytes);
   EXPECT_GT(counts.parked_bytes, 0u);
+  // The batch past the bound left its address space for the files made after it.
+  EXPECT_GT(counts.recycled_lent, 0u);
+  EXPECT_LE(counts.recycled, BackingCache::kMaxRecycled);
+  for (size_t i = BackingCache::kMaxClosed + BackingCache::kMaxParked; i < BackingCache::kMaxClosed + BackingCache::kMaxParked + 20; ++i) {
+    ExpectCleanAndReadsBack(dir_.File("p" + std::to_string(i)), {'x'});
+  }
   EXPECT_TRUE(BackingCache::Default().ReleaseSpares());
   EXPECT_EQ(BackingCache::Default().counts().parked, 0u);
   EXPECT_EQ(BackingCache::Default().counts().parked_bytes, 0u);

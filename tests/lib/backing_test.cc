@@ -132,6 +132,36 @@ TEST_F(BackingTest, ReservationsTakenTogetherAreReleasedAndNothingElse) {
   EXPECT_TRUE(HasPattern(kept.BlockAddress(LogicalBlock(1)), 1, 11));
 }
 
+// Recycled address space: a reset reservation stays reserved with nothing of the old file in it,
+// and a Backing that adopts it maps its own file there.
+TEST_F(BackingTest, AResetReservationIsAdoptedByTheNextBacking) {
+  auto old = std::make_unique<Backing>(dup(fd_), true, 0);
+  TERN_ASSERT_OK(old->EnsureMapped(kSmallBlocks));
+  uint8_t* base = old->BlockAddress(LogicalBlock(0));
+  ASSERT_TRUE(HasPattern(base + kBlockSize, 1, 11));
+  std::vector<pmem::AddressRange> ranges;
+  old->CloseDescriptor();
+  old->TakeReservations(&ranges);
+  old.reset();
+  ASSERT_EQ(ranges.size(), 1u);
+  ASSERT_EQ(ranges[0].base, base);
+  ASSERT_TRUE(pmem::ResetAddressRange(base, kSmallBlocks * kBlockSize));
+  unsigned char resident = 1;
+  EXPECT_EQ(mincore(base + kBlockSize, 4096, &resident), 0) << "the reservation should still be there";
+  EXPECT_EQ(resident & 1, 0) << "the old file's page should be gone";
+
+  int other = open(dir_.File("other").c_str(), O_RDWR | O_CREAT, 0644);
+  ASSERT_GE(other, 0);
+  ASSERT_EQ(fallocate(other, 0, 0, static_cast<off_t>(kSmallBlocks * kBlockSize)), 0);
+  std::vector<uint8_t> data = Pattern(21, kBlockSize, kBlockSize);
+  ASSERT_EQ(pwrite(other, data.data(), data.size(), kBlockSize), static_cast<ssize_t>(data.size()));
+  Backing adopter(other, true, 0);
+  adopter.AdoptReservation(ranges[0]);
+  TERN_ASSERT_OK(adopter.EnsureMapped(kSmallBlocks));
+  EXPECT_EQ(adopter.BlockAddress(LogicalBlock(0)), base);
+  EXPECT_TRUE(HasPattern(adopter.BlockAddress(LogicalBlock(1)), 1, 21));
+}
+
 TEST(BackingFileTest, AFileOpenedToBeReadThenWrittenPastItsReservationReadsBack) {
   // The engine's path through the move: a read-only open maps the file first (small reservation),
   // a read-write open of the same file shares that mapping and grows it to 80 MiB.
