@@ -28,7 +28,8 @@
 //    a Backing costs ~50–70 µs here while another thread of the process runs (page tables and a
 //    TLB shootdown; measured in the background thread of a process creating files), so a process
 //    that writes many files keeps their mappings until it ends, which takes them down in one go.
-//    Past kMaxParked or kMaxParkedBytes the oldest are unmapped in the background. A parked
+//    Past kMaxParked or kMaxParkedBytes the oldest go in the background, a batch at a time
+//    (recycled, below, or unmapped with adjacent reservations in one munmap). A parked
 //    mapping is never used again; it only keeps its file's pages allocated if the file is deleted
 //    meanwhile (at most kMaxParkedBytes, given back by ReleaseSpares when space runs out).
 //  - recycled address space: the reservations of parked mappings past the bounds have their mapped
