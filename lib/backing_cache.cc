@@ -150,8 +150,8 @@ void BackingCache::ReleaseEvicted() {
       parked_bytes_ += backing->mapped_blocks() * kBlockSize;
       parked_.push_back(std::move(backing));
     }
-    // Past a bound, a batch goes, so that its reservations, mostly made one after the other, go in
-    // few munmaps (UnmapParked).
+    // Past a bound, a batch goes: its reservations are recycled, and the rest, mostly made one
+    // after the other, go in few munmaps (RecycleParked).
     if (parked_.size() > kMaxParked || parked_bytes_ > kMaxParkedBytes) {
       while (!parked_.empty() && (parked_.size() > kMaxParked - kParkedBatch || parked_bytes_ > kMaxParkedBytes - kParkedBatchBytes)) {
         parked_bytes_ -= parked_.front()->mapped_blocks() * kBlockSize;
