@@ -409,12 +409,9 @@ void FileCore::FreeOnceSupersedingIsDurable(std::span<const uint32_t> claimed) {
   own.NoteSize();
 }
 
-bool FileCore::AnyPending() {
-  for (PendingShard& shard : pending_) {
-    std::lock_guard lock(shard.mu);
-    if (!shard.list.empty()) return true;
-  }
-  return false;
+bool FileCore::AnyPending() const {
+  return std::any_of(pending_.begin(), pending_.end(),
+                     [](const PendingShard& shard) { return shard.size.load(std::memory_order_relaxed) != 0; });
 }
 
 void FileCore::SupersedeClaims::Committed(LogPos pos) {

@@ -379,7 +379,7 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
     void NoteSize() { size.store(static_cast<uint32_t>(list.size()), std::memory_order_relaxed); }
   };
   PendingShard& OwnPending() { return pending_[ThreadOpCell()]; }
-  bool AnyPending();
+  bool AnyPending() const;  // by the lists' sizes, without their locks
 
   // --- space (file_core.cc) ---
   // kAmortised doubles a small file and grows a big one by at least an eighth (appends); kExact
