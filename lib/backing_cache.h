@@ -148,7 +148,8 @@ class BackingCache {
   // Deletes, unmaps and closes the spares (deleted files' backings, fresh ones made ahead), which
   // gives their space back to the filesystem: for a growth that found it full. Of the closed files
   // kept for a reopen, those deleted since go too (the rest hold only their own files' space), and
-  // every parked mapping (which may hold a deleted file's pages). True if anything went. Never waits for the cache's lock (the caller holds a file's locks, which
+  // every parked mapping (which may hold a deleted file's pages; RecycleParked). True if anything
+  // went. Never waits for the cache's lock (the caller holds a file's locks, which
   // fork's handlers take after it): false when the lock is busy.
   bool ReleaseSpares();
 
@@ -228,10 +229,8 @@ class BackingCache {
   static void TrimLocked(std::list<Entry>& list, size_t max_entries, uint64_t max_bytes, std::vector<Entry>* dropped);
   // Moves all parked mappings into *out. REQUIRES: mu_ held.
   void TakeParkedLocked(std::vector<std::unique_ptr<Backing>>* out);
-  // Unmaps parked Backings (descriptors closed) in as few munmaps as their addresses allow.
-  static void UnmapParked(std::vector<std::unique_ptr<Backing>>& parked);
-  // Empties the mapped part of parked Backings' reservations for reuse, up to kMaxRecycled;
-  // unmaps the rest.
+  // Lets parked Backings go: empties the mapped part of their reservations for reuse, up to
+  // kMaxRecycled, and unmaps the rest in as few munmaps as their addresses allow.
   void RecycleParked(std::vector<std::unique_ptr<Backing>>& parked);
 
   mutable std::mutex mu_;

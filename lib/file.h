@@ -59,8 +59,8 @@ class File {
   // bad flags.
   // `looked`, when given, is what stat(2) of path (lstat(2) with O_NOFOLLOW) returned to the caller
   // just before, or &kPathAbsent when lstat(2) found no such name; the open uses it instead of
-  // looking again. A file changed since then is found
-  // under the open lock as with any other race, and the open starts over.
+  // looking again. A file changed since then is found under the open lock as with any other race,
+  // and the open starts over.
   static Result<std::unique_ptr<File>> Open(const std::string& path, int flags, mode_t mode = 0644,
                                             const struct stat* looked = nullptr);
 

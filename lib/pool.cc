@@ -245,7 +245,7 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
     if (placed) flags &= ~O_EXCL;
     if (BackingCache::Default().WantsFreshSpare()) Schedule(nullptr, Job::kMakeSpare);
   }
-  // Mappings of files closed long ago that the cache let go: unmapped in the background.
+  // Backings of files closed long ago that the cache let go: parked and released in the background.
   if (BackingCache::Default().WantsRelease()) Schedule(nullptr, Job::kReleaseBackings);
   auto opened = kept != nullptr ? FileCore::OpenWith(path, flags, std::move(kept), kept_st, std::move(kept_table), placed)
                                 : FileCore::Open(path, flags, mode);

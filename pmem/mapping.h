@@ -18,13 +18,13 @@ namespace tern::pmem {
 int ReserveAddressSpace(uint64_t length, void** out);
 // Returns a reservation (and any mappings inside it) to the kernel.
 void ReleaseAddressSpace(void* base, uint64_t length);
-// ReleaseAddressSpace of many reservations, with one munmap for each run of adjacent ones: each
-// munmap flushes the TLBs of every CPU running the process (~50 µs here while another thread runs),
-// and reservations made one after the other usually lie side by side. Sorts `ranges`.
 struct AddressRange {
   uint8_t* base;
   uint64_t length;
 };
+// ReleaseAddressSpace of many reservations, with one munmap for each run of adjacent ones: each
+// munmap flushes the TLBs of every CPU running the process (~50 µs here while another thread runs),
+// and reservations made one after the other usually lie side by side. Sorts `ranges`.
 void ReleaseAddressSpaces(std::span<AddressRange> ranges);
 // Makes [base, base+length) of a reservation clean for reuse: the mappings in it go, and it stays
 // reserved, PROT_NONE. Only the part that was mapped needs it: the page-table pages of the rest of
