@@ -32,16 +32,26 @@ Result<size_t> File::Pread(void* buf, size_t n, uint64_t offset) {
   return core_->Read(buf, n, offset);
 }
 
+Result<size_t> File::WriteAt(const void* buf, size_t n, uint64_t offset, bool append, uint64_t* at) {
+  auto written = core_->Write(buf, n, offset, append, at);
+  // A full filesystem may be full of files deleted while they lingered open here (Pool): once
+  // they are closed, their space is back. (A failed write changed nothing.)
+  if (!written.ok() && written.status().err() == ENOSPC && Pool::Default().EndLingeringOfDeletedFiles()) {
+    written = core_->Write(buf, n, offset, append, at);
+  }
+  return written;
+}
+
 Result<size_t> File::Pwrite(const void* buf, size_t n, uint64_t offset) {
   if (!CanWrite(flags_)) return Status::Error(EBADF, "file not open for writing");
   uint64_t at = 0;
-  return core_->Write(buf, n, offset, (flags_ & O_APPEND) != 0, &at);
+  return WriteAt(buf, n, offset, (flags_ & O_APPEND) != 0, &at);
 }
 
 Result<uint64_t> File::Append(const void* buf, size_t n) {
   if (!CanWrite(flags_)) return Status::Error(EBADF, "file not open for writing");
   uint64_t at = 0;
-  TERN_TRY(core_->Write(buf, n, 0, true, &at).status());
+  TERN_TRY(WriteAt(buf, n, 0, true, &at).status());
   return at;
 }
 

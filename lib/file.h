@@ -104,6 +104,8 @@ class File {
   FileCore& core() const { return *core_; }
 
  private:
+  Result<size_t> WriteAt(const void* buf, size_t n, uint64_t offset, bool append, uint64_t* at);
+
   std::shared_ptr<FileCore> core_;
   int flags_;
 };

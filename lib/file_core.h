@@ -119,6 +119,15 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   Status Stat(struct stat* st);
 
   bool writable() const { return backing_->writable(); }
+  // True when this process is attached to the file as a writer is: it holds a slot in the shared
+  // state, and its close releases every lock it took explicitly (Pool's lingering needs that).
+  bool attached() const { return shared_ != nullptr && slot_ != kNoSlot && backing_->writable(); }
+  // True when the backing file has no name left (deleted, or renamed over): only open descriptions
+  // keep its space.
+  bool BackingUnlinked() const;
+  // Pool, in a fork's parent: the child left this file alone (see Pool's lingering), so its shared
+  // state may still be kept for reuse after the last close here.
+  void NoteChildLeftItAlone();
   const std::string& path() const { return path_; }
   dev_t dev() const { return dev_; }
   ino_t ino() const { return ino_; }

@@ -114,6 +114,10 @@ void Pool::GcThreadMain() {
       BackingCache::Default().ReleaseEvicted();
       continue;
     }
+    if (next.second == Job::kEndLingering) {
+      EndExpiredLingering();
+      continue;
+    }
     auto core = next.first.lock();
     if (core == nullptr) continue;
     if (next.second == Job::kAnnounceChange) {
@@ -140,6 +144,11 @@ void Pool::PrepareFork() {
   pool.mu_.lock();
   BackingCache::Default().LockForFork();
   SharedStateSpares::Default().LockForFork();
+  // Before forking_ takes references: a file only the lingering list holds has one.
+  pool.linger_only_at_fork_.clear();
+  for (const Lingering& l : pool.lingering_) {
+    if (l.core.use_count() == 1) pool.linger_only_at_fork_.push_back(l.core.get());
+  }
   for (auto& [key, weak] : pool.cores_) {
     if (auto core = weak.lock()) pool.forking_.push_back(std::move(core));
   }
@@ -152,8 +161,10 @@ void Pool::ParentAfterFork() {
   BackingCache::Default().UnlockAfterFork();
   SharedStateSpares::Default().UnlockAfterFork();
   SharedState::NoteFork();  // objects mapped now may be the child's too: never kept as spares
+  for (FileCore* core : pool.linger_only_at_fork_) core->NoteChildLeftItAlone();  // (except these)
   for (auto& core : pool.forking_) core->UnlockAfterFork();
   pool.forking_.clear();
+  pool.linger_only_at_fork_.clear();
   pool.mu_.unlock();
   pool.gc_mu_.unlock();
 }
@@ -167,10 +178,26 @@ void Pool::ChildAfterFork() {
   SharedStateSpares::Default().UnlockAfterFork();
   SharedStateSpares::Default().ForgetInChild();
   SharedState::NoteFork();
+  auto linger_only = [&pool](const FileCore* core) {
+    return std::find(pool.linger_only_at_fork_.begin(), pool.linger_only_at_fork_.end(), core) !=
+           pool.linger_only_at_fork_.end();
+  };
   for (auto& core : pool.forking_) {
     core->UnlockAfterFork();
-    core->AfterForkInChild();
+    if (linger_only(core.get())) {
+      pool.cores_.erase({core->dev(), core->ino()});  // a later open here opens it anew
+    } else {
+      core->AfterForkInChild();
+    }
   }
+  // The others were in use at the fork: the child has them open too now, and its last close of
+  // each closes it (no lingering: the child has no background thread until it needs one).
+  for (Lingering& l : pool.lingering_) {
+    if (linger_only(l.core.get())) pool.left_to_parent_.push_back(std::move(l.core));
+  }
+  pool.lingering_.clear();
+  pool.linger_only_at_fork_.clear();
+  pool.linger_scheduled_ = false;
   pool.forking_.clear();
   pool.mu_.unlock();
   // The GC thread did not come along; queued work is the parent's.
@@ -225,6 +252,13 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
       int access = want_write ? ((flags & O_ACCMODE) == O_WRONLY ? W_OK : R_OK | W_OK) : R_OK;
       if (found != nullptr && (!want_write || found->writable()) && faccessat(AT_FDCWD, path.c_str(), access, AT_EACCESS) == 0) {
         if (want_write) PrepareForWrites(*found);
+        std::vector<std::shared_ptr<FileCore>> pushed_out;  // closed after the lock is released
+        bool schedule = false;
+        {
+          std::lock_guard lock(mu_);
+          pushed_out = NoteOpenedLocked(found, &schedule);
+        }
+        if (schedule) ScheduleAt(nullptr, Job::kEndLingering, std::chrono::steady_clock::now() + kLingerFor);
         return found;
       }
       // Closed here last, its Backing kept and the inode unchanged since: no open(2) is needed.
@@ -235,6 +269,12 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
         kept_st = st;
       }
     }
+  }
+  // A first open here needs a shared-state object, and the close of a lingering file would leave
+  // one for reuse (SharedStateSpares): with none waiting, the oldest lingering file closes first.
+  // A process that writes file after file so reuses each one's object as it did before lingering.
+  if (linger_enabled_.load(std::memory_order_relaxed) && SharedStateSpares::Default().counts().spares == 0) {
+    EndOldestLingering();
   }
   // A new file may take a spare backing file (BackingCache): it is then an existing empty tern
   // file whose Backing the open uses as it is (O_EXCL has been honoured by the placement).
@@ -260,11 +300,110 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
   }
   TERN_ASSIGN_OR_RETURN(std::shared_ptr<FileCore> core, std::move(opened));
   if (want_write) PrepareForWrites(*core);
-  std::lock_guard lock(mu_);
-  cores_[{core->dev(), core->ino()}] = core;
-  // Drop entries whose files were all closed.
-  std::erase_if(cores_, [](const auto& kv) { return kv.second.expired(); });
+  std::vector<std::shared_ptr<FileCore>> pushed_out;  // closed after the lock is released
+  bool schedule = false;
+  {
+    std::lock_guard lock(mu_);
+    cores_[{core->dev(), core->ino()}] = core;
+    // Drop entries whose files were all closed.
+    std::erase_if(cores_, [](const auto& kv) { return kv.second.expired(); });
+    pushed_out = NoteOpenedLocked(core, &schedule);
+  }
+  if (schedule) ScheduleAt(nullptr, Job::kEndLingering, std::chrono::steady_clock::now() + kLingerFor);
   return core;
+}
+
+void Pool::EnableLinger() { linger_enabled_.store(true); }
+
+std::vector<std::shared_ptr<FileCore>> Pool::NoteOpenedLocked(const std::shared_ptr<FileCore>& core, bool* schedule) {
+  std::vector<std::shared_ptr<FileCore>> pushed_out;
+  if (!linger_enabled_.load(std::memory_order_relaxed) || !core->attached()) return pushed_out;
+  auto until = std::chrono::steady_clock::now() + kLingerFor;
+  auto it = std::find_if(lingering_.begin(), lingering_.end(), [&](const Lingering& l) { return l.core == core; });
+  if (it != lingering_.end()) {
+    it->until = until;
+  } else {
+    if (lingering_.size() >= kMaxLingering) {
+      auto oldest = std::min_element(lingering_.begin(), lingering_.end(),
+                                     [](const Lingering& a, const Lingering& b) { return a.until < b.until; });
+      pushed_out.push_back(std::move(oldest->core));
+      lingering_.erase(oldest);
+    }
+    lingering_.push_back({core, until});
+  }
+  *schedule = !linger_scheduled_;
+  linger_scheduled_ = true;
+  return pushed_out;
+}
+
+void Pool::EndExpiredLingering() {
+  std::vector<std::shared_ptr<FileCore>> ending;  // closed after the lock is released
+  auto now = std::chrono::steady_clock::now();
+  auto next = std::chrono::steady_clock::time_point::max();
+  {
+    std::lock_guard lock(mu_);
+    std::erase_if(lingering_, [&](Lingering& l) {
+      if (l.until > now) {
+        next = std::min(next, l.until);
+        return false;
+      }
+      ending.push_back(std::move(l.core));
+      return true;
+    });
+    linger_scheduled_ = !lingering_.empty();
+  }
+  if (next != std::chrono::steady_clock::time_point::max()) ScheduleAt(nullptr, Job::kEndLingering, next);
+}
+
+void Pool::EndOldestLingering() {
+  std::shared_ptr<FileCore> ending;  // closed after the lock is released
+  std::lock_guard lock(mu_);
+  auto oldest = lingering_.end();
+  for (auto it = lingering_.begin(); it != lingering_.end(); ++it) {
+    if (it->core.use_count() == 1 && (oldest == lingering_.end() || it->until < oldest->until)) oldest = it;
+  }
+  if (oldest == lingering_.end()) return;
+  ending = std::move(oldest->core);
+  lingering_.erase(oldest);
+}
+
+void Pool::EndLinger(dev_t dev, ino_t ino) {
+  std::shared_ptr<FileCore> ending;
+  {
+    std::lock_guard lock(mu_);
+    auto it = std::find_if(lingering_.begin(), lingering_.end(),
+                           [&](const Lingering& l) { return l.core->dev() == dev && l.core->ino() == ino; });
+    if (it == lingering_.end()) return;
+    ending = std::move(it->core);
+    lingering_.erase(it);
+  }
+}
+
+void Pool::EndAllLingering(DropMode mode) {
+  std::vector<Lingering> ending;
+  {
+    auto lock = LockToDrop(mu_, mode);
+    if (!lock.owns_lock()) return;
+    ending.swap(lingering_);
+  }
+}
+
+bool Pool::EndLingeringOfDeletedFiles() {
+  std::vector<std::shared_ptr<FileCore>> ending;  // closed after the lock is released
+  {
+    std::lock_guard lock(mu_);
+    std::erase_if(lingering_, [&](Lingering& l) {
+      if (!l.core->BackingUnlinked()) return false;
+      ending.push_back(std::move(l.core));
+      return true;
+    });
+  }
+  return !ending.empty();
+}
+
+size_t Pool::LingeringCount() {
+  std::lock_guard lock(mu_);
+  return lingering_.size();
 }
 
 }  // namespace tern

@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "lib/drop_mode.h"
 #include "lib/file_core.h"
 #include "lib/status.h"
 
@@ -39,12 +40,45 @@ class Pool {
   // kAnnounceChange: a change announcement to inotify watchers that FileCore::NoteModified put off.
   // kMakeSpare: BackingCache::MakeFreshSpare; kReleaseBackings: BackingCache::ReleaseEvicted
   // (neither has a file: `core` is null).
-  enum class Job { kCompact, kGrowAhead, kAnnounceChange, kMakeSpare, kReleaseBackings };
+  // kEndLingering: EndExpiredLingering (no file either).
+  enum class Job { kCompact, kGrowAhead, kAnnounceChange, kMakeSpare, kReleaseBackings, kEndLingering };
   void Schedule(const std::shared_ptr<FileCore>& core, Job job);
   // As Schedule, run no earlier than `due`.
   void ScheduleAt(const std::shared_ptr<FileCore>& core, Job job, std::chrono::steady_clock::time_point due);
 
+  // Lingering (off until EnableLinger; the shim turns it on). A file this process opened within
+  // the last kLingerFor stays open here after its last user closes it, until that time is up (the
+  // background thread then closes it) or kMaxLingering newer ones push it out. Opening it again
+  // meanwhile finds it open: a stat and an access check instead of the open and close protocols'
+  // dozen system calls (the open lock, the slot, the shared state's publication, FileCore's
+  // destructor). A shell appending to a log line by line, or a program reading a file it just
+  // wrote, reopens that way. To every other process the file looks open here for that moment, as
+  // it did just before; only files this process is attached to as a writer linger
+  // (FileCore::attached: their close releases its locks explicitly, which fork relies on below).
+  void EnableLinger();
+  // The file (dev, ino) stops lingering and closes now if nobody here has it open: its name is
+  // about to go (unlink), and a closed file's backing can be recycled (BackingCache::Retire).
+  void EndLinger(dev_t dev, ino_t ino);
+  // Every lingering file closes now (exit, exec: the close protocol leaves no published state
+  // behind). At kImmediateExit only if the pool's lock comes free within a moment.
+  void EndAllLingering(DropMode mode = DropMode::kRelease);
+  // The background job (Job::kEndLingering): closes the files whose time is up.
+  void EndExpiredLingering();
+  // A write found the filesystem full: files deleted since they began to linger here close now
+  // (their space goes back). True if any did. The caller holds no engine lock.
+  bool EndLingeringOfDeletedFiles();
+  // How many files linger now (tests).
+  size_t LingeringCount();
+  static constexpr size_t kMaxLingering = 16;
+  static constexpr std::chrono::milliseconds kLingerFor{250};
+
  private:
+  // After a successful OpenCore: `core` lingers for kLingerFor from now. Returns the files it
+  // pushed out, for the caller to drop outside mu_ (their destructors close them).
+  // REQUIRES: mu_ held.
+  std::vector<std::shared_ptr<FileCore>> NoteOpenedLocked(const std::shared_ptr<FileCore>& core, bool* schedule);
+  // Closes the lingering file whose time is nearest to up, of those nobody here uses.
+  void EndOldestLingering();
   // What an open that may write does first, so that its writes allocate nothing (one may come from
   // a signal handler that interrupted malloc: shim/interruption_hold.h): the file's reservations
   // (FileCore::ReserveForWrites) and the background thread with room for its queues.
@@ -73,6 +107,19 @@ class Pool {
   void StartThreadLocked();       // REQUIRES: gc_mu_ held
   bool gc_thread_running_ = false;                 // guarded by gc_mu_
   std::map<std::pair<dev_t, ino_t>, std::weak_ptr<FileCore>> cores_;  // guarded by mu_
+  struct Lingering {
+    std::shared_ptr<FileCore> core;
+    std::chrono::steady_clock::time_point until;
+  };
+  std::atomic<bool> linger_enabled_{false};
+  std::vector<Lingering> lingering_;  // guarded by mu_
+  bool linger_scheduled_ = false;     // guarded by mu_: a kEndLingering job is due
+  // fork: files only lingering (nobody here uses them) at the prepare handler. A child never
+  // closes those: their locks live on open file descriptions it shares with the parent, and
+  // FileCore's destructor would release them for the parent too. The child forgets them instead,
+  // here, never destroyed: copy-on-write memory and descriptors that exec or exit closes.
+  std::vector<FileCore*> linger_only_at_fork_;             // guarded by mu_
+  std::vector<std::shared_ptr<FileCore>> left_to_parent_;  // the child's; never destroyed
 };
 
 }  // namespace tern

@@ -227,6 +227,7 @@ std::atomic<uint64_t> g_forks{0};
 SharedState::SharedState(int fd, void* base) : fd_(fd), base_(base), forks_at_map_(g_forks.load()) {}
 
 void SharedState::NoteFork() { g_forks.fetch_add(1); }
+uint64_t SharedState::ForkCount() { return g_forks.load(); }
 
 bool SharedState::MappedAcrossFork() const { return g_forks.load() != forks_at_map_; }
 

@@ -245,6 +245,10 @@ class SharedState {
   bool MappedAcrossFork() const;
   // Pool's fork handlers call it in the parent and the child.
   static void NoteFork();
+  // The fork just made left the child nothing that uses this object (Pool leaves a lingering
+  // file's engine to the parent): MappedAcrossFork stays as it was. Parent only, before any use.
+  void NoteChildLeavesItAlone() { forks_at_map_ = ForkCount(); }
+  static uint64_t ForkCount();
   int fd() const { return fd_; }
 
   SharedState(int fd, void* base);

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "lib/backing_cache.h"
+#include "lib/pool.h"
 #include "lib/shared_state_spares.h"
 #include "shim/common.h"
 #include "shim/fd_table.h"
@@ -99,6 +100,7 @@ class ChildEnv {
       limit_.emplace();
       // Nothing of the engine survives exec: the spares it keeps would stay behind as files.
       EngineScope engine;
+      tern::Pool::Default().EndAllLingering();  // first: their closes feed the caches below
       tern::BackingCache::Default().DropSpares();
       tern::SharedStateSpares::Default().DropAll();
     }

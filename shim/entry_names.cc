@@ -20,6 +20,7 @@
 #include <string>
 
 #include "lib/backing_cache.h"
+#include "lib/pool.h"
 #include "lib/file_core.h"
 #include "lib/meta_block_format.h"
 #include "shim/common.h"
@@ -53,6 +54,8 @@ bool UnlinkedByEngine(int dirfd, const char* path) {
   EngineScope engine;
   struct stat st;
   if (lstat(abs.c_str(), &st) != 0) return false;  // the unlink reports it
+  // A file closed here a moment ago may still linger open: closed now, its backing can be a spare.
+  tern::Pool::Default().EndLinger(st.st_dev, st.st_ino);
   if (tern::BackingCache::Default().Retire(abs, st)) return true;
   tern::FileCore::DropRestingState(abs, st);
   return false;

@@ -238,6 +238,7 @@ void InitShim() {
     // whole life: its libc calls go straight to the kernel.
     SetEngineThreadHook([] { ++t_engine_depth; });
     EnableBackingCache();
+    Pool::Default().EnableLinger();
     g_ready.store(true, std::memory_order_release);
     AdoptInheritedFds();
   });
@@ -258,6 +259,8 @@ namespace {
 void ReleaseAtProcessEnd(tern::DropMode mode) {
   tern::shim::ReleaseSharedSlotsAtExit(mode);
   tern::shim::EngineScope engine;
+  // First: closing a lingering file hands its backing and shared state to the caches below.
+  tern::Pool::Default().EndAllLingering(mode);
   tern::BackingCache::Default().DropSpares(mode);
   tern::SharedStateSpares::Default().DropAll(mode);
 }

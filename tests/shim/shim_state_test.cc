@@ -144,7 +144,11 @@ TEST_F(ShimState, AKilledLastOpenersSharedStateIsSweptByTheNextProcess) {
 // process a minute looks, SharedState::SweepOrphansIfDue), not by every process that starts: the
 // directory holds an object per file open anywhere, and reading it all is a short command's cost.
 TEST_F(ShimState, AKilledProcessesSpareStatesGoWithTheMinutesSweep) {
-  RunResult killed = KilledPython("with open('closed', 'wb') as f: f.write(b'x' * 9000)\n", "info");
+  // The sleep outlasts the file's lingering after close (Pool::kLingerFor): closed for real then.
+  RunResult killed = KilledPython("import time\n"
+                                  "with open('closed', 'wb') as f: f.write(b'x' * 9000)\n"
+                                  "time.sleep(1)\n",
+                                  "info");
   EXPECT_EQ(killed.status, 128 + 9) << killed.err;
   const std::string spare_prefix = SharedStateSpares::kPrefix;
   ASSERT_EQ(CountNames(shm_, spare_prefix), 1u) << "the state it kept after closing `closed`";
