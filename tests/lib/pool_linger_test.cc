@@ -1,0 +1,177 @@
+// Pool's lingering (lib/pool.h): a file this process closed a moment ago stays open here, so a
+// reopen finds its engine as it was, until its time is up, a new file needs its shared state, its
+// name goes, or the process ends. To other processes it is open meanwhile, and closed after. A
+// forked child leaves the parent's lingering files alone and opens the file for itself.
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "lib/file.h"
+#include "lib/file_core.h"
+#include "lib/open_lock.h"
+#include "lib/pool.h"
+#include "lib/shared_state_spares.h"
+#include "tests/test_util.h"
+
+namespace tern {
+namespace {
+
+using test::Pattern;
+
+// Whether some open file description other than a fresh one of ours holds `path`'s open lock: the
+// file is open somewhere (open_lock.h).
+bool OpenSomewhere(const std::string& path) {
+  int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  EXPECT_GE(fd, 0) << path;
+  auto elsewhere = OpenedElsewhere(fd);
+  close(fd);
+  return elsewhere.ok() && *elsewhere;
+}
+
+class PoolLingerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SharedStateSpares::Default().Enable();
+    Pool::Default().EnableLinger();
+    Pool::Default().EndAllLingering();
+  }
+  void TearDown() override {
+    Pool::Default().EndAllLingering();
+    SharedStateSpares::Default().DropAll();
+  }
+
+  // Creates `name` with `bytes` of pattern `seed` and closes it; returns its engine, which the
+  // caller watches through a weak reference (nothing of the test keeps it open).
+  std::weak_ptr<FileCore> WriteAndClose(const std::string& name, uint64_t seed, size_t bytes) {
+    auto f = File::Open(dir_.File(name), O_RDWR | O_CREAT, 0644);
+    EXPECT_TRUE(f.ok()) << f.status().context();
+    if (!f.ok()) return {};
+    std::vector<uint8_t> data = Pattern(seed, 0, bytes);
+    EXPECT_TRUE((*f)->Pwrite(data.data(), data.size(), 0).ok());
+    std::weak_ptr<FileCore> core = (*f)->core().shared_from_this();
+    f->reset();
+    return core;
+  }
+
+  void ExpectReads(const std::string& name, uint64_t seed, size_t bytes) {
+    auto f = File::Open(dir_.File(name), O_RDONLY);
+    TERN_ASSERT_OK(f);
+    std::vector<uint8_t> got(bytes);
+    auto n = (*f)->Pread(got.data(), got.size(), 0);
+    TERN_ASSERT_OK(n);
+    EXPECT_EQ(*n, bytes);
+    EXPECT_TRUE(got == Pattern(seed, 0, bytes)) << name;
+  }
+
+  test::TempDir dir_;
+};
+
+TEST_F(PoolLingerTest, AClosedFileStaysOpenUntilItsTimeIsUp) {
+  std::weak_ptr<FileCore> core = WriteAndClose("a", 1, 10000);
+  ASSERT_FALSE(core.expired()) << "closed a moment ago: still open here";
+  EXPECT_EQ(Pool::Default().LingeringCount(), 1u);
+  EXPECT_TRUE(OpenSomewhere(dir_.File("a")));
+  {
+    auto again = File::Open(dir_.File("a"), O_RDONLY);
+    TERN_ASSERT_OK(again);
+    EXPECT_EQ(&(*again)->core(), core.lock().get()) << "the reopen finds the engine as it was";
+  }
+  ExpectReads("a", 1, 10000);
+  // Each open starts the time anew; the background thread closes it once that is up.
+  auto deadline = std::chrono::steady_clock::now() + Pool::kLingerFor * 20;
+  while (!core.expired() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(Pool::kLingerFor / 5);
+  }
+  EXPECT_TRUE(core.expired()) << "still open " << (Pool::kLingerFor * 20).count() << " ms later";
+  EXPECT_EQ(Pool::Default().LingeringCount(), 0u);
+  EXPECT_FALSE(OpenSomewhere(dir_.File("a")));
+  EXPECT_EQ(test::PublishedObjects(dir_), 0u) << "its close unpublished the shared state";
+  ExpectReads("a", 1, 10000);
+}
+
+TEST_F(PoolLingerTest, AFileWhoseNameGoesClosesAtOnce) {
+  std::weak_ptr<FileCore> core = WriteAndClose("a", 2, 5000);
+  ASSERT_FALSE(core.expired());
+  struct stat st;
+  ASSERT_EQ(stat(dir_.File("a").c_str(), &st), 0);
+  Pool::Default().EndLinger(st.st_dev, st.st_ino);
+  EXPECT_TRUE(core.expired());
+  EXPECT_FALSE(OpenSomewhere(dir_.File("a")));
+}
+
+TEST_F(PoolLingerTest, AFileInUseIsNotClosedByItsLingerEnding) {
+  auto f = File::Open(dir_.File("a"), O_RDWR | O_CREAT, 0644);
+  TERN_ASSERT_OK(f);
+  Pool::Default().EndAllLingering();
+  std::vector<uint8_t> data = Pattern(3, 0, 3000);
+  TERN_ASSERT_OK((*f)->Pwrite(data.data(), data.size(), 0));
+  EXPECT_TRUE(OpenSomewhere(dir_.File("a")));
+  f->reset();  // the last use: closes now, lingering over
+  EXPECT_FALSE(OpenSomewhere(dir_.File("a")));
+  ExpectReads("a", 3, 3000);
+}
+
+// A process writing file after file: each new file's first open closes the lingering one before,
+// whose shared-state object it then reuses, as without lingering.
+TEST_F(PoolLingerTest, ANewFileTakesTheSharedStateOfTheOldestLingeringFile) {
+  SharedStateSpares::Default().DropAll();
+  std::weak_ptr<FileCore> a = WriteAndClose("a", 4, 3000);
+  ASSERT_FALSE(a.expired());
+  uint64_t reused = SharedStateSpares::Default().counts().reused;
+  std::weak_ptr<FileCore> b = WriteAndClose("b", 5, 3000);
+  EXPECT_TRUE(a.expired()) << "b's first open closed a";
+  EXPECT_FALSE(b.expired());
+  EXPECT_EQ(SharedStateSpares::Default().counts().reused, reused + 1) << "b took a's object";
+  ExpectReads("a", 4, 3000);
+  ExpectReads("b", 5, 3000);
+}
+
+// The parent's lingering file is left to it: the child opens the file with an engine of its own
+// (its own slot and descriptions), and the parent's engine, still lingering, sees what the child
+// wrote. The parent may keep the object for reuse at its close: the child never used it.
+TEST_F(PoolLingerTest, AForkedChildLeavesTheParentsLingeringFilesAlone) {
+  std::weak_ptr<FileCore> core = WriteAndClose("a", 6, 8192);
+  ASSERT_FALSE(core.expired());
+  const FileCore* parents = core.lock().get();
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    int code = 0;
+    {
+      auto f = File::Open(dir_.File("a"), O_RDWR);
+      if (!f.ok()) _exit(2);
+      if (&(*f)->core() == parents) code = 3;
+      std::vector<uint8_t> data = Pattern(7, 0, 8192);
+      if (code == 0 && !(*f)->Pwrite(data.data(), data.size(), 0).ok()) code = 4;
+      if (code == 0 && !(*f)->Fsync().ok()) code = 5;
+    }
+    Pool::Default().EndAllLingering();
+    _exit(code);
+  }
+  EXPECT_EQ(test::WaitExitStatus(child), 0) << "2: no open, 3: the parent's engine, 4/5: no write";
+  EXPECT_FALSE(core.expired());
+  EXPECT_TRUE(OpenSomewhere(dir_.File("a"))) << "still open here";
+  {
+    auto again = File::Open(dir_.File("a"), O_RDONLY);
+    TERN_ASSERT_OK(again);
+    EXPECT_EQ(&(*again)->core(), parents);
+  }
+  ExpectReads("a", 7, 8192);
+  uint64_t kept = SharedStateSpares::Default().counts().kept;
+  Pool::Default().EndAllLingering();
+  EXPECT_TRUE(core.expired());
+  EXPECT_FALSE(OpenSomewhere(dir_.File("a")));
+  EXPECT_EQ(SharedStateSpares::Default().counts().kept, kept + 1) << "kept for reuse despite the fork";
+  ExpectReads("a", 7, 8192);
+}
+
+}  // namespace
+}  // namespace tern
