@@ -142,9 +142,11 @@ std::unique_ptr<Backing> BackingCache::Take(dev_t dev, ino_t ino, uint64_t file_
   return nullptr;  // unusable: unmapped and closed here
 }
 
-std::unique_ptr<Backing> BackingCache::TakeUnchanged(const struct stat& st, std::unique_ptr<KeptTable>* table) {
+std::unique_ptr<Backing> BackingCache::TakeUnchanged(const struct stat& st, std::unique_ptr<KeptTable>* table,
+                                                    bool* closed_here) {
   std::lock_guard lock(mu_);
   auto it = FindClosedLocked(st.st_dev, st.st_ino);
+  *closed_here = it != closed_.end();
   if (it == closed_.end() || it->ctime.tv_sec != st.st_ctim.tv_sec || it->ctime.tv_nsec != st.st_ctim.tv_nsec ||
       it->backing->mapped_blocks() * kBlockSize > static_cast<uint64_t>(st.st_size)) {
     return nullptr;

@@ -117,8 +117,9 @@ class BackingCache {
   // through the kernel since; tern's writers set the times at close, before Put) and the file still
   // covers its mapping; else nullptr, and the entry stays for Take. The caller still checks
   // access (faccessat), and the open checks the header under its lock, as for any open. The table
-  // kept with it, if any, goes to *table.
-  std::unique_ptr<Backing> TakeUnchanged(const struct stat& st, std::unique_ptr<KeptTable>* table);
+  // kept with it, if any, goes to *table. *closed_here: whether the inode's Backing was kept at
+  // all (this process closed the file lately), changed or not.
+  std::unique_ptr<Backing> TakeUnchanged(const struct stat& st, std::unique_ptr<KeptTable>* table, bool* closed_here);
 
   // unlink(path) for a tern file: when this process keeps its Backing and nobody has it open,
   // moves it aside as a spare and returns true (the name is gone, as unlink promises). False when

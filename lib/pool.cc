@@ -229,6 +229,7 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
   std::unique_ptr<Backing> kept;
   std::unique_ptr<KeptTable> kept_table;
   struct stat kept_st {};
+  bool reopen = false;  // this process closed the file lately: it may linger (pool.h)
   // Fast path: the file is open here already. The kernel still checks permission and existence
   // flags for this open: stat follows the path as open would.
   if ((flags & O_EXCL) == 0) {
@@ -256,7 +257,7 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
         bool schedule = false;
         {
           std::lock_guard lock(mu_);
-          pushed_out = NoteOpenedLocked(found, &schedule);
+          pushed_out = NoteOpenedLocked(found, /*reopen=*/true, &schedule);
         }
         if (schedule) ScheduleAt(nullptr, Job::kEndLingering, std::chrono::steady_clock::now() + kLingerFor);
         return found;
@@ -264,18 +265,17 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
       // Closed here last, its Backing kept and the inode unchanged since: no open(2) is needed.
       // It was opened read-write (kept Backings are), which open would do now too if allowed.
       if (found == nullptr) {
-        kept = BackingCache::Default().TakeUnchanged(st, &kept_table);
+        kept = BackingCache::Default().TakeUnchanged(st, &kept_table, &reopen);
         if (kept != nullptr && faccessat(AT_FDCWD, path.c_str(), R_OK | W_OK, AT_EACCESS) != 0) kept.reset();
         kept_st = st;
       }
     }
   }
   // A first open here needs a shared-state object, and the close of a lingering file would leave
-  // one for reuse (SharedStateSpares): with none waiting, the oldest lingering file closes first.
-  // A process that writes file after file so reuses each one's object as it did before lingering.
-  if (linger_enabled_.load(std::memory_order_relaxed) && SharedStateSpares::Default().counts().spares == 0) {
-    EndOldestLingering();
-  }
+  // one for reuse (SharedStateSpares): with none waiting, a lingering file that somebody deleted
+  // (nothing can reopen it) closes first. A shell that writes, reads back and `rm`s file after
+  // file so reuses each one's object as it did before lingering.
+  if (linger_enabled_.load(std::memory_order_relaxed)) EndDeletedLingeringForSharedState();
   // A new file may take a spare backing file (BackingCache): it is then an existing empty tern
   // file whose Backing the open uses as it is (O_EXCL has been honoured by the placement).
   bool placed = false;
@@ -307,7 +307,7 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
     cores_[{core->dev(), core->ino()}] = core;
     // Drop entries whose files were all closed.
     std::erase_if(cores_, [](const auto& kv) { return kv.second.expired(); });
-    pushed_out = NoteOpenedLocked(core, &schedule);
+    pushed_out = NoteOpenedLocked(core, reopen, &schedule);
   }
   if (schedule) ScheduleAt(nullptr, Job::kEndLingering, std::chrono::steady_clock::now() + kLingerFor);
   return core;
@@ -315,9 +315,10 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
 
 void Pool::EnableLinger() { linger_enabled_.store(true); }
 
-std::vector<std::shared_ptr<FileCore>> Pool::NoteOpenedLocked(const std::shared_ptr<FileCore>& core, bool* schedule) {
+std::vector<std::shared_ptr<FileCore>> Pool::NoteOpenedLocked(const std::shared_ptr<FileCore>& core, bool reopen,
+                                                               bool* schedule) {
   std::vector<std::shared_ptr<FileCore>> pushed_out;
-  if (!linger_enabled_.load(std::memory_order_relaxed) || !core->attached()) return pushed_out;
+  if (!reopen || !linger_enabled_.load(std::memory_order_relaxed) || !core->attached()) return pushed_out;
   auto until = std::chrono::steady_clock::now() + kLingerFor;
   auto it = std::find_if(lingering_.begin(), lingering_.end(), [&](const Lingering& l) { return l.core == core; });
   if (it != lingering_.end()) {
@@ -355,16 +356,16 @@ void Pool::EndExpiredLingering() {
   if (next != std::chrono::steady_clock::time_point::max()) ScheduleAt(nullptr, Job::kEndLingering, next);
 }
 
-void Pool::EndOldestLingering() {
+void Pool::EndDeletedLingeringForSharedState() {
   std::shared_ptr<FileCore> ending;  // closed after the lock is released
   std::lock_guard lock(mu_);
-  auto oldest = lingering_.end();
-  for (auto it = lingering_.begin(); it != lingering_.end(); ++it) {
-    if (it->core.use_count() == 1 && (oldest == lingering_.end() || it->until < oldest->until)) oldest = it;
-  }
-  if (oldest == lingering_.end()) return;
-  ending = std::move(oldest->core);
-  lingering_.erase(oldest);
+  if (lingering_.empty() || SharedStateSpares::Default().counts().spares != 0) return;
+  auto deleted = std::find_if(lingering_.begin(), lingering_.end(), [](const Lingering& l) {
+    return l.core.use_count() == 1 && l.core->BackingUnlinked();
+  });
+  if (deleted == lingering_.end()) return;
+  ending = std::move(deleted->core);
+  lingering_.erase(deleted);
 }
 
 void Pool::EndLinger(dev_t dev, ino_t ino) {

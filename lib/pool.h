@@ -46,13 +46,16 @@ class Pool {
   // As Schedule, run no earlier than `due`.
   void ScheduleAt(const std::shared_ptr<FileCore>& core, Job job, std::chrono::steady_clock::time_point due);
 
-  // Lingering (off until EnableLinger; the shim turns it on). A file this process opened within
-  // the last kLingerFor stays open here after its last user closes it, until that time is up (the
-  // background thread then closes it) or kMaxLingering newer ones push it out. Opening it again
-  // meanwhile finds it open: a stat and an access check instead of the open and close protocols'
-  // dozen system calls (the open lock, the slot, the shared state's publication, FileCore's
-  // destructor). A shell appending to a log line by line, or a program reading a file it just
-  // wrote, reopens that way. To every other process the file looks open here for that moment, as
+  // Lingering (off until EnableLinger; the shim turns it on). A file this process opens again
+  // (it closed it lately, or has it open) stays open here after its last user closes it, until
+  // kLingerFor after its last open (the background thread then closes it), until it is deleted and
+  // a first open of another file needs its shared state (none waits for reuse), or until
+  // kMaxLingering newer ones push it out. Files opened once here never linger: a process that reads a file and ends, or
+  // writes file after file, closes as before (and starts no background thread for it). Opening a
+  // lingering file finds it open: a stat and an access check instead of the open and close
+  // protocols' dozen system calls (the open lock, the slot, the shared state's publication,
+  // FileCore's destructor). A shell appending to a log line by line, or a program that reads a
+  // file again and again, reopens that way. To every other process the file looks open here for that moment, as
   // it did just before; only files this process is attached to as a writer linger
   // (FileCore::attached: their close releases its locks explicitly, which fork relies on below).
   void EnableLinger();
@@ -73,12 +76,14 @@ class Pool {
   static constexpr std::chrono::milliseconds kLingerFor{250};
 
  private:
-  // After a successful OpenCore: `core` lingers for kLingerFor from now. Returns the files it
-  // pushed out, for the caller to drop outside mu_ (their destructors close them).
-  // REQUIRES: mu_ held.
-  std::vector<std::shared_ptr<FileCore>> NoteOpenedLocked(const std::shared_ptr<FileCore>& core, bool* schedule);
-  // Closes the lingering file whose time is nearest to up, of those nobody here uses.
-  void EndOldestLingering();
+  // After a successful OpenCore: `core`, when `reopen`, lingers for kLingerFor from now. Returns
+  // the files it pushed out, for the caller to drop outside mu_ (their destructors close them).
+  // *schedule: the caller has EndExpiredLingering scheduled. REQUIRES: mu_ held.
+  std::vector<std::shared_ptr<FileCore>> NoteOpenedLocked(const std::shared_ptr<FileCore>& core, bool reopen,
+                                                          bool* schedule);
+  // Before a first open here, when no shared-state object waits for reuse: closes a lingering file
+  // that nobody here uses and whose name is gone, whose close leaves one.
+  void EndDeletedLingeringForSharedState();
   // What an open that may write does first, so that its writes allocate nothing (one may come from
   // a signal handler that interrupted malloc: shim/interruption_hold.h): the file's reservations
   // (FileCore::ReserveForWrites) and the background thread with room for its queues.

@@ -1,7 +1,8 @@
-// Pool's lingering (lib/pool.h): a file this process closed a moment ago stays open here, so a
-// reopen finds its engine as it was, until its time is up, a new file needs its shared state, its
-// name goes, or the process ends. To other processes it is open meanwhile, and closed after. A
-// forked child leaves the parent's lingering files alone and opens the file for itself.
+// Pool's lingering (lib/pool.h): a file this process opens again stays open here after its last
+// close, so the next reopen finds its engine as it was, until its time is up, a new file needs its
+// shared state, its name goes, or the process ends. To other processes it is open meanwhile, and
+// closed after. A file opened once closes at once. A forked child leaves the parent's lingering
+// files alone and opens the file for itself.
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "lib/backing_cache.h"
 #include "lib/file.h"
 #include "lib/file_core.h"
 #include "lib/open_lock.h"
@@ -39,6 +41,8 @@ bool OpenSomewhere(const std::string& path) {
 class PoolLingerTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    // A reopen is told by the Backing the cache kept at the last close.
+    BackingCache::Default().Enable(dir_.File(".spares"), 022);
     SharedStateSpares::Default().Enable();
     Pool::Default().EnableLinger();
     Pool::Default().EndAllLingering();
@@ -46,16 +50,28 @@ class PoolLingerTest : public ::testing::Test {
   void TearDown() override {
     Pool::Default().EndAllLingering();
     SharedStateSpares::Default().DropAll();
+    BackingCache::Default().DropSpares();
   }
 
   // Creates `name` with `bytes` of pattern `seed` and closes it; returns its engine, which the
   // caller watches through a weak reference (nothing of the test keeps it open).
-  std::weak_ptr<FileCore> WriteAndClose(const std::string& name, uint64_t seed, size_t bytes) {
+  std::weak_ptr<FileCore> CreateAndClose(const std::string& name, uint64_t seed, size_t bytes) {
     auto f = File::Open(dir_.File(name), O_RDWR | O_CREAT, 0644);
     EXPECT_TRUE(f.ok()) << f.status().context();
     if (!f.ok()) return {};
     std::vector<uint8_t> data = Pattern(seed, 0, bytes);
     EXPECT_TRUE((*f)->Pwrite(data.data(), data.size(), 0).ok());
+    std::weak_ptr<FileCore> core = (*f)->core().shared_from_this();
+    f->reset();
+    return core;
+  }
+  // CreateAndClose, then opens and closes the file once more: the reopen makes it linger.
+  std::weak_ptr<FileCore> WriteAndClose(const std::string& name, uint64_t seed, size_t bytes) {
+    std::weak_ptr<FileCore> first = CreateAndClose(name, seed, bytes);
+    EXPECT_TRUE(first.expired()) << "opened once: closed at once";
+    auto f = File::Open(dir_.File(name), O_RDONLY);
+    EXPECT_TRUE(f.ok()) << f.status().context();
+    if (!f.ok()) return {};
     std::weak_ptr<FileCore> core = (*f)->core().shared_from_this();
     f->reset();
     return core;
@@ -73,6 +89,13 @@ class PoolLingerTest : public ::testing::Test {
 
   test::TempDir dir_;
 };
+
+TEST_F(PoolLingerTest, AFileOpenedOnceClosesAtOnce) {
+  std::weak_ptr<FileCore> core = CreateAndClose("a", 1, 10000);
+  EXPECT_TRUE(core.expired());
+  EXPECT_EQ(Pool::Default().LingeringCount(), 0u);
+  EXPECT_FALSE(OpenSomewhere(dir_.File("a")));
+}
 
 TEST_F(PoolLingerTest, AClosedFileStaysOpenUntilItsTimeIsUp) {
   std::weak_ptr<FileCore> core = WriteAndClose("a", 1, 10000);
@@ -119,19 +142,35 @@ TEST_F(PoolLingerTest, AFileInUseIsNotClosedByItsLingerEnding) {
   ExpectReads("a", 3, 3000);
 }
 
-// A process writing file after file: each new file's first open closes the lingering one before,
-// whose shared-state object it then reuses, as without lingering.
-TEST_F(PoolLingerTest, ANewFileTakesTheSharedStateOfTheOldestLingeringFile) {
+// A shell that writes a file, reads it back and has another process delete it, file after file:
+// the next file's first open closes the deleted one, which nothing can reopen, and reuses its
+// shared-state object, as without lingering. A lingering file that still has its name stays.
+TEST_F(PoolLingerTest, ANewFileTakesTheSharedStateOfADeletedLingeringFile) {
+  std::weak_ptr<FileCore> kept = WriteAndClose("kept", 4, 3000);
+  std::weak_ptr<FileCore> gone = WriteAndClose("gone", 5, 3000);
+  ASSERT_FALSE(kept.expired());
+  ASSERT_FALSE(gone.expired());
+  ASSERT_EQ(unlink(dir_.File("gone").c_str()), 0);  // as `rm` in another process does it
   SharedStateSpares::Default().DropAll();
-  std::weak_ptr<FileCore> a = WriteAndClose("a", 4, 3000);
-  ASSERT_FALSE(a.expired());
   uint64_t reused = SharedStateSpares::Default().counts().reused;
-  std::weak_ptr<FileCore> b = WriteAndClose("b", 5, 3000);
-  EXPECT_TRUE(a.expired()) << "b's first open closed a";
-  EXPECT_FALSE(b.expired());
-  EXPECT_EQ(SharedStateSpares::Default().counts().reused, reused + 1) << "b took a's object";
-  ExpectReads("a", 4, 3000);
-  ExpectReads("b", 5, 3000);
+  {
+    auto b = File::Open(dir_.File("b"), O_RDWR | O_CREAT, 0644);
+    TERN_ASSERT_OK(b);
+    EXPECT_TRUE(gone.expired()) << "b's first open closed the deleted file";
+    EXPECT_FALSE(kept.expired());
+    EXPECT_EQ(SharedStateSpares::Default().counts().reused, reused + 1) << "b took its object";
+  }
+  {
+    auto c = File::Open(dir_.File("c"), O_RDWR | O_CREAT, 0644);  // (b's object waits for it)
+    TERN_ASSERT_OK(c);
+  }
+  SharedStateSpares::Default().DropAll();
+  {
+    auto d = File::Open(dir_.File("d"), O_RDWR | O_CREAT, 0644);
+    TERN_ASSERT_OK(d);
+    EXPECT_FALSE(kept.expired()) << "a file with a name lingers on";
+  }
+  ExpectReads("kept", 4, 3000);
 }
 
 // The parent's lingering file is left to it: the child opens the file with an engine of its own
