@@ -253,13 +253,7 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
       int access = want_write ? ((flags & O_ACCMODE) == O_WRONLY ? W_OK : R_OK | W_OK) : R_OK;
       if (found != nullptr && (!want_write || found->writable()) && faccessat(AT_FDCWD, path.c_str(), access, AT_EACCESS) == 0) {
         if (want_write) PrepareForWrites(*found);
-        std::vector<std::shared_ptr<FileCore>> pushed_out;  // closed after the lock is released
-        bool schedule = false;
-        {
-          std::lock_guard lock(mu_);
-          pushed_out = NoteOpenedLocked(found, /*reopen=*/true, &schedule);
-        }
-        if (schedule) ScheduleAt(nullptr, Job::kEndLingering, std::chrono::steady_clock::now() + kLingerFor);
+        NoteOpened(found, /*reopen=*/true);
         return found;
       }
       // Closed here last, its Backing kept and the inode unchanged since: no open(2) is needed.
@@ -300,41 +294,42 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
   }
   TERN_ASSIGN_OR_RETURN(std::shared_ptr<FileCore> core, std::move(opened));
   if (want_write) PrepareForWrites(*core);
-  std::vector<std::shared_ptr<FileCore>> pushed_out;  // closed after the lock is released
-  bool schedule = false;
   {
     std::lock_guard lock(mu_);
     cores_[{core->dev(), core->ino()}] = core;
     // Drop entries whose files were all closed.
     std::erase_if(cores_, [](const auto& kv) { return kv.second.expired(); });
-    pushed_out = NoteOpenedLocked(core, reopen, &schedule);
   }
-  if (schedule) ScheduleAt(nullptr, Job::kEndLingering, std::chrono::steady_clock::now() + kLingerFor);
+  NoteOpened(core, reopen);
   return core;
 }
 
 void Pool::EnableLinger() { linger_enabled_.store(true); }
 
-std::vector<std::shared_ptr<FileCore>> Pool::NoteOpenedLocked(const std::shared_ptr<FileCore>& core, bool reopen,
-                                                               bool* schedule) {
-  std::vector<std::shared_ptr<FileCore>> pushed_out;
-  if (!reopen || !linger_enabled_.load(std::memory_order_relaxed) || !core->attached()) return pushed_out;
-  auto until = std::chrono::steady_clock::now() + kLingerFor;
-  auto it = std::find_if(lingering_.begin(), lingering_.end(), [&](const Lingering& l) { return l.core == core; });
-  if (it != lingering_.end()) {
-    it->until = until;
-  } else {
-    if (lingering_.size() >= kMaxLingering) {
-      auto oldest = std::min_element(lingering_.begin(), lingering_.end(),
-                                     [](const Lingering& a, const Lingering& b) { return a.until < b.until; });
-      pushed_out.push_back(std::move(oldest->core));
-      lingering_.erase(oldest);
+void Pool::NoteOpened(const std::shared_ptr<FileCore>& core, bool reopen) {
+  if (!reopen || !linger_enabled_.load(std::memory_order_relaxed) || !core->attached()) return;
+  std::shared_ptr<FileCore> pushed_out;  // closed after the lock is released
+  bool schedule = false;
+  {
+    std::lock_guard lock(mu_);
+    auto until = std::chrono::steady_clock::now() + kLingerFor;
+    auto it = std::find_if(lingering_.begin(), lingering_.end(), [&](const Lingering& l) { return l.core == core; });
+    if (it != lingering_.end()) {
+      it->until = until;
+    } else {
+      if (lingering_.size() >= kMaxLingering) {
+        auto oldest = std::min_element(lingering_.begin(), lingering_.end(),
+                                       [](const Lingering& a, const Lingering& b) { return a.until < b.until; });
+        pushed_out = std::move(oldest->core);
+        lingering_.erase(oldest);
+      }
+      lingering_.push_back({core, until});
     }
-    lingering_.push_back({core, until});
+    schedule = !linger_scheduled_;
+    linger_scheduled_ = true;
   }
-  *schedule = !linger_scheduled_;
-  linger_scheduled_ = true;
-  return pushed_out;
+  // (gc_mu_ is never taken under mu_: fork's prepare handler takes them the other way round.)
+  if (schedule) ScheduleAt(nullptr, Job::kEndLingering, std::chrono::steady_clock::now() + kLingerFor);
 }
 
 void Pool::EndExpiredLingering() {

@@ -46,18 +46,19 @@ class Pool {
   // As Schedule, run no earlier than `due`.
   void ScheduleAt(const std::shared_ptr<FileCore>& core, Job job, std::chrono::steady_clock::time_point due);
 
-  // Lingering (off until EnableLinger; the shim turns it on). A file this process opens again
-  // (it closed it lately, or has it open) stays open here after its last user closes it, until
-  // kLingerFor after its last open (the background thread then closes it), until it is deleted and
-  // a first open of another file needs its shared state (none waits for reuse), or until
-  // kMaxLingering newer ones push it out. Files opened once here never linger: a process that reads a file and ends, or
-  // writes file after file, closes as before (and starts no background thread for it). Opening a
-  // lingering file finds it open: a stat and an access check instead of the open and close
-  // protocols' dozen system calls (the open lock, the slot, the shared state's publication,
-  // FileCore's destructor). A shell appending to a log line by line, or a program that reads a
-  // file again and again, reopens that way. To every other process the file looks open here for that moment, as
-  // it did just before; only files this process is attached to as a writer linger
-  // (FileCore::attached: their close releases its locks explicitly, which fork relies on below).
+  // Lingering (off until EnableLinger; the shim turns it on). A file this process opens again (it
+  // closed it lately, or has it open) stays open here after its last user closes it: until
+  // kLingerFor after its last open (the background thread then closes it), until it is deleted
+  // and a first open of another file needs its shared state (none waits for reuse), or until
+  // kMaxLingering newer ones push it out. Opening a lingering file finds it open: a stat and an
+  // access check instead of the open and close protocols' dozen system calls (the open lock, the
+  // slot, the shared state's publication, FileCore's destructor). A shell appending to a log line
+  // by line, or a program that reads a file again and again, reopens that way. Files opened once
+  // never linger: a process that reads a file and ends, or writes file after file, closes as
+  // before (and starts no background thread for it). To every other process a lingering file
+  // looks open here, as it did a moment before. Only files this process is attached to as a
+  // writer linger (FileCore::attached: their close releases its locks explicitly, which fork's
+  // handling below relies on).
   void EnableLinger();
   // The file (dev, ino) stops lingering and closes now if nobody here has it open: its name is
   // about to go (unlink), and a closed file's backing can be recycled (BackingCache::Retire).
@@ -76,11 +77,9 @@ class Pool {
   static constexpr std::chrono::milliseconds kLingerFor{250};
 
  private:
-  // After a successful OpenCore: `core`, when `reopen`, lingers for kLingerFor from now. Returns
-  // the files it pushed out, for the caller to drop outside mu_ (their destructors close them).
-  // *schedule: the caller has EndExpiredLingering scheduled. REQUIRES: mu_ held.
-  std::vector<std::shared_ptr<FileCore>> NoteOpenedLocked(const std::shared_ptr<FileCore>& core, bool reopen,
-                                                          bool* schedule);
+  // After a successful OpenCore: `core`, when `reopen`, lingers for kLingerFor from now; the file
+  // that pushes out, if any, closes.
+  void NoteOpened(const std::shared_ptr<FileCore>& core, bool reopen);
   // Before a first open here, when no shared-state object waits for reuse: closes a lingering file
   // that nobody here uses and whose name is gone, whose close leaves one.
   void EndDeletedLingeringForSharedState();

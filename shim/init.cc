@@ -211,7 +211,8 @@ void AdoptInheritedFds() {
 // the root (/dev/shm/.tern-spares-UID for the default root): on the same filesystem unless the
 // root is a mount point (then nothing is recycled), and never in a directory a program lists.
 // The same switch keeps the shared-state objects of closed files for the next files opened
-// (lib/shared_state_spares.h).
+// (lib/shared_state_spares.h), and lets files opened again linger open after their close
+// (lib/pool.h).
 void EnableBackingCache() {
   const char* recycle = EnvGet("TERN_RECYCLE");
   if (recycle != nullptr && strcmp(recycle, "0") == 0) return;
@@ -221,6 +222,7 @@ void EnableBackingCache() {
   mode_t mask = Real().umask(0);  // the library constructor: no other thread creates files yet
   Real().umask(mask);
   BackingCache::Default().Enable(std::move(spare_dir), mask);
+  Pool::Default().EnableLinger();  // a reopen is told by the Backing the cache kept
 }
 
 void InitShim() {
@@ -238,7 +240,6 @@ void InitShim() {
     // whole life: its libc calls go straight to the kernel.
     SetEngineThreadHook([] { ++t_engine_depth; });
     EnableBackingCache();
-    Pool::Default().EnableLinger();
     g_ready.store(true, std::memory_order_release);
     AdoptInheritedFds();
   });
