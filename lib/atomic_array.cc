@@ -12,16 +12,17 @@ AtomicU32Array::~AtomicU32Array() {
     if (mid == nullptr) continue;
     for (auto& c : mid->chunks) {
       Chunk* chunk = c.load(std::memory_order_relaxed);
-      if (chunk != PendingChunk() && !InSlab(chunk)) delete chunk;
+      if (chunk != pending_chunk_.load(std::memory_order_relaxed) && !InSlab(chunk)) delete chunk;
     }
     delete mid;
   }
 }
 
-AtomicU32Array::Chunk* AtomicU32Array::PendingChunk() {
+AtomicU32Array::Chunk* AtomicU32Array::MakePendingChunk() {
   static Chunk* const pending = [] {
     auto* chunk = new Chunk();
     for (auto& cell : chunk->v) cell.store(kPending, std::memory_order_relaxed);
+    pending_chunk_.store(chunk, std::memory_order_release);
     return chunk;
   }();
   return pending;
@@ -38,7 +39,7 @@ std::atomic<AtomicU32Array::Chunk*>& AtomicU32Array::SlotOf(uint32_t chunk) {
 }
 
 void AtomicU32Array::MarkPending(uint32_t chunk) {
-  SlotOf(chunk).store(PendingChunk(), std::memory_order_release);
+  SlotOf(chunk).store(MakePendingChunk(), std::memory_order_release);
 }
 
 AtomicU32Array::Chunk* AtomicU32Array::NewChunk() {

@@ -76,7 +76,10 @@ class AtomicU32Array {
   // chunk's values visible at once: `fill` gets the chunk's zeroed cells (cell 0 = index
   // chunk << kChunkBits) before any reader can see them.
   void MarkPending(uint32_t chunk);
-  bool IsPending(uint32_t chunk) const { return ChunkAt(chunk) == PendingChunk(); }
+  bool IsPending(uint32_t chunk) const {
+    Chunk* at = ChunkAt(chunk);
+    return at != nullptr && at == pending_chunk_.load(std::memory_order_acquire);
+  }
   template <typename Fill>
   void Publish(uint32_t chunk, Fill&& fill) {
     Chunk* fresh = NewChunk();
@@ -90,6 +93,7 @@ class AtomicU32Array {
   // REQUIRES: serialised with Set of new nodes.
   template <typename Fn, typename OnPending>
   void ForEachNonZero(uint32_t end, Fn&& fn, OnPending&& pending) const {
+    const Chunk* pending_chunk = pending_chunk_.load(std::memory_order_acquire);
     for (uint32_t t = 0; t < kTopSize; ++t) {
       Mid* mid = top_[t].load(std::memory_order_acquire);
       if (mid == nullptr) continue;
@@ -98,7 +102,7 @@ class AtomicU32Array {
         if (chunk == nullptr) continue;
         uint32_t base = (t << (kChunkBits + kMidBits)) | (m << kChunkBits);
         if (base >= end) return;
-        if (chunk == PendingChunk()) {
+        if (chunk == pending_chunk) {
           pending(base >> kChunkBits);
           continue;
         }
@@ -134,8 +138,11 @@ class AtomicU32Array {
   };
   static constexpr uint32_t kSlabChunks = HugeBuffer::kHugePage / sizeof(Chunk);
 
-  // The shared stand-in of every pending chunk: all kPending, never written after it is made.
-  static Chunk* PendingChunk();
+  // The shared stand-in of every pending chunk: all kPending, never written after it is made. Made
+  // by the process's first MarkPending (16 KiB filled: four page faults here, which a process that
+  // only compares against it must not pay); null until then, when no chunk is pending.
+  static Chunk* MakePendingChunk();
+  static inline std::atomic<Chunk*> pending_chunk_{nullptr};
   Chunk* ChunkAt(uint32_t chunk) const {
     Mid* mid = top_[chunk >> kMidBits].load(std::memory_order_acquire);
     return mid == nullptr ? nullptr : mid->chunks[chunk & (kMidSize - 1)].load(std::memory_order_acquire);

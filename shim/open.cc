@@ -54,11 +54,15 @@ int TernFdNamedBy(const char* path) {
   } else if (strcmp(path, "/dev/stderr") == 0) {
     n = 2;
   } else {
-    char own[40];
-    snprintf(own, sizeof(own), "/proc/%u/fd/", ThisProcessId());
     const char* digits = nullptr;
-    for (const char* prefix : {"/dev/fd/", "/proc/self/fd/", "/proc/thread-self/fd/", static_cast<const char*>(own)}) {
-      if (strncmp(path, prefix, strlen(prefix)) == 0) digits = path + strlen(prefix);
+    if (strncmp(path, "/dev/fd/", 8) == 0) {
+      digits = path + 8;
+    } else if (path[1] == 'p') {  // "/proc/" (the default root is under /dev: no formatting there)
+      char own[40];
+      snprintf(own, sizeof(own), "/proc/%u/fd/", ThisProcessId());
+      for (const char* prefix : {"/proc/self/fd/", "/proc/thread-self/fd/", static_cast<const char*>(own)}) {
+        if (strncmp(path, prefix, strlen(prefix)) == 0) digits = path + strlen(prefix);
+      }
     }
     if (digits == nullptr || *digits < '0' || *digits > '9') return -1;
     char* end = nullptr;
