@@ -106,15 +106,6 @@ bool FileCore::MatchesStamp(const RestStamp& r, const struct stat& st) const {
   return slot != nullptr && pmem::Load64(slot) == 0;
 }
 
-bool FileCore::BackingUnlinked() const {
-  struct stat st;
-  return fstat(backing_->fd(), &st) == 0 && st.st_nlink == 0;
-}
-
-void FileCore::NoteChildLeftItAlone() {
-  if (shared_ != nullptr) shared_->NoteChildLeavesItAlone();
-}
-
 bool FileCore::MayRest() const {
   return alloc_->num_blocks() >= kRestMinBlocks && !shared_->MappedAcrossFork() && shared_->spare_path().empty();
 }

@@ -288,6 +288,10 @@ void FileCore::AdoptPublishedSharedState() {
   if (!st.ok()) TERN_LOG_WARN("%s: after fork, cannot republish shared state: %s", path_.c_str(), st.context());
 }
 
+void FileCore::NoteChildLeftItAlone() {
+  if (shared_ != nullptr) shared_->NoteChildLeavesItAlone();
+}
+
 void FileCore::AfterForkInChild() {
   // The child shares the parent's open file description, and with it the parent's open lock and
   // slot lock. It needs its own: a fresh open of the same inode, its own slot, and its own record

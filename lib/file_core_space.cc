@@ -2,6 +2,7 @@
 // and the change announcements for inotify watchers.
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <algorithm>
@@ -124,6 +125,11 @@ int64_t CoarseNowNs() {
   return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
 }  // namespace
+
+bool FileCore::BackingUnlinked() const {
+  struct stat st;
+  return fstat(backing_->fd(), &st) == 0 && st.st_nlink == 0;
+}
 
 void FileCore::NoteModified() {
   int64_t now = CoarseNowNs();

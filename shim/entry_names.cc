@@ -20,9 +20,9 @@
 #include <string>
 
 #include "lib/backing_cache.h"
-#include "lib/pool.h"
 #include "lib/file_core.h"
 #include "lib/meta_block_format.h"
+#include "lib/pool.h"
 #include "shim/common.h"
 #include "shim/paths.h"
 #include "shim/real_libc.h"
