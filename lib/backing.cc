@@ -20,12 +20,12 @@ Backing::~Backing() {
 
 void Backing::AdoptReservation(pmem::AddressRange range) {
   std::lock_guard lock(mu_);
-  reservations_.push_back({range.base, range.length});
+  reservations_.push_back(range);
 }
 
 void Backing::TakeReservations(std::vector<pmem::AddressRange>* out) {
   std::lock_guard lock(mu_);
-  for (const Reservation& r : reservations_) out->push_back({r.base, r.length});
+  out->insert(out->end(), reservations_.begin(), reservations_.end());
   reservations_.clear();
   view_.store(nullptr, std::memory_order_release);
 }

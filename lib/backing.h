@@ -84,10 +84,7 @@ class Backing {
     uint8_t* base;
     uint64_t nblocks;
   };
-  struct Reservation {
-    uint8_t* base;
-    uint64_t length;
-  };
+  using Reservation = pmem::AddressRange;
 
   static constexpr uint64_t kReadersFirstReservation = 64ull << 20;
 
