@@ -332,19 +332,27 @@ void Pool::NoteOpened(const std::shared_ptr<FileCore>& core, bool reopen) {
   if (schedule) ScheduleAt(nullptr, Job::kEndLingering, std::chrono::steady_clock::now() + kLingerFor);
 }
 
+template <typename Pick>
+std::vector<std::shared_ptr<FileCore>> Pool::TakeLingeringLocked(Pick&& pick, size_t most) {
+  std::vector<std::shared_ptr<FileCore>> taken;
+  std::erase_if(lingering_, [&](Lingering& l) {
+    if (taken.size() >= most || !pick(l)) return false;
+    taken.push_back(std::move(l.core));
+    return true;
+  });
+  return taken;
+}
+
 void Pool::EndExpiredLingering() {
   std::vector<std::shared_ptr<FileCore>> ending;  // closed after the lock is released
   auto now = std::chrono::steady_clock::now();
   auto next = std::chrono::steady_clock::time_point::max();
   {
     std::lock_guard lock(mu_);
-    std::erase_if(lingering_, [&](Lingering& l) {
-      if (l.until > now) {
-        next = std::min(next, l.until);
-        return false;
-      }
-      ending.push_back(std::move(l.core));
-      return true;
+    ending = TakeLingeringLocked([&](const Lingering& l) {
+      if (l.until <= now) return true;
+      next = std::min(next, l.until);
+      return false;
     });
     linger_scheduled_ = !lingering_.empty();
   }
@@ -352,48 +360,29 @@ void Pool::EndExpiredLingering() {
 }
 
 void Pool::EndDeletedLingeringForSharedState() {
-  std::shared_ptr<FileCore> ending;  // closed after the lock is released
+  std::vector<std::shared_ptr<FileCore>> ending;  // closed after the lock is released
   std::lock_guard lock(mu_);
   if (lingering_.empty() || SharedStateSpares::Default().counts().spares != 0) return;
-  auto deleted = std::find_if(lingering_.begin(), lingering_.end(), [](const Lingering& l) {
-    return l.core.use_count() == 1 && l.core->BackingUnlinked();
-  });
-  if (deleted == lingering_.end()) return;
-  ending = std::move(deleted->core);
-  lingering_.erase(deleted);
+  ending = TakeLingeringLocked(
+      [](const Lingering& l) { return l.core.use_count() == 1 && l.core->BackingUnlinked(); }, 1);
 }
 
 void Pool::EndLinger(dev_t dev, ino_t ino) {
-  std::shared_ptr<FileCore> ending;
-  {
-    std::lock_guard lock(mu_);
-    auto it = std::find_if(lingering_.begin(), lingering_.end(),
-                           [&](const Lingering& l) { return l.core->dev() == dev && l.core->ino() == ino; });
-    if (it == lingering_.end()) return;
-    ending = std::move(it->core);
-    lingering_.erase(it);
-  }
+  std::vector<std::shared_ptr<FileCore>> ending;  // closed after the lock is released
+  std::lock_guard lock(mu_);
+  ending = TakeLingeringLocked([&](const Lingering& l) { return l.core->dev() == dev && l.core->ino() == ino; }, 1);
 }
 
 void Pool::EndAllLingering(DropMode mode) {
-  std::vector<Lingering> ending;
-  {
-    auto lock = LockToDrop(mu_, mode);
-    if (!lock.owns_lock()) return;
-    ending.swap(lingering_);
-  }
+  std::vector<Lingering> ending;  // closed after the lock is released
+  auto lock = LockToDrop(mu_, mode);
+  if (lock.owns_lock()) ending.swap(lingering_);
 }
 
 bool Pool::EndLingeringOfDeletedFiles() {
   std::vector<std::shared_ptr<FileCore>> ending;  // closed after the lock is released
-  {
-    std::lock_guard lock(mu_);
-    std::erase_if(lingering_, [&](Lingering& l) {
-      if (!l.core->BackingUnlinked()) return false;
-      ending.push_back(std::move(l.core));
-      return true;
-    });
-  }
+  std::lock_guard lock(mu_);
+  ending = TakeLingeringLocked([](const Lingering& l) { return l.core->BackingUnlinked(); });
   return !ending.empty();
 }
 

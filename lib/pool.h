@@ -80,6 +80,11 @@ class Pool {
   // After a successful OpenCore: `core`, when `reopen`, lingers for kLingerFor from now; the file
   // that pushes out, if any, closes.
   void NoteOpened(const std::shared_ptr<FileCore>& core, bool reopen);
+  // Moves the cores of the lingering files `pick` accepts (at most `most`, in list order) out of
+  // the list; the caller drops them after releasing mu_, which closes those nobody else uses.
+  // REQUIRES: mu_ held.
+  template <typename Pick>
+  std::vector<std::shared_ptr<FileCore>> TakeLingeringLocked(Pick&& pick, size_t most = SIZE_MAX);
   // Before a first open here, when no shared-state object waits for reuse: closes a lingering file
   // that nobody here uses and whose name is gone, whose close leaves one.
   void EndDeletedLingeringForSharedState();
