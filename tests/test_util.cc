@@ -254,6 +254,21 @@ void CloseAndSettle(std::unique_ptr<tern::File> f) {
   close(fd);
 }
 
+bool OpenSomewhere(const std::string& path) {
+  int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    ADD_FAILURE() << path << ": " << strerror(errno);
+    return false;
+  }
+  auto elsewhere = OpenedElsewhere(fd);
+  close(fd);
+  if (!elsewhere.ok()) {
+    ADD_FAILURE() << path << ": " << elsewhere.status().context();
+    return false;
+  }
+  return *elsewhere;
+}
+
 int WaitExitStatus(pid_t pid) {
   int status = 0;
   if (pid <= 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;

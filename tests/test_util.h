@@ -94,6 +94,10 @@ int64_t FirstDifference(const uint8_t* a, const uint8_t* b, size_t len);
 // Closes f and waits until its last close has run to the end: the engine's background thread may
 // hold the file and close it a moment later. Then the file's open lock is free (no open anywhere).
 void CloseAndSettle(std::unique_ptr<tern::File> f);
+// Whether some open file description other than a fresh one of ours holds `path`'s open lock: the
+// tern file is open somewhere, in any process (lib/open_lock.h). A path that cannot be opened, or
+// a lock that cannot be asked about, is a test failure (and false).
+bool OpenSomewhere(const std::string& path);
 
 // Waits for child `pid`; its exit status, or -1 when it did not exit normally (or pid <= 0).
 int WaitExitStatus(pid_t pid);

@@ -17,7 +17,6 @@
 
 #include "lib/backing_cache.h"
 #include "lib/file.h"
-#include "lib/open_lock.h"
 #include "lib/pool.h"
 #include "lib/shared_state_spares.h"
 #include "tests/test_util.h"
@@ -104,14 +103,7 @@ TEST(LingerConcurrencyTest, ClosesRacingReopensLoseNothing) {
   // The race happened: files closed for real (their Backings kept) and opened again.
   EXPECT_GT(BackingCache::Default().counts().adopted, adopted + 10);
   Pool::Default().EndAllLingering();
-  for (const std::string& path : paths) {
-    int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
-    ASSERT_GE(fd, 0);
-    auto elsewhere = OpenedElsewhere(fd);
-    close(fd);
-    TERN_ASSERT_OK(elsewhere);
-    EXPECT_FALSE(*elsewhere) << path << " is still open";
-  }
+  for (const std::string& path : paths) EXPECT_FALSE(test::OpenSomewhere(path)) << path << " is still open";
   EXPECT_EQ(test::PublishedObjects(dir), 0u);
   SharedStateSpares::Default().DropAll();
   BackingCache::Default().DropSpares();

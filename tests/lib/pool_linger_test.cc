@@ -18,7 +18,6 @@
 #include "lib/backing_cache.h"
 #include "lib/file.h"
 #include "lib/file_core.h"
-#include "lib/open_lock.h"
 #include "lib/pool.h"
 #include "lib/shared_state_spares.h"
 #include "tests/test_util.h"
@@ -26,17 +25,8 @@
 namespace tern {
 namespace {
 
+using test::OpenSomewhere;
 using test::Pattern;
-
-// Whether some open file description other than a fresh one of ours holds `path`'s open lock: the
-// file is open somewhere (open_lock.h).
-bool OpenSomewhere(const std::string& path) {
-  int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
-  EXPECT_GE(fd, 0) << path;
-  auto elsewhere = OpenedElsewhere(fd);
-  close(fd);
-  return elsewhere.ok() && *elsewhere;
-}
 
 class PoolLingerTest : public ::testing::Test {
  protected:
