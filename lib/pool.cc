@@ -304,15 +304,22 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
   return core;
 }
 
-void Pool::EnableLinger() { linger_enabled_.store(true); }
+void Pool::EnableLinger(std::chrono::milliseconds linger_for) {
+  std::lock_guard lock(mu_);
+  linger_for_ = linger_for;
+  // A job due for files no longer lingering ends nothing; files lingering from now schedule theirs.
+  if (lingering_.empty()) linger_scheduled_ = false;
+  linger_enabled_.store(true);
+}
 
 void Pool::NoteOpened(const std::shared_ptr<FileCore>& core, bool reopen) {
   if (!reopen || !linger_enabled_.load(std::memory_order_relaxed) || !core->attached()) return;
   std::shared_ptr<FileCore> pushed_out;  // closed after the lock is released
   bool schedule = false;
+  std::chrono::steady_clock::time_point until;
   {
     std::lock_guard lock(mu_);
-    auto until = std::chrono::steady_clock::now() + kLingerFor;
+    until = std::chrono::steady_clock::now() + linger_for_;
     auto it = std::find_if(lingering_.begin(), lingering_.end(), [&](const Lingering& l) { return l.core == core; });
     if (it != lingering_.end()) {
       it->until = until;
@@ -329,7 +336,7 @@ void Pool::NoteOpened(const std::shared_ptr<FileCore>& core, bool reopen) {
     linger_scheduled_ = true;
   }
   // (gc_mu_ is never taken under mu_: fork's prepare handler takes them the other way round.)
-  if (schedule) ScheduleAt(nullptr, Job::kEndLingering, std::chrono::steady_clock::now() + kLingerFor);
+  if (schedule) ScheduleAt(nullptr, Job::kEndLingering, until);
 }
 
 template <typename Pick>

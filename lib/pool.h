@@ -58,8 +58,10 @@ class Pool {
   // before (and starts no background thread for it). To every other process a lingering file
   // looks open here, as it did a moment before. Only files this process is attached to as a
   // writer linger (FileCore::attached: their close releases its locks explicitly, which fork's
-  // handling below relies on).
-  void EnableLinger();
+  // handling below relies on). `linger_for` other than kLingerFor is for tests (a slow machine
+  // must not end a lingering file a test expects open); it holds for files that begin to linger
+  // after the call.
+  void EnableLinger(std::chrono::milliseconds linger_for = kLingerFor);
   // The file (dev, ino) stops lingering and closes now if nobody here has it open: its name is
   // about to go (unlink), and a closed file's backing can be recycled (BackingCache::Retire).
   void EndLinger(dev_t dev, ino_t ino);
@@ -121,8 +123,9 @@ class Pool {
     std::chrono::steady_clock::time_point until;
   };
   std::atomic<bool> linger_enabled_{false};
-  std::vector<Lingering> lingering_;  // guarded by mu_
-  bool linger_scheduled_ = false;     // guarded by mu_: a kEndLingering job is due
+  std::vector<Lingering> lingering_;                  // guarded by mu_
+  bool linger_scheduled_ = false;                     // guarded by mu_: a kEndLingering job is due
+  std::chrono::milliseconds linger_for_{kLingerFor};  // guarded by mu_
   // fork: files only lingering (nobody here uses them) at the prepare handler. A child never
   // closes those: their locks live on open file descriptions it shares with the parent, and
   // FileCore's destructor would release them for the parent too. The child forgets them instead,

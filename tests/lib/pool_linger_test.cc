@@ -28,14 +28,19 @@ namespace {
 using test::OpenSomewhere;
 using test::Pattern;
 
+// Long enough that no file ends its lingering by time in a test that expects it open, however slow
+// the machine; the test of the time ending uses a short one.
+constexpr std::chrono::milliseconds kLingerForever = std::chrono::hours(1);
+constexpr std::chrono::milliseconds kLingerBriefly = std::chrono::seconds(1);
+
 class PoolLingerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     // A reopen is told by the Backing the cache kept at the last close.
     BackingCache::Default().Enable(dir_.File(".spares"), 022);
     SharedStateSpares::Default().Enable();
-    Pool::Default().EnableLinger();
     Pool::Default().EndAllLingering();
+    Pool::Default().EnableLinger(kLingerForever);
   }
   void TearDown() override {
     Pool::Default().EndAllLingering();
@@ -88,6 +93,7 @@ TEST_F(PoolLingerTest, AFileOpenedOnceClosesAtOnce) {
 }
 
 TEST_F(PoolLingerTest, AClosedFileStaysOpenUntilItsTimeIsUp) {
+  Pool::Default().EnableLinger(kLingerBriefly);
   std::weak_ptr<FileCore> core = WriteAndClose("a", 1, 10000);
   ASSERT_FALSE(core.expired()) << "closed a moment ago: still open here";
   EXPECT_EQ(Pool::Default().LingeringCount(), 1u);
@@ -99,11 +105,11 @@ TEST_F(PoolLingerTest, AClosedFileStaysOpenUntilItsTimeIsUp) {
   }
   ExpectReads("a", 1, 10000);
   // Each open starts the time anew; the background thread closes it once that is up.
-  auto deadline = std::chrono::steady_clock::now() + Pool::kLingerFor * 20;
+  auto deadline = std::chrono::steady_clock::now() + kLingerBriefly * 20;
   while (!core.expired() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(Pool::kLingerFor / 5);
+    std::this_thread::sleep_for(kLingerBriefly / 10);
   }
-  EXPECT_TRUE(core.expired()) << "still open " << (Pool::kLingerFor * 20).count() << " ms later";
+  EXPECT_TRUE(core.expired()) << "still open " << (kLingerBriefly * 20).count() << " ms later";
   EXPECT_EQ(Pool::Default().LingeringCount(), 0u);
   EXPECT_FALSE(OpenSomewhere(dir_.File("a")));
   EXPECT_EQ(test::PublishedObjects(dir_), 0u) << "its close unpublished the shared state";
