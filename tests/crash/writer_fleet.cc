@@ -64,8 +64,15 @@ PlannedOp Plan(int g, uint64_t n) {
   }
 }
 
-// Runs writer g's ops from w.next_start on; returns 0 after `max_ops` of them (0: never), else an
-// error code.
+// A writer's error code: the step that failed (3: open, 20: size, 21: append,
+// 22: pwrite, 23: fsync) times 1000 plus its errno (0 for a short write), so
+// that a failure says why.
+int WriterError(int step, const Status& status) {
+  return step * 1000 + (status.ok() ? 0 : status.err());
+}
+
+// Runs writer g's ops from w.next_start on; returns 0 after `max_ops` of them
+// (0: never), else an error code (WriterError).
 int WriterLoop(File& f, FleetWriter& w, int g, uint64_t max_ops) {
   for (uint64_t n = w.next_start.load(), ran = 0;; ++n) {
     if (max_ops != 0 && ran++ == max_ops) {
@@ -75,7 +82,7 @@ int WriterLoop(File& f, FleetWriter& w, int g, uint64_t max_ops) {
     PlannedOp op = Plan(g, n);
     if (op.place == kAppendPlace) {
       auto size = f.Size();
-      if (!size.ok()) return 20;
+      if (!size.ok()) return WriterError(20, size.status());
       if (*size >= kFleetAppendCap)
         op = {op.place % kFleetSlots, kFleetAlignedLen};
     }
@@ -84,14 +91,19 @@ int WriterLoop(File& f, FleetWriter& w, int g, uint64_t max_ops) {
     std::vector<uint8_t> bytes =
         MakeRecord(RecordOwner(g, op.place), n, op.len);
     if (op.place == kAppendPlace) {
-      if (!f.Append(bytes.data(), bytes.size()).ok()) return 21;
+      if (auto appended = f.Append(bytes.data(), bytes.size()); !appended.ok())
+        return WriterError(21, appended.status());
       w.appends.fetch_add(1);
     } else {
       auto r = f.Pwrite(bytes.data(), bytes.size(), PlaceOffset(g, op.place));
-      if (!r.ok() || *r != bytes.size()) return 22;
+      if (!r.ok() || *r != bytes.size())
+        return WriterError(22, r.ok() ? Status::Ok() : r.status());
       w.slot_seq[op.place].store(n);
     }
-    if (n % 64 == 0 && !f.Fsync().ok()) return 23;
+    if (n % 64 == 0) {
+      if (Status synced = f.Fsync(); !synced.ok())
+        return WriterError(23, synced);
+    }
     w.done.store(n);
   }
 }
@@ -196,7 +208,8 @@ int FleetChildMain(const std::string& path, const std::string& shared_path,
           err = WriterLoop(*held, w, g, 0);
         } else {
           auto opened = File::Open(path, O_RDWR);
-          err = opened.ok() ? WriterLoop(**opened, w, g, reopen_every) : 3;
+          err = opened.ok() ? WriterLoop(**opened, w, g, reopen_every)
+                            : WriterError(3, opened.status());
         }
       }
       w.error.store(static_cast<uint32_t>(err));
