@@ -149,8 +149,8 @@ void Pool::PrepareFork() {
   for (const Lingering& l : pool.lingering_) {
     if (l.core.use_count() == 1) pool.linger_only_at_fork_.push_back(l.core.get());
   }
-  for (auto& [key, weak] : pool.cores_) {
-    if (auto core = weak.lock()) pool.forking_.push_back(std::move(core));
+  for (auto& [key, opened] : pool.cores_) {
+    if (auto core = opened.core.lock()) pool.forking_.push_back(std::move(core));
   }
   for (auto& core : pool.forking_) core->LockForFork();
 }
@@ -245,13 +245,26 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
     exists = rc == 0;
     if (rc == 0 && S_ISREG(st.st_mode)) {
       std::shared_ptr<FileCore> found;
+      AccessGrant grant;
       {
         std::lock_guard lock(mu_);
         auto it = cores_.find({st.st_dev, st.st_ino});
-        if (it != cores_.end()) found = it->second.lock();
+        if (it != cores_.end()) {
+          found = it->second.core.lock();
+          grant = it->second.grant;
+        }
       }
       int access = want_write ? ((flags & O_ACCMODE) == O_WRONLY ? W_OK : R_OK | W_OK) : R_OK;
-      if (found != nullptr && (!want_write || found->writable()) && faccessat(AT_FDCWD, path.c_str(), access, AT_EACCESS) == 0) {
+      // The kernel's permission check, unless it said yes to this file as it is now already.
+      auto allowed = [&](int wanted) {
+        if (grant.Covers(st, wanted)) return true;
+        if (faccessat(AT_FDCWD, path.c_str(), wanted, AT_EACCESS) != 0) return false;
+        std::lock_guard lock(mu_);
+        auto it = cores_.find({st.st_dev, st.st_ino});
+        if (it != cores_.end()) it->second.grant.Add(st, wanted);
+        return true;
+      };
+      if (found != nullptr && (!want_write || found->writable()) && allowed(access)) {
         if (want_write) PrepareForWrites(*found);
         NoteOpened(found, /*reopen=*/true);
         return found;
@@ -260,7 +273,7 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
       // It was opened read-write (kept Backings are), which open would do now too if allowed.
       if (found == nullptr) {
         kept = BackingCache::Default().TakeUnchanged(st, &kept_table, &reopen);
-        if (kept != nullptr && faccessat(AT_FDCWD, path.c_str(), R_OK | W_OK, AT_EACCESS) != 0) kept.reset();
+        if (kept != nullptr && !allowed(R_OK | W_OK)) kept.reset();
         kept_st = st;
       }
     }
@@ -296,9 +309,9 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
   if (want_write) PrepareForWrites(*core);
   {
     std::lock_guard lock(mu_);
-    cores_[{core->dev(), core->ino()}] = core;
+    cores_[{core->dev(), core->ino()}].core = core;  // (a grant holds as long as the file is unchanged)
     // Drop entries whose files were all closed.
-    std::erase_if(cores_, [](const auto& kv) { return kv.second.expired(); });
+    std::erase_if(cores_, [](const auto& kv) { return kv.second.core.expired(); });
   }
   NoteOpened(core, reopen);
   return core;

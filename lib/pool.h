@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "lib/access_grant.h"
 #include "lib/drop_mode.h"
 #include "lib/file_core.h"
 #include "lib/status.h"
@@ -117,7 +118,11 @@ class Pool {
   std::vector<Delayed> delayed_;  // guarded by gc_mu_; moved to gc_queue_ when due
   void StartThreadLocked();       // REQUIRES: gc_mu_ held
   bool gc_thread_running_ = false;                 // guarded by gc_mu_
-  std::map<std::pair<dev_t, ino_t>, std::weak_ptr<FileCore>> cores_;  // guarded by mu_
+  struct Opened {
+    std::weak_ptr<FileCore> core;
+    AccessGrant grant;  // what the kernel last allowed an open of it here (faccessat)
+  };
+  std::map<std::pair<dev_t, ino_t>, Opened> cores_;  // guarded by mu_
   struct Lingering {
     std::shared_ptr<FileCore> core;
     std::chrono::steady_clock::time_point until;

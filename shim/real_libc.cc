@@ -112,6 +112,19 @@ void Load() {
   Resolve(r.sysv_signal, "sysv_signal");
   Resolve(r.sigset, "sigset");
   Resolve(r.pthread_cancel, "pthread_cancel");
+  Resolve(r.setuid, "setuid");
+  Resolve(r.setgid, "setgid");
+  Resolve(r.seteuid, "seteuid");
+  Resolve(r.setegid, "setegid");
+  Resolve(r.setreuid, "setreuid");
+  Resolve(r.setregid, "setregid");
+  Resolve(r.setresuid, "setresuid");
+  Resolve(r.setresgid, "setresgid");
+  Resolve(r.setfsuid, "setfsuid");
+  Resolve(r.setfsgid, "setfsgid");
+  Resolve(r.setgroups, "setgroups");
+  Resolve(r.initgroups, "initgroups");
+  Resolve(r.capset, "capset");
 }
 
 }  // namespace

@@ -115,6 +115,19 @@ struct RealLibc {
   void (*(*sysv_signal)(int, void (*)(int)))(int);
   void (*(*sigset)(int, void (*)(int)))(int);
   int (*pthread_cancel)(pthread_t);
+  int (*setuid)(uid_t);
+  int (*setgid)(gid_t);
+  int (*seteuid)(uid_t);
+  int (*setegid)(gid_t);
+  int (*setreuid)(uid_t, uid_t);
+  int (*setregid)(gid_t, gid_t);
+  int (*setresuid)(uid_t, uid_t, uid_t);
+  int (*setresgid)(gid_t, gid_t, gid_t);
+  int (*setfsuid)(uid_t);
+  int (*setfsgid)(gid_t);
+  int (*setgroups)(size_t, const gid_t*);
+  int (*initgroups)(const char*, gid_t);
+  int (*capset)(void*, const void*);
 };
 
 namespace detail {

@@ -66,5 +66,39 @@ TEST(ShimUsers, ANewOwnerReadsAFileWhoseSharedStateIsTheOldOwners) {
   EXPECT_NE(tern.err.find("another user's, made when the file had another owner or mode"), std::string::npos) << tern.err;
 }
 
+// A process that gives up root while it has a file open, and opens that file again: the kernel
+// checks the new credentials, so a file only root may open is refused, though this process had it
+// open a moment ago (and still has). Under tern the reopen finds the file open in the engine and
+// skips the kernel's check when it allowed the same access to the file as it is (lib/access_grant.h);
+// the credential calls (setgroups, setresgid, setresuid here) void that, so the check runs again.
+TEST(ShimUsers, AProcessThatGivesUpRootIsRefusedAReopenOfAFileItHasOpen) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root, to give it up";
+  if (!HaveProgram("python3")) GTEST_SKIP() << "python3 is not installed";
+  Scratch s;
+  const std::string script =
+      "import os\n"
+      "with open('public', 'w') as f: f.write('for everyone')\n"
+      "os.chmod('public', 0o644)\n"
+      "held = os.open('mine', os.O_RDWR | os.O_CREAT, 0o600)\n"
+      "os.write(held, b'x' * 5000)\n"
+      "for again in range(2): os.close(os.open('mine', os.O_RDWR))\n"
+      "os.setgroups([])\n"
+      "os.setresgid(65534, 65534, 65534)\n"
+      "os.setresuid(65534, 65534, 65534)\n"
+      "for name, flags in (('mine read', os.O_RDONLY), ('mine write', os.O_RDWR), ('public read', os.O_RDONLY)):\n"
+      "    try:\n"
+      "        os.close(os.open(name.split()[0], flags))\n"
+      "        print(name, 'allowed')\n"
+      "    except PermissionError:\n"
+      "        print(name, 'refused')\n"
+      "print(len(os.pread(held, 10000, 0)))\n";
+  RunResult plain = s.Run({"python3", "-c", script}, false);
+  RunResult tern = s.Run({"python3", "-c", script}, true);
+  ASSERT_EQ(plain.status, 0) << plain.err;
+  EXPECT_EQ(plain.out, "mine read refused\nmine write refused\npublic read allowed\n5000\n");
+  EXPECT_EQ(tern.status, 0) << tern.err;
+  EXPECT_EQ(tern.out, plain.out) << tern.err;
+}
+
 }  // namespace
 }  // namespace tern::shim_test
