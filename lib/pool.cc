@@ -231,7 +231,8 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
   struct stat kept_st {};
   bool reopen = false;  // this process closed the file lately: it may linger (pool.h)
   // Fast path: the file is open here already. The kernel still checks permission and existence
-  // flags for this open: stat follows the path as open would.
+  // flags for this open: stat follows the path as open would (its walk checks the directories),
+  // and faccessat the file's permission, unless it allowed the same already (AccessGrant).
   if ((flags & O_EXCL) == 0) {
     struct stat st;
     int rc = 0;
