@@ -51,17 +51,17 @@ class Pool {
   // closed it lately, or has it open) stays open here after its last user closes it: until
   // kLingerFor after its last open (the background thread then closes it), until it is deleted
   // and a first open of another file needs its shared state (none waits for reuse), or until
-  // kMaxLingering newer ones push it out. Opening a lingering file finds it open: a stat and an
-  // access check instead of the open and close protocols' dozen system calls (the open lock, the
-  // slot, the shared state's publication, FileCore's destructor). A shell appending to a log line
-  // by line, or a program that reads a file again and again, reopens that way. Files opened once
-  // never linger: a process that reads a file and ends, or writes file after file, closes as
-  // before (and starts no background thread for it). To every other process a lingering file
-  // looks open here, as it did a moment before. Only files this process is attached to as a
-  // writer linger (FileCore::attached: their close releases its locks explicitly, which fork's
-  // handling below relies on). `linger_for` other than kLingerFor is for tests (a slow machine
-  // must not end a lingering file a test expects open); it holds for files that begin to linger
-  // after the call.
+  // kMaxLingering newer ones push it out. Opening a lingering file finds it open: a stat (and an
+  // access check, unless AccessGrant holds) instead of the open and close protocols' dozen system
+  // calls (the open lock, the slot, the shared state's publication, FileCore's destructor). A
+  // shell appending to a log line by line, or a program that reads a file again and again,
+  // reopens that way. Files opened once never linger: a process that reads a file and ends, or
+  // writes file after file, closes as before (and starts no background thread for it). To every
+  // other process a lingering file looks open here, as it did a moment before. Only files this
+  // process is attached to as a writer linger (FileCore::attached: their close releases its locks
+  // explicitly, which fork's handling below relies on). `linger_for` other than kLingerFor is for
+  // tests (a slow machine must not end a lingering file a test expects open); it holds for files
+  // that begin to linger after the call.
   void EnableLinger(std::chrono::milliseconds linger_for = kLingerFor);
   // The file (dev, ino) stops lingering and closes now if nobody here has it open: its name is
   // about to go (unlink), and a closed file's backing can be recycled (BackingCache::Retire).
@@ -80,7 +80,7 @@ class Pool {
   static constexpr std::chrono::milliseconds kLingerFor{250};
 
  private:
-  // After a successful OpenCore: `core`, when `reopen`, lingers for kLingerFor from now; the file
+  // After a successful OpenCore: `core`, when `reopen`, lingers for linger_for_ from now; the file
   // that pushes out, if any, closes.
   void NoteOpened(const std::shared_ptr<FileCore>& core, bool reopen);
   // Moves the cores of the lingering files `pick` accepts (at most `most`, in list order) out of
