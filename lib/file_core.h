@@ -199,6 +199,10 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   void UnpinBlocks(const std::vector<std::pair<uint32_t, uint32_t>>& blocks);
   // The backing file's descriptor, for mapping pinned blocks (valid while this FileCore lives).
   int backing_fd() const { return backing_->fd(); }
+  // A descriptor of this file opened O_PATH (nothing can be read or written through it), opened
+  // at the first call and closed with this FileCore; -1 with errno when it cannot be opened. What
+  // the shim duplicates for a program that opens a file open here again: a dup instead of an open.
+  int PathDescriptor();
 
   // BlockResolver: address of `count` mapped blocks starting at `block`, mapping more if needed.
   const uint8_t* Resolve(LogicalBlock block, uint32_t count) override;
@@ -506,6 +510,7 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   dev_t dev_ = 0;
   ino_t ino_ = 0;
   std::unique_ptr<Backing> backing_;
+  std::atomic<int> path_fd_{-1};  // PathDescriptor's
   std::unique_ptr<SharedState> shared_;
   std::string shared_name_;
   std::unique_ptr<BlockAllocator> alloc_;

@@ -196,6 +196,7 @@ void Pool::ChildAfterFork() {
     if (linger_only(l.core.get())) pool.left_to_parent_.push_back(std::move(l.core));
   }
   pool.lingering_.clear();
+  pool.open_entries_.store(pool.cores_.size(), std::memory_order_relaxed);
   pool.linger_only_at_fork_.clear();
   pool.linger_scheduled_ = false;
   pool.forking_.clear();
@@ -313,9 +314,16 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
     cores_[{core->dev(), core->ino()}].core = core;  // (a grant holds as long as the file is unchanged)
     // Drop entries whose files were all closed.
     std::erase_if(cores_, [](const auto& kv) { return kv.second.core.expired(); });
+    open_entries_.store(cores_.size(), std::memory_order_relaxed);
   }
   NoteOpened(core, reopen);
   return core;
+}
+
+bool Pool::IsOpenHere(dev_t dev, ino_t ino) {
+  std::lock_guard lock(mu_);
+  auto it = cores_.find({dev, ino});
+  return it != cores_.end() && !it->second.core.expired();
 }
 
 void Pool::EnableLinger(std::chrono::milliseconds linger_for) {

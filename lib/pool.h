@@ -34,6 +34,11 @@ class Pool {
   // serve the requested access. `looked` and errors as File::Open.
   Result<std::shared_ptr<FileCore>> OpenCore(const std::string& path, int flags, mode_t mode,
                                              const struct stat* looked = nullptr);
+  // Whether the file (dev, ino) is open here (in use, or lingering): an open of it then takes
+  // OpenCore's fast path, unless it closes meanwhile. MayHaveOpenFiles false: nothing is (it
+  // costs one load, for callers that would stat a name only to ask IsOpenHere).
+  bool IsOpenHere(dev_t dev, ino_t ino);
+  bool MayHaveOpenFiles() const { return open_entries_.load(std::memory_order_relaxed) != 0; }
 
   // Background work for a file, run on this process's one background thread (started on first
   // use): log compaction, growing ahead of the allocator. The caller sets the file's matching
@@ -123,6 +128,7 @@ class Pool {
     AccessGrant grant;  // what the kernel last allowed an open of it here (faccessat)
   };
   std::map<std::pair<dev_t, ino_t>, Opened> cores_;  // guarded by mu_
+  std::atomic<size_t> open_entries_{0};               // cores_.size(), written under mu_
   struct Lingering {
     std::shared_ptr<FileCore> core;
     std::chrono::steady_clock::time_point until;

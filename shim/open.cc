@@ -13,6 +13,7 @@
 
 #include "lib/file.h"
 #include "lib/file_core.h"
+#include "lib/pool.h"
 #include "lib/process_id.h"
 #include "pmem/log.h"
 #include "shim/fd_table.h"
@@ -39,8 +40,14 @@ void LogNotTern(const std::string& abs, const char* why) {
 
 // OpenTernOnce: the path named another file by the time the engine had opened one (try again).
 constexpr int kReplacedMeanwhile = -2;
+// ReopenOpenHere: not a file open here (or an open it leaves to OpenTernOnce's whole way).
+constexpr int kNotOpenHere = -3;
 // Opens `path` (absolute: `abs`) as a tern file, or through the kernel when it is not one.
 int OpenTernOnce(int dirfd, const char* path, const std::string& abs, int flags, mode_t mode);
+int ReopenOpenHere(const std::string& abs, int flags, mode_t mode);
+// The last step of an open: `fd` (the program's O_PATH descriptor of the file that `st` describes)
+// gets a description of `file`. Returns fd, or -1 with errno (fd closed).
+int InstallTernFd(int fd, std::unique_ptr<File> file, int flags, const struct stat& st, const std::string& abs);
 
 // The tern fd that /dev/stdin, /dev/stdout, /dev/stderr, /dev/fd/N or /proc/{self,thread-self,PID}/fd/N
 // names, or -1.
@@ -143,6 +150,7 @@ int ShimOpen(int dirfd, const char* path, int flags, mode_t mode) {
   // A file replaced by rename between the first look and the engine's open (written as a copy and
   // renamed over, as editors, config writers and git do) is looked at again: the kernel resolves
   // the path once, so its open never fails for that. Each retry means another rename meanwhile.
+  if (int fd = ReopenOpenHere(abs, flags, mode); fd != kNotOpenHere) return fd;
   constexpr int kAttempts = 100;
   for (int attempt = 1;; ++attempt) {
     int fd = OpenTernOnce(dirfd, path, abs, flags, mode);
@@ -239,8 +247,56 @@ int OpenTernOnce(int dirfd, const char* path, const std::string& abs, int flags,
     file.reset();
     return kReplacedMeanwhile;
   }
+  return InstallTernFd(fd, std::move(file), flags, st, abs);
+}
+
+// A file this process has open, or keeps open after its last close (lingering, lib/pool.h), opened
+// again: a stat of the name and a duplicate of the O_PATH descriptor the engine keeps of the file
+// (FileCore::PathDescriptor) instead of an O_PATH open and its fstat. The kernel's open resolves
+// the name once, as the stat does, and the duplicate names that very inode (the engine holds it
+// open, so its number cannot have gone to another file). Two system calls instead of three, and
+// the close that follows frees no kernel file. O_EXCL creates, O_TRUNC on a read-only open and
+// names that are not a regular file (a symlink: followed or refused the whole way) are left to
+// OpenTernOnce, as is a file that closed meanwhile.
+int ReopenOpenHere(const std::string& abs, int flags, mode_t mode) {
+  const RealLibc& real = Real();
+  if (!Pool::Default().MayHaveOpenFiles()) return kNotOpenHere;
+  if ((flags & O_EXCL) != 0 || ((flags & O_TRUNC) != 0 && (flags & O_ACCMODE) == O_RDONLY)) return kNotOpenHere;
+  struct stat st;
+  if (real.fstatat(AT_FDCWD, abs.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+      st.st_size % 4096 != 0 || !Pool::Default().IsOpenHere(st.st_dev, st.st_ino)) {
+    return kNotOpenHere;
+  }
+  int engine_flags = flags & (O_ACCMODE | O_CREAT | O_TRUNC | O_NOFOLLOW);
+  std::unique_ptr<File> file;
+  int fd = -1;
+  {
+    EngineScope engine;
+    auto opened = File::Open(abs, engine_flags, mode, &st);
+    if (!opened.ok()) return opened.status().err() == kNotTernFile ? kNotOpenHere : FailWith(opened.status());
+    file = std::move(*opened);
+    int kept = -1;
+    if (st.st_ino != file->core().ino() || st.st_dev != file->core().dev() ||
+        (kept = file->core().PathDescriptor()) < 0) {
+      file.reset();
+      return kNotOpenHere;
+    }
+    fd = real.fcntl(kept, (flags & O_CLOEXEC) != 0 ? F_DUPFD_CLOEXEC : F_DUPFD, 0);
+    if (fd < 0) {
+      int err = errno;  // EMFILE, as open would say
+      file.reset();
+      return Fail(err);
+    }
+  }
+  return InstallTernFd(fd, std::move(file), flags, st, abs);
+}
+
+int InstallTernFd(int fd, std::unique_ptr<File> file, int flags, const struct stat& st, const std::string& abs) {
+  const RealLibc& real = Real();
   if (fd >= kMaxFds) {
     real.close(fd);
+    EngineScope engine;
+    file.reset();
     return Fail(EMFILE);
   }
   uint32_t flags_kept = (static_cast<uint32_t>(flags) & kKeptFlags) | kKernelLargefile;

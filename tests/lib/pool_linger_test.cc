@@ -4,12 +4,14 @@
 // closed after. A file opened once closes at once. A forked child leaves the parent's lingering
 // files alone and opens the file for itself.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
@@ -136,6 +138,35 @@ TEST_F(PoolLingerTest, AFileInUseIsNotClosedByItsLingerEnding) {
   f->reset();  // the last use: closes now, lingering over
   EXPECT_FALSE(OpenSomewhere(dir_.File("a")));
   ExpectReads("a", 3, 3000);
+}
+
+// What the shim hands a program that opens a file open here again (shim/open.cc, ReopenOpenHere):
+// the Pool says the file is open here while it lingers, and its engine keeps one O_PATH descriptor
+// of its inode, whatever becomes of the name, closed with the engine.
+TEST_F(PoolLingerTest, ALingeringFileKeepsAPathDescriptorOfItsInodeUntilItCloses) {
+  std::weak_ptr<FileCore> core = WriteAndClose("a", 8, 5000);
+  ASSERT_FALSE(core.expired());
+  struct stat named;
+  ASSERT_EQ(stat(dir_.File("a").c_str(), &named), 0);
+  EXPECT_TRUE(Pool::Default().MayHaveOpenFiles());
+  EXPECT_TRUE(Pool::Default().IsOpenHere(named.st_dev, named.st_ino));
+  int pd = core.lock()->PathDescriptor();
+  ASSERT_GE(pd, 0) << strerror(errno);
+  EXPECT_EQ(core.lock()->PathDescriptor(), pd) << "one descriptor, kept";
+  EXPECT_NE(fcntl(pd, F_GETFL) & O_PATH, 0);
+  EXPECT_NE(fcntl(pd, F_GETFD) & FD_CLOEXEC, 0);
+  char byte;
+  EXPECT_EQ(read(pd, &byte, 1), -1) << "no access through it";
+  ASSERT_EQ(rename(dir_.File("a").c_str(), dir_.File("b").c_str()), 0);
+  struct stat via;
+  ASSERT_EQ(fstat(pd, &via), 0);
+  EXPECT_EQ(via.st_ino, named.st_ino) << "the inode, whatever became of its name";
+  EXPECT_EQ(via.st_dev, named.st_dev);
+  Pool::Default().EndLinger(named.st_dev, named.st_ino);
+  ASSERT_TRUE(core.expired());
+  EXPECT_FALSE(Pool::Default().IsOpenHere(named.st_dev, named.st_ino));
+  // Closed with the engine: the number is free (or, reused since, names another file).
+  EXPECT_TRUE(fstat(pd, &via) != 0 || via.st_ino != named.st_ino);
 }
 
 // A shell that writes a file, reads it back and has another process delete it, file after file:

@@ -24,6 +24,8 @@
 //   shim_probe signals          handlers writing to files mid-write and mid-malloc; dispositions
 //   shim_probe cancel           threads cancelled in file I/O, in a FIFO open, a lock wait, a read
 //   shim_probe threads          threads appending, reading, dup'ing and reopening at once
+//   shim_probe reopen           a file opened again while open here, or just closed
+//   shim_probe rawfd            (tern only) system calls that bypass libc on a tern file's fds
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -557,6 +559,8 @@ int main(int argc, char** argv) {
   if (cmd == "aio") return Aio();
   if (cmd == "signals") return Signals();
   if (cmd == "cancel") return Cancel();
-  fprintf(stderr, "usage: shim_probe errno|random SEED N|fork|exec|append2 N|stdio|locks|mmap|fstream|dupflags|threads|fork-while-writing|splice|opath|system|times|aio|signals|cancel\n");
+  if (cmd == "reopen") return Reopen();
+  if (cmd == "rawfd") return RawFd();
+  fprintf(stderr, "usage: shim_probe errno|random SEED N|fork|exec|append2 N|stdio|locks|mmap|fstream|dupflags|threads|fork-while-writing|splice|opath|system|times|aio|signals|cancel|reopen|rawfd\n");
   return 2;
 }

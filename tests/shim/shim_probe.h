@@ -32,5 +32,7 @@ int MmapPins();  // shim_probe_mmap.cc
 int Aio();       // shim_probe_aio.cc
 int Signals();   // shim_probe_signals.cc
 int Cancel();    // shim_probe_cancel.cc
+int Reopen();    // shim_probe_reopen.cc
+int RawFd();     // shim_probe_reopen.cc
 
 }  // namespace shim_probe

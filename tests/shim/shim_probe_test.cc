@@ -53,7 +53,7 @@ TEST_F(ShimProbes, ProbeRandomOperations) {
 }
 
 TEST_F(ShimProbes, ProbeForkExecDupStdioLocksMmapFstream) {
-  for (const char* what : {"fork", "exec", "spawn", "splice", "opath", "system", "times", "aio", "dupflags", "stdio", "locks", "mmap", "fstream"}) {
+  for (const char* what : {"fork", "exec", "spawn", "splice", "opath", "reopen", "system", "times", "aio", "dupflags", "stdio", "locks", "mmap", "fstream"}) {
     RunResult plain = Probe(what, false);
     RunResult tern = Probe(what, true);
     EXPECT_EQ(plain.status, 0) << what << ": " << plain.err;
@@ -135,6 +135,22 @@ TEST_F(ShimProbes, MappingsShowPinnedBlocksUntilMunmap) {
   auto size = (*f)->Size();
   ASSERT_TRUE(size.ok());
   EXPECT_EQ(*size, 64u * 4096 + 100);
+}
+
+// A tern file's descriptor, from a first open or from a reopen of a file open here (a duplicate
+// of the engine's own O_PATH descriptor), lets nothing that bypasses libc reach the backing file.
+TEST_F(ShimProbes, SystemCallsThatBypassLibcGetNothingThroughATernFd) {
+  RunResult tern = Probe("rawfd", true);
+  EXPECT_EQ(tern.status, 0) << tern.err;
+  std::string round =
+      "raw pread: -1 EBADF\n"
+      "raw pwrite: -1 EBADF\n"
+      "raw ftruncate: -1 EBADF\n";
+  EXPECT_EQ(tern.out, "write: ok 5\n" + round + round + round +
+                          "raw pread of the first: -1 EBADF\n"
+                          "content: bytes\n")
+      << tern.err;
+  ExpectAllTernFiles(s_.tern_dir());
 }
 
 }  // namespace
