@@ -239,6 +239,8 @@ Result<FileInfo> InspectOpenFile(int fd, const std::string& path) {
   if (fstat(fd, &st) != 0) return Status::Error(errno, "fstat");
   if (S_ISDIR(st.st_mode)) return Status::Error(EISDIR, "a directory");
   if (!S_ISREG(st.st_mode)) return Status::Error(kNotTernFile, "not a regular file");
+  info.dev = st.st_dev;
+  info.ino = st.st_ino;
   info.file_bytes = static_cast<uint64_t>(st.st_size);
   if (info.file_bytes < kBlockSize || info.file_bytes % kBlockSize != 0) {
     return Status::Error(kNotTernFile, "not a tern file");

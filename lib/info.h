@@ -8,6 +8,8 @@
 // processes are writing is seen as of some moment during the scan (FileInfo::in_use says so).
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -57,6 +59,8 @@ struct InfoCheckpoint {
 
 struct FileInfo {
   std::string path;
+  dev_t dev = 0;                     // the backing file's, as fstat said
+  ino_t ino = 0;
   uint64_t file_bytes = 0;
   uint64_t num_blocks = 0;           // whole blocks in the backing file
   // Blocks the engine sees: a writable first open extends a file whose size the growth rule does

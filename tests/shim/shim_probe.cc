@@ -26,6 +26,7 @@
 //   shim_probe threads          threads appending, reading, dup'ing and reopening at once
 //   shim_probe reopen           a file opened again while open here, or just closed
 //   shim_probe rawfd            (tern only) system calls that bypass libc on a tern file's fds
+//   shim_probe statmake|statcheck  files of every log shape; then stat of each against an fd's fstat
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -561,6 +562,8 @@ int main(int argc, char** argv) {
   if (cmd == "cancel") return Cancel();
   if (cmd == "reopen") return Reopen();
   if (cmd == "rawfd") return RawFd();
-  fprintf(stderr, "usage: shim_probe errno|random SEED N|fork|exec|append2 N|stdio|locks|mmap|fstream|dupflags|threads|fork-while-writing|splice|opath|system|times|aio|signals|cancel|reopen|rawfd\n");
+  if (cmd == "statmake") return StatMake();
+  if (cmd == "statcheck") return StatCheck();
+  fprintf(stderr, "usage: shim_probe errno|random SEED N|fork|exec|append2 N|stdio|locks|mmap|fstream|dupflags|threads|fork-while-writing|splice|opath|system|times|aio|signals|cancel|reopen|rawfd|statmake|statcheck\n");
   return 2;
 }

@@ -34,5 +34,7 @@ int Signals();   // shim_probe_signals.cc
 int Cancel();    // shim_probe_cancel.cc
 int Reopen();    // shim_probe_reopen.cc
 int RawFd();     // shim_probe_reopen.cc
+int StatMake();  // shim_probe_stat.cc
+int StatCheck();
 
 }  // namespace shim_probe

@@ -153,5 +153,27 @@ TEST_F(ShimProbes, SystemCallsThatBypassLibcGetNothingThroughATernFd) {
   ExpectAllTernFiles(s_.tern_dir());
 }
 
+// stat of a file nobody has open reads its log instead of opening it (shim/ops.cc,
+// PeekLogicalStat): for every shape of log — an extended record's size, holes, truncates, appends in
+// place, several log blocks, a checkpoint left by compaction, and a file too large to be read that
+// way — stat, lstat, fstatat and statx show the size and blocks an open descriptor's fstat shows,
+// and the sizes the kernel shows.
+TEST_F(ShimProbes, StatOfAClosedFileShowsWhatTheOpenFileShows) {
+  RunResult plain = Probe("statmake", false);
+  RunResult tern = Probe("statmake", true);
+  ASSERT_EQ(plain.status, 0) << plain.err;
+  ASSERT_EQ(tern.status, 0) << tern.err;
+  EXPECT_EQ(plain.out, tern.out) << tern.err;
+  // Compacted: replay starts at a checkpoint.
+  RunResult gc = s_.Bash(std::string(TERN_BIN) + " gc " + s_.tern_dir() + "/overwritten", false);
+  ASSERT_EQ(gc.status, 0) << gc.out << gc.err;
+  plain = Probe("statcheck", false);
+  tern = Probe("statcheck", true);
+  EXPECT_EQ(plain.status, 0) << plain.err;
+  EXPECT_EQ(tern.status, 0) << tern.err;
+  EXPECT_EQ(plain.out, tern.out) << tern.err;
+  ExpectAllTernFiles(s_.tern_dir());
+}
+
 }  // namespace
 }  // namespace tern::shim_test
