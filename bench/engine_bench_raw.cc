@@ -44,7 +44,7 @@ int RawCreate(RawRegion& r, const std::string& tag, uint64_t bytes) {
   }
   if ((rc = tern::pmem::GrowFile(r.fd, 0, r.len)) != 0) return -rc;
   bool dax = false;
-  if ((rc = tern::pmem::MapFileRange(r.base, r.len, r.fd, 0, true, /*populate=*/true, 0, &dax)) != 0) return -rc;
+  if ((rc = tern::pmem::MapFileRange(r.base, r.len, r.fd, 0, true, /*populate=*/true, 0, 0, &dax)) != 0) return -rc;
   // Prefill with non-temporal copies, the way tern writes data, so that raw reads find the same
   // cache state as tern's (written data is not left in the CPU cache). The mapping is faulted in by
   // MAP_POPULATE plus these stores.

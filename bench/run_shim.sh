@@ -88,7 +88,7 @@ run() {  # run LABEL CMD...: one JSON line per output line, tagged with the side
 # (memory the host backs late, neighbours), so each side gets the same mix of good and bad moments.
 if [[ $MICRO == 1 ]]; then
   for round in $(seq "$ROUNDS"); do
-    for c in overwrite append logappend randread seqread mmaptable openread create spawn spawncat firstopen; do
+    for c in overwrite append logappend randread seqread mmaptable openread openclosed stat create spawn spawncat firstopen; do
       run kernel "${PREFIX[@]}" "$BENCH" --dir="$WORK/kernel" --case=$c --ops=$OPS --reps="$REPS"
       run tern "${PREFIX[@]}" "$TERN" run --root "$WORK/root" -- "$BENCH" --dir="$WORK/root" --case=$c --ops=$OPS --reps="$REPS"
     done

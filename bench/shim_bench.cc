@@ -12,6 +12,9 @@
 //   mmaptable      LevelDB's table open: open, stat, mmap(PROT_READ, MAP_SHARED) a 2 MiB file, close,
 //                  read one byte per 4 KiB page, munmap (one operation = one table; --ops / 100)
 //   openread       open(O_RDONLY) + 4 KiB pread + close of one 4 KiB file, over and over
+//   openclosed     the same round robin over 64 files, each closed since its last open (more files
+//                  than a process keeps open after their close: lib/pool.h, lingering)
+//   stat           stat of 64 closed 4 KiB files, round robin (nobody has them open)
 //   create         a new file: open(O_CREAT|O_TRUNC) + 100-byte write + close (one operation = one
 //                  file; --ops / 10; they are deleted after the timing)
 //   spawn          posix_spawn /bin/true and wait: a process start, with the shim loaded in the
@@ -150,6 +153,29 @@ double RunOnce(const std::string& name, const std::string& dir, uint64_t ops, ui
       close(fd);
     }
     end = NowNs();
+  } else if (name == "openclosed" || name == "stat") {
+    constexpr uint64_t kFiles = 64;
+    std::vector<std::string> paths;
+    for (uint64_t f = 0; f < kFiles; ++f) {
+      paths.push_back(path + "." + std::to_string(f));
+      close(CreateFilled(paths.back(), kIo, buf));
+    }
+    bool open_read = name == "openclosed";
+    struct stat st;
+    start = NowNs();
+    for (uint64_t i = 0; i < ops; ++i) {
+      const std::string& each = paths[i % kFiles];
+      if (open_read) {
+        int fd = open(each.c_str(), O_RDONLY);
+        if (fd < 0) Fail("open " + each);
+        if (pread(fd, buf, kIo, 0) != static_cast<ssize_t>(kIo)) Fail("pread");
+        close(fd);
+      } else if (stat(each.c_str(), &st) != 0 || st.st_size != static_cast<off_t>(kIo)) {
+        Fail("stat " + each);
+      }
+    }
+    end = NowNs();
+    for (const std::string& each : paths) unlink(each.c_str());
   } else if (name == "create") {
     ops = std::max<uint64_t>(ops / 10, 1);
     start = NowNs();

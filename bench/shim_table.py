@@ -13,6 +13,8 @@ MICRO = {
     "seqread": ("4 KiB sequential read (read)", "≥ 4×"),
     "mmaptable": ("LevelDB table open: mmap 2 MiB read-only, touch every page", "(diagnostic)"),
     "openread": ("open + 4 KiB pread + close of a 4 KiB file", "never slower"),
+    "openclosed": ("the same over 64 files round robin, each closed since its last open", "never slower"),
+    "stat": ("stat of a closed 4 KiB file (64, round robin)", "never slower"),
     "create": ("create a file: open(O_CREAT) + 100 B write + close", "never slower"),
     "spawn": ("start a process: posix_spawn /bin/true + wait", "never slower"),
     "spawncat": ("`cat` a 4 KiB file in a new process", "never slower"),

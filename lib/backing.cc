@@ -45,7 +45,7 @@ Status Backing::ReplaceFdInChild(int fd) {
   close(old);
   auto remap = [&](const View& view) {
     bool dax = false;
-    return pmem::MapFileRange(view.base, view.nblocks * kBlockSize, fd, 0, writable_, false, trace_region_, &dax);
+    return pmem::MapFileRange(view.base, view.nblocks * kBlockSize, fd, 0, writable_, false, trace_region_, dev_, &dax);
   };
   for (uint32_t i = 0; i < inline_views_used_; ++i) {
     if (int rc = remap(inline_views_[i]); rc != 0) return Status::Error(-rc, "map backing file again after fork");
@@ -103,7 +103,7 @@ Status Backing::EnsureMapped(uint64_t nblocks) {
   // so opening one costs the same whatever its size.
   bool populate = map_from > 0 && want_bytes - map_from <= kPopulateLimit;
   int rc = pmem::MapFileRange(base + map_from, want_bytes - map_from, fd_, map_from, writable_,
-                              populate, trace_region_, &dax);
+                              populate, trace_region_, dev_, &dax);
   if (rc != 0) return Status::Error(-rc, "map backing file");
   is_dax_ = dax;
   view_.store(NewView(View{base, nblocks}), std::memory_order_release);

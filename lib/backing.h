@@ -22,8 +22,9 @@ namespace tern {
 
 class Backing {
  public:
-  Backing(int fd, bool writable, uint32_t trace_region)
-      : fd_(fd), writable_(writable), trace_region_(trace_region) {}
+  // `dev`: the file's st_dev (0 if unknown), so that its filesystem is asked for MAP_SYNC once.
+  Backing(int fd, bool writable, uint32_t trace_region, dev_t dev)
+      : fd_(fd), writable_(writable), trace_region_(trace_region), dev_(dev) {}
   ~Backing();
   Backing(const Backing&) = delete;
   Backing& operator=(const Backing&) = delete;
@@ -92,6 +93,7 @@ class Backing {
   bool writable_;
   uint64_t first_reservation_ = kFirstReservation;  // the first one's floor; set before it is made
   uint32_t trace_region_;
+  dev_t dev_;
   bool is_dax_ = false;
   std::mutex mu_;
   // Views are never freed before Close (readers hold them). The first ones live here: a write

@@ -355,7 +355,7 @@ BackingCache::Entry BackingCache::FreshSpareAt(const std::string& dir, uint64_t 
   if (int rc = pmem::GrowFile(fd, 0, kFirstBlocks * kBlockSize); rc != 0) return fail("grow", -rc);
   spare.dev = st.st_dev;
   spare.ino = st.st_ino;
-  spare.backing = std::make_unique<Backing>(fd, true, static_cast<uint32_t>(st.st_ino));
+  spare.backing = std::make_unique<Backing>(fd, true, static_cast<uint32_t>(st.st_ino), st.st_dev);
   LendRecycled(*spare.backing);
   if (Status mapped = spare.backing->EnsureMapped(kFirstBlocks); !mapped.ok()) return fail("map", mapped.err());
   // The first pages a new file uses (its meta block, the first blocks the allocator hands out),

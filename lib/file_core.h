@@ -203,6 +203,8 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // at the first call and closed with this FileCore; -1 with errno when it cannot be opened. What
   // the shim duplicates for a program that opens a file open here again: a dup instead of an open.
   int PathDescriptor();
+  // FileCores alive in this process (open files, lingering ones, a forked child's inherited ones).
+  static uint64_t LiveCount() { return live_count_.load(std::memory_order_relaxed); }
 
   // BlockResolver: address of `count` mapped blocks starting at `block`, mapping more if needed.
   const uint8_t* Resolve(LogicalBlock block, uint32_t count) override;
@@ -212,7 +214,9 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   std::unique_ptr<KeptTable> KeepTable();
   // Starts from a kept table instead of the checkpoint. REQUIRES: nobody else uses this core yet.
   void AdoptKeptTable(const KeptTable& kept);
-  FileCore(std::string path, std::unique_ptr<Backing> backing) : path_(std::move(path)), backing_(std::move(backing)) {}
+  FileCore(std::string path, std::unique_ptr<Backing> backing) : path_(std::move(path)), backing_(std::move(backing)) {
+    live_count_.fetch_add(1, std::memory_order_relaxed);
+  }
 
   // --- open & recovery (file_core_open.cc) ---
   Status Format();
@@ -511,6 +515,7 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   ino_t ino_ = 0;
   std::unique_ptr<Backing> backing_;
   std::atomic<int> path_fd_{-1};  // PathDescriptor's
+  static inline std::atomic<uint64_t> live_count_{0};
   std::unique_ptr<SharedState> shared_;
   std::string shared_name_;
   std::unique_ptr<BlockAllocator> alloc_;

@@ -18,6 +18,7 @@
 #include "lib/format_nonce.h"
 #include "lib/open_lock.h"
 #include "lib/shared_state_spares.h"
+#include "lib/test_hooks.h"
 #include "pmem/log.h"
 #include "pmem/mapping.h"
 #include "pmem/persist.h"
@@ -108,7 +109,7 @@ Result<std::shared_ptr<FileCore>> FileCore::Open(const std::string& path, int fl
   if (backing != nullptr) {
     close(fd);
   } else {
-    backing = std::make_unique<Backing>(fd, writable, static_cast<uint32_t>(st.st_ino));
+    backing = std::make_unique<Backing>(fd, writable, static_cast<uint32_t>(st.st_ino), st.st_dev);
     BackingCache::Default().LendRecycled(*backing);
   }
   return OpenWith(path, flags, std::move(backing), st, nullptr);
@@ -180,10 +181,13 @@ Result<std::shared_ptr<FileCore>> FileCore::OpenWith(const std::string& path, in
     if (!shared.ok()) return shared.status();
     core->shared_ = std::move(*shared);
     core->alloc_ = std::make_unique<BlockAllocator>(core->shared_.get());
-    // The shared block count may only be what the backing file really has (growth runs
-    // fallocate before it publishes the count).
-    if (fstat(fd, &st) != 0) return Status::Error(errno, "fstat");
+    // The shared block count may only be what the backing file really has. Growth runs fallocate
+    // before it publishes the count, so the count is read first: a grower elsewhere between the two
+    // looks then only makes the file larger than the count (read the other way round, a live file
+    // growing at that moment was refused as damaged).
     uint64_t shared_blocks = core->alloc_->num_blocks();
+    test_hooks::between_attach_size_looks.Run();
+    if (fstat(fd, &st) != 0) return Status::Error(errno, "fstat");
     if (shared_blocks > kMaxBlocks || shared_blocks * kBlockSize > static_cast<uint64_t>(st.st_size)) {
       TERN_LOG_ERROR("%s: shared state names %llu blocks, the file has %lld bytes", path.c_str(),
                      static_cast<unsigned long long>(shared_blocks), static_cast<long long>(st.st_size));
@@ -410,6 +414,7 @@ int FileCore::PathDescriptor() {
 }
 
 FileCore::~FileCore() {
+  live_count_.fetch_sub(1, std::memory_order_relaxed);
   if (int fd = path_fd_.load(); fd >= 0) close(fd);
   // The Pool's delayed announcement can no longer reach this file: make it now.
   if (announce_owed_.exchange(false)) AnnounceChange();

@@ -196,7 +196,6 @@ void Pool::ChildAfterFork() {
     if (linger_only(l.core.get())) pool.left_to_parent_.push_back(std::move(l.core));
   }
   pool.lingering_.clear();
-  pool.open_entries_.store(pool.cores_.size(), std::memory_order_relaxed);
   pool.linger_only_at_fork_.clear();
   pool.linger_scheduled_ = false;
   pool.forking_.clear();
@@ -314,7 +313,6 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
     cores_[{core->dev(), core->ino()}].core = core;  // (a grant holds as long as the file is unchanged)
     // Drop entries whose files were all closed.
     std::erase_if(cores_, [](const auto& kv) { return kv.second.core.expired(); });
-    open_entries_.store(cores_.size(), std::memory_order_relaxed);
   }
   NoteOpened(core, reopen);
   return core;

@@ -38,7 +38,7 @@ class Pool {
   // OpenCore's fast path, unless it closes meanwhile. MayHaveOpenFiles false: nothing is (it
   // costs one load, for callers that would stat a name only to ask IsOpenHere).
   bool IsOpenHere(dev_t dev, ino_t ino);
-  bool MayHaveOpenFiles() const { return open_entries_.load(std::memory_order_relaxed) != 0; }
+  static bool MayHaveOpenFiles() { return FileCore::LiveCount() != 0; }
 
   // Background work for a file, run on this process's one background thread (started on first
   // use): log compaction, growing ahead of the allocator. The caller sets the file's matching
@@ -128,7 +128,6 @@ class Pool {
     AccessGrant grant;  // what the kernel last allowed an open of it here (faccessat)
   };
   std::map<std::pair<dev_t, ino_t>, Opened> cores_;  // guarded by mu_
-  std::atomic<size_t> open_entries_{0};               // cores_.size(), written under mu_
   struct Lingering {
     std::shared_ptr<FileCore> core;
     std::chrono::steady_clock::time_point until;

@@ -49,5 +49,8 @@ inline constinit WindowHook after_state_attach_open;
 // In SharedState::SweepOrphans (shared_state_sweep.cc), after it locked an object that no process
 // maps and before it takes the published name away.
 inline constinit WindowHook after_state_sweep_lock;
+// In FileCore::OpenWith (file_core_open.cc), an opener that attached to the shared state: between
+// its look at the shared block count and its look at the backing file's size.
+inline constinit WindowHook between_attach_size_looks;
 
 }  // namespace tern::test_hooks

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 
 #include "pmem/log.h"
 #include "pmem/persist.h"
@@ -66,13 +67,38 @@ bool ResetAddressRange(uint8_t* base, uint64_t length) {
   return mmap(base, length, PROT_NONE, kFlags, -1, 0) != MAP_FAILED;
 }
 
+namespace {
+
+// Filesystems (st_dev + 1; 0 is a free entry) that refused MAP_SYNC. A few: a process's files
+// live on one or two.
+std::atomic<uint64_t> g_no_map_sync[4];
+
+bool RefusedMapSync(uint64_t dev) {
+  if (dev == 0) return false;
+  for (const auto& entry : g_no_map_sync) {
+    if (entry.load(std::memory_order_relaxed) == dev + 1) return true;
+  }
+  return false;
+}
+
+void NoteRefusedMapSync(uint64_t dev) {
+  if (dev == 0) return;
+  for (auto& entry : g_no_map_sync) {
+    uint64_t free = 0;
+    if (entry.compare_exchange_strong(free, dev + 1) || free == dev + 1) return;
+  }
+}
+
+}  // namespace
+
 int MapFileRange(void* at, uint64_t length, int fd, uint64_t offset, bool writable, bool populate,
-                 uint32_t trace_region, bool* is_dax) {
+                 uint32_t trace_region, uint64_t dev, bool* is_dax) {
   int prot = PROT_READ | (writable ? PROT_WRITE : 0);
   int fill = populate ? MAP_POPULATE : 0;
   void* p = MAP_FAILED;
   *is_dax = false;
-  if (writable) {
+  bool try_sync = writable && !RefusedMapSync(dev);
+  if (try_sync) {
     p = mmap(at, length, prot, MAP_SHARED_VALIDATE | MAP_SYNC | MAP_FIXED | fill, fd,
              static_cast<off_t>(offset));
     if (p != MAP_FAILED) {
@@ -81,9 +107,10 @@ int MapFileRange(void* at, uint64_t length, int fd, uint64_t offset, bool writab
     }
   }
   if (p == MAP_FAILED) {
-    if (writable && errno != EOPNOTSUPP && errno != EINVAL) return -errno;
+    if (try_sync && errno != EOPNOTSUPP && errno != EINVAL) return -errno;
     p = mmap(at, length, prot, MAP_SHARED | MAP_FIXED | fill, fd, static_cast<off_t>(offset));
     if (p == MAP_FAILED) return -errno;
+    if (try_sync) NoteRefusedMapSync(dev);  // (the same mapping without MAP_SYNC was fine)
   }
   trace::RegisterRegion(trace_region, p, length, offset);
   return 0;

@@ -36,8 +36,10 @@ bool ResetAddressRange(uint8_t* base, uint64_t length);
 // Maps [offset, offset+length) of fd at `at` (inside a reservation), shared, writable if `writable`.
 // Tries MAP_SYNC first (DAX filesystems) and falls back to plain MAP_SHARED where the filesystem
 // refuses it (tmpfs). `*is_dax` tells which one took. `trace_region` names the range for trace mode.
+// `dev` (the file's st_dev; 0 when unknown): a filesystem that refused MAP_SYNC once is not asked
+// again (each refusal is a system call, at every new file's first mapping).
 int MapFileRange(void* at, uint64_t length, int fd, uint64_t offset, bool writable, bool populate,
-                 uint32_t trace_region, bool* is_dax);
+                 uint32_t trace_region, uint64_t dev, bool* is_dax);
 
 // Grows the backing file from `old_length` to `new_length` bytes with fallocate (allocated, reads
 // as zero), durably (fdatasync). Only the new range is passed: fallocate walks every page of the

@@ -54,7 +54,7 @@ class BackingTest : public ::testing::Test {
 };
 
 TEST_F(BackingTest, AFileOpenedToBeReadMovesOnceWhenItGrowsPastItsSmallReservation) {
-  Backing b(dup(fd_), true, 0);
+  Backing b(dup(fd_), true, 0, 0);
   b.ExpectReadsOnly();
   TERN_ASSERT_OK(b.EnsureMapped(kSmallBlocks));
   const uint8_t* before = b.BlockAddress(LogicalBlock(1));
@@ -69,7 +69,7 @@ TEST_F(BackingTest, AFileOpenedToBeReadMovesOnceWhenItGrowsPastItsSmallReservati
 }
 
 TEST_F(BackingTest, AnyOtherFileGrowsInPlace) {
-  Backing b(dup(fd_), true, 0);
+  Backing b(dup(fd_), true, 0, 0);
   TERN_ASSERT_OK(b.EnsureMapped(kSmallBlocks));
   const uint8_t* before = b.BlockAddress(LogicalBlock(1));
   ASSERT_TRUE(HasPattern(before, 1, 11));
@@ -82,7 +82,7 @@ TEST_F(BackingTest, AnyOtherFileGrowsInPlace) {
 // BackingCache parks mappings: the descriptor goes, the mapping stays readable, and no lock of
 // the descriptor outlives it (the mapping keeps its open file description alive).
 TEST_F(BackingTest, ClosingTheDescriptorKeepsTheMappingAndDropsItsLocks) {
-  Backing b(dup(fd_), true, 0);
+  Backing b(dup(fd_), true, 0, 0);
   TERN_ASSERT_OK(b.EnsureMapped(kSmallBlocks));
   struct flock byte {};
   byte.l_type = F_WRLCK;
@@ -112,12 +112,12 @@ TEST_F(BackingTest, ReservationsTakenTogetherAreReleasedAndNothingElse) {
   std::vector<std::unique_ptr<Backing>> taken;
   std::vector<const uint8_t*> addresses;
   for (int i = 0; i < 6; ++i) {
-    taken.push_back(std::make_unique<Backing>(dup(fd_), true, 0));
+    taken.push_back(std::make_unique<Backing>(dup(fd_), true, 0, 0));
     TERN_ASSERT_OK(taken.back()->EnsureMapped(kSmallBlocks));
     addresses.push_back(taken.back()->BlockAddress(LogicalBlock(1)));
     ASSERT_TRUE(HasPattern(addresses.back(), 1, 11));
   }
-  Backing kept(dup(fd_), true, 0);
+  Backing kept(dup(fd_), true, 0, 0);
   TERN_ASSERT_OK(kept.EnsureMapped(kSmallBlocks));
   std::vector<pmem::AddressRange> ranges;
   for (auto& b : taken) {
@@ -135,7 +135,7 @@ TEST_F(BackingTest, ReservationsTakenTogetherAreReleasedAndNothingElse) {
 // Recycled address space: a reset reservation stays reserved with nothing of the old file in it,
 // and a Backing that adopts it maps its own file there.
 TEST_F(BackingTest, AResetReservationIsAdoptedByTheNextBacking) {
-  auto old = std::make_unique<Backing>(dup(fd_), true, 0);
+  auto old = std::make_unique<Backing>(dup(fd_), true, 0, 0);
   TERN_ASSERT_OK(old->EnsureMapped(kSmallBlocks));
   uint8_t* base = old->BlockAddress(LogicalBlock(0));
   ASSERT_TRUE(HasPattern(base + kBlockSize, 1, 11));
@@ -155,7 +155,7 @@ TEST_F(BackingTest, AResetReservationIsAdoptedByTheNextBacking) {
   ASSERT_EQ(fallocate(other, 0, 0, static_cast<off_t>(kSmallBlocks * kBlockSize)), 0);
   std::vector<uint8_t> data = Pattern(21, kBlockSize, kBlockSize);
   ASSERT_EQ(pwrite(other, data.data(), data.size(), kBlockSize), static_cast<ssize_t>(data.size()));
-  Backing adopter(other, true, 0);
+  Backing adopter(other, true, 0, 0);
   adopter.AdoptReservation(ranges[0]);
   TERN_ASSERT_OK(adopter.EnsureMapped(kSmallBlocks));
   EXPECT_EQ(adopter.BlockAddress(LogicalBlock(0)), base);
