@@ -101,6 +101,12 @@ bool OpenSomewhere(const std::string& path);
 
 // Waits for child `pid`; its exit status, or -1 when it did not exit normally (or pid <= 0).
 int WaitExitStatus(pid_t pid);
+// For a forked child stopped at a trace-build hook (lib/test_hooks.h) while its parent acts: after
+// SetHandOverPipes, the first HandOverToParentOnce (the hook's callback) writes a byte to
+// `to_parent` and waits for one from `from_parent`; later calls do nothing. A broken pipe ends the
+// child with status 10.
+void SetHandOverPipes(int to_parent, int from_parent);
+void HandOverToParentOnce();
 // Shared-state objects published in `dir`'s private shared-state directory (one per file open
 // somewhere, or left by processes killed while they had it open).
 size_t PublishedObjects(const TempDir& dir);

@@ -27,17 +27,6 @@ using test::Pattern;
 constexpr uint64_t kFirstBytes = 4 * kBlockSize;
 constexpr uint64_t kGrownBytes = 4 << 20;  // past the backing file's first 64 KiB: it grows
 
-// The opening child tells the parent (pipe) when it is between its two looks, and waits for the
-// parent's answer before the second.
-int g_to_parent = -1, g_from_parent = -1;
-void HandOverToParentOnce() {
-  static bool done = false;
-  if (done) return;
-  done = true;
-  char c = 'l';
-  if (write(g_to_parent, &c, 1) != 1 || read(g_from_parent, &c, 1) != 1) _exit(10);
-}
-
 TEST(AttachGrowRaceTest, AFileGrowingWhileItIsAttachedToOpensAndReads) {
   test::TempDir dir;
   std::string path = dir.File("f");
@@ -48,11 +37,10 @@ TEST(AttachGrowRaceTest, AFileGrowingWhileItIsAttachedToOpensAndReads) {
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    g_to_parent = up[1];
-    g_from_parent = down[0];
+    test::SetHandOverPipes(up[1], down[0]);
     char go;
-    if (read(g_from_parent, &go, 1) != 1) _exit(9);
-    test_hooks::between_attach_size_looks.callback.store(HandOverToParentOnce);
+    if (read(down[0], &go, 1) != 1) _exit(9);
+    test_hooks::between_attach_size_looks.callback.store(test::HandOverToParentOnce);
     auto f = File::Open(path, O_RDWR);  // the parent holds it: this one attaches
     if (!f.ok()) _exit(2);
     std::vector<uint8_t> got(kBlockSize);

@@ -64,17 +64,6 @@ TEST(StateSweepRaceTest, AnObjectPublishedWhileTheSweeperHeldTheStaleOneStaysPub
   test::CloseAndSettle(std::move(g_opened));
 }
 
-// The attaching child tells the parent (pipe) when it has opened the object, and waits for the
-// parent's answer before it locks it.
-int g_to_parent = -1, g_from_parent = -1;
-void HandOverToParentOnce() {
-  static bool done = false;
-  if (done) return;
-  done = true;
-  char c = 'o';
-  if (write(g_to_parent, &c, 1) != 1 || read(g_from_parent, &c, 1) != 1) _exit(10);
-}
-
 TEST(StateSweepRaceTest, AnOpenerWhoseObjectWasSweptBeforeItLockedItBuildsAFreshOne) {
   test::TempDir dir;
   std::string path = dir.File("f");
@@ -85,11 +74,10 @@ TEST(StateSweepRaceTest, AnOpenerWhoseObjectWasSweptBeforeItLockedItBuildsAFresh
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    g_to_parent = up[1];
-    g_from_parent = down[0];
+    test::SetHandOverPipes(up[1], down[0]);
     char go;
-    if (read(g_from_parent, &go, 1) != 1) _exit(9);
-    test_hooks::after_state_attach_open.callback.store(HandOverToParentOnce);
+    if (read(down[0], &go, 1) != 1) _exit(9);
+    test_hooks::after_state_attach_open.callback.store(test::HandOverToParentOnce);
     auto f = File::Open(path, O_RDWR);  // the parent holds it: this one attaches
     if (!f.ok()) _exit(2);
     if (!Reads(**f, 2)) _exit(3);
