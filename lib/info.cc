@@ -117,8 +117,8 @@ std::string LoadCheckpoint(PreadResolver& resolver, int fd, uint64_t at, FileInf
 }
 
 // Walks and replays the log from position 0 (or the checkpoint) to the first free slot or the
-// first damage.
-void WalkLog(int fd, const pmem::MetaBlock& meta, FileInfo* info) {
+// first damage, reading at most max_log_blocks log blocks.
+void WalkLog(int fd, const pmem::MetaBlock& meta, uint32_t max_log_blocks, FileInfo* info) {
   PreadResolver resolver(fd, info->effective_blocks);
   const uint64_t* slots = meta.slots;
   uint64_t nslots = pmem::kMetaSlots;
@@ -172,6 +172,11 @@ void WalkLog(int fd, const pmem::MetaBlock& meta, FileInfo* info) {
     // Every slot of this block is used: the log continues in the next log block, if linked.
     if (link == 0) {
       info->tail = pos;
+      return;
+    }
+    if (info->chain.size() >= max_log_blocks) {
+      info->tail = pos;
+      info->walk_cut = true;
       return;
     }
     auto k = static_cast<uint32_t>(info->chain_first + info->chain.size());
@@ -232,7 +237,7 @@ Result<FileInfo> InspectFile(const std::string& path) {
   return result;
 }
 
-Result<FileInfo> InspectOpenFile(int fd, const std::string& path) {
+Result<FileInfo> InspectOpenFile(int fd, const std::string& path, uint32_t max_log_blocks) {
   FileInfo info;
   info.path = path;
   struct stat st;
@@ -261,7 +266,7 @@ Result<FileInfo> InspectOpenFile(int fd, const std::string& path) {
   } else if (h.flags != 0) {
     info.header_problem = "meta block has unknown flags";
   }
-  WalkLog(fd, *meta, &info);
+  WalkLog(fd, *meta, max_log_blocks, &info);
   return info;
 }
 

@@ -75,6 +75,7 @@ struct FileInfo {
   std::vector<InfoLogBlock> chain;   // live log blocks reached by the walk, in chain order
   LogPos tail = 0;                   // first position not replayed (free slot, or damage)
   std::optional<InfoDamage> damage;  // set when replay stops at a bad entry or log block
+  bool walk_cut = false;             // stopped at InspectOpenFile's max_log_blocks: a prefix only
   uint64_t stale_past_tail = 0;      // non-zero slots after the tail in its block
   uint64_t stale_blocks_linked = 0;  // log blocks linked after the tail's block (recovery unlinks them)
   InfoEntryStats entries;
@@ -102,8 +103,10 @@ struct FileInfo {
 // error: the damage is in the result.
 Result<FileInfo> InspectFile(const std::string& path);
 // The same for a file the caller has open (and, for a stable picture, holds the open lock of
-// exclusively, lib/open_lock.h). `fd` may be read-only.
-Result<FileInfo> InspectOpenFile(int fd, const std::string& path);
+// exclusively, lib/open_lock.h). `fd` may be read-only. A caller that only wants a short log read
+// (each log block holds 510 entries, replayed one by one) passes `max_log_blocks`: the walk stops
+// before reading more and sets walk_cut.
+Result<FileInfo> InspectOpenFile(int fd, const std::string& path, uint32_t max_log_blocks = UINT32_MAX);
 
 // DecodeCommit's view of a backing file read with pread (zeros past its end, up to num_blocks).
 // Decoded commits point into its buffers, which live as long as the resolver.

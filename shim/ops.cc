@@ -27,8 +27,11 @@ namespace {
 // (lib/info.h), when its backing file is at most this large: opening it would run the open and
 // close protocols (the open lock, the shared state's publication and removal: ~40 µs, a dozen
 // system calls) where this is an open, an fstat, a pread or a few, and a close. A larger file's
-// log and table are what the engine's checkpoint and lazy table are for: it is opened.
+// log and table are what the engine's checkpoint and lazy table are for: it is opened. So is a file
+// whose log runs on past a few log blocks (thousands of entries, each replayed: the engine keeps a
+// closed file's table for its next open, and compaction shortens the log).
 constexpr off_t kPeekMaxBackingBytes = off_t{8} << 20;
+constexpr uint32_t kPeekMaxLogBlocks = 4;
 
 // The logical size and blocks of the tern file at `abs` into *st, which the kernel's stat of that
 // name filled: true when it read them (the name still names that inode, and its log reads whole;
@@ -44,11 +47,11 @@ bool PeekLogicalStat(const std::string& abs, bool follow, struct stat* st) {
   // Open for a moment only: left where the kernel put it (moving it would cost two system calls),
   // but marked, so that the program's close or dup2 of that number leaves it alone meanwhile.
   MarkInternalFd(fd);
-  auto info = InspectOpenFile(fd, abs);
+  auto info = InspectOpenFile(fd, abs, kPeekMaxLogBlocks);
   UnmarkInternalFd(fd);
   real.close(fd);
   if (!info.ok() || info->dev != st->st_dev || info->ino != st->st_ino || !info->header_problem.empty() ||
-      info->damage.has_value()) {
+      info->damage.has_value() || info->walk_cut) {
     return false;
   }
   st->st_size = static_cast<off_t>(info->size);

@@ -27,6 +27,7 @@
 //   shim_probe reopen           a file opened again while open here, or just closed
 //   shim_probe rawfd            (tern only) system calls that bypass libc on a tern file's fds
 //   shim_probe statmake|statcheck  files of every log shape; then stat of each against an fd's fstat
+//   shim_probe statrace         stat of a file another process appends to
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -564,6 +565,7 @@ int main(int argc, char** argv) {
   if (cmd == "rawfd") return RawFd();
   if (cmd == "statmake") return StatMake();
   if (cmd == "statcheck") return StatCheck();
-  fprintf(stderr, "usage: shim_probe errno|random SEED N|fork|exec|append2 N|stdio|locks|mmap|fstream|dupflags|threads|fork-while-writing|splice|opath|system|times|aio|signals|cancel|reopen|rawfd|statmake|statcheck\n");
+  if (cmd == "statrace") return StatRace();
+  fprintf(stderr, "usage: shim_probe errno|random SEED N|fork|exec|append2 N|stdio|locks|mmap|fstream|dupflags|threads|fork-while-writing|splice|opath|system|times|aio|signals|cancel|reopen|rawfd|statmake|statcheck|statrace\n");
   return 2;
 }

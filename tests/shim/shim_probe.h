@@ -36,5 +36,6 @@ int Reopen();    // shim_probe_reopen.cc
 int RawFd();     // shim_probe_reopen.cc
 int StatMake();  // shim_probe_stat.cc
 int StatCheck();
+int StatRace();
 
 }  // namespace shim_probe

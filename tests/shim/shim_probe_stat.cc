@@ -5,10 +5,15 @@
 // that runs over several log blocks, a file past the size that is read that way); `statcheck`, in
 // a later process, prints for each what stat, lstat, fstatat and statx show against the fstat of
 // an open descriptor. The kernel's run and tern's must print the same.
+//
+// shim_probe statrace: a child appends 128-byte records (fsync every 64) while the parent stats
+// the file over and over: every size seen is one the file had (a whole number of records, never
+// shrinking), no stat fails, and the last equals what the child wrote.
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <random>
@@ -84,6 +89,50 @@ int StatCheck() {
            by_lname.st_blocks == by_fd.st_blocks, by_at.st_blocks == by_fd.st_blocks,
            by_statx.stx_blocks == static_cast<uint64_t>(by_fd.st_blocks));
   }
+  return 0;
+}
+
+int StatRace() {
+  constexpr int kRecords = 20000;  // 2.5 MB: the backing file stays within what a stat reads itself
+  constexpr off_t kRecord = 128;  // never across a page: the kernel grows a file a page at a time
+  int fd = open("growing", O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+  if (fd < 0) return 2;
+  close(fd);
+  int ready[2];
+  if (pipe(ready) != 0) return 2;
+  pid_t child = fork();
+  if (child < 0) return 2;
+  if (child == 0) {
+    int w = open("growing", O_WRONLY | O_APPEND);
+    std::string record(kRecord, 'r');
+    char c = 'g';
+    if (w < 0 || write(ready[1], &c, 1) != 1) _exit(3);
+    for (int i = 0; i < kRecords; ++i) {
+      if (write(w, record.data(), record.size()) != kRecord) _exit(4);
+      if (i % 64 == 63 && fsync(w) != 0) _exit(5);
+    }
+    close(w);
+    _exit(0);
+  }
+  char c;
+  if (read(ready[0], &c, 1) != 1) return 2;
+  off_t last = 0;
+  long stats = 0, failed = 0, shrank = 0, torn = 0;
+  for (;;) {
+    bool done = waitpid(child, nullptr, WNOHANG) == child;
+    struct stat st;
+    ++stats;
+    if (stat("growing", &st) != 0) {
+      ++failed;
+    } else {
+      shrank += st.st_size < last;
+      torn += st.st_size % kRecord != 0;
+      last = st.st_size;
+    }
+    if (done) break;
+  }
+  printf("stats failed %ld, sizes that shrank %ld, sizes between records %ld, last is the whole file %d, "
+         "many stats %d\n", failed, shrank, torn, last == kRecords * kRecord, stats > 10);
   return 0;
 }
 

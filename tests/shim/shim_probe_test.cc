@@ -175,5 +175,19 @@ TEST_F(ShimProbes, StatOfAClosedFileShowsWhatTheOpenFileShows) {
   ExpectAllTernFiles(s_.tern_dir());
 }
 
+// The same read of the log while another process appends to the file (and its log grows into new
+// log blocks): every size a stat shows is one the file had, none fails.
+TEST_F(ShimProbes, StatOfAFileAnotherProcessAppendsToShowsSizesItHad) {
+  const std::string want =
+      "stats failed 0, sizes that shrank 0, sizes between records 0, last is the whole file 1, many stats 1\n";
+  RunResult plain = Probe("statrace", false);
+  EXPECT_EQ(plain.status, 0) << plain.err;
+  EXPECT_EQ(plain.out, want) << plain.err;
+  RunResult tern = Probe("statrace", true);
+  EXPECT_EQ(tern.status, 0) << tern.err;
+  EXPECT_EQ(tern.out, want) << tern.err;
+  ExpectAllTernFiles(s_.tern_dir());
+}
+
 }  // namespace
 }  // namespace tern::shim_test
