@@ -255,16 +255,18 @@ int OpenTernOnce(int dirfd, const char* path, const std::string& abs, int flags,
 // (FileCore::PathDescriptor) instead of an O_PATH open and its fstat. The kernel's open resolves
 // the name once, as the stat does, and the duplicate names that very inode (the engine holds it
 // open, so its number cannot have gone to another file). Two system calls instead of three, and
-// the close that follows frees no kernel file. O_EXCL creates, O_TRUNC on a read-only open and
-// names that are not a regular file (a symlink: followed or refused the whole way) are left to
-// OpenTernOnce, as is a file that closed meanwhile.
+// the close that follows frees no kernel file. O_EXCL creates, O_TRUNC on a read-only open, names
+// that are not a regular file (a symlink: followed or refused the whole way) and files with more
+// than one name are left to OpenTernOnce, as is a file that closed meanwhile.
 int ReopenOpenHere(const std::string& abs, int flags, mode_t mode) {
   const RealLibc& real = Real();
   if (!Pool::Default().MayHaveOpenFiles()) return kNotOpenHere;
   if ((flags & O_EXCL) != 0 || ((flags & O_TRUNC) != 0 && (flags & O_ACCMODE) == O_RDONLY)) return kNotOpenHere;
   struct stat st;
+  // One name only: the kept descriptor shows (in /proc/self/fd) the name it was opened by, which
+  // for a file with several hard links may not be the one opened now.
   if (real.fstatat(AT_FDCWD, abs.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
-      st.st_size % 4096 != 0 || !Pool::Default().IsOpenHere(st.st_dev, st.st_ino)) {
+      st.st_nlink != 1 || st.st_size % 4096 != 0 || !Pool::Default().IsOpenHere(st.st_dev, st.st_ino)) {
     return kNotOpenHere;
   }
   int engine_flags = flags & (O_ACCMODE | O_CREAT | O_TRUNC | O_NOFOLLOW);

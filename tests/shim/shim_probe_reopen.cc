@@ -7,7 +7,7 @@
 // descriptor the engine keeps (shim/open.cc, ReopenOpenHere) instead of opening the name: what a
 // program sees must be what the kernel's open gives — the lowest free number, close-on-exec as
 // asked, the access mode asked, O_TRUNC, O_APPEND, O_EXCL, a name renamed over or removed between
-// two opens, a symlink, and /proc/self/fd.
+// two opens, a symlink, a second hard link, and /proc/self/fd.
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -106,6 +106,15 @@ int Reopen() {
   OpenReadClose("open the target again", "t.txt", O_RDONLY);
   OpenReadClose("through the link", "link", O_RDONLY);
   OpenReadClose("through the link, O_NOFOLLOW", "link", O_RDONLY | O_NOFOLLOW);
+  // A second name: /proc/self/fd shows the name an fd was opened by.
+  Say("hard link", link("t.txt", "hard.txt"));
+  int h = open("hard.txt", O_RDONLY);
+  char target[4096];
+  std::string fd_link = "/proc/self/fd/" + std::to_string(h);
+  ssize_t n_target = readlink(fd_link.c_str(), target, sizeof(target) - 1);
+  std::string fd_names = n_target > 0 ? std::string(target, static_cast<size_t>(n_target)) : "<" + ErrName(errno) + ">";
+  printf("opened through the second name, the fd names: %s\n", fd_names.substr(fd_names.rfind('/') + 1).c_str());
+  close(h);
   close(t);
   printf("content: %s\n", ReadWhole("t.txt").c_str());
   return 0;
