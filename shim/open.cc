@@ -147,10 +147,10 @@ int ShimOpen(int dirfd, const char* path, int flags, mode_t mode) {
     if (int n = TernFdNamedBy(path); n >= 0) return ReopenTernFd(n, flags, mode);
   }
   if (!TernCandidate(dirfd, path, &abs)) return KernelOpen(dirfd, path, flags, mode);
+  if (int fd = ReopenOpenHere(abs, flags, mode); fd != kNotOpenHere) return fd;
   // A file replaced by rename between the first look and the engine's open (written as a copy and
   // renamed over, as editors, config writers and git do) is looked at again: the kernel resolves
   // the path once, so its open never fails for that. Each retry means another rename meanwhile.
-  if (int fd = ReopenOpenHere(abs, flags, mode); fd != kNotOpenHere) return fd;
   constexpr int kAttempts = 100;
   for (int attempt = 1;; ++attempt) {
     int fd = OpenTernOnce(dirfd, path, abs, flags, mode);
@@ -254,8 +254,8 @@ int OpenTernOnce(int dirfd, const char* path, const std::string& abs, int flags,
 // again: a stat of the name and a duplicate of the O_PATH descriptor the engine keeps of the file
 // (FileCore::PathDescriptor) instead of an O_PATH open and its fstat. The kernel's open resolves
 // the name once, as the stat does, and the duplicate names that very inode (the engine holds it
-// open, so its number cannot have gone to another file). Two system calls instead of three, and
-// the close that follows frees no kernel file. O_EXCL creates, O_TRUNC on a read-only open, names
+// open, so its number cannot have gone to another file). As many system calls, but no kernel file
+// is made, and the close that follows frees none. O_EXCL creates, O_TRUNC on a read-only open, names
 // that are not a regular file (a symlink: followed or refused the whole way) and files with more
 // than one name are left to OpenTernOnce, as is a file that closed meanwhile.
 int ReopenOpenHere(const std::string& abs, int flags, mode_t mode) {
