@@ -143,8 +143,10 @@ rlim_t g_raised_soft_limit = 0;
 // `program_soft`: the soft limit the program has, which is rl's, or less when this process was
 // spawned by one whose shim had raised it (TERN_SHIM_NOFILE).
 void RaiseFdLimit(const struct rlimit& rl, rlim_t program_soft) {
-  // Two of tern's descriptors for each of the program's, and the kept files' and spares'.
-  rlim_t want = std::min<rlim_t>({rl.rlim_max, program_soft * 3 + 256, kMaxFds});
+  // Up to three of tern's descriptors for each of the program's (the backing file, the shared
+  // state, and for a file opened again the O_PATH one its reopens duplicate), and the kept files'
+  // and spares'.
+  rlim_t want = std::min<rlim_t>({rl.rlim_max, program_soft * 4 + 256, kMaxFds});
   if (want <= program_soft) return;
   if (want != rl.rlim_cur) {
     struct rlimit raised = {want, rl.rlim_max};
