@@ -140,6 +140,24 @@ TEST_F(PoolLingerTest, AFileInUseIsNotClosedByItsLingerEnding) {
   ExpectReads("a", 3, 3000);
 }
 
+// At most kMaxLingering files linger: the file that would be one more pushes out the one whose time
+// is nearest its end, which closes for everyone (and reads back); the others stay.
+TEST_F(PoolLingerTest, OneFileMoreThanMayLingerPushesOutTheOldest) {
+  std::vector<std::weak_ptr<FileCore>> cores;
+  for (size_t i = 0; i < Pool::kMaxLingering; ++i) {
+    cores.push_back(WriteAndClose("f" + std::to_string(i), 10 + i, 3000));
+  }
+  EXPECT_EQ(Pool::Default().LingeringCount(), Pool::kMaxLingering);
+  for (const auto& core : cores) ASSERT_FALSE(core.expired());
+  std::weak_ptr<FileCore> newest = WriteAndClose("newest", 30, 3000);
+  EXPECT_FALSE(newest.expired());
+  EXPECT_EQ(Pool::Default().LingeringCount(), Pool::kMaxLingering);
+  EXPECT_TRUE(cores[0].expired()) << "the oldest was pushed out";
+  EXPECT_FALSE(OpenSomewhere(dir_.File("f0")));
+  for (size_t i = 1; i < cores.size(); ++i) EXPECT_FALSE(cores[i].expired()) << i;
+  ExpectReads("f0", 10, 3000);
+}
+
 // What the shim hands a program that opens a file open here again (shim/open.cc, ReopenOpenHere):
 // the Pool says the file is open here while it lingers, and its engine keeps one O_PATH descriptor
 // of its inode, whatever becomes of the name, closed with the engine.
