@@ -93,13 +93,14 @@ test-asan: build-asan
 BENCH_ARGS ?=
 # The crash simulator needs pmem/'s trace mode, a build of its own; only the test binaries that need
 # it are built there (the simulator, the planted bug, and the races landed by the trace build's
-# hooks: in-place appends, the order of frees, grow-ahead wake-ups, the shared-state sweep). Selected by name: their label (crash) also covers
+# hooks: in-place appends, the order of frees, grow-ahead wake-ups, the shared-state sweep, an attach while the file grows). Selected by name: their label (crash) also covers
 # the process-kill tests, which the plain tree already runs.
 test-crash-sim: deps
 	$(call configure,build-trace,-DTERN_PMEM_TRACE=ON -DTERN_BUILD_BENCH=OFF)
-	cmake --build build-trace -j $(JOBS) --target crash_sim_test planted_bug_test tail_race_test free_order_test grow_ahead_test state_sweep_race_test
+	cmake --build build-trace -j $(JOBS) --target crash_sim_test planted_bug_test tail_race_test free_order_test grow_ahead_test state_sweep_race_test \
+	  attach_grow_race_test
 	cd build-trace && ctest --output-on-failure --no-tests=error -j $(CTEST_JOBS) \
-	  -R '^(CrashSim|PlantedBug|TailRaceTest|FreeOrderTest|GrowAheadTest|StateSweepRaceTest)\.'
+	  -R '^(CrashSim|PlantedBug|TailRaceTest|FreeOrderTest|GrowAheadTest|StateSweepRaceTest|AttachGrowRaceTest)\.'
 
 # libFuzzer targets, CI-sized (fuzz/run.sh: its own clang ASan tree in build-fuzz/, a fixed number
 # of executions per target, then every saved regression input).
