@@ -55,6 +55,9 @@ class Backing {
     return v == nullptr ? 0 : v->nblocks;
   }
   int fd() const { return fd_; }
+  // A new open file description of the backing file's inode, through /proc/self/fd (whatever became
+  // of its name: a deleted file is still this file). `flags` as open(2)'s. -1 with errno on failure.
+  int OpenAgain(int flags) const;
   // Releases every OFD lock of the descriptor and closes it, keeping the mappings: BackingCache
   // parks the mappings of files it let go, because unmapping costs more than keeping them until
   // the process ends. The mappings keep the open file description alive, and with it any lock

@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <charconv>
 #include <cstring>
 
 #include "lib/backing_cache.h"
@@ -400,12 +399,7 @@ Status FileCore::BuildAllocator() {
 int FileCore::PathDescriptor() {
   int fd = path_fd_.load(std::memory_order_acquire);
   if (fd >= 0) return fd;
-  // Through /proc: the backing's own inode whatever became of the name (no check needed, and a
-  // deleted file is still this file). No snprintf: its first use faults formatting code in.
-  char proc[32] = "/proc/self/fd/";
-  auto [end, ec] = std::to_chars(proc + 14, proc + sizeof(proc) - 1, backing_->fd());
-  *end = '\0';
-  int opened = open(proc, O_PATH | O_CLOEXEC);
+  int opened = backing_->OpenAgain(O_PATH | O_CLOEXEC);  // no check needed: the same inode
   if (opened < 0) return -1;
   int expected = -1;
   if (path_fd_.compare_exchange_strong(expected, opened)) return opened;

@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <utility>
 
 #include "lib/atomic_max.h"
@@ -305,9 +304,7 @@ void FileCore::AfterForkInChild() {
   }
   compacting_.store(false);  // a compaction running in the parent did not come along
   slot_ = kNoSlot;
-  char path[64];
-  snprintf(path, sizeof(path), "/proc/self/fd/%d", backing_->fd());
-  int fd = open(path, (backing_->writable() ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+  int fd = backing_->OpenAgain((backing_->writable() ? O_RDWR : O_RDONLY) | O_CLOEXEC);
   if (fd < 0) {
     TERN_LOG_ERROR("%s: after fork, cannot reopen the backing file (errno %d); this process's "
                    "allocations are not reclaimable if it dies", path_.c_str(), errno);

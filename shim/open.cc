@@ -265,8 +265,8 @@ int ReopenOpenHere(const std::string& abs, int flags, mode_t mode) {
   struct stat st;
   // One name only: the kept descriptor shows (in /proc/self/fd) the name it was opened by, which
   // for a file with several hard links may not be the one opened now.
-  if (real.fstatat(AT_FDCWD, abs.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
-      st.st_nlink != 1 || st.st_size % 4096 != 0 || !Pool::Default().IsOpenHere(st.st_dev, st.st_ino)) {
+  if (real.fstatat(AT_FDCWD, abs.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !ShapedLikeTernFile(st) ||
+      st.st_nlink != 1 || !Pool::Default().IsOpenHere(st.st_dev, st.st_ino)) {
     return kNotOpenHere;
   }
   int engine_flags = flags & (O_ACCMODE | O_CREAT | O_TRUNC | O_NOFOLLOW);
