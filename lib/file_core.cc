@@ -373,7 +373,8 @@ void FileCore::SupersedeClaims::Update(uint32_t first, uint32_t end) {
   // back, never freed as superseded. (One merely superseded since our first look stays log-owned
   // and unreferenced until a sweep collects it: space, never data.) Claims kept from the last
   // attempt were looked at then and stay as they are.
-  bool refreshed = core_->Refresh().ok();
+  LogPos from = core_->applied_.load();
+  bool refreshed = core_->TailUntouched(from, core_->table_.size(), first, end).has_value() || core_->Refresh().ok();
   size_t out = 0;
   bool unclaimed = false;
   it = kept.begin();

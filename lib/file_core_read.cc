@@ -1,9 +1,12 @@
 // FileCore: the lock-free read path. Copy from the blocks the table maps, then validate against
 // the log: commits that landed after the copy started and remapped copied blocks force a recopy of
 // those blocks only; a size change restarts the read. No locks, no pins: a block can be reused only
-// after a commit that superseded it, and that commit is what validation finds.
+// after a commit that superseded it, and that commit is what validation finds. Commits this
+// process has not applied to its table yet are looked at, not replayed, when they concern neither
+// the blocks read nor the size (TailUntouched).
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "lib/file_core.h"
 #include "pmem/persist.h"
@@ -62,16 +65,34 @@ Result<size_t> FileCore::Read(void* buf, size_t n, uint64_t offset) {
   TERN_TRY(guard.status());
   // Each pass reads the file as of one log position; a pass is abandoned when the size changed.
   for (;;) {
-    TERN_ASSIGN_OR_RETURN(LogPos pos, Refresh());
+    // The table as it stands when no commit past it concerns this read (TailUntouched: no mutex,
+    // no replay), else brought up to the tail first.
+    LogPos pos = applied_.load();
     uint64_t size = table_.size();
-    if (n == 0 || offset >= size) return size_t{0};
+    auto blocks_of = [&](uint64_t file_size) {
+      if (n == 0 || offset >= file_size) return VRange{};
+      uint64_t last = std::min<uint64_t>(offset + n, file_size) - 1;
+      return VRange{static_cast<uint32_t>(offset / kBlockSize), static_cast<uint32_t>(last / kBlockSize + 1)};
+    };
+    VRange range = blocks_of(size);
+    if (std::optional<LogPos> tail = TailUntouched(pos, size, range.lo, range.hi)) {
+      pos = *tail;
+    } else {
+      TERN_ASSIGN_OR_RETURN(pos, Refresh());
+      size = table_.size();
+      range = blocks_of(size);
+    }
+    if (range.empty()) return size_t{0};
     uint64_t len = std::min<uint64_t>(n, size - offset);
-    auto first = static_cast<uint32_t>(offset / kBlockSize);
-    auto end = static_cast<uint32_t>((offset + len - 1) / kBlockSize + 1);
+    uint32_t first = range.lo, end = range.hi;
     CopyRange(out, offset, len, first, end, lookup, copy);
     // Validation: the copy is the file as of `pos` unless a later commit remapped a copied block.
     bool size_changed = false;
     while (!IsFree(pos)) {
+      if (std::optional<LogPos> later = TailUntouched(pos, size, first, end)) {
+        pos = *later;
+        continue;
+      }
       TERN_ASSIGN_OR_RETURN(LogPos now, Refresh());
       if (table_.size() != size) {
         size_changed = true;
@@ -87,6 +108,29 @@ Result<size_t> FileCore::Read(void* buf, size_t n, uint64_t offset) {
     if (!size_changed) return static_cast<size_t>(len);
     Counted().read_retries.fetch_add(1, std::memory_order_relaxed);
   }
+}
+
+std::optional<LogPos> FileCore::TailUntouched(LogPos from, uint64_t size, uint32_t first, uint32_t end) {
+  // A checkpoint jump past `from`: the log blocks in between were never followed here.
+  if (from < ckpt_pos_.load()) return std::nullopt;
+  for (LogPos pos = from; pos < from + kMaxUnappliedLook; ++pos) {
+    const uint64_t* slot = SlotAddress(pos);
+    if (slot == nullptr) return std::nullopt;
+    uint64_t entry = pmem::Load64(slot);
+    if (entry == 0) return pos;
+    // The record's checksum is the replay's to check (once); its runs are immutable once committed.
+    auto c = DecodeCommit(entry, alloc_->num_blocks(), *this, /*verify_crc=*/false);
+    if (!c.ok() || c->unmap_beyond) return std::nullopt;
+    if (c->size_rule == Commit::SizeRule::kSet && c->size != size) return std::nullopt;
+    if (c->size_rule == Commit::SizeRule::kExtendToEnd &&
+        (c->inline_run.vblock + BlockCount{c->inline_run.count}).ToBytes() > size) {
+      return std::nullopt;
+    }
+    bool touches = false;
+    c->ForEachRun([&](const MapRun& r) { touches |= r.vblock.value() < end && r.vblock.value() + r.count > first; });
+    if (touches) return std::nullopt;
+  }
+  return std::nullopt;
 }
 
 }  // namespace tern

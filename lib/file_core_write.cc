@@ -3,6 +3,7 @@
 // another commit took the tail first; the attempt is redone at the new tail, recopying only the
 // partial blocks whose source a newer commit changed. No locks.
 #include <algorithm>
+#include <optional>
 
 #include "lib/file_core.h"
 #include "lib/test_hooks.h"
@@ -152,13 +153,28 @@ Result<size_t> FileCore::Write(const void* buf, size_t n, uint64_t offset, bool 
   // OCC loop. An attempt is invalidated when another commit takes the tail slot first; the next
   // attempt refreshes, recopies partial blocks whose source changed, and tries the new tail.
   for (;;) {
-    auto refreshed = Refresh();
-    if (!refreshed.ok()) {
-      failure = refreshed.status();
-      break;
+    LogPos pos;
+    uint64_t size;
+    // An overwrite inside the file needs the table current for its own blocks only: the commits
+    // past it that concern neither those nor the size are looked at, not replayed (TailUntouched),
+    // so that two writers do not take the replay mutex at every write to apply each other's.
+    std::optional<LogPos> tail;
+    if (!append && tx.prepared) {
+      LogPos from = applied_.load();
+      size = table_.size();
+      if (offset + n <= size) tail = TailUntouched(from, size, tx.first, tx.end);
     }
-    LogPos pos = *refreshed;
-    uint64_t size = table_.size();
+    if (tail.has_value()) {
+      pos = *tail;
+    } else {
+      auto refreshed = Refresh();
+      if (!refreshed.ok()) {
+        failure = refreshed.status();
+        break;
+      }
+      pos = *refreshed;
+      size = table_.size();
+    }
     uint64_t off = append ? size : offset;
     if (n == 0) {
       *written_at = off;

@@ -85,6 +85,15 @@ bool Fleet::Spawn(int process) {
   auto now = std::chrono::steady_clock::now();
   for (int t = 0; t < threads_; ++t) {
     auto g = static_cast<size_t>(process * threads_ + t);
+    // A killed writer's last op is resolved by Check; started again before that, the new writer
+    // would repeat op numbers the file already holds.
+    if (states_[g] == WriterState::kDead) {
+      ADD_FAILURE() << "writer " << g << " started again before a Check resolved its kill";
+      return false;
+    }
+  }
+  for (int t = 0; t < threads_; ++t) {
+    auto g = static_cast<size_t>(process * threads_ + t);
     FleetWriter& w = shared_->writers[g];
     w.place.store(kNoPlace);
     w.error.store(0);

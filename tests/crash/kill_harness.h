@@ -49,6 +49,8 @@ class Fleet {
   // Creates the file and the shared memory, spawns every process. False (with a
   // failure) on error.
   bool Start();
+  // Starts process `p`'s writers again. REQUIRES: a Check since they were killed (else a gtest
+  // failure and false).
   bool Spawn(int process);
   // SIGKILLs and reaps process `p`; its writers become dead (their op in flight
   // unresolved until the next Check). Errors: it was not running, or it had
