@@ -270,20 +270,84 @@ bool OpenSomewhere(const std::string& path) {
 }
 
 namespace {
-int g_hand_over_to_parent = -1, g_hand_over_from_parent = -1;
-}  // namespace
+// The child's ends of its pipes (HookedChild), for the hook's callback, a plain function.
+int g_hooked_to_parent = -1, g_hooked_from_parent = -1;
 
-void SetHandOverPipes(int to_parent, int from_parent) {
-  g_hand_over_to_parent = to_parent;
-  g_hand_over_from_parent = from_parent;
-}
-
-void HandOverToParentOnce() {
+void StopAtHookOnce() {
   static bool done = false;
   if (done) return;
   done = true;
   char c = 'h';
-  if (write(g_hand_over_to_parent, &c, 1) != 1 || read(g_hand_over_from_parent, &c, 1) != 1) _exit(10);
+  if (write(g_hooked_to_parent, &c, 1) != 1 || read(g_hooked_from_parent, &c, 1) != 1) _exit(10);
+}
+}  // namespace
+
+std::unique_ptr<HookedChild> HookedChild::Fork(test_hooks::WindowHook& hook, const std::function<int()>& body) {
+  int up[2], down[2];
+  if (pipe(up) != 0) {
+    ADD_FAILURE() << "pipe: " << strerror(errno);
+    return nullptr;
+  }
+  if (pipe(down) != 0) {
+    ADD_FAILURE() << "pipe: " << strerror(errno);
+    close(up[0]);
+    close(up[1]);
+    return nullptr;
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(up[0]);
+    close(down[1]);
+    g_hooked_to_parent = up[1];
+    g_hooked_from_parent = down[0];
+    char go;
+    if (read(down[0], &go, 1) != 1) _exit(9);
+    hook.callback.store(StopAtHookOnce);
+    _exit(body());
+  }
+  close(up[1]);
+  close(down[0]);
+  if (pid < 0) {
+    ADD_FAILURE() << "fork: " << strerror(errno);
+    close(up[0]);
+    close(down[1]);
+    return nullptr;
+  }
+  std::unique_ptr<HookedChild> child(new HookedChild);
+  child->pid_ = pid;
+  child->to_child_ = down[1];
+  child->from_child_ = up[0];
+  return child;
+}
+
+HookedChild::~HookedChild() {
+  close(to_child_);
+  close(from_child_);
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+}
+
+void HookedChild::Go() {
+  char c = 'g';
+  if (write(to_child_, &c, 1) != 1) ADD_FAILURE() << "the child is gone before it started";
+}
+
+bool HookedChild::Stopped() {
+  char c;
+  return read(from_child_, &c, 1) == 1;
+}
+
+void HookedChild::Resume() {
+  char c = 'r';
+  if (write(to_child_, &c, 1) != 1) ADD_FAILURE() << "the child is gone while it was stopped";
+}
+
+int HookedChild::Wait() {
+  int status = WaitExitStatus(pid_);
+  pid_ = -1;
+  return status;
 }
 
 int WaitExitStatus(pid_t pid) {

@@ -14,6 +14,7 @@
 
 #include "lib/file.h"
 #include "lib/status.h"
+#include "lib/test_hooks.h"
 
 // Status / Result assertions that print the errno and the context.
 // Each may be followed by `<< more context`.
@@ -101,12 +102,32 @@ bool OpenSomewhere(const std::string& path);
 
 // Waits for child `pid`; its exit status, or -1 when it did not exit normally (or pid <= 0).
 int WaitExitStatus(pid_t pid);
-// For a forked child stopped at a trace-build hook (lib/test_hooks.h) while its parent acts: after
-// SetHandOverPipes, the first HandOverToParentOnce (the hook's callback) writes a byte to
-// `to_parent` and waits for one from `from_parent`; later calls do nothing. A broken pipe ends the
-// child with status 10.
-void SetHandOverPipes(int to_parent, int from_parent);
-void HandOverToParentOnce();
+// A forked child that stops once at a trace-build hook (lib/test_hooks.h) while its parent acts:
+//   auto child = HookedChild::Fork(test_hooks::some_hook, [&] { ...; return 0; });
+//   (the parent prepares) child->Go(); ASSERT_TRUE(child->Stopped());
+//   (the parent acts inside the window) child->Resume(); EXPECT_EQ(child->Wait(), 0);
+// Forked before the parent opens anything, so that the child's opens are its own (no inherited
+// engine). The child exits with the body's result; 9 when the parent went away before Go, 10
+// when it went away while the child was stopped.
+class HookedChild {
+ public:
+  // Forks; nullptr (with a test failure) when pipe or fork fails. `hook` is armed in the child
+  // only, when its body starts; the first pass through it stops the child.
+  static std::unique_ptr<HookedChild> Fork(test_hooks::WindowHook& hook, const std::function<int()>& body);
+  ~HookedChild();  // closes the pipes; a child still running is killed and reaped
+  HookedChild(const HookedChild&) = delete;
+  HookedChild& operator=(const HookedChild&) = delete;
+
+  void Go();       // the child starts its body
+  bool Stopped();  // waits until the child stops at the hook; false if it ended first
+  void Resume();   // the stopped child goes on
+  int Wait();      // its exit status (WaitExitStatus)
+
+ private:
+  HookedChild() = default;
+  pid_t pid_ = -1;
+  int to_child_ = -1, from_child_ = -1;
+};
 // Shared-state objects published in `dir`'s private shared-state directory (one per file open
 // somewhere, or left by processes killed while they had it open).
 size_t PublishedObjects(const TempDir& dir);

@@ -7,7 +7,6 @@
 // Either mistake leaves an open file whose shared state has no name, so the next process cannot
 // attach to it (or builds a second one): the tests check the name and a second process's open.
 #include <fcntl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -67,38 +66,27 @@ TEST(StateSweepRaceTest, AnObjectPublishedWhileTheSweeperHeldTheStaleOneStaysPub
 TEST(StateSweepRaceTest, AnOpenerWhoseObjectWasSweptBeforeItLockedItBuildsAFreshOne) {
   test::TempDir dir;
   std::string path = dir.File("f");
-  int up[2], down[2];
-  ASSERT_EQ(pipe(up), 0);
-  ASSERT_EQ(pipe(down), 0);
-  // Forked before the parent opens the file, so that it inherits no mapping of the object.
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    test::SetHandOverPipes(up[1], down[0]);
-    char go;
-    if (read(down[0], &go, 1) != 1) _exit(9);
-    test_hooks::after_state_attach_open.callback.store(test::HandOverToParentOnce);
+  // Stopped after it opened the object, before it locks it.
+  auto child = test::HookedChild::Fork(test_hooks::after_state_attach_open, [&] {
     auto f = File::Open(path, O_RDWR);  // the parent holds it: this one attaches
-    if (!f.ok()) _exit(2);
-    if (!Reads(**f, 2)) _exit(3);
+    if (!f.ok()) return 2;
+    if (!Reads(**f, 2)) return 3;
     auto reachable = (*f)->core().BlocksReachable();
-    if (!reachable.ok() || (*f)->core().BlocksInUse() != *reachable) _exit(4);
+    if (!reachable.ok() || (*f)->core().BlocksInUse() != *reachable) return 4;
     // Its object must be the published one, so that others can share it.
-    if (test::PublishedObjects(dir) != 1) _exit(5);
+    if (test::PublishedObjects(dir) != 1) return 5;
     int code = test::ChildReads(path, 2, kBytes) == 0 ? 0 : 6;
     test::CloseAndSettle(std::move(*f));  // a last close: removes the name
-    _exit(code);
-  }
-  close(up[1]);
-  close(down[0]);
+    return code;
+  });
+  ASSERT_NE(child, nullptr);
   auto holder = File::Open(path, O_RDWR | O_CREAT, 0644);
   TERN_ASSERT_OK(holder);
   std::vector<uint8_t> data = Pattern(2, 0, kBytes);
   TERN_ASSERT_OK((*holder)->Pwrite(data.data(), data.size(), 0));
   TERN_ASSERT_OK((*holder)->Fsync());
-  char c = 'g';
-  ASSERT_EQ(write(down[1], &c, 1), 1);
-  ASSERT_EQ(read(up[0], &c, 1), 1) << "the child opened the object and waits";
+  child->Go();
+  ASSERT_TRUE(child->Stopped()) << "the child opened the object and waits";
   // The holder closes: the child holds the file open, so this is not a last close and the object
   // keeps its name, with no process mapping it; the sweep removes it.
   std::string object;
@@ -120,11 +108,9 @@ TEST(StateSweepRaceTest, AnOpenerWhoseObjectWasSweptBeforeItLockedItBuildsAFresh
   auto swept = SharedState::SweepOrphans(dir.shm_dir());
   TERN_ASSERT_OK(swept);
   EXPECT_EQ(*swept, 1u);
-  ASSERT_EQ(write(down[1], &c, 1), 1);
-  EXPECT_EQ(test::WaitExitStatus(pid), 0) << "2: open failed, 3: bytes, 4: free-block count, 5: no name, 6: a second "
+  child->Resume();
+  EXPECT_EQ(child->Wait(), 0) << "2: open failed, 3: bytes, 4: free-block count, 5: no name, 6: a second "
                                  "process could not attach";
-  close(up[0]);
-  close(down[1]);
   EXPECT_EQ(test::PublishedObjects(dir), 0u) << "the child's last close removed its object";
 }
 
