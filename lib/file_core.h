@@ -353,13 +353,13 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // Union of virtual blocks in [first, end) that commits in [from, to) remapped; {0,0} if none.
   struct VRange { uint32_t lo = 0, hi = 0; bool empty() const { return lo >= hi; } };
   Result<VRange> ChangedIn(LogPos from, LogPos to, uint32_t first, uint32_t end);
-  // A reader's look past the table, without the replay mutex: the first free position at or after
+  // A look past the table, without the replay mutex: the first free position at or after
   // `from` when the commits in between (at most kMaxUnappliedLook) neither change the size from
   // `size` nor map any block of [first, end), so the table serves those blocks as of that
   // position; nullopt otherwise (and for anything unusual: a checkpoint jump, a log block not
-  // followed yet, an entry that does not decode), when the reader refreshes instead. With two
-  // threads on a file, each commit would otherwise have the other thread's next read take the
-  // mutex and replay it (file_core_read.cc).
+  // followed yet, an entry that does not decode), when the caller refreshes instead. Reads and
+  // overwrites inside the file use it: with two threads on a file, each commit would otherwise
+  // have the other thread's next operation take the mutex and replay it (file_core_read.cc).
   std::optional<LogPos> TailUntouched(LogPos from, uint64_t size, uint32_t first, uint32_t end);
   static constexpr int kMaxUnappliedLook = 2;
 

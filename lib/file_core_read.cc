@@ -71,7 +71,7 @@ Result<size_t> FileCore::Read(void* buf, size_t n, uint64_t offset) {
     uint64_t size = table_.size();
     auto blocks_of = [&](uint64_t file_size) {
       if (n == 0 || offset >= file_size) return VRange{};
-      uint64_t last = std::min<uint64_t>(offset + n, file_size) - 1;
+      uint64_t last = offset + std::min<uint64_t>(n, file_size - offset) - 1;
       return VRange{static_cast<uint32_t>(offset / kBlockSize), static_cast<uint32_t>(last / kBlockSize + 1)};
     };
     VRange range = blocks_of(size);
