@@ -66,10 +66,14 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
 
   // Opens the backing file at `path`: formats it when it is new (empty and writable), replays its
   // log, and attaches to (or, as the only opener, creates) its shared state. Flags as File::Open;
-  // O_TRUNC and O_APPEND are the caller's business. Errors as File::Open. `slotless`: a read-only
-  // open that reads without the shared state even where it may write the file (file_core_readonly.cc;
-  // for when the shared-state directory fails).
-  static Result<std::shared_ptr<FileCore>> Open(const std::string& path, int flags, mode_t mode, bool slotless = false);
+  // O_TRUNC and O_APPEND are the caller's business. Errors as File::Open. `slotless`: whether a
+  // read-only open reads without the shared state even where it may write the file
+  // (file_core_readonly.cc): never; only when the file is open nowhere else (Pool's first reads:
+  // a writer elsewhere would find its GC held back by such a reader for as long as it reads); or
+  // always (when the shared-state directory fails).
+  enum class Slotless { kNever, kIfOpenNowhereElse, kAlways };
+  static Result<std::shared_ptr<FileCore>> Open(const std::string& path, int flags, mode_t mode,
+                                                Slotless slotless = Slotless::kNever);
   // Open's steps once the backing file is open, as `backing` (`st` its stat): lock, format or
   // check, attach or create the shared state, replay. Pool::OpenCore calls it directly with a
   // Backing this process kept (BackingCache::TakeUnchanged) or a spare it placed at `path`

@@ -67,12 +67,12 @@ Status ReadHeaderLocked(const Backing& backing, const struct stat& st, const std
 
 }  // namespace
 
-Result<std::shared_ptr<FileCore>> FileCore::Open(const std::string& path, int flags, mode_t mode, bool slotless) {
+Result<std::shared_ptr<FileCore>> FileCore::Open(const std::string& path, int flags, mode_t mode, Slotless slotless) {
   int access = flags & O_ACCMODE;
   if (access == O_ACCMODE) return Status::Error(EINVAL, "bad access mode");
   int extra = O_CLOEXEC | (flags & (O_CREAT | O_EXCL | O_NOFOLLOW));
   // Copy-on-write reads old blocks, so the backing file is opened read-write when allowed.
-  bool writable = !slotless || access != O_RDONLY;
+  bool writable = slotless == Slotless::kNever || access != O_RDONLY;
   int fd = writable ? open(path.c_str(), O_RDWR | extra, mode) : -1;
   if (fd < 0 && access == O_RDONLY && (!writable || errno == EACCES || errno == EROFS || errno == ETXTBSY)) {
     writable = false;
@@ -88,6 +88,13 @@ Result<std::shared_ptr<FileCore>> FileCore::Open(const std::string& path, int fl
   if (!S_ISREG(st.st_mode)) {
     close(fd);
     return Status::Error(S_ISDIR(st.st_mode) ? EISDIR : kNotTernFile, "not a regular file");
+  }
+  if (!writable && slotless == Slotless::kIfOpenNowhereElse) {
+    auto elsewhere = OpenedElsewhere(fd);
+    if (!elsewhere.ok() || *elsewhere) {
+      close(fd);
+      return Open(path, flags, mode, Slotless::kNever);
+    }
   }
   // A Backing this process kept from an earlier open of the same inode comes with its pages mapped
   // (and was a tern file then: the header is checked under the open lock below, as for any file).

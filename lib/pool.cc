@@ -230,6 +230,8 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
   std::unique_ptr<KeptTable> kept_table;
   struct stat kept_st {};
   bool reopen = false;  // this process closed the file lately: it may linger (pool.h)
+  struct stat seen {};   // the file the path named at the fast path's look, when seen_file
+  bool seen_file = false;
   // Fast path: the file is open here already. The kernel still checks permission and existence
   // flags for this open: stat follows the path as open would (its walk checks the directories),
   // and faccessat the file's permission, unless it allowed the same already (AccessGrant).
@@ -245,6 +247,8 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
     }
     exists = rc == 0;
     if (rc == 0 && S_ISREG(st.st_mode)) {
+      seen = st;
+      seen_file = st.st_size > 0;  // (an empty file is formatted by a writer, never read slotless)
       std::shared_ptr<FileCore> found;
       AccessGrant grant;
       {
@@ -295,16 +299,21 @@ Result<std::shared_ptr<FileCore>> Pool::OpenCore(const std::string& path, int fl
   }
   // Backings of files closed long ago that the cache let go: parked and released in the background.
   if (BackingCache::Default().WantsRelease()) Schedule(nullptr, Job::kReleaseBackings);
+  FileCore::Slotless slotless = FileCore::Slotless::kNever;
+  if (!want_write && kept == nullptr && seen_file && slotless_first_reads_.load(std::memory_order_relaxed)) {
+    std::lock_guard lock(mu_);
+    if (FirstReadLocked(seen.st_dev, seen.st_ino)) slotless = FileCore::Slotless::kIfOpenNowhereElse;
+  }
   auto opened = kept != nullptr ? FileCore::OpenWith(path, flags, std::move(kept), kept_st, std::move(kept_table), placed)
-                                : FileCore::Open(path, flags, mode);
+                                : FileCore::Open(path, flags, mode, slotless);
   // A file unlinked (or replaced) between FileCore::Open's open(2) and its lock: open again.
   for (int retry = 0; retry < kMaxStaleRetries && !opened.ok() && opened.status().err() == ESTALE; ++retry) {
-    opened = FileCore::Open(path, flags, mode);
+    opened = FileCore::Open(path, flags, mode, slotless);
   }
   // A reader whose open could not make, grow or open the shared state (its directory full or
   // missing, the object not its to write) reads without it, as one that may not write the file does.
   if (!opened.ok() && !want_write && SharedState::Failures() != shared_state_failures) {
-    opened = FileCore::Open(path, flags, mode, /*slotless=*/true);
+    opened = FileCore::Open(path, flags, mode, FileCore::Slotless::kAlways);
   }
   TERN_ASSIGN_OR_RETURN(std::shared_ptr<FileCore> core, std::move(opened));
   if (want_write) PrepareForWrites(*core);
@@ -322,6 +331,42 @@ bool Pool::IsOpenHere(dev_t dev, ino_t ino) {
   std::lock_guard lock(mu_);
   auto it = cores_.find({dev, ino});
   return it != cores_.end() && !it->second.core.expired();
+}
+
+void Pool::EnableSlotlessFirstReads() { slotless_first_reads_.store(true); }
+
+bool Pool::FirstReadLocked(dev_t dev, ino_t ino) {
+  std::pair<dev_t, ino_t> id{dev, ino};
+  for (auto& remembered : read_once_) {
+    if (remembered == id) {
+      remembered = {};
+      return false;
+    }
+  }
+  read_once_[read_once_next_] = id;
+  read_once_next_ = (read_once_next_ + 1) % kReadOnceRemembered;
+  return true;
+}
+
+Result<std::shared_ptr<FileCore>> Pool::AttachedFor(const FileCore& core) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = cores_.find({core.dev(), core.ino()});
+    if (it != cores_.end()) {
+      if (std::shared_ptr<FileCore> found = it->second.core.lock(); found != nullptr && found->attached()) return found;
+    }
+  }
+  // Only where an open for writing could attach: a reader without write permission stays slotless.
+  if (faccessat(AT_FDCWD, core.path().c_str(), R_OK | W_OK, AT_EACCESS) != 0) {
+    return Status::Error(ENOTSUP, "no attached open of a file this process may not write");
+  }
+  TERN_ASSIGN_OR_RETURN(std::shared_ptr<FileCore> opened, FileCore::Open(core.path(), O_RDONLY, 0));
+  if (!opened->attached() || opened->dev() != core.dev() || opened->ino() != core.ino()) {
+    return Status::Error(ENOTSUP, "the path no longer names the file, or it cannot be attached");
+  }
+  std::lock_guard lock(mu_);
+  cores_[{opened->dev(), opened->ino()}].core = opened;
+  return opened;
 }
 
 void Pool::EnableLinger(std::chrono::milliseconds linger_for) {

@@ -68,6 +68,24 @@ class Pool {
   // tests (a slow machine must not end a lingering file a test expects open); it holds for files
   // that begin to linger after the call.
   void EnableLinger(std::chrono::milliseconds linger_for = kLingerFor);
+  // Reading without joining (off until EnableSlotlessFirstReads; the shim turns it on). A read-only
+  // open of an existing file that no other process has open, and that this process neither has
+  // open, nor kept from a close, nor read this way lately (the last kReadOnceRemembered such
+  // files) reads it slotless, as a process without write permission does (file_core_readonly.cc):
+  // no shared-state object to create or attach, no slot, no publication and no last-close
+  // protocol — most of a new process's first open (`cat`, a compiler's headers, a script's input).
+  // What it costs: a writer that opens the file while such a reader has it frees none of its log
+  // blocks until the reader closes (open_lock.h; a file open elsewhere, such as a log its daemon
+  // keeps open, is therefore read attached), and a mapping pins blocks through an attached open
+  // (AttachedFor). An open for writing, and a second read-only open of a file read this way
+  // lately, open as before, so a file read again and again lingers as before.
+  void EnableSlotlessFirstReads();
+  // An attached engine for the file `core` serves slotless: the one open here, or a new read-only
+  // open of core.path() when that still names the same file and this process may write it
+  // (registered, so later opens here find it). ENOTSUP when there is none to be had.
+  Result<std::shared_ptr<FileCore>> AttachedFor(const FileCore& core);
+  static constexpr size_t kReadOnceRemembered = 32;
+
   // The file (dev, ino) stops lingering and closes now if nobody here has it open: its name is
   // about to go (unlink), and a closed file's backing can be recycled (BackingCache::Retire).
   void EndLinger(dev_t dev, ino_t ino);
@@ -132,6 +150,13 @@ class Pool {
     std::shared_ptr<FileCore> core;
     std::chrono::steady_clock::time_point until;
   };
+  std::atomic<bool> slotless_first_reads_{false};
+  // The files (dev, ino) last opened slotless by choice, newest at read_once_next_ - 1.
+  std::pair<dev_t, ino_t> read_once_[kReadOnceRemembered]{};  // guarded by mu_
+  size_t read_once_next_ = 0;                                 // guarded by mu_
+  // Whether a read-only open of (dev, ino) reads slotless: true, and remembered, unless it was
+  // read so lately (then forgotten: this open attaches). REQUIRES: mu_ held.
+  bool FirstReadLocked(dev_t dev, ino_t ino);
   std::atomic<bool> linger_enabled_{false};
   std::vector<Lingering> lingering_;                  // guarded by mu_
   bool linger_scheduled_ = false;                     // guarded by mu_: a kEndLingering job is due

@@ -187,7 +187,9 @@ class SharedState {
   static Result<std::unique_ptr<SharedState>> CreateUnpublished(const struct stat& like,
                                                                 uint64_t num_blocks);
   // An object in this process's own memory, never published: a process without write access to
-  // the file reads it with one (slotless, file_core_readonly.cc). Only num_blocks is used.
+  // the file, or one reading it slotless by choice (lib/pool.h), reads it with one
+  // (file_core_readonly.cc). Only its header page is used; a few go back to a pool when
+  // destroyed, for the next ones.
   static Result<std::unique_ptr<SharedState>> CreatePrivate(uint64_t num_blocks);
   // Makes an object built by CreateUnpublished visible at `path`, replacing any stale one.
   Status Publish(const std::string& path);

@@ -19,6 +19,7 @@
 
 #include <algorithm>
 
+#include "lib/pool.h"
 #include "pmem/log.h"
 #include "pmem/mapping.h"
 #include "shim/common.h"
@@ -31,6 +32,7 @@
 using namespace tern::shim;
 using tern::FileCore;
 using tern::kBlockSize;
+using tern::Pool;
 
 extern "C" {
 void* TernMmap(void* addr, size_t len, int prot, int flags, int fd, off_t off) noexcept TERN_EXPORT_AS("mmap");
@@ -73,6 +75,10 @@ size_t MapDirect(Desc* d, int fd, char* p, size_t len, int prot, int flags, off_
   std::shared_ptr<FileCore> core = (*file)->core().shared_from_this();
   auto pinned = [&] {
     EngineScope engine;
+    // A file read slotless (a first read-only open, lib/pool.h) pins through an attached open.
+    if (!core->attached()) {
+      if (auto attached = Pool::Default().AttachedFor(*core); attached.ok()) core = std::move(*attached);
+    }
     return core->PinBlocks(first, end);
   }();
   if (!pinned.ok()) {

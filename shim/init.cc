@@ -225,6 +225,14 @@ void EnableBackingCache() {
   Pool::Default().EnableLinger();  // a reopen is told by the Backing the cache kept
 }
 
+// A program's first read-only open of a file reads it without joining its shared state
+// (lib/pool.h, "Reading without joining"); TERN_SLOTLESS_READS=0 turns that off.
+void EnableSlotlessFirstReads() {
+  const char* v = EnvGet("TERN_SLOTLESS_READS");
+  if (v != nullptr && strcmp(v, "0") == 0) return;
+  Pool::Default().EnableSlotlessFirstReads();
+}
+
 void InitShim() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -240,6 +248,7 @@ void InitShim() {
     // whole life: its libc calls go straight to the kernel.
     SetEngineThreadHook([] { ++t_engine_depth; });
     EnableBackingCache();
+    EnableSlotlessFirstReads();
     g_ready.store(true, std::memory_order_release);
     AdoptInheritedFds();
   });

@@ -356,6 +356,37 @@ TEST_F(ShimPrograms, LevelDb) {
 #endif
 }
 
+// A program's first read-only open of a file reads it slotless (lib/pool.h): no shared-state
+// object is published for it, and a mapping of it joins the file (an attached open pins the
+// mapped blocks). With TERN_SLOTLESS_READS=0 the read joins at once, as before.
+TEST_F(ShimPrograms, AFirstReadJoinsNoSharedStateUntilItMaps) {
+  const std::string script =
+      "import mmap, os\n"
+      "st = os.stat('made')\n"
+      "prefix = '.tern.%x.%x.' % (st.st_dev, st.st_ino)\n"
+      "shm = os.environ.get('TERN_SHM_DIR', '/dev/shm')\n"
+      "def published(): return sum(n.startswith(prefix) for n in os.listdir(shm))\n"
+      "with open('made', 'rb') as f:\n"
+      "    data = f.read()\n"
+      "    read_alone = published()\n"
+      "    m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)\n"
+      "    print(read_alone, published(), m[:] == data, len(data))\n"
+      "    m.close()\n";
+  for (bool tern : {false, true}) {
+    RunResult made = s_.Bash("seq 1 20000 > made", tern);
+    ASSERT_EQ(made.status, 0) << made.err;
+  }
+  RunResult plain = s_.Run({"python3", "-c", script}, false);
+  ASSERT_EQ(plain.status, 0) << plain.err;
+  EXPECT_EQ(plain.out, "0 0 True 108894\n");
+  RunResult slotless = s_.Run({"python3", "-c", script}, true);
+  EXPECT_EQ(slotless.status, 0) << slotless.err;
+  EXPECT_EQ(slotless.out, "0 1 True 108894\n") << slotless.err;
+  RunResult joining = s_.Run({"python3", "-c", script}, true, {"TERN_SLOTLESS_READS=0"});
+  EXPECT_EQ(joining.status, 0) << joining.err;
+  EXPECT_EQ(joining.out, "1 1 True 108894\n") << joining.err;
+}
+
 // A shared mapping of a descriptor open for writing is refused, writable (its stores would bypass
 // the engine) or read-only (its owner reads through it what it writes with write(), and tern's
 // mappings show the file as at mmap time), with ENODEV and a line each. SQLite with mmap_size then
