@@ -151,7 +151,8 @@ class Pool {
     std::chrono::steady_clock::time_point until;
   };
   std::atomic<bool> slotless_first_reads_{false};
-  // The files (dev, ino) last opened slotless by choice, newest at read_once_next_ - 1.
+  // The files (dev, ino) whose last read-only open here was a first read (slotless unless open
+  // elsewhere), newest at read_once_next_ - 1.
   std::pair<dev_t, ino_t> read_once_[kReadOnceRemembered]{};  // guarded by mu_
   size_t read_once_next_ = 0;                                 // guarded by mu_
   // Whether a read-only open of (dev, ino) reads slotless: true, and remembered, unless it was
