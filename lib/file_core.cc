@@ -224,25 +224,37 @@ bool FileCore::ReleaseSpaceKeptForReuse() {
 void FileCore::GrowAhead() {
   test_hooks::at_grow_ahead.Run();
   if (!writable() || slot_ == kNoSlot || !alloc_->ready()) return;  // (scheduled by an allocation)
+  if (grow_wanted_.load(std::memory_order_relaxed) && grow_wanted_.exchange(false)) GrowStepAhead();
+  TouchAhead();
+}
+
+void FileCore::GrowStepAhead() {
   uint64_t have = alloc_->num_blocks();
   if (have - alloc_->CountUsed() >= GrowAheadDistance(have)) {  // freed space, or another grower came first
     grow_ahead_enough_at_.store(have, std::memory_order_relaxed);
     return;
   }
-  uint64_t want = 0;
-  {
-    std::lock_guard lock(grow_mu_);
-    if (alloc_->num_blocks() != have) return;  // a writer grew meanwhile
-    auto extended = ExtendBacking(1, GrowStep::kAmortised);
-    if (!extended.ok()) return;  // the writer will meet the error itself
-    want = *extended;
-  }
-  // The new blocks are allocated and mapped but not yet published: touch them first, so that the
-  // writers that take them find them ready (a first touch costs microseconds a page on this VM).
-  // A writer that runs out meanwhile grows over the same range itself and publishes it at once.
-  const uint8_t* p = Resolve(LogicalBlock(static_cast<uint32_t>(have)), static_cast<uint32_t>(want - have));
-  if (p != nullptr) pmem::TouchForWrite(const_cast<uint8_t*>(p), (want - have) * kBlockSize);
-  (void)PublishBlocks(want);  // failed: the writer that needs the blocks meets the error itself
+  std::lock_guard lock(grow_mu_);
+  if (alloc_->num_blocks() != have) return;  // a writer grew meanwhile, and touches what it grew
+  auto extended = ExtendBacking(1, GrowStep::kAmortised);
+  if (!extended.ok()) return;  // the writer will meet the error itself
+  // Published untouched: the writers are still half a step away, and TouchAhead keeps just ahead
+  // of them. Touching the whole step here cost a file that stops soon after (a LevelDB table just
+  // past 2 MiB) up to a step of first touches that nobody used.
+  if (touched_to_.load(std::memory_order_relaxed) == kNothingToTouch) touched_to_.store(have, std::memory_order_relaxed);
+  (void)PublishBlocks(*extended);  // failed: the writer that needs the blocks meets the error itself
+}
+
+void FileCore::TouchAhead() {
+  uint64_t from = touched_to_.load(std::memory_order_relaxed);
+  uint64_t to = std::min(touch_wanted_to_.load(std::memory_order_relaxed), alloc_->num_blocks());
+  if (from == kNothingToTouch || from >= to) return;
+  // A writer may take these blocks while they are touched: the touch is a locked add of zero,
+  // which loses no store of theirs.
+  const uint8_t* p = Resolve(LogicalBlock(static_cast<uint32_t>(from)), static_cast<uint32_t>(to - from));
+  if (p != nullptr) pmem::TouchForWrite(const_cast<uint8_t*>(p), (to - from) * kBlockSize);
+  uint64_t expected = from;
+  touched_to_.compare_exchange_strong(expected, to, std::memory_order_relaxed);
 }
 
 Status FileCore::Allocate(uint64_t nblocks, BlockRuns* runs) {
@@ -285,16 +297,24 @@ Status FileCore::Allocate(uint64_t nblocks, BlockRuns* runs) {
   }
   const BlockRun& last = runs->back();
   if (Resolve(last.start, last.count) == nullptr) return Status::Error(EIO, "map allocated blocks");
-  // Near the end of the file: have the Pool's thread grow and pre-touch the next step.
+  // Near the end of the file: have the Pool's thread grow the next step; near the end of what it
+  // touched of a step it grew: have it touch the next few blocks.
   uint64_t nblocks_now = alloc_->num_blocks();
+  uint64_t end = last.end().value();
   // Loaded before the exchange: a write to the flag's line, even of the same value, takes it from
   // every other thread that reads it.
-  bool near_end = last.end().value() + GrowAheadDistance(nblocks_now) > nblocks_now;
+  bool near_end = end + GrowAheadDistance(nblocks_now) > nblocks_now;
+  uint64_t touched = touched_to_.load(std::memory_order_relaxed);
+  bool near_untouched = touched < nblocks_now && end + kTouchAheadBlocks > touched;
   uint64_t enough_at = grow_ahead_enough_at_.load(std::memory_order_relaxed);
-  if (!near_end) {
+  if (!near_end && enough_at != 0) {
     // Away from the end (the allocator wrapped round to freed space): look again next time.
-    if (enough_at != 0) grow_ahead_enough_at_.store(0, std::memory_order_relaxed);
-  } else if (enough_at != nblocks_now && !grow_ahead_scheduled_.load() && !grow_ahead_scheduled_.exchange(true)) {
+    grow_ahead_enough_at_.store(0, std::memory_order_relaxed);
+  }
+  bool want_growth = near_end && enough_at != nblocks_now;
+  if (want_growth && !grow_wanted_.load(std::memory_order_relaxed)) grow_wanted_.store(true, std::memory_order_relaxed);
+  if (near_untouched) RaiseAtomic(touch_wanted_to_, end + 2 * kTouchAheadBlocks);
+  if ((want_growth || near_untouched) && !grow_ahead_scheduled_.load() && !grow_ahead_scheduled_.exchange(true)) {
     Pool::Default().Schedule(shared_from_this(), Pool::Job::kGrowAhead);
   }
   return Status::Ok();

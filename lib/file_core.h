@@ -147,7 +147,8 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   enum class GcMode { kAuto, kFull };
   Result<CompactStats> Compact(GcMode mode = GcMode::kFull);
   // Background work for the Pool's thread: grows the file ahead of the allocator when free space
-  // runs low, and touches the new pages so writers take no first-touch fault (file_core.cc).
+  // runs low, and touches the new pages a little ahead of the writers so that they take no
+  // first-touch fault (file_core.cc).
   void GrowAhead();
   // File::NoteModified; AnnounceOwedChange is the Pool's delayed job for it (file_core_space.cc).
   void NoteModified();
@@ -432,6 +433,10 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // asked to grow it; 0 for a small file, which is never grown ahead.
   static uint64_t GrowAheadDistance(uint64_t have);
   static constexpr uint64_t kGrowAheadBlocks = 256;  // at least this much free space ahead
+  // GrowAhead's two halves: a step added at the end when writers near it asked (grow_wanted_),
+  // and [touched_to_, touch_wanted_to_) of the published blocks touched.
+  void GrowStepAhead();
+  void TouchAhead();
   Status Allocate(uint64_t nblocks, BlockRuns* runs);
   Result<BlockRun> AllocateContiguous(uint32_t nblocks);
   // Ownership transitions of allocated blocks (allocator.h): our uncommitted blocks go back to the
@@ -559,6 +564,16 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // do not schedule it again: each schedule wakes that thread (a futex wake-up, microseconds
   // here), and an overwrite-only file near its end would otherwise do so every few writes.
   std::atomic<uint64_t> grow_ahead_enough_at_{0};
+  // What the Pool's thread has touched of the space it grew ahead: blocks below touched_to_ need
+  // no touch from it (kNothingToTouch until it grows the file); writers raise touch_wanted_to_ to
+  // a little past where they allocate, and it touches up to there (TouchAhead).
+  static constexpr uint64_t kNothingToTouch = UINT64_MAX;
+  std::atomic<bool> grow_wanted_{false};  // a writer near the end asked for a step (GrowStepAhead)
+  // A writer this close to the end of what the Pool's thread touched asks it to touch twice as
+  // far (256 KiB: a wake-up every 64 blocks written, at most 512 KiB touched and never used).
+  static constexpr uint64_t kTouchAheadBlocks = 64;
+  std::atomic<uint64_t> touched_to_{kNothingToTouch};
+  std::atomic<uint64_t> touch_wanted_to_{0};
   std::atomic<bool> announce_owed_{false};  // a change waits for the Pool's delayed announcement
  private:
   static constexpr int64_t kAnnounceIntervalNs = 10'000'000;
