@@ -170,10 +170,13 @@ uint64_t FileCore::AmortisedStep(uint64_t have) {
 }
 
 uint64_t FileCore::GrowAheadDistance(uint64_t have) {
-  // A small file is never grown ahead: its writer grows it when it runs out, which is cheap at
-  // that size, and a pass of the Pool's thread touching a few pages ahead cost more than the
-  // writer's own first touches (YCSB load: LevelDB's stream of new tables and logs).
-  if (have < kBlocksPerGrowStep) return 0;
+  // A file under 256 KiB is never grown ahead: its writer grows it when it runs out, which is cheap
+  // at that size, and most such files stop soon (a create of a small file would wake the Pool's
+  // thread for nothing). From there on a writer is likely streaming, and the Pool's thread takes
+  // the growth and the first touches off it (LevelDB's compaction thread writing a new table,
+  // YCSB load: 5-15 % faster than growing those files on the writer up to 2 MiB).
+  if (have < kGrowAheadFromBlocks) return 0;
+  if (have < kBlocksPerGrowStep) return have / 2;  // doubling: half of it ahead
   // Half a step: the Pool's thread must finish growing and touching a step before the writer has
   // used up what is left, and a step is bigger (and slower to prepare) the bigger the file.
   return std::max(kGrowAheadBlocks, AmortisedStep(have) / 2);

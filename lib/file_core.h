@@ -432,7 +432,8 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // How close to the end of the backing file an allocation may come before the Pool's thread is
   // asked to grow it; 0 for a small file, which is never grown ahead.
   static uint64_t GrowAheadDistance(uint64_t have);
-  static constexpr uint64_t kGrowAheadBlocks = 256;  // at least this much free space ahead
+  static constexpr uint64_t kGrowAheadFromBlocks = 64;  // 256 KiB
+  static constexpr uint64_t kGrowAheadBlocks = 256;  // at least this much free space ahead (2 MiB steps)
   // GrowAhead's two halves: a step added at the end when writers near it asked (grow_wanted_),
   // and [touched_to_, touch_wanted_to_) of the published blocks touched.
   void GrowStepAhead();
