@@ -80,6 +80,9 @@ class AllocatorBuildTest : public ::testing::Test {
     Write(**f, 5000, Pattern(51, 5000, 20000));
     Write(**f, (kLiveBlocks + 4) * kBlockSize + 10, Pattern(52, (kLiveBlocks + 4) * kBlockSize + 10, 300));
     TERN_ASSERT_OK((*f)->Fsync());
+    // Closed for good before the next open: a grow-ahead the writes asked for may hold the engine
+    // a moment longer, and an open meanwhile would find its (built) shared state.
+    CloseAndSettle(std::move(*f));
   }
   // The file's one shared-state object, mapped whole (its header first).
   SharedHeader* MapState() {
