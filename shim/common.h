@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <new>
 
 #include "lib/status.h"
@@ -74,5 +75,17 @@ inline int Fail(int err) {
 inline int FailWith(Status s) { return Fail(s.ok() ? EIO : s.err()); }
 
 void LogUnexpectedException(const char* where);
+
+// "/proc/self/fd/N": how the shim reaches what a descriptor names (the tern file behind a program's
+// O_PATH fd, a directory fd's path, a backing file opened again). No allocation: usable in a
+// fork's child and under a signal handler's call.
+class ProcFdPath {
+ public:
+  explicit ProcFdPath(int fd) { snprintf(text_, sizeof(text_), "/proc/self/fd/%d", fd); }
+  const char* c_str() const { return text_; }
+
+ private:
+  char text_[32];  // "/proc/self/fd/" and an int
+};
 
 }  // namespace tern::shim

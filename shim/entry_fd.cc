@@ -61,9 +61,7 @@ int LockFd(Desc* d, int fd) {
   HeldLockGuard lock(d->mu);
   lfd = d->lock_fd.load();
   if (lfd >= 0) return lfd;
-  char path[64];
-  snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-  lfd = Real().open(path, d->access() | O_CLOEXEC | O_NOCTTY);
+  lfd = Real().open(ProcFdPath(fd).c_str(), d->access() | O_CLOEXEC | O_NOCTTY);
   if (lfd < 0) return -1;
   lfd = MoveToInternalRange(lfd, true);
   MarkInternalFd(lfd);

@@ -71,14 +71,12 @@ int TernFremovexattr(int fd, const char* name) noexcept TERN_EXPORT_AS("fremovex
 
 namespace {
 
-std::string ProcPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
-
 // fstat through a program's own O_PATH fd of a tern file (fd_table.h): the kernel describes the
 // backing file; the tern file is what the fd names.
 void PatchTernPathFdStat(int fd, struct stat* st) {
   if (!IsTernPathFd(fd) || InEngine()) return;
   char target[PATH_MAX];
-  ssize_t n = readlink(ProcPath(fd).c_str(), target, sizeof(target) - 1);
+  ssize_t n = readlink(ProcFdPath(fd).c_str(), target, sizeof(target) - 1);
   if (n <= 0) return;
   target[n] = '\0';
   PatchPathStat(AT_FDCWD, target, false, st);
@@ -178,7 +176,7 @@ int SetTimes(int fd, const struct timespec* ts) {
   if (!d) return Real().futimens(fd, ts);
   struct stat st;
   if (Real().fstat(fd, &st) == 0) ForgetPendingTouches(st);
-  return Real().utimensat(AT_FDCWD, ProcPath(fd).c_str(), ts, 0);
+  return Real().utimensat(AT_FDCWD, ProcFdPath(fd).c_str(), ts, 0);
 }
 
 int SetTimesByPath(int dirfd, const char* path, const struct timespec* ts, int flags) {
@@ -336,7 +334,7 @@ ssize_t TernReadahead(int fd, off_t off, size_t count) noexcept {
 int TernFchmod(int fd, mode_t mode) noexcept {
   TERN_ENTRY_TRY
   if (!IsTernFd(fd)) return Real().fchmod(fd, mode);
-  return fchmodat(AT_FDCWD, ProcPath(fd).c_str(), mode, 0);
+  return fchmodat(AT_FDCWD, ProcFdPath(fd).c_str(), mode, 0);
   TERN_ENTRY_CATCH(-1)
 }
 
@@ -385,27 +383,27 @@ int TernUtime(const char* path, const struct utimbuf* times) noexcept {
 ssize_t TernFgetxattr(int fd, const char* name, void* value, size_t size) noexcept {
   TERN_ENTRY_TRY
   if (!IsTernFd(fd)) return Real().fgetxattr(fd, name, value, size);
-  return getxattr(ProcPath(fd).c_str(), name, value, size);
+  return getxattr(ProcFdPath(fd).c_str(), name, value, size);
   TERN_ENTRY_CATCH(-1)
 }
 
 int TernFsetxattr(int fd, const char* name, const void* value, size_t size, int flags) noexcept {
   TERN_ENTRY_TRY
   if (!IsTernFd(fd)) return Real().fsetxattr(fd, name, value, size, flags);
-  return setxattr(ProcPath(fd).c_str(), name, value, size, flags);
+  return setxattr(ProcFdPath(fd).c_str(), name, value, size, flags);
   TERN_ENTRY_CATCH(-1)
 }
 
 ssize_t TernFlistxattr(int fd, char* list, size_t size) noexcept {
   TERN_ENTRY_TRY
   if (!IsTernFd(fd)) return Real().flistxattr(fd, list, size);
-  return listxattr(ProcPath(fd).c_str(), list, size);
+  return listxattr(ProcFdPath(fd).c_str(), list, size);
   TERN_ENTRY_CATCH(-1)
 }
 
 int TernFremovexattr(int fd, const char* name) noexcept {
   TERN_ENTRY_TRY
   if (!IsTernFd(fd)) return Real().fremovexattr(fd, name);
-  return removexattr(ProcPath(fd).c_str(), name);
+  return removexattr(ProcFdPath(fd).c_str(), name);
   TERN_ENTRY_CATCH(-1)
 }

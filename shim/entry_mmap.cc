@@ -114,9 +114,7 @@ size_t MapDirect(Desc* d, int fd, char* p, size_t len, int prot, int flags, off_
   int map_fd = core->backing_fd();
   int own_fd = -1;
   if (!is_private && core->writable()) {
-    char proc[64];
-    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", map_fd);
-    own_fd = Real().open(proc, O_RDONLY | O_CLOEXEC, 0);
+    own_fd = Real().open(ProcFdPath(map_fd).c_str(), O_RDONLY | O_CLOEXEC, 0);
     if (own_fd < 0) {
       unpin();
       return 0;

@@ -334,11 +334,9 @@ Result<File*> EnsureFile(Desc* d, int fd) {
   HeldLockGuard lock(d->mu);
   f = d->file.load(std::memory_order_acquire);
   if (f != nullptr) return f;
-  char path[64];
-  snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
   auto opened = [&] {
     EngineScope engine;
-    return File::Open(path, d->access());
+    return File::Open(ProcFdPath(fd).c_str(), d->access());
   }();
   if (!opened.ok()) {
     TERN_LOG_WARN("shim: %s (fd %d): cannot open the inherited tern file: errno %d (%s)",

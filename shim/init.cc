@@ -141,9 +141,8 @@ void AdoptInheritedFds() {
     if (fl < 0 || (fl & O_PATH) == 0) continue;
     struct stat st;
     if (Real().fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) continue;
-    char link[64], target[PATH_MAX];
-    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-    ssize_t n = readlink(link, target, sizeof(target) - 1);
+    char target[PATH_MAX];
+    ssize_t n = readlink(ProcFdPath(fd).c_str(), target, sizeof(target) - 1);
     if (n <= 0) continue;
     std::string path(target, static_cast<size_t>(n));
     constexpr const char kDeleted[] = " (deleted)";

@@ -85,9 +85,8 @@ int TernFdNamedBy(const char* path) {
 // again by the name it has now — a new open file description at offset 0, as the kernel's reopen
 // gives; a deleted file cannot be (ENXIO, with a line).
 int ReopenTernFd(int n, int flags, mode_t mode) {
-  char link[64], target[PATH_MAX];
-  snprintf(link, sizeof(link), "/proc/self/fd/%d", n);
-  ssize_t len = readlink(link, target, sizeof(target) - 1);
+  char target[PATH_MAX];
+  ssize_t len = readlink(ProcFdPath(n).c_str(), target, sizeof(target) - 1);
   if (len < 0) return -1;
   std::string abs(target, static_cast<size_t>(len));
   struct stat was, now;

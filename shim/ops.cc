@@ -275,10 +275,8 @@ off_t DescLseek(Desc* d, int fd, off_t off, int whence) {
 
 void TouchIfDirty(Desc* d, int fd) {
   if (!d->dirty.exchange(false, std::memory_order_relaxed)) return;
-  char path[64];
-  snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
   int saved = errno;
-  Real().utimensat(AT_FDCWD, path, nullptr, 0);
+  Real().utimensat(AT_FDCWD, ProcFdPath(fd).c_str(), nullptr, 0);
   errno = saved;
 }
 

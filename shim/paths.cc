@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string_view>
 
+#include "shim/common.h"
 #include "shim/env.h"
 
 namespace tern::shim {
@@ -70,10 +71,8 @@ bool AbsolutePath(int dirfd, const char* path, std::string* out) {
   if (dirfd == AT_FDCWD) {
     base = CurrentDir();
   } else {
-    char link[64];
-    snprintf(link, sizeof(link), "/proc/self/fd/%d", dirfd);
     char buf[PATH_MAX];
-    ssize_t n = readlink(link, buf, sizeof(buf) - 1);
+    ssize_t n = readlink(ProcFdPath(dirfd).c_str(), buf, sizeof(buf) - 1);
     if (n > 0) base.assign(buf, static_cast<size_t>(n));
   }
   if (base.empty() || base[0] != '/') return false;
