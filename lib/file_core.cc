@@ -176,8 +176,11 @@ uint64_t FileCore::GrowAheadDistance(uint64_t have) {
   // the growth and the first touches off it (LevelDB's compaction thread writing a new table,
   // YCSB load: 5-15 % faster than growing those files on the writer up to 2 MiB).
   if (have < kGrowAheadFromBlocks) return 0;
-  if (have < kBlocksPerGrowStep) return have / 2;  // doubling: half of it ahead
-  // Half a step: the Pool's thread must finish growing and touching a step before the writer has
+  // Doubling: a quarter of it ahead, so that a file that stops (most do) has not doubled for
+  // nothing; the Pool's thread grows a doubling step in a fraction of the time the writer takes
+  // to fill that quarter.
+  if (have < kBlocksPerGrowStep) return have / 4;
+  // Half a step: the Pool's thread must finish growing and mapping a step before the writer has
   // used up what is left, and a step is bigger (and slower to prepare) the bigger the file.
   return std::max(kGrowAheadBlocks, AmortisedStep(have) / 2);
 }
@@ -204,8 +207,11 @@ Status FileCore::PublishBlocks(uint64_t want) {
   return Status::Ok();
 }
 
-Status FileCore::Grow(uint64_t min_blocks, GrowStep how) {
+Status FileCore::Grow(uint64_t min_blocks, GrowStep how, uint64_t seen_blocks) {
   std::lock_guard lock(grow_mu_);
+  // Grown while this writer waited for the lock (the Pool's thread growing ahead, another writer):
+  // that space first. Growing again would double the file past what it needs.
+  if (alloc_->num_blocks() > seen_blocks) return Status::Ok();
   auto grow = [&]() -> Status {
     TERN_ASSIGN_OR_RETURN(uint64_t want, ExtendBacking(min_blocks, how));
     TERN_TRY(PublishBlocks(want));
@@ -241,6 +247,7 @@ void FileCore::GrowStepAhead() {
   if (alloc_->num_blocks() != have) return;  // a writer grew meanwhile, and touches what it grew
   auto extended = ExtendBacking(1, GrowStep::kAmortised);
   if (!extended.ok()) return;  // the writer will meet the error itself
+  test_hooks::while_growing_ahead.Run();
   // Published untouched: the writers are still half a step away, and TouchAhead keeps just ahead
   // of them. Touching the whole step here cost a file that stops soon after (a LevelDB table just
   // past 2 MiB) up to a step of first touches that nobody used.
@@ -274,6 +281,7 @@ Status FileCore::Allocate(uint64_t nblocks, BlockRuns* runs) {
     left -= r.count;
   };
   while (left > 0) {
+    uint64_t seen_blocks = alloc_->num_blocks();
     BlockRun r = alloc_->TryAllocate(static_cast<uint32_t>(std::min<uint64_t>(left, UINT32_MAX)), slot_);
     if (r.count == 0) {
       // Out of space: take back our own deferred frees, then finish dead processes' half-done
@@ -288,7 +296,7 @@ Status FileCore::Allocate(uint64_t nblocks, BlockRuns* runs) {
       }
       auto reclaimed = ReclaimDeadSlots();
       if (reclaimed.ok() && *reclaimed > 0) continue;
-      Status st = Grow(left, GrowStep::kAmortised);
+      Status st = Grow(left, GrowStep::kAmortised, seen_blocks);
       if (!st.ok()) {
         ReleaseRuns(*runs);
         runs->clear();
@@ -327,6 +335,7 @@ Result<BlockRun> FileCore::AllocateContiguous(uint32_t nblocks) {
   if (slot_ == kNoSlot) return Status::Error(EIO, "no process slot: this process cannot allocate");
   if (!alloc_->ready()) return Status::Error(EIO, "allocating before the block allocator was built");
   for (;;) {
+    uint64_t seen_blocks = alloc_->num_blocks();
     BlockRun got = alloc_->TryAllocateContiguous(nblocks, slot_);
     if (got.count == nblocks) {
       if (Resolve(got.start, got.count) == nullptr) return Status::Error(EIO, "map allocated blocks");
@@ -334,7 +343,7 @@ Result<BlockRun> FileCore::AllocateContiguous(uint32_t nblocks) {
     }
     // Fresh space at the end is contiguous. Only what is asked for: a fragmented file would
     // otherwise grow by an amortising step at every checkpoint.
-    TERN_TRY(Grow(nblocks, GrowStep::kExact));
+    TERN_TRY(Grow(nblocks, GrowStep::kExact, seen_blocks));
   }
 }
 

@@ -417,8 +417,10 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // kAmortised doubles a small file and grows a big one by at least an eighth (appends); kExact
   // by what is asked (a contiguous run for a record or checkpoint). Either way to the next size
   // the growth rule allows (BackingBlocksFor).
+  // `seen_blocks`: the block count the caller found no room in; when the file has grown past it
+  // since, Grow returns at once and the caller tries the new space.
   enum class GrowStep { kAmortised, kExact };
-  Status Grow(uint64_t min_blocks, GrowStep how);
+  Status Grow(uint64_t min_blocks, GrowStep how, uint64_t seen_blocks);
   // After ENOSPC: gives back the space of what this process keeps for reuse (BackingCache's spares,
   // SharedStateSpares). True if it kept anything.
   static bool ReleaseSpaceKeptForReuse();

@@ -125,7 +125,8 @@ void Pool::GcThreadMain() {
       continue;
     }
     if (next.second == Job::kGrowAhead) {
-      core->GrowAhead();
+      // A file closed since it asked needs no space ahead (and its close would wait for the job).
+      if (core.use_count() > 1) core->GrowAhead();
       core->grow_ahead_scheduled_.store(false);
       continue;
     }

@@ -3,6 +3,7 @@
 // has freed space to wrap round to, so the job finds nothing to do; it must then not be asked again
 // until the allocator has left the end and come back (once per pass over the file), or a writer
 // near the end wakes it every few writes. Counted with a hook (trace builds only; label crash).
+// A writer that runs out of space while that thread grows the file takes the new space.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -68,6 +69,43 @@ TEST(GrowAheadTest, OverwritesWakeThePoolAtMostOncePerPassOverTheFile) {
   EXPECT_GE(g_grow_ahead_jobs.load(), 1) << "the hook never ran: writers near the end must still ask once";
   // Overwrites reuse the space they free: the file did not have to grow for them.
   EXPECT_LE(BackingBytes(dir.File("f")), backing_before + static_cast<off_t>(kBlocksPerGrowStep * kBlockSize));
+}
+
+std::atomic<int> g_slow_growths{0};
+void SlowGrowth() {
+  g_slow_growths.fetch_add(1);
+  usleep(100 * 1000);
+}
+
+// The Pool's thread grows a file of 256 KiB ahead of its writer (a doubling); a writer that runs out
+// while that growth holds the grow lock must take the new space, not grow the file again.
+TEST(GrowAheadTest, AWriterThatRunsOutWhileThePoolGrowsTakesThatSpace) {
+  test::TempDir dir;
+  auto opened = File::Open(dir.File("f"), O_RDWR | O_CREAT, 0644);
+  TERN_ASSERT_OK(opened);
+  File& f = **opened;
+  std::vector<uint8_t> block(kBlockSize, 0x33);
+  uint64_t written = 0;
+  auto append_until = [&](uint64_t blocks) {
+    for (; written < blocks; ++written) TERN_ASSERT_OK(f.Pwrite(block.data(), block.size(), written * kBlockSize));
+  };
+  g_slow_growths.store(0);
+  test_hooks::while_growing_ahead.callback.store(SlowGrowth);
+  // 64 blocks of backing (its writer doubled it so far), most of them used: the Pool's thread is
+  // asked to double it and holds the grow lock for a while.
+  append_until(56);
+  for (int i = 0; i < 5000 && g_slow_growths.load() == 0; ++i) usleep(1000);
+  ASSERT_EQ(g_slow_growths.load(), 1) << "the Pool's thread did not grow the file ahead";
+  EXPECT_EQ(BackingBytes(dir.File("f")), static_cast<off_t>(128 * kBlockSize));
+  // Past the 64 blocks that are published: this writer waits for the lock, then finds the space.
+  append_until(80);
+  for (int i = 0; i < 5000 && f.core().grow_ahead_scheduled_.load(); ++i) usleep(1000);
+  test_hooks::while_growing_ahead.callback.store(nullptr);
+  EXPECT_EQ(BackingBytes(dir.File("f")), static_cast<off_t>(128 * kBlockSize)) << "grown twice";
+  std::vector<uint8_t> got(written * kBlockSize);
+  auto n = f.Pread(got.data(), got.size(), 0);
+  ASSERT_TRUE(n.ok() && *n == got.size());
+  EXPECT_EQ(got, std::vector<uint8_t>(got.size(), 0x33));
 }
 
 }  // namespace

@@ -87,6 +87,8 @@ TEST_P(SharedStateLossTest, NextOpenRebuildsTheBitmapAndKeepsEveryBlock) {
     Write(**f, 1 << 20, Pattern(50, 1 << 20, 70000));
     Write(**f, 5000, Pattern(51, 5000, 20000));
     TERN_ASSERT_OK((*f)->Fsync());
+    // The Pool's thread, growing the file ahead, may hold it a moment past the close.
+    CloseAndSettle(std::move(*f));
   }
   ASSERT_TRUE(dir_.ShmEntries().empty())
       << "the last close left its shared state behind";

@@ -43,6 +43,9 @@ class RecoveryTest : public ::testing::Test {
       }
       writes_.push_back(writes[i]);
     }
+    // Closed for good before the test damages the file: the Pool's thread, growing it ahead, may
+    // hold it a moment past the close.
+    test::CloseAndSettle(std::move(*r));
   }
 
   // Content after the first `k` writes, then `extra`.

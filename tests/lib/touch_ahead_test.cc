@@ -54,15 +54,15 @@ TEST(TouchAheadTest, ThePoolGrowsAndTouchesJustAheadOfAnAppender) {
   EXPECT_EQ(core.touched_to_.load(), FileCore::kNothingToTouch);
   EXPECT_LE(BackingBlocks(path), 64u);
 
-  // From 256 KiB on the Pool's thread grows the file ahead of its writer, doubling and then in
-  // 2 MiB steps, and touches only a little ahead of it. (A few blocks at a time, each time until
+  // From 256 KiB on the Pool's thread grows the file ahead of its writer (a quarter of it ahead
+  // while doubling, then half of a 2 MiB step), and touches only a little ahead of it. (A few blocks at a time, each time until
   // the Pool's thread is done: a writer that asks while a job runs is heard at its next ask, and
   // one that outruns the job grows the file itself, which is no failure of either.)
   const uint64_t stop = kBlocksPerGrowStep * 7 / 4;
   uint64_t backing = 0;
   uint64_t touched = 0;
   while (appended < stop) {
-    append_until(std::min(stop, appended + FileCore::kTouchAheadBlocks / 4));
+    append_until(std::min(stop, appended + FileCore::kTouchAheadBlocks / 8));
     settle();
     if (appended < 64) continue;
     backing = BackingBlocks(path);
