@@ -248,8 +248,8 @@ void FileCore::GrowStepAhead() {
   auto extended = ExtendBacking(1, GrowStep::kAmortised);
   if (!extended.ok()) return;  // the writer will meet the error itself
   test_hooks::while_growing_ahead.Run();
-  // Published untouched: the writers are still half a step away, and TouchAhead keeps just ahead
-  // of them. Touching the whole step here cost a file that stops soon after (a LevelDB table just
+  // Published untouched: the writers are still a quarter of the backing or half a step away, and
+  // TouchAhead keeps just ahead of them. Touching the whole step here cost a file that stops soon after (a LevelDB table just
   // past 2 MiB) up to a step of first touches that nobody used.
   if (touched_to_.load(std::memory_order_relaxed) == kNothingToTouch) touched_to_.store(have, std::memory_order_relaxed);
   (void)PublishBlocks(*extended);  // failed: the writer that needs the blocks meets the error itself

@@ -568,8 +568,9 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   // here), and an overwrite-only file near its end would otherwise do so every few writes.
   std::atomic<uint64_t> grow_ahead_enough_at_{0};
   // What the Pool's thread has touched of the space it grew ahead: blocks below touched_to_ need
-  // no touch from it (kNothingToTouch until it grows the file); writers raise touch_wanted_to_ to
-  // a little past where they allocate, and it touches up to there (TouchAhead).
+  // no touch from it (kNothingToTouch until it grows the file; only that thread writes it);
+  // writers raise touch_wanted_to_ to a little past where they allocate, and it touches up to
+  // there (TouchAhead).
   static constexpr uint64_t kNothingToTouch = UINT64_MAX;
   std::atomic<bool> grow_wanted_{false};  // a writer near the end asked for a step (GrowStepAhead)
   // A writer this close to the end of what the Pool's thread touched asks it to touch twice as
