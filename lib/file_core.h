@@ -39,6 +39,7 @@
 #include "lib/checkpoint_format.h"
 #include "lib/commit.h"
 #include "lib/file.h"
+#include "lib/grow_ahead_asks.h"
 #include "lib/huge_buffer.h"
 #include "lib/kept_table.h"
 #include "lib/log_block_format.h"
@@ -148,7 +149,7 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   Result<CompactStats> Compact(GcMode mode = GcMode::kFull);
   // Background work for the Pool's thread: grows the file ahead of the allocator when free space
   // runs low, and touches the new pages a little ahead of the writers so that they take no
-  // first-touch fault (file_core.cc).
+  // first-touch fault (file_core_grow.cc).
   void GrowAhead();
   // File::NoteModified; AnnounceOwedChange is the Pool's delayed job for it (file_core_space.cc).
   void NoteModified();
@@ -413,7 +414,7 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   PendingShard& OwnPending() { return pending_[ThreadOpCell()]; }
   bool AnyPending() const;  // by the lists' sizes, without their locks
 
-  // --- space (file_core.cc) ---
+  // --- space (file_core_grow.cc) ---
   // kAmortised doubles a small file and grows a big one by at least an eighth (appends); kExact
   // by what is asked (a contiguous run for a record or checkpoint). Either way to the next size
   // the growth rule allows (BackingBlocksFor).
@@ -436,8 +437,8 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   static uint64_t GrowAheadDistance(uint64_t have);
   static constexpr uint64_t kGrowAheadFromBlocks = 64;  // 256 KiB
   static constexpr uint64_t kGrowAheadBlocks = 256;  // at least this much free space ahead (2 MiB steps)
-  // GrowAhead's two halves: a step added at the end when writers near it asked (grow_wanted_),
-  // and [touched_to_, touch_wanted_to_) of the published blocks touched.
+  // GrowAhead's two halves: a step added at the end when writers near it asked for one, and the
+  // published blocks touched up to where they asked (grow_ahead_asks.h).
   void GrowStepAhead();
   void TouchAhead();
   Status Allocate(uint64_t nblocks, BlockRuns* runs);
@@ -561,23 +562,7 @@ class FileCore : public BlockResolver, public std::enable_shared_from_this<FileC
   std::atomic<uint32_t> chain_first_{0};
  public:
   std::atomic<bool> compaction_scheduled_{false};  // the Pool's thread has it queued
-  std::atomic<bool> grow_ahead_scheduled_{false};
-  // The block count at which the Pool's thread last found enough free space to need no growth
-  // (0: not found). Until the allocator leaves the end of the file again, writers near the end
-  // do not schedule it again: each schedule wakes that thread (a futex wake-up, microseconds
-  // here), and an overwrite-only file near its end would otherwise do so every few writes.
-  std::atomic<uint64_t> grow_ahead_enough_at_{0};
-  // What the Pool's thread has touched of the space it grew ahead: blocks below touched_to_ need
-  // no touch from it (kNothingToTouch until it grows the file; only that thread writes it);
-  // writers raise touch_wanted_to_ to a little past where they allocate, and it touches up to
-  // there (TouchAhead).
-  static constexpr uint64_t kNothingToTouch = UINT64_MAX;
-  std::atomic<bool> grow_wanted_{false};  // a writer near the end asked for a step (GrowStepAhead)
-  // A writer this close to the end of what the Pool's thread touched asks it to touch twice as
-  // far (256 KiB: a wake-up every 64 blocks written, at most 512 KiB touched and never used).
-  static constexpr uint64_t kTouchAheadBlocks = 64;
-  std::atomic<uint64_t> touched_to_{kNothingToTouch};
-  std::atomic<uint64_t> touch_wanted_to_{0};
+  GrowAheadAsks grow_ahead_;  // its writers' asks of the Pool's thread (grow_ahead_asks.h)
   std::atomic<bool> announce_owed_{false};  // a change waits for the Pool's delayed announcement
  private:
   static constexpr int64_t kAnnounceIntervalNs = 10'000'000;

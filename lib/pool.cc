@@ -127,7 +127,7 @@ void Pool::GcThreadMain() {
     if (next.second == Job::kGrowAhead) {
       // A file closed since it asked needs no space ahead (and its close would wait for the job).
       if (core.use_count() > 1) core->GrowAhead();
-      core->grow_ahead_scheduled_.store(false);
+      core->grow_ahead_.scheduled.store(false);
       continue;
     }
     auto stats = core->Compact(FileCore::GcMode::kAuto);
@@ -205,7 +205,7 @@ void Pool::ChildAfterFork() {
   for (auto& [weak, job] : pool.gc_queue_) {
     if (auto core = weak.lock()) {
       core->compaction_scheduled_.store(false);
-      core->grow_ahead_scheduled_.store(false);
+      core->grow_ahead_.scheduled.store(false);
       core->announce_owed_.store(false);
     }
   }

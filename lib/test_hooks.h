@@ -41,11 +41,11 @@ inline constinit WindowHook after_replay_apply;
 inline constinit WindowHook after_flush_refresh;
 // In UnpinBlocks (file_core_pin.cc), after its Refresh, before it looks where the blocks are.
 inline constinit WindowHook after_unpin_refresh;
-// At the start of GrowAhead (file_core.cc), the Pool thread's job a writer near the end of the
+// At the start of GrowAhead (file_core_grow.cc), the Pool thread's job a writer near the end of the
 // backing file schedules: a test counts how often writers wake that thread.
 inline constinit WindowHook at_grow_ahead;
-// In GrowStepAhead (file_core.cc), with the grow lock held, after the backing file grew and before
-// the new blocks are published: a writer that runs out of space now waits for that lock.
+// In GrowStepAhead (file_core_grow.cc), with the grow lock held, after the backing file grew and
+// before the new blocks are published: a writer that runs out of space now waits for that lock.
 inline constinit WindowHook while_growing_ahead;
 // In SharedState::Attach (shared_state.cc), after it opened the object and before it locks it.
 inline constinit WindowHook after_state_attach_open;

@@ -1,5 +1,5 @@
 // A writer that allocates near the end of the backing file asks the Pool's thread to grow it ahead
-// (FileCore::Allocate, lib/file_core.cc), and each ask wakes that thread. An overwrite-only file
+// (FileCore::Allocate, lib/file_core_grow.cc), and each ask wakes that thread. An overwrite-only file
 // has freed space to wrap round to, so the job finds nothing to do; it must then not be asked again
 // until the allocator has left the end and come back (once per pass over the file), or a writer
 // near the end wakes it every few writes. Counted with a hook (trace builds only; label crash).
@@ -49,7 +49,7 @@ TEST(GrowAheadTest, OverwritesWakeThePoolAtMostOncePerPassOverTheFile) {
   // A grow-ahead the prefill asked for may still be running (on a loaded machine): let it finish
   // first (bounded). One that had already passed the hook when it was installed would grow the
   // file unseen, and the overwrites could then stay in the space it made.
-  for (int i = 0; i < 5000 && f.core().grow_ahead_scheduled_.load(); ++i) usleep(1000);
+  for (int i = 0; i < 5000 && f.core().grow_ahead_.scheduled.load(); ++i) usleep(1000);
   g_grow_ahead_jobs.store(0);
   test_hooks::at_grow_ahead.callback.store(CountGrowAhead);
   constexpr uint32_t kPasses = 4;
@@ -60,7 +60,7 @@ TEST(GrowAheadTest, OverwritesWakeThePoolAtMostOncePerPassOverTheFile) {
     TERN_ASSERT_OK(f.Fsync());
   }
   // A job asked for last may still be queued on the Pool's thread: let it run (bounded).
-  for (int i = 0; i < 5000 && f.core().grow_ahead_scheduled_.load(); ++i) usleep(1000);
+  for (int i = 0; i < 5000 && f.core().grow_ahead_.scheduled.load(); ++i) usleep(1000);
   test_hooks::at_grow_ahead.callback.store(nullptr);
 
   // Each pass over the backing file comes near its end once; a few more for the passes the
@@ -99,7 +99,7 @@ TEST(GrowAheadTest, AWriterThatRunsOutWhileThePoolGrowsTakesThatSpace) {
   EXPECT_EQ(BackingBytes(dir.File("f")), static_cast<off_t>(128 * kBlockSize));
   // Past the 64 blocks that are published: this writer waits for the lock, then finds the space.
   append_until(80);
-  for (int i = 0; i < 5000 && f.core().grow_ahead_scheduled_.load(); ++i) usleep(1000);
+  for (int i = 0; i < 5000 && f.core().grow_ahead_.scheduled.load(); ++i) usleep(1000);
   test_hooks::while_growing_ahead.callback.store(nullptr);
   EXPECT_EQ(BackingBytes(dir.File("f")), static_cast<off_t>(128 * kBlockSize)) << "grown twice";
   std::vector<uint8_t> got(written * kBlockSize);

@@ -15,6 +15,7 @@
 
 #include "lib/file.h"
 #include "lib/file_core.h"
+#include "lib/grow_ahead_asks.h"
 #include "lib/layout_constants.h"
 #include "tests/test_util.h"
 
@@ -44,14 +45,14 @@ TEST(TouchAheadTest, ThePoolGrowsAndTouchesJustAheadOfAnAppender) {
   };
   // The Pool's job asked for last may still run (bounded wait).
   auto settle = [&] {
-    for (int i = 0; i < 5000 && core.grow_ahead_scheduled_.load(); ++i) usleep(1000);
-    ASSERT_FALSE(core.grow_ahead_scheduled_.load()) << "the Pool's thread did not get to the job";
+    for (int i = 0; i < 5000 && core.grow_ahead_.scheduled.load(); ++i) usleep(1000);
+    ASSERT_FALSE(core.grow_ahead_.scheduled.load()) << "the Pool's thread did not get to the job";
   };
 
   // A small file is grown by its writer, who touches what it writes: nothing for the Pool.
   append_until(24);
   settle();
-  EXPECT_EQ(core.touched_to_.load(), FileCore::kNothingToTouch);
+  EXPECT_EQ(core.grow_ahead_.touched_to.load(), GrowAheadAsks::kNothingToTouch);
   EXPECT_LE(BackingBlocks(path), 64u);
 
   // From 256 KiB on the Pool's thread grows the file ahead of its writer (a quarter of it ahead
@@ -62,19 +63,19 @@ TEST(TouchAheadTest, ThePoolGrowsAndTouchesJustAheadOfAnAppender) {
   uint64_t backing = 0;
   uint64_t touched = 0;
   while (appended < stop) {
-    append_until(std::min(stop, appended + FileCore::kTouchAheadBlocks / 8));
+    append_until(std::min(stop, appended + GrowAheadAsks::kTouchAheadBlocks / 8));
     settle();
     if (appended < 64) continue;
     backing = BackingBlocks(path);
-    touched = core.touched_to_.load();
+    touched = core.grow_ahead_.touched_to.load();
     uint64_t used = core.BlocksInUse();  // the meta block, the data, the log blocks
-    ASSERT_NE(touched, FileCore::kNothingToTouch) << "the Pool's thread never grew the file ahead, at " << appended;
-    ASSERT_GE(touched + FileCore::kTouchAheadBlocks, used) << "the touches fell behind the writer, at " << appended;
-    ASSERT_LE(touched, used + 2 * FileCore::kTouchAheadBlocks) << "touched far past what was written, at " << appended;
+    ASSERT_NE(touched, GrowAheadAsks::kNothingToTouch) << "the Pool's thread never grew the file ahead, at " << appended;
+    ASSERT_GE(touched + GrowAheadAsks::kTouchAheadBlocks, used) << "the touches fell behind the writer, at " << appended;
+    ASSERT_LE(touched, used + 2 * GrowAheadAsks::kTouchAheadBlocks) << "touched far past what was written, at " << appended;
     ASSERT_LE(touched, backing);
   }
   EXPECT_EQ(backing, 3 * kBlocksPerGrowStep);
-  EXPECT_LT(touched + FileCore::kTouchAheadBlocks, backing) << "a whole step was touched";
+  EXPECT_LT(touched + GrowAheadAsks::kTouchAheadBlocks, backing) << "a whole step was touched";
 
   // What was written is there.
   std::vector<uint8_t> got(stop * kBlockSize);
