@@ -274,7 +274,7 @@ class ExecPlan {
       if (got == 0) break;
     }
     memfd_ = mem;
-    path_ = "/proc/self/fd/" + std::to_string(mem);
+    path_ = ProcFdPath(mem).c_str();
     std::vector<char*> args;  // argv may be argv_ itself (a script's interpreter)
     for (char* const* a = argv; a != nullptr && *a != nullptr; ++a) args.push_back(*a);
     args.push_back(nullptr);
